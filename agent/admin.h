@@ -1,0 +1,61 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Admin API over libmicrohttpd: policies, dry-run, health, readiness, metrics. */
+#ifndef MESHMASK_ADMIN_H
+#define MESHMASK_ADMIN_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "buf.h"
+
+#include "agent.h"
+#include "store.h"
+
+struct admin;
+
+/* Readiness beyond "policies loaded" (e.g. BPF attached); may be NULL. */
+typedef bool (*admin_ready_fn)(void *ctx);
+
+/* Start serving (libmicrohttpd's own thread). 0 or -errno (logged here). */
+int admin_start(struct admin **out, const struct agent_config *cfg, struct store *st,
+		admin_ready_fn ready, void *ready_ctx);
+void admin_stop(struct admin *a);
+
+/*
+ * Request handling without a socket (used by admin_start's server, unit tests, the fuzzer).
+ * All strings are borrowed and may be NULL when the request lacks them.
+ */
+struct admin_request {
+	const char *method, *path; /* path without the query string, percent-decoded */
+	const char *query_policy, *query_direction; /* ?policy= and ?direction= */
+	const char *authorization, *if_match, *content_type, *content_encoding;
+	const char *peer; /* client address, for the audit log of dry-runs */
+	const char *body;
+	size_t body_len;
+	bool body_too_large; /* the body went over the limit and was dropped */
+};
+
+struct admin_response {
+	int status;
+	struct mm_buf body;
+	const char *content_type; /* static or points into content_type_buf */
+	char content_type_buf[256];
+	char content_encoding[32];
+	char etag[72]; /* quoted, "" = none */
+	const char *allow;
+	const char *source; /* X-Meshmask-Source of a policy read */
+	bool www_authenticate;
+	bool has_values; /* dry-run: X-Meshmask-Values */
+	uint64_t values;
+};
+
+/* An admin API handler that serves nothing by itself; NULL with errno. */
+struct admin *admin_new(const struct agent_config *cfg, struct store *st, admin_ready_fn ready,
+			void *ready_ctx);
+/* Answer one request into *rs (zero-initialised by the caller; admin_response_free after). */
+void admin_handle(struct admin *a, const struct admin_request *rq, struct admin_response *rs);
+void admin_response_free(struct admin_response *rs);
+void admin_free(struct admin *a);
+
+#endif

@@ -1,0 +1,36 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Configuration of meshmask-agent (its command line, see agent_main.c). */
+#ifndef MESHMASK_AGENT_H
+#define MESHMASK_AGENT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+enum agent_log_level { AGENT_LOG_ERROR, AGENT_LOG_WARN, AGENT_LOG_INFO, AGENT_LOG_DEBUG };
+
+struct agent_config {
+	const char *policies_dir; /* --policies, default /etc/meshmask/policies */
+	const char *state_dir;    /* --state-dir, default /var/lib/meshmask */
+	const char *admin_addr;   /* --admin HOST:PORT, default 127.0.0.1:9477 */
+	const char *token_file;   /* --token-file, NULL = no token configured */
+	const char *tls_cert, *tls_key;
+	bool public_read;
+	size_t admin_max_body; /* admin request body limit; 0 = 1 MiB */
+	const char *audit_log;   /* --audit-log, "-" = stdout */
+	const char *cgroup_root; /* NULL = find in /proc/self/mountinfo */
+	const char *bpffs;       /* default /sys/fs/bpf */
+	uint16_t proxy_port;     /* default 15101 */
+	bool no_bpf;
+	const char *attach_cgroup; /* --attach-cgroup: where BPF attaches; NULL = cgroup root */
+	const char *instance;      /* --instance: pins under <bpffs>/meshmask/<instance> */
+	enum agent_log_level log_level;
+};
+
+/* printf-style log line to stderr with a level prefix; never pass traffic values to it. */
+void agent_log(enum agent_log_level level, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+extern enum agent_log_level agent_log_threshold;
+
+#endif

@@ -1,0 +1,87 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * HTTP/1.1 framing for the proxy: one struct http_session per proxied connection parses both
+ * directions incrementally (Content-Length, chunked with trailers, close-delimited, keep-alive,
+ * pipelining, HEAD/204/304, 1xx and Expect: 100-continue, Upgrade/CONNECT → tunnel), runs the
+ * bodies the policy covers through the masking engine, masks the headers named by header
+ * rules, and re-frames a body whose length changed. Pure C over byte buffers: no sockets.
+ */
+#ifndef MESHMASK_HTTP_H
+#define MESHMASK_HTTP_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdbool.h>
+
+#include "mask.h"
+#include "policy.h"
+
+struct http_limits {
+	size_t max_head;  /* request/status line + headers; default 64 KiB → bad_http */
+	size_t hold_body; /* masked bodies up to this size are held and sent with an exact
+			     Content-Length; larger ones stream chunked. Default 1 MiB */
+};
+
+/* What happened to one message, for metrics and audit (borrowed for the callback's duration). */
+struct http_message_info {
+	uint32_t direction;          /* POLICY_DIR_REQUEST / POLICY_DIR_RESPONSE */
+	const struct policy *policy; /* NULL when no policy applied */
+	int status;                  /* response status code, 0 for requests */
+	bool masked;                 /* the body went through the engine */
+	bool reframed;               /* Content-Length rewritten or switched to chunked */
+	enum mask_outcome outcome;
+	enum mm_reason reason;          /* MM_REASON_NONE unless something went wrong */
+	const struct mask_stats *stats; /* body stats, NULL if the body was not masked */
+	uint64_t header_values;         /* header values acted on by header rules */
+	const uint64_t *header_rule_values; /* per rule index (policy->n_rules), may be NULL */
+};
+
+struct http_hooks {
+	/*
+	 * A new message starts in `direction`: return the policy for it with a new reference
+	 * (the session drops it when the message ends), or NULL to pass it through untouched.
+	 * Called once per message, so a policy swap applies from the next message on.
+	 */
+	struct policy *(*policy_for)(void *ctx, uint32_t direction);
+	/* A message has been forwarded completely. May be NULL. */
+	void (*message_done)(void *ctx, const struct http_message_info *info);
+	void *ctx;
+};
+
+/* New session; `lim` may be NULL for defaults. NULL with errno. hooks are copied. */
+struct http_session *http_session_new(const struct http_hooks *hooks,
+				      const struct http_limits *lim);
+
+/*
+ * Bytes that arrived from the client (direction POLICY_DIR_REQUEST) or from the server
+ * (POLICY_DIR_RESPONSE). What must be sent to the other side goes to `sink`. Returns 0; the
+ * sink's error; -EPROTO when the stream must be cut (malformed HTTP under onError=block, or a
+ * body blocked by the engine): the caller closes both sides. Non-HTTP bytes on a session are
+ * handled per the policy's onError (pass → tunnel; fallback → entity scan of the raw stream;
+ * block → -EPROTO) and counted.
+ */
+int http_session_feed(struct http_session *s, uint32_t direction, const void *data, size_t len,
+		      mask_sink_fn sink, void *sink_ctx);
+
+/*
+ * The peer sending in `direction` closed its side: finish a close-delimited body. Returns as
+ * http_session_feed; -EPROTO if a message was cut short (truncated body).
+ */
+int http_session_eof(struct http_session *s, uint32_t direction, mask_sink_fn sink, void *sink_ctx);
+
+/* Whether the session has become an opaque tunnel (Upgrade, CONNECT, non-HTTP under pass). */
+bool http_session_is_tunnel(const struct http_session *s);
+
+/*
+ * Whether the side that receives `direction`'s output must now be closed: a re-framed body
+ * was sent close-delimited (with Connection: close) to an HTTP/1.0 peer. Later input in that
+ * direction is dropped. Additive to the original contract.
+ */
+bool http_session_must_close(const struct http_session *s, uint32_t direction);
+
+/* Bytes the session holds (head being parsed + held body), for backpressure decisions. */
+size_t http_session_buffered(const struct http_session *s, uint32_t direction);
+
+void http_session_free(struct http_session *s);
+
+#endif

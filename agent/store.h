@@ -1,0 +1,53 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The agent's policy store: policies from --policies DIR (hot-reloaded with inotify, including
+ * a ConfigMap's symlink swap) and policies pushed through the admin API (persisted atomically
+ * under --state-dir). Readers get an immutable struct policy_set; every change publishes a new
+ * set with an atomic pointer swap and notifies subscribers.
+ */
+#ifndef MESHMASK_STORE_H
+#define MESHMASK_STORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "agent.h"
+#include "policy.h"
+
+struct store;
+
+/* Load both sources and start watching the directory. NULL-safe out; 0 or -errno. */
+int store_open(struct store **out, const struct agent_config *cfg);
+
+/* The current set, with a new reference (policy_set_unref when done). Never NULL. */
+struct policy_set *store_get(struct store *st);
+
+/*
+ * Called after every change with the new set (borrowed for the call), from the thread that
+ * made the change. Also called once at subscription with the current set.
+ */
+typedef void (*store_change_fn)(void *ctx, struct policy_set *set);
+int store_subscribe(struct store *st, store_change_fn fn, void *ctx);
+
+/*
+ * Validate, compile, persist and publish a pushed policy document. `name` must equal its
+ * metadata.name. `if_match` (may be NULL) must equal the current etag, "*" = must exist.
+ * Returns 0 (replaced or unchanged) or 1 (created), etag_out filled; -EINVAL (errs filled),
+ * -ESTALE (etag mismatch, or "*" and absent), -EEXIST (the name belongs to a file policy:
+ * files from --policies win, the ConfigMap is owned by Helm), or another -errno.
+ */
+int store_put(struct store *st, const char *name, const char *json, size_t len,
+	      const char *if_match, struct policy_errors *errs, char etag_out[65]);
+
+/* Remove a pushed policy (and its persisted file). -ENOENT, -ESTALE as store_put; -EPERM for a
+ * file policy. */
+int store_delete(struct store *st, const char *name, const char *if_match);
+
+/* Initial load of both sources done (for /readyz). */
+bool store_ready(struct store *st);
+/* Whether `name` is acceptable as a policy name (RFC 1123 subdomain; it names a file). */
+bool store_name_valid(const char *name);
+
+void store_close(struct store *st);
+
+#endif
