@@ -1,0 +1,181 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Actions: format-preserving mask, replace, redact, HMAC-SHA256 hash. */
+#include <errno.h>
+#include <string.h>
+
+#include "action.h"
+#include "detect.h"
+#include "tap.h"
+
+static struct policy_action mask_act(uint32_t kf, uint32_t kl, const char *ch)
+{
+	struct policy_action a = {.type = POLICY_ACTION_MASK, .keep_first = kf, .keep_last = kl};
+	if (ch)
+		strcpy(a.mask_char, ch);
+	return a;
+}
+
+/* Apply `a` to `val` and compare the whole output with `want`. */
+static void check(const struct policy_action *a, int entity, const char *val, const char *want,
+		  const char *name)
+{
+	struct mm_buf out = {0};
+	int r = action_apply(a, entity, val, strlen(val), &out);
+	is_int(r, 0, "%s: returns 0", name);
+	is_mem(out.data ? out.data : "", out.len, want, "%s", name);
+	mm_buf_free(&out);
+}
+
+static void test_mask(void)
+{
+	struct policy_action a = mask_act(0, 4, NULL);
+	check(&a, MM_ENT_CREDIT_CARD, "4111-1111-1111-1111", "****-****-****-1111",
+	      "card keepLast 4, default char, dashes kept");
+	check(&a, MM_ENT_CREDIT_CARD, "4111 1111 1111 1111", "**** **** **** 1111", "spaces kept");
+	check(&a, -1, "1234", "****", "value no longer than keepLast is masked entirely");
+	check(&a, -1, "12345", "*2345", "one masked, four kept");
+
+	a = mask_act(2, 2, NULL);
+	check(&a, MM_ENT_EMAIL_ADDRESS, "john.doe@example.com", "jo**.***@*******.*om",
+	      "email keepFirst 2 keepLast 2, . and @ kept");
+	check(&a, -1, "abcd", "****", "keepFirst+keepLast == length: all masked");
+	check(&a, -1, "abcde", "ab*de", "keepFirst+keepLast < length");
+
+	a = mask_act(0, 4, "X");
+	check(&a, MM_ENT_US_SSN, "536-22-1234", "XXX-XX-1234", "ssn with char X");
+
+	a = mask_act(0, 4, "\xe2\x80\xa2"); /* U+2022 BULLET */
+	check(&a, MM_ENT_US_SSN, "536-22-1234",
+	      "\xe2\x80\xa2\xe2\x80\xa2\xe2\x80\xa2-"
+	      "\xe2\x80\xa2\xe2\x80\xa2-1234",
+	      "multi-byte mask char");
+
+	a = mask_act(1, 0, NULL);
+	check(&a, -1, "Jos\xc3\xa9 M\xc3\xbcller", "J*** ******",
+	      "UTF-8 letters are one unit each");
+	a = mask_act(0, 1, NULL);
+	check(&a, -1, "Zo\xc3\xab", "**\xc3\xab", "kept code point copied whole");
+	a = mask_act(0, 0, "#");
+	check(&a, -1, "\xe6\x97\xa5\xe6\x9c\xac-\xf0\x9f\x98\x80!", "##-#!",
+	      "CJK and emoji masked per code point, punctuation kept");
+	check(&a, -1,
+	      "a\xff"
+	      "b\xc3",
+	      "####", "invalid UTF-8 bytes masked one by one");
+	check(&a, -1, "\xe0\x80\x80", "###", "overlong sequence is three invalid bytes");
+	check(&a, -1, "", "", "empty value");
+	check(&a, -1, "--- ...", "--- ...", "nothing maskable");
+
+	/* appends after what the buffer already holds */
+	struct mm_buf out = {0};
+	mm_buf_puts(&out, "pre:");
+	a = mask_act(0, 2, NULL);
+	is_int(action_apply(&a, -1, "abc", 3, &out), 0, "append returns 0");
+	is_mem(out.data, out.len, "pre:*bc", "mask appends to the buffer");
+	mm_buf_free(&out);
+
+	/* a long value */
+	char big[5000];
+	memset(big, '7', sizeof(big));
+	a = mask_act(0, 4, NULL);
+	is_int(action_apply(&a, -1, big, sizeof(big), &out), 0, "long value");
+	ok(out.len == sizeof(big) && out.data[0] == '*' && out.data[4995] == '*' &&
+		   out.data[4996] == '7',
+	   "long value masked but the last 4");
+	mm_buf_free(&out);
+}
+
+static void test_length_preserving(void)
+{
+	struct policy_action a = mask_act(0, 4, NULL);
+	ok(action_length_preserving(&a), "mask with default char");
+	a = mask_act(0, 4, "X");
+	ok(action_length_preserving(&a), "mask with X");
+	a = mask_act(0, 4, "\xe2\x80\xa2");
+	ok(!action_length_preserving(&a), "mask with a 3-byte char");
+	struct policy_action r = {.type = POLICY_ACTION_REPLACE};
+	ok(!action_length_preserving(&r), "replace");
+	r.type = POLICY_ACTION_REDACT;
+	ok(!action_length_preserving(&r), "redact");
+	r.type = POLICY_ACTION_HASH;
+	ok(!action_length_preserving(&r), "hash");
+	ok(!action_length_preserving(NULL), "NULL");
+}
+
+static void test_replace_redact(void)
+{
+	struct policy_action a = {.type = POLICY_ACTION_REPLACE};
+	check(&a, MM_ENT_CREDIT_CARD, "4111111111111111", "<CREDIT_CARD>",
+	      "replace default entity");
+	check(&a, MM_ENT_EMAIL_ADDRESS, "a@b.io", "<EMAIL_ADDRESS>", "replace default email");
+	check(&a, -1, "whatever", "<MASKED>", "replace default field");
+	check(&a, 1000, "x", "<MASKED>", "replace with an unknown entity");
+	char v[] = "[hidden]";
+	a.value = v;
+	check(&a, MM_ENT_US_SSN, "536-22-1234", "[hidden]", "replace with value");
+	char e[] = "";
+	a.value = e;
+	check(&a, -1, "x", "", "replace with empty value");
+
+	struct policy_action d = {.type = POLICY_ACTION_REDACT};
+	struct mm_buf out = {0};
+	mm_buf_puts(&out, "keep");
+	is_int(action_apply(&d, -1, "secret", 6, &out), 0, "redact returns 0");
+	is_mem(out.data, out.len, "keep", "redact appends nothing");
+	mm_buf_free(&out);
+
+	is_int(action_apply(NULL, -1, "x", 1, &out), -EINVAL, "NULL action");
+	is_int(action_apply(&d, -1, NULL, 1, &out), -EINVAL, "NULL value with a length");
+	struct policy_action bad = {.type = (enum policy_action_type)77};
+	is_int(action_apply(&bad, -1, "x", 1, &out), -EINVAL, "unknown action type");
+}
+
+static void test_hash(void)
+{
+	unsigned char key[] = "Jefe";
+	struct policy_action a = {
+		.type = POLICY_ACTION_HASH, .hash_key = key, .hash_key_len = 4, .hash_len = 64};
+	const char *msg = "what do ya want for nothing?";
+	check(&a, -1, msg, "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843",
+	      "RFC 4231 test case 2");
+	a.hash_len = 0;
+	check(&a, -1, msg, "5bdcc146bf60754e", "default length 16");
+	a.hash_len = 7;
+	check(&a, -1, msg, "5bdcc14", "odd length");
+	a.hash_len = 200;
+	check(&a, -1, msg, "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843",
+	      "length capped at 64");
+	char pre[] = "hash:";
+	a.hash_len = 12;
+	a.hash_prefix = pre;
+	check(&a, MM_ENT_EMAIL_ADDRESS, msg, "hash:5bdcc146bf60", "prefix");
+
+	/* deterministic, keyed */
+	struct mm_buf o1 = {0}, o2 = {0}, o3 = {0};
+	a.hash_prefix = NULL;
+	a.hash_len = 64;
+	action_apply(&a, -1, "john@example.com", 16, &o1);
+	action_apply(&a, -1, "john@example.com", 16, &o2);
+	unsigned char k2[] = "Jeff";
+	a.hash_key = k2;
+	action_apply(&a, -1, "john@example.com", 16, &o3);
+	ok(o1.len == 64 && o2.len == 64 && memcmp(o1.data, o2.data, 64) == 0, "deterministic");
+	ok(o3.len == 64 && memcmp(o1.data, o3.data, 64) != 0, "depends on the key");
+	mm_buf_free(&o1);
+	mm_buf_free(&o2);
+	mm_buf_free(&o3);
+
+	/* HMAC-SHA256 with an empty key over an empty message */
+	struct policy_action z = {.type = POLICY_ACTION_HASH, .hash_len = 64};
+	check(&z, -1, "", "b613679a0814d9ec772f95d778c35fc5ff1697c493715653c6c712144292c5ad",
+	      "empty key, empty value");
+}
+
+int main(void)
+{
+	test_mask();
+	test_length_preserving();
+	test_replace_redact();
+	test_hash();
+	return tap_done();
+}
