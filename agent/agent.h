@@ -24,6 +24,8 @@ struct agent_config {
 	bool no_bpf;
 	const char *attach_cgroup; /* --attach-cgroup: where BPF attaches; NULL = cgroup root */
 	const char *instance;      /* --instance: pins under <bpffs>/meshmask/<instance> */
+	bool detach_on_exit;       /* --detach-on-exit: unpin and detach BPF at clean shutdown */
+	uint32_t idle_timeout;     /* --idle-timeout SECS for proxied connections, 0 = 300 */
 	enum agent_log_level log_level;
 };
 

@@ -1,7 +1,307 @@
 /* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * meshmask-agent: the node daemon. Wires the policy store, the admin API (libmicrohttpd's
+ * thread), the audit log and the data plane (BPF + proxy event loop on the main thread).
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
-int main(void)
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "admin.h"
+#include "agent.h"
+#include "audit.h"
+#include "dataplane.h"
+#include "metrics.h"
+#include "store.h"
+#include "tls.h"
+
+enum agent_log_level agent_log_threshold = AGENT_LOG_INFO;
+
+void agent_log(enum agent_log_level level, const char *fmt, ...)
 {
-	fprintf(stderr, "meshmask-agent\n");
-	return 2;
+	static const char *const names[] = {"error", "warn", "info", "debug"};
+	if (level > agent_log_threshold)
+		return;
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	struct tm tm;
+	gmtime_r(&ts.tv_sec, &tm);
+	char line[1024];
+	int n = snprintf(line, sizeof(line),
+			 "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ %s: ", tm.tm_year + 1900,
+			 tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+			 ts.tv_nsec / 1000000, names[level]);
+	va_list ap;
+	va_start(ap, fmt);
+	if (n > 0 && (size_t)n < sizeof(line))
+		vsnprintf(line + n, sizeof(line) - n, fmt, ap);
+	va_end(ap);
+	fprintf(stderr, "%s\n", line);
+}
+
+static void usage(FILE *f)
+{
+	fputs("usage: meshmask-agent [options]\n"
+	      "  --policies DIR       policy files, hot-reloaded (default /etc/meshmask/policies)\n"
+	      "  --state-dir DIR      pushed policies persist here (default /var/lib/meshmask)\n"
+	      "  --admin HOST:PORT    admin API and /metrics (default 127.0.0.1:9477)\n"
+	      "  --token-file F       bearer token for admin writes\n"
+	      "  --tls-cert F --tls-key F  serve the admin API over HTTPS\n"
+	      "  --public-read        allow policy reads without a token\n"
+	      "  --audit-log F|-      audit log (default - = stdout)\n"
+	      "  --cgroup-root DIR    cgroup v2 mount (default: from /proc/self/mountinfo)\n"
+	      "  --bpffs DIR          bpffs mount (default /sys/fs/bpf)\n"
+	      "  --proxy-port N       agent listener port in covered netns (default 15101)\n"
+	      "  --no-bpf             control plane only: no steering\n"
+	      "  --attach-cgroup DIR  cgroup the BPF programs attach to (default: cgroup root)\n"
+	      "  --instance NAME      pin directory <bpffs>/meshmask/NAME (default \"default\")\n"
+	      "  --detach-on-exit     at clean shutdown remove the BPF steering (uninstall)\n"
+	      "  --idle-timeout SECS  close proxied connections idle this long (default 300)\n"
+	      "  --log-level L        error|warn|info|debug (default info)\n"
+	      "  --version, --help\n",
+	      f);
+}
+
+static struct dataplane *g_dp;
+static volatile sig_atomic_t g_stop;
+
+static void on_signal(int sig)
+{
+	(void)sig;
+	g_stop = 1;
+	if (g_dp)
+		dataplane_request_stop(g_dp);
+}
+
+static bool dp_ready(void *ctx)
+{
+	return ctx == NULL || dataplane_ready(ctx);
+}
+
+static int parse_args(int argc, char **argv, struct agent_config *cfg)
+{
+	enum {
+		O_POLICIES = 256,
+		O_STATE,
+		O_ADMIN,
+		O_TOKEN,
+		O_CERT,
+		O_KEY,
+		O_PUBLIC,
+		O_AUDIT,
+		O_CGROUP,
+		O_BPFFS,
+		O_PORT,
+		O_NOBPF,
+		O_LOG,
+		O_ATTACH,
+		O_INSTANCE,
+		O_DETACH,
+		O_IDLE,
+		O_VERSION,
+		O_HELP
+	};
+	static const struct option opts[] = {
+		{"policies", required_argument, NULL, O_POLICIES},
+		{"state-dir", required_argument, NULL, O_STATE},
+		{"admin", required_argument, NULL, O_ADMIN},
+		{"token-file", required_argument, NULL, O_TOKEN},
+		{"tls-cert", required_argument, NULL, O_CERT},
+		{"tls-key", required_argument, NULL, O_KEY},
+		{"public-read", no_argument, NULL, O_PUBLIC},
+		{"audit-log", required_argument, NULL, O_AUDIT},
+		{"cgroup-root", required_argument, NULL, O_CGROUP},
+		{"bpffs", required_argument, NULL, O_BPFFS},
+		{"proxy-port", required_argument, NULL, O_PORT},
+		{"no-bpf", no_argument, NULL, O_NOBPF},
+		{"log-level", required_argument, NULL, O_LOG},
+		{"attach-cgroup", required_argument, NULL, O_ATTACH},
+		{"instance", required_argument, NULL, O_INSTANCE},
+		{"detach-on-exit", no_argument, NULL, O_DETACH},
+		{"idle-timeout", required_argument, NULL, O_IDLE},
+		{"version", no_argument, NULL, O_VERSION},
+		{"help", no_argument, NULL, O_HELP},
+		{0},
+	};
+	int c;
+	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		switch (c) {
+		case O_POLICIES:
+			cfg->policies_dir = optarg;
+			break;
+		case O_STATE:
+			cfg->state_dir = optarg;
+			break;
+		case O_ADMIN:
+			cfg->admin_addr = optarg;
+			break;
+		case O_TOKEN:
+			cfg->token_file = optarg;
+			break;
+		case O_CERT:
+			cfg->tls_cert = optarg;
+			break;
+		case O_KEY:
+			cfg->tls_key = optarg;
+			break;
+		case O_PUBLIC:
+			cfg->public_read = true;
+			break;
+		case O_AUDIT:
+			cfg->audit_log = optarg;
+			break;
+		case O_CGROUP:
+			cfg->cgroup_root = optarg;
+			break;
+		case O_BPFFS:
+			cfg->bpffs = optarg;
+			break;
+		case O_PORT: {
+			char *end;
+			long v = strtol(optarg, &end, 10);
+			if (*end || v < 1 || v > 65535) {
+				fprintf(stderr, "meshmask-agent: --proxy-port: not a port: %s\n",
+					optarg);
+				return 2;
+			}
+			cfg->proxy_port = (uint16_t)v;
+			break;
+		}
+		case O_NOBPF:
+			cfg->no_bpf = true;
+			break;
+		case O_LOG:
+			if (!strcmp(optarg, "error"))
+				cfg->log_level = AGENT_LOG_ERROR;
+			else if (!strcmp(optarg, "warn"))
+				cfg->log_level = AGENT_LOG_WARN;
+			else if (!strcmp(optarg, "info"))
+				cfg->log_level = AGENT_LOG_INFO;
+			else if (!strcmp(optarg, "debug"))
+				cfg->log_level = AGENT_LOG_DEBUG;
+			else {
+				fprintf(stderr, "meshmask-agent: --log-level: unknown level %s\n",
+					optarg);
+				return 2;
+			}
+			break;
+		case O_ATTACH:
+			cfg->attach_cgroup = optarg;
+			break;
+		case O_INSTANCE:
+			if (!optarg[0] || strchr(optarg, '/') || !strcmp(optarg, ".") ||
+			    !strcmp(optarg, "..")) {
+				fprintf(stderr, "meshmask-agent: --instance: bad name %s\n", optarg);
+				return 2;
+			}
+			cfg->instance = optarg;
+			break;
+		case O_DETACH:
+			cfg->detach_on_exit = true;
+			break;
+		case O_IDLE: {
+			char *end;
+			long v = strtol(optarg, &end, 10);
+			if (*end || v < 1 || v > 86400) {
+				fprintf(stderr, "meshmask-agent: --idle-timeout: 1..86400 seconds\n");
+				return 2;
+			}
+			cfg->idle_timeout = (uint32_t)v;
+			break;
+		}
+		case O_VERSION:
+			printf("meshmask-agent %s\n", MESHMASK_VERSION);
+			exit(0);
+		case O_HELP:
+			usage(stdout);
+			exit(0);
+		default:
+			usage(stderr);
+			return 2;
+		}
+	}
+	if (optind < argc) {
+		fprintf(stderr, "meshmask-agent: unexpected argument: %s\n", argv[optind]);
+		return 2;
+	}
+	if (!cfg->tls_cert != !cfg->tls_key) {
+		fprintf(stderr, "meshmask-agent: --tls-cert and --tls-key go together\n");
+		return 2;
+	}
+	if (!cfg->token_file && access("/etc/meshmask/admin/token", R_OK) == 0)
+		cfg->token_file = "/etc/meshmask/admin/token";
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	struct agent_config cfg = {
+		.policies_dir = "/etc/meshmask/policies",
+		.state_dir = "/var/lib/meshmask",
+		.admin_addr = "127.0.0.1:9477",
+		.audit_log = "-",
+		.bpffs = "/sys/fs/bpf",
+		.proxy_port = 15101,
+		.instance = "default",
+		.log_level = AGENT_LOG_INFO,
+	};
+	int r = parse_args(argc, argv, &cfg);
+	if (r)
+		return r;
+	agent_log_threshold = cfg.log_level;
+
+	struct sigaction sa = {.sa_handler = on_signal};
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	signal(SIGPIPE, SIG_IGN);
+
+	struct store *st = NULL;
+	struct admin *adm = NULL;
+	struct tls *tls = NULL;
+	int rc = 1;
+
+	if ((r = metrics_init()) < 0) {
+		agent_log(AGENT_LOG_ERROR, "metrics: %s", strerror(-r));
+		return 1;
+	}
+	if ((r = audit_open(cfg.audit_log)) < 0) {
+		agent_log(AGENT_LOG_ERROR, "audit log %s: %s", cfg.audit_log, strerror(-r));
+		return 1;
+	}
+	if ((r = store_open(&st, &cfg)) < 0)
+		goto out_audit; /* logged by the store */
+	if (!cfg.no_bpf && dataplane_start(&g_dp, &cfg, st) < 0)
+		goto out_store;
+	if (!cfg.no_bpf && tls_start(&tls, &cfg, st) < 0)
+		goto out_dp;
+	if (admin_start(&adm, &cfg, st, dp_ready, g_dp) < 0)
+		goto out_dp;
+	agent_log(AGENT_LOG_INFO, "meshmask-agent %s ready (admin %s%s)", MESHMASK_VERSION,
+		  cfg.admin_addr, cfg.no_bpf ? ", no BPF" : "");
+
+	if (g_dp) {
+		rc = dataplane_run(g_dp) < 0;
+	} else {
+		while (!g_stop)
+			pause();
+		rc = 0;
+	}
+	agent_log(AGENT_LOG_INFO, "shutting down");
+	admin_stop(adm);
+out_dp:
+	tls_stop(tls);
+	if (g_dp)
+		dataplane_free(g_dp);
+	g_dp = NULL;
+out_store:
+	store_close(st);
+out_audit:
+	audit_close();
+	return rc;
 }

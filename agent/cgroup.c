@@ -1,0 +1,130 @@
+// SPDX-License-Identifier: Apache-2.0
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "cgroup.h"
+
+int cgroup_find_root(char *out, size_t size)
+{
+	FILE *f = fopen("/proc/self/mountinfo", "re");
+	if (!f)
+		return -errno;
+	char *line = NULL;
+	size_t cap = 0;
+	int r = -ENOENT;
+	while (getline(&line, &cap, f) > 0) {
+		/* id parent maj:min root mountpoint opts [optional...] - fstype source superopts */
+		char *sep = strstr(line, " - ");
+		if (!sep || strncmp(sep + 3, "cgroup2 ", 8))
+			continue;
+		char mnt[PATH_MAX];
+		if (sscanf(line, "%*s %*s %*s %*s %4095s", mnt) != 1)
+			continue;
+		if (strlen(mnt) + 1 > size) {
+			r = -ENAMETOOLONG;
+			break;
+		}
+		strcpy(out, mnt);
+		r = 0;
+		break;
+	}
+	free(line);
+	fclose(f);
+	return r;
+}
+
+int cgroup_id_of(const char *dir, uint64_t *id)
+{
+	struct stat st;
+	if (stat(dir, &st) < 0)
+		return -errno;
+	if (!S_ISDIR(st.st_mode))
+		return -ENOTDIR;
+	*id = st.st_ino;
+	return 0;
+}
+
+int cgroup_of_pid(const char *root, int pid, char *out, size_t size)
+{
+	char path[64];
+	snprintf(path, sizeof(path), "/proc/%d/cgroup", pid);
+	FILE *f = fopen(path, "re");
+	if (!f)
+		return -errno;
+	char *line = NULL;
+	size_t cap = 0;
+	int r = -ENOENT;
+	while (getline(&line, &cap, f) > 0) {
+		if (strncmp(line, "0::", 3))
+			continue;
+		line[strcspn(line, "\n")] = 0;
+		int n = snprintf(out, size, "%s%s", root, strcmp(line + 3, "/") ? line + 3 : "");
+		r = n >= 0 && (size_t)n < size ? 0 : -ENAMETOOLONG;
+		break;
+	}
+	free(line);
+	fclose(f);
+	return r;
+}
+
+static int walk(const char *dir, size_t root_len, cgroup_walk_fn fn, void *ctx, int depth)
+{
+	uint64_t id = 0;
+	int r = cgroup_id_of(dir, &id);
+	if (r < 0)
+		return r == -ENOENT ? 0 : r; /* removed while we walk */
+	const char *rel = dir[root_len] ? dir + root_len : "/";
+	r = fn(ctx, dir, rel, id);
+	if (r)
+		return r;
+	if (depth > 32)
+		return 0;
+	DIR *d = opendir(dir);
+	if (!d)
+		return 0;
+	struct dirent *e;
+	while ((e = readdir(d))) {
+		if (e->d_type != DT_DIR || e->d_name[0] == '.')
+			continue;
+		char sub[PATH_MAX];
+		if (snprintf(sub, sizeof(sub), "%s/%s", dir, e->d_name) >= (int)sizeof(sub))
+			continue;
+		r = walk(sub, root_len, fn, ctx, depth + 1);
+		if (r)
+			break;
+	}
+	closedir(d);
+	return r;
+}
+
+int cgroup_walk(const char *root, const char *dir, cgroup_walk_fn fn, void *ctx)
+{
+	size_t root_len = strlen(root);
+	while (root_len > 1 && root[root_len - 1] == '/')
+		root_len--;
+	if (strncmp(dir, root, root_len) || (dir[root_len] && dir[root_len] != '/'))
+		return -EINVAL;
+	return walk(dir, root_len, fn, ctx, 0);
+}
+
+int cgroup_pids(const char *dir, int *pids, int max)
+{
+	char path[PATH_MAX];
+	if (snprintf(path, sizeof(path), "%s/cgroup.procs", dir) >= (int)sizeof(path))
+		return -ENAMETOOLONG;
+	FILE *f = fopen(path, "re");
+	if (!f)
+		return -errno;
+	int n = 0, pid;
+	while (n < max && fscanf(f, "%d", &pid) == 1)
+		pids[n++] = pid;
+	fclose(f);
+	return n;
+}

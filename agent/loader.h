@@ -1,0 +1,40 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * BPF lifecycle of the steering programs: open the skeleton, set rodata, reuse or create the
+ * maps pinned under <bpffs>/meshmask/<instance>, load, and attach to the cgroup through links
+ * pinned beside them. A restarted agent finds the pins: maps keep their state and the pinned
+ * links are switched to the new programs atomically, so steering never lapses.
+ */
+#ifndef MESHMASK_LOADER_H
+#define MESHMASK_LOADER_H
+
+#include <stdint.h>
+
+struct loader_config {
+	const char *bpffs; /* bpffs mount point (mounted here if missing) */
+	const char *instance; /* pin directory name under <bpffs>/meshmask */
+	const char *attach_cgroup; /* cgroup v2 directory the programs attach to */
+	uint16_t proxy_port; /* host order */
+};
+
+struct loader;
+
+/* Load, pin, attach. NULL with errno set (logged here). */
+struct loader *loader_open(const struct loader_config *cfg);
+
+/* Map fds (owned by the loader). */
+struct loader_maps {
+	int callers, dests, by_cookie, by_port, listeners, state, stats;
+};
+const struct loader_maps *loader_maps(const struct loader *l);
+
+/* The pin directory (<bpffs>/meshmask/<instance>), borrowed. */
+const char *loader_pin_dir(const struct loader *l);
+
+/* Close fds; pinned maps and links stay, so steering survives until the next agent. */
+void loader_close(struct loader *l);
+
+/* Detach and remove every pin of an instance (for --cleanup style teardown). 0 or -errno. */
+int loader_unpin_all(const char *bpffs, const char *instance);
+
+#endif

@@ -1,0 +1,632 @@
+// SPDX-License-Identifier: Apache-2.0
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <bpf/bpf.h>
+
+#include "agent.h"
+#include "audit.h"
+#include "buf.h"
+#include "http.h"
+#include "metrics.h"
+#include "netns.h"
+#include "proxy.h"
+
+#define READ_CHUNK (64 * 1024)
+
+struct pns;
+
+struct lsock {
+	struct ep_handler h;
+	struct pns *ns;
+	int fd;
+};
+
+/* One covered netns: its listeners and the fd used to create upstream sockets in it. */
+struct pns {
+	struct proxy *px;
+	uint64_t ino, cookie;
+	int ns_fd;
+	struct lsock l4, l6;
+	struct pns *next;
+};
+
+struct conn;
+
+struct side {
+	struct ep_handler h;
+	struct conn *c;
+	int fd;
+	struct mm_buf out; /* bytes to write to this side */
+	size_t out_off;
+	uint32_t events; /* registered with epoll */
+	bool rd_eof; /* this side sent FIN */
+	bool shut_pending; /* shut our write half once out drains */
+	bool wr_shut;
+};
+
+struct conn {
+	struct proxy *px;
+	struct side cli, srv;
+	struct http_session *hs;
+	struct steer_orig orig;
+	char dest[INET6_ADDRSTRLEN + 8];
+	char policy[128];
+	bool connecting;
+	bool dead;
+	bool reset; /* a side was reset: end the other one the same way once it drained */
+	time_t last;
+	struct timespec msg_start[2];
+	struct conn *prev, *next;
+};
+
+struct proxy {
+	struct proxy_config cfg;
+	struct pns *nss;
+	struct conn *conns;
+	size_t active;
+	uint64_t accepted;
+	bool stopped;
+	struct conn *graveyard; /* freed after the current event */
+};
+
+static time_t now_s(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec;
+}
+
+static void set_events(struct proxy *px, struct side *s, uint32_t ev)
+{
+	if (s->fd < 0 || s->events == ev)
+		return;
+	struct epoll_event e = {.events = ev, .data.ptr = &s->h};
+	if (epoll_ctl(px->cfg.epfd, EPOLL_CTL_MOD, s->fd, &e) == 0)
+		s->events = ev;
+}
+
+static size_t pending(const struct side *s)
+{
+	return s->out.len - s->out_off;
+}
+
+static struct side *other(struct side *s)
+{
+	return s == &s->c->cli ? &s->c->srv : &s->c->cli;
+}
+
+static void conn_close(struct conn *c, bool reset)
+{
+	if (c->dead)
+		return;
+	struct proxy *px = c->px;
+	c->dead = true;
+	struct side *sides[2] = {&c->cli, &c->srv};
+	for (int i = 0; i < 2; i++) {
+		struct side *s = sides[i];
+		if (s->fd < 0)
+			continue;
+		if (reset) {
+			/* An abortive close tells the app at once that the stream is broken. */
+			struct linger lg = {.l_onoff = 1, .l_linger = 0};
+			setsockopt(s->fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+		}
+		if (s->events != UINT32_MAX)
+			epoll_ctl(px->cfg.epfd, EPOLL_CTL_DEL, s->fd, NULL);
+		close(s->fd);
+		s->fd = -1;
+	}
+	if (c->prev)
+		c->prev->next = c->next;
+	else
+		px->conns = c->next;
+	if (c->next)
+		c->next->prev = c->prev;
+	px->active--;
+	c->next = px->graveyard;
+	px->graveyard = c;
+}
+
+static void conn_free(struct conn *c)
+{
+	if (c->hs)
+		http_session_free(c->hs);
+	free(c->cli.out.data);
+	free(c->srv.out.data);
+	free(c);
+}
+
+static void bury(struct proxy *px)
+{
+	while (px->graveyard) {
+		struct conn *c = px->graveyard;
+		px->graveyard = c->next;
+		conn_free(c);
+	}
+}
+
+static int sink_append(void *ctx, const char *data, size_t len)
+{
+	struct side *s = ctx;
+	if (s->out_off && s->out_off == s->out.len) {
+		s->out.len = 0;
+		s->out_off = 0;
+	}
+	return mm_buf_append(&s->out, data, len);
+}
+
+/* Write what is queued for s; 0, or -errno when the side is broken. */
+static int flush(struct side *s)
+{
+	if (s->fd < 0)
+		return 0;
+	while (pending(s)) {
+		ssize_t n = send(s->fd, s->out.data + s->out_off, pending(s), MSG_NOSIGNAL);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			if (errno == EAGAIN)
+				break;
+			return -errno;
+		}
+		s->out_off += n;
+	}
+	if (!pending(s)) {
+		s->out.len = 0;
+		s->out_off = 0;
+	} else if (s->out_off > s->out.len / 2) {
+		memmove(s->out.data, s->out.data + s->out_off, pending(s));
+		s->out.len -= s->out_off;
+		s->out_off = 0;
+	}
+	if (!pending(s) && s->shut_pending && !s->wr_shut) {
+		shutdown(s->fd, SHUT_WR);
+		s->wr_shut = true;
+	}
+	return 0;
+}
+
+static void update(struct conn *c)
+{
+	if (c->dead)
+		return;
+	struct proxy *px = c->px;
+	struct side *sides[2] = {&c->cli, &c->srv};
+	for (int i = 0; i < 2; i++) {
+		struct side *s = sides[i], *o = other(s);
+		uint32_t ev = 0;
+		bool conn_pending = s == &c->srv && c->connecting;
+		if (s->fd < 0)
+			continue;
+		if (s->rd_eof && s->wr_shut) {
+			/* Done both ways: only EPOLLHUP would still fire. */
+			if (s->events != UINT32_MAX &&
+			    epoll_ctl(px->cfg.epfd, EPOLL_CTL_DEL, s->fd, NULL) == 0)
+				s->events = UINT32_MAX;
+			continue;
+		}
+		if (!s->rd_eof && !conn_pending && o->fd >= 0 && pending(o) < px->cfg.max_buffer)
+			ev |= EPOLLIN | EPOLLRDHUP;
+		if (pending(s) || conn_pending)
+			ev |= EPOLLOUT;
+		set_events(px, s, ev);
+	}
+	if (c->cli.rd_eof && c->srv.rd_eof && !pending(&c->cli) && !pending(&c->srv))
+		conn_close(c, c->reset);
+	else if ((c->cli.fd < 0 && !pending(&c->srv)) || (c->srv.fd < 0 && !pending(&c->cli)))
+		conn_close(c, c->reset);
+}
+
+/*
+ * Side s is gone (reset, or closed both ways under us): close it, deliver what is queued for
+ * the other side, then end that one too, abortively if s was reset.
+ */
+static void side_gone(struct side *s, bool reset)
+{
+	struct conn *c = s->c;
+	struct side *o = other(s);
+	agent_log(AGENT_LOG_DEBUG, "connection to %s: %s side %s", c->dest,
+		  s == &c->cli ? "app" : "server", reset ? "reset" : "closed");
+	if (s->events != UINT32_MAX)
+		epoll_ctl(c->px->cfg.epfd, EPOLL_CTL_DEL, s->fd, NULL);
+	close(s->fd);
+	s->fd = -1;
+	s->events = UINT32_MAX;
+	s->rd_eof = s->wr_shut = true;
+	c->reset |= reset;
+	if (flush(o) < 0) {
+		conn_close(c, true);
+		return;
+	}
+	update(c);
+}
+
+static uint32_t dir_of(const struct side *s)
+{
+	return s == &s->c->cli ? POLICY_DIR_REQUEST : POLICY_DIR_RESPONSE;
+}
+
+/* Bytes read from s: through the HTTP session into the other side's queue. */
+static int feed(struct side *s, const char *data, size_t len)
+{
+	struct conn *c = s->c;
+	struct side *o = other(s);
+	if (!c->hs)
+		return sink_append(o, data, len);
+	uint32_t dir = dir_of(s);
+	struct timespec *t0 = &c->msg_start[dir == POLICY_DIR_RESPONSE];
+	if (!t0->tv_sec && !t0->tv_nsec)
+		clock_gettime(CLOCK_MONOTONIC, t0);
+	return http_session_feed(c->hs, dir, data, len, sink_append, o);
+}
+
+static void on_side(struct ep_handler *h, uint32_t ev)
+{
+	struct side *s = (struct side *)h;
+	struct conn *c = s->c;
+	struct side *o = other(s);
+
+	if (c->dead || s->fd < 0)
+		return; /* closed by an earlier event of the same batch */
+	if (s == &c->srv && c->connecting) {
+		if (!(ev & (EPOLLOUT | EPOLLERR | EPOLLHUP)))
+			return;
+		int err = 0;
+		socklen_t len = sizeof(err);
+		getsockopt(s->fd, SOL_SOCKET, SO_ERROR, &err, &len);
+		if (err || (ev & EPOLLERR)) {
+			agent_log(AGENT_LOG_DEBUG, "upstream %s: %s", c->dest,
+				  strerror(err ? err : ECONNREFUSED));
+			metrics_flow(c->policy, METRICS_FLOW_REFUSED, MM_REASON_UPSTREAM_ERROR);
+			conn_close(c, true);
+			return;
+		}
+		c->connecting = false;
+		ev &= ~(uint32_t)EPOLLIN;
+	}
+	c->last = now_s();
+	if (ev & EPOLLERR) {
+		side_gone(s, true);
+		return;
+	}
+	if ((ev & EPOLLHUP) && s->rd_eof && !s->wr_shut) {
+		side_gone(s, false);
+		return;
+	}
+	if (!s->rd_eof && (ev & (EPOLLIN | EPOLLRDHUP | EPOLLHUP))) {
+		char buf[READ_CHUNK];
+		/* One chunk per wake-up (level-triggered) keeps connections fair. */
+		ssize_t n = recv(s->fd, buf, sizeof(buf), 0);
+		if (n > 0) {
+			int r = feed(s, buf, (size_t)n);
+			if (r < 0) {
+				/* -EPROTO: the HTTP layer cut the stream (counted there). */
+				agent_log(r == -EPROTO ? AGENT_LOG_DEBUG : AGENT_LOG_WARN,
+					  "connection to %s: %s", c->dest, strerror(-r));
+				conn_close(c, true);
+				return;
+			}
+		} else if (n == 0) {
+			s->rd_eof = true;
+			int r = http_session_eof(c->hs, dir_of(s), sink_append, o);
+			if (r < 0) {
+				conn_close(c, true);
+				return;
+			}
+			o->shut_pending = true;
+		} else if (errno != EAGAIN && errno != EINTR) {
+			side_gone(s, true);
+			return;
+		}
+	}
+	if (!c->connecting && flush(o) < 0) {
+		side_gone(o, true);
+		return;
+	}
+	if ((ev & EPOLLOUT) && flush(s) < 0) {
+		side_gone(s, true);
+		return;
+	}
+	update(c);
+}
+
+static struct policy *hook_policy_for(void *ctx, uint32_t direction)
+{
+	struct conn *c = ctx;
+	const struct proxy_resolver *r = &c->px->cfg.resolver;
+	return r->policy_for ? r->policy_for(r->ctx, &c->orig, direction) : NULL;
+}
+
+static void hook_message_done(void *ctx, const struct http_message_info *info)
+{
+	struct conn *c = ctx;
+	struct timespec *t0 = &c->msg_start[info->direction == POLICY_DIR_RESPONSE];
+	struct timespec t1;
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	double secs = 0;
+	if (t0->tv_sec || t0->tv_nsec)
+		secs = (double)(t1.tv_sec - t0->tv_sec) + (t1.tv_nsec - t0->tv_nsec) / 1e9;
+	*t0 = (struct timespec){0};
+	metrics_message(info, secs);
+	if (!info->policy)
+		return;
+	const struct proxy_resolver *r = &c->px->cfg.resolver;
+	struct audit_who who = {
+		.caller = r->caller_name ? r->caller_name(r->ctx, c->orig.cgroup_id) : NULL,
+		.cgroup_id = c->orig.cgroup_id,
+		.dest = c->dest,
+	};
+	audit_message(&who, info);
+}
+
+static void format_dest(const struct steer_orig *o, char *out, size_t size)
+{
+	char a[INET6_ADDRSTRLEN] = "?";
+	inet_ntop(o->family == AF_INET6 ? AF_INET6 : AF_INET, o->addr, a, sizeof(a));
+	if (o->family == AF_INET6)
+		snprintf(out, size, "[%s]:%u", a, ntohs(o->port));
+	else
+		snprintf(out, size, "%s:%u", a, ntohs(o->port));
+}
+
+static int add_side(struct proxy *px, struct side *s, uint32_t ev)
+{
+	struct epoll_event e = {.events = ev, .data.ptr = &s->h};
+	if (epoll_ctl(px->cfg.epfd, EPOLL_CTL_ADD, s->fd, &e) < 0)
+		return -errno;
+	s->events = ev;
+	return 0;
+}
+
+static void accept_one(struct lsock *ls, int fd)
+{
+	struct proxy *px = ls->ns->px;
+	struct sockaddr_storage peer;
+	socklen_t plen = sizeof(peer);
+	struct steer_conn_key key = {0};
+	key.netns_cookie = ls->ns->cookie;
+	if (getpeername(fd, (struct sockaddr *)&peer, &plen) < 0)
+		goto refuse;
+	if (peer.ss_family == AF_INET6) {
+		key.family = AF_INET6;
+		key.port = ntohs(((struct sockaddr_in6 *)&peer)->sin6_port);
+	} else {
+		key.family = AF_INET;
+		key.port = ntohs(((struct sockaddr_in *)&peer)->sin_port);
+	}
+	struct steer_orig orig;
+	if (bpf_map_lookup_elem(px->cfg.by_port_fd, &key, &orig) < 0) {
+		/* The app closed before we accepted, or something dialled the port directly. */
+		agent_log(AGENT_LOG_DEBUG, "accepted connection without a recorded destination");
+		metrics_flow("", METRICS_FLOW_REFUSED, MM_REASON_NO_ORIG_DST);
+		goto refuse;
+	}
+
+	struct conn *c = calloc(1, sizeof(*c));
+	if (!c)
+		goto refuse;
+	c->px = px;
+	c->orig = orig;
+	c->cli = (struct side){.h.fn = on_side, .c = c, .fd = fd};
+	c->srv = (struct side){.h.fn = on_side, .c = c, .fd = -1};
+	c->last = now_s();
+	format_dest(&orig, c->dest, sizeof(c->dest));
+	struct policy *p = hook_policy_for(c, ~0u);
+	snprintf(c->policy, sizeof(c->policy), "%s", p ? p->name : "");
+	if (p)
+		policy_unref(p);
+
+	struct http_hooks hooks = {
+		.policy_for = hook_policy_for, .message_done = hook_message_done, .ctx = c};
+	c->hs = http_session_new(&hooks, NULL);
+	if (!c->hs) {
+		metrics_flow(c->policy, METRICS_FLOW_REFUSED, MM_REASON_INTERNAL);
+		free(c);
+		goto refuse;
+	}
+
+	int family = orig.family == AF_INET6 ? AF_INET6 : AF_INET;
+	int sfd = netns_socket(ls->ns->ns_fd, family, SOCK_STREAM | SOCK_NONBLOCK);
+	if (sfd < 0) {
+		metrics_flow(c->policy, METRICS_FLOW_REFUSED, MM_REASON_INTERNAL);
+		conn_free(c);
+		goto refuse;
+	}
+	c->srv.fd = sfd;
+	int one = 1;
+	setsockopt(sfd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	int r;
+	if (family == AF_INET6) {
+		struct sockaddr_in6 a = {.sin6_family = AF_INET6, .sin6_port = orig.port};
+		memcpy(&a.sin6_addr, orig.addr, 16);
+		r = connect(sfd, (struct sockaddr *)&a, sizeof(a));
+	} else {
+		struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = orig.port};
+		memcpy(&a.sin_addr, orig.addr, 4);
+		r = connect(sfd, (struct sockaddr *)&a, sizeof(a));
+	}
+	if (r < 0 && errno != EINPROGRESS) {
+		agent_log(AGENT_LOG_DEBUG, "upstream %s: %s", c->dest, strerror(errno));
+		metrics_flow(c->policy, METRICS_FLOW_REFUSED, MM_REASON_UPSTREAM_ERROR);
+		close(sfd);
+		conn_free(c);
+		goto refuse;
+	}
+	c->connecting = r < 0;
+	if (add_side(px, &c->cli, EPOLLIN | EPOLLRDHUP) < 0 ||
+	    add_side(px, &c->srv, c->connecting ? EPOLLOUT : EPOLLIN | EPOLLRDHUP) < 0) {
+		epoll_ctl(px->cfg.epfd, EPOLL_CTL_DEL, fd, NULL);
+		close(sfd);
+		conn_free(c);
+		goto refuse;
+	}
+	c->next = px->conns;
+	if (px->conns)
+		px->conns->prev = c;
+	px->conns = c;
+	px->active++;
+	px->accepted++;
+	metrics_flow(c->policy, METRICS_FLOW_STEERED, MM_REASON_NONE);
+	agent_log(AGENT_LOG_DEBUG, "steered connection to %s (policy %s)", c->dest, c->policy);
+	return;
+refuse : {
+	struct linger lg = {.l_onoff = 1, .l_linger = 0};
+	setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+	close(fd);
+}
+}
+
+static void on_listener(struct ep_handler *h, uint32_t ev)
+{
+	struct lsock *ls = (struct lsock *)h;
+	for (int i = 0; i < 64; i++) {
+		int fd = accept4(ls->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		if (fd < 0) {
+			if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED)
+				agent_log(AGENT_LOG_WARN, "accept: %s", strerror(errno));
+			break;
+		}
+		accept_one(ls, fd);
+	}
+}
+
+void proxy_reap(struct proxy *px)
+{
+	bury(px);
+}
+
+struct proxy *proxy_new(const struct proxy_config *cfg)
+{
+	struct proxy *px = calloc(1, sizeof(*px));
+	if (!px)
+		return NULL;
+	px->cfg = *cfg;
+	if (!px->cfg.max_buffer)
+		px->cfg.max_buffer = 256 * 1024;
+	if (!px->cfg.idle_secs)
+		px->cfg.idle_secs = 300;
+	return px;
+}
+
+static int lsock_open(struct pns *ns, struct lsock *ls, int family)
+{
+	ls->h.fn = on_listener;
+	ls->ns = ns;
+	ls->fd = netns_listen(ns->ns_fd, family, ns->px->cfg.port);
+	if (ls->fd < 0)
+		return ls->fd;
+	struct epoll_event e = {.events = EPOLLIN, .data.ptr = &ls->h};
+	if (epoll_ctl(ns->px->cfg.epfd, EPOLL_CTL_ADD, ls->fd, &e) < 0) {
+		int r = -errno;
+		close(ls->fd);
+		ls->fd = -1;
+		return r;
+	}
+	return 0;
+}
+
+static void lsock_close(struct proxy *px, struct lsock *ls)
+{
+	if (ls->fd < 0)
+		return;
+	epoll_ctl(px->cfg.epfd, EPOLL_CTL_DEL, ls->fd, NULL);
+	close(ls->fd);
+	ls->fd = -1;
+}
+
+int proxy_listen_netns(struct proxy *px, int ns_fd, uint64_t ino, uint64_t *cookie)
+{
+	struct pns *ns = calloc(1, sizeof(*ns));
+	if (!ns) {
+		close(ns_fd);
+		return -ENOMEM;
+	}
+	ns->px = px;
+	ns->ino = ino;
+	ns->ns_fd = ns_fd;
+	ns->l4.fd = ns->l6.fd = -1;
+	int r = lsock_open(ns, &ns->l4, AF_INET);
+	if (r < 0 || (r = netns_cookie(ns->l4.fd, &ns->cookie)) < 0) {
+		lsock_close(px, &ns->l4);
+		close(ns_fd);
+		free(ns);
+		return r;
+	}
+	/* [::1] only exists where IPv6 is up; IPv4 (and v4-mapped) steering works without. */
+	if (lsock_open(ns, &ns->l6, AF_INET6) < 0)
+		ns->l6.fd = -1;
+	ns->next = px->nss;
+	px->nss = ns;
+	*cookie = ns->cookie;
+	return 0;
+}
+
+void proxy_unlisten_netns(struct proxy *px, uint64_t ino)
+{
+	for (struct pns **pp = &px->nss; *pp; pp = &(*pp)->next) {
+		struct pns *ns = *pp;
+		if (ns->ino != ino)
+			continue;
+		lsock_close(px, &ns->l4);
+		lsock_close(px, &ns->l6);
+		close(ns->ns_fd);
+		*pp = ns->next;
+		free(ns);
+		return;
+	}
+}
+
+void proxy_stop_accepting(struct proxy *px)
+{
+	px->stopped = true;
+	while (px->nss)
+		proxy_unlisten_netns(px, px->nss->ino);
+}
+
+void proxy_sweep(struct proxy *px)
+{
+	time_t now = now_s();
+	struct conn *c = px->conns;
+	while (c) {
+		struct conn *next = c->next;
+		if (now - c->last > (time_t)px->cfg.idle_secs) {
+			agent_log(AGENT_LOG_DEBUG, "idle connection to %s closed", c->dest);
+			conn_close(c, true);
+		}
+		c = next;
+	}
+	bury(px);
+}
+
+size_t proxy_active(const struct proxy *px)
+{
+	return px->active;
+}
+
+uint64_t proxy_accepted(const struct proxy *px)
+{
+	return px->accepted;
+}
+
+void proxy_free(struct proxy *px)
+{
+	if (!px)
+		return;
+	proxy_stop_accepting(px);
+	while (px->conns)
+		conn_close(px->conns, false);
+	bury(px);
+	free(px);
+}

@@ -1,0 +1,71 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The proxy: listeners inside covered pods' netns, and per accepted connection an upstream
+ * socket created in the same netns, joined through an http_session (framing + masking). One
+ * epoll loop, non-blocking sockets, bounded buffers with backpressure both ways, idle timeout,
+ * half-close propagation. Nothing a peer sends can crash it: errors close that connection.
+ */
+#ifndef MESHMASK_PROXY_H
+#define MESHMASK_PROXY_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "meshmask/steer.h"
+#include "policy.h"
+
+/* Every fd in the loop carries one of these as its epoll data.ptr. */
+struct ep_handler {
+	void (*fn)(struct ep_handler *h, uint32_t events);
+};
+
+/* Who the caller is, for policies and audit. */
+struct proxy_resolver {
+	/*
+	 * The first policy of the current set that covers the caller and destination of `orig`
+	 * and one of the `directions` bits: a new reference, or NULL.
+	 */
+	struct policy *(*policy_for)(void *ctx, const struct steer_orig *orig, uint32_t directions);
+	/* The caller's cgroup path (borrowed until the next policy/cgroup change) or NULL. */
+	const char *(*caller_name)(void *ctx, uint64_t cgroup_id);
+	void *ctx;
+};
+
+struct proxy_config {
+	int epfd;
+	int by_port_fd; /* steer_by_port map */
+	uint16_t port; /* host order */
+	size_t max_buffer; /* per direction, bytes queued before reading pauses (256 KiB) */
+	unsigned idle_secs; /* idle connections are closed after this (300) */
+	struct proxy_resolver resolver;
+};
+
+struct proxy;
+
+struct proxy *proxy_new(const struct proxy_config *cfg);
+
+/*
+ * Open the listeners (127.0.0.1 and, when the netns has it, [::1]) inside a netns. Takes
+ * ownership of ns_fd (kept for upstream sockets). *cookie gets the netns cookie. 0 or -errno.
+ */
+int proxy_listen_netns(struct proxy *px, int ns_fd, uint64_t ino, uint64_t *cookie);
+/* Close the listeners of a netns (connections in flight continue). */
+void proxy_unlisten_netns(struct proxy *px, uint64_t ino);
+
+/* Free connections closed during the last batch of events; call after each epoll_wait. */
+void proxy_reap(struct proxy *px);
+
+/* Stop accepting anywhere (shutdown begins). */
+void proxy_stop_accepting(struct proxy *px);
+
+/* Close connections idle longer than idle_secs; call about once a second. */
+void proxy_sweep(struct proxy *px);
+
+/* Connections open now and accepted so far. */
+size_t proxy_active(const struct proxy *px);
+uint64_t proxy_accepted(const struct proxy *px);
+
+/* Close every connection and listener, free. */
+void proxy_free(struct proxy *px);
+
+#endif

@@ -1,0 +1,368 @@
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+/*
+ * OpenSSL uprobes: capture the plaintext that covered processes pass to SSL_write/SSL_write_ex
+ * and receive from SSL_read/SSL_read_ex, and hand it to the agent through a ringbuf.
+ *
+ * A shared libssl fires for every process on the node, so every program checks the caller's
+ * cgroup against covered_cgroups before it touches anything else. Data is read at the return
+ * of the call: by then OpenSSL has itself touched every byte of the buffer, so the pages are
+ * present and a non-sleepable bpf_probe_read_user does not miss them.
+ */
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_tracing.h>
+#include <bpf/bpf_core_read.h>
+
+#include "meshmask/ssl.h"
+#include "ssl_sock.bpf.h"
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";
+
+/* cgroup v2 id -> policy slot; filled by the agent. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 16384);
+	__type(key, __u64);
+	__type(value, struct mm_ssl_cover);
+} covered_cgroups SEC(".maps");
+
+/* An SSL_* call in progress, by pid_tgid (a thread is in at most one). */
+struct ssl_call {
+	__u64 ssl;
+	__u64 buf;
+	__u64 num;
+	__u64 out_len; /* size_t * of the _ex variants, 0 otherwise */
+	__u32 slot;
+	__u32 direction;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, __u64);
+	__type(value, struct ssl_call);
+} calls SEC(".maps");
+
+/* (tgid, SSL *) -> its socket, from SSL_set_fd or from socket I/O made inside an SSL call. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, struct mm_ssl_key);
+	__type(value, struct mm_ssl_conn);
+} ssl_conns SEC(".maps");
+
+/*
+ * The socket each covered thread last read from, by pid_tgid. OpenSSL over memory BIOs (node)
+ * never touches the socket inside SSL_read: the event loop reads it and feeds the BIO, then
+ * calls SSL_read on the same thread, so the last socket read names the connection.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, __u64);
+	__type(value, __s32);
+} last_read SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 8 << 20);
+} events SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, MM_SSL_MAX_SLOTS * MM_SSL_DROP__COUNT);
+	__type(key, __u32);
+	__type(value, struct mm_ssl_drop);
+} drops SEC(".maps");
+
+struct scratch {
+	struct mm_ssl_event hdr;
+	__u8 data[MM_SSL_CHUNK];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct scratch);
+} scratch_map SEC(".maps");
+
+static __always_inline void count_drop(__u32 slot, __u32 reason, __u64 bytes)
+{
+	__u32 key = slot * MM_SSL_DROP__COUNT + reason;
+	struct mm_ssl_drop *d = bpf_map_lookup_elem(&drops, &key);
+
+	if (d) {
+		d->events++;
+		d->bytes += bytes;
+	}
+}
+
+static __always_inline struct mm_ssl_cover *covered(void)
+{
+	__u64 cgid = bpf_get_current_cgroup_id();
+
+	return bpf_map_lookup_elem(&covered_cgroups, &cgid);
+}
+
+static __always_inline int enter(void *ssl, const void *buf, __u64 num, void *out_len,
+				 __u32 direction)
+{
+	struct mm_ssl_cover *cover = covered();
+
+	if (!cover)
+		return 0;
+	struct ssl_call c = {
+		.ssl = (__u64)ssl,
+		.buf = (__u64)buf,
+		.num = num,
+		.out_len = (__u64)out_len,
+		.slot = cover->slot,
+		.direction = direction,
+	};
+	__u64 id = bpf_get_current_pid_tgid();
+
+	bpf_map_update_elem(&calls, &id, &c, BPF_ANY);
+	if (direction != MM_SSL_DIR_READ)
+		return 0;
+	struct mm_ssl_key key = {.tgid = id >> 32, .ssl = (__u64)ssl};
+	__s32 *fd = bpf_map_lookup_elem(&last_read, &id);
+
+	if (!fd || bpf_map_lookup_elem(&ssl_conns, &key))
+		return 0;
+	struct mm_ssl_conn conn = {};
+
+	ssl_sock_of_fd(*fd, &conn);
+	if (conn.family)
+		bpf_map_update_elem(&ssl_conns, &key, &conn, BPF_NOEXIST);
+	return 0;
+}
+
+struct emit_ctx {
+	struct mm_ssl_event hdr;
+	__u64 buf;
+	__u64 captured; /* bytes to capture: min(total, MM_SSL_MAX_CHUNKS * MM_SSL_CHUNK) */
+};
+
+static long emit_chunk(__u32 i, void *arg)
+{
+	struct emit_ctx *e = arg;
+	__u64 off = (__u64)i * MM_SSL_CHUNK;
+	__u32 zero = 0;
+
+	if (off >= e->captured)
+		return 1;
+	__u64 n = e->captured - off;
+	if (n > MM_SSL_CHUNK)
+		n = MM_SSL_CHUNK;
+	barrier_var(n);
+	if (n > MM_SSL_CHUNK)
+		return 1;
+
+	struct scratch *s = bpf_map_lookup_elem(&scratch_map, &zero);
+	if (!s)
+		return 1;
+	s->hdr = e->hdr;
+	s->hdr.offset = off;
+	s->hdr.len = n;
+	if (off + n >= e->captured)
+		s->hdr.flags |= MM_SSL_F_LAST;
+	if (bpf_probe_read_user(s->data, n, (const void *)(e->buf + off))) {
+		count_drop(e->hdr.slot, MM_SSL_DROP_READ, e->captured - off);
+		return 1;
+	}
+	if (bpf_ringbuf_output(&events, s, sizeof(s->hdr) + n, 0))
+		count_drop(e->hdr.slot, MM_SSL_DROP_RINGBUF, n);
+	return 0;
+}
+
+static __always_inline int leave(long ret, bool ex)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	struct ssl_call *c = bpf_map_lookup_elem(&calls, &id);
+
+	if (!c)
+		return 0;
+	struct ssl_call call = *c;
+	bpf_map_delete_elem(&calls, &id);
+
+	__u64 total;
+	if (ex) {
+		size_t moved = 0;
+
+		if (ret != 1 || !call.out_len ||
+		    bpf_probe_read_user(&moved, sizeof(moved), (const void *)call.out_len))
+			return 0;
+		total = moved;
+	} else {
+		if (ret <= 0)
+			return 0;
+		total = ret;
+	}
+	if (total > call.num)
+		total = call.num;
+	if (!total)
+		return 0;
+
+	struct mm_ssl_key key = {.tgid = id >> 32, .ssl = call.ssl};
+	struct mm_ssl_conn *conn = bpf_map_lookup_elem(&ssl_conns, &key);
+
+	/* A socket given to SSL_set_fd before connect(): read its endpoints again. */
+	if (conn && conn->fd >= 0 && !conn->rport)
+		ssl_sock_of_fd(conn->fd, conn);
+	struct emit_ctx e = {
+		.hdr =
+			{
+				.ts_ns = bpf_ktime_get_ns(),
+				.cgroup_id = bpf_get_current_cgroup_id(),
+				.ssl = call.ssl,
+				.pid = id >> 32,
+				.tid = (__u32)id,
+				.total = total > 0xffffffffULL ? 0xffffffffU : (__u32)total,
+				.slot = call.slot,
+				.direction = call.direction,
+			},
+		.buf = call.buf,
+		.captured = total,
+	};
+	if (conn)
+		e.hdr.conn = *conn;
+	else
+		e.hdr.conn.fd = -1;
+	__u64 cap = (__u64)MM_SSL_MAX_CHUNKS * MM_SSL_CHUNK;
+
+	if (total > cap) {
+		e.captured = cap;
+		e.hdr.flags = MM_SSL_F_TRUNCATED;
+		count_drop(call.slot, MM_SSL_DROP_TRUNCATED, total - cap);
+	}
+	bpf_get_current_comm(e.hdr.comm, sizeof(e.hdr.comm));
+	bpf_loop(MM_SSL_MAX_CHUNKS, emit_chunk, &e, 0);
+	return 0;
+}
+
+SEC("uprobe")
+int BPF_KPROBE(ssl_write_enter, void *ssl, const void *buf, int num)
+{
+	return enter(ssl, buf, num > 0 ? num : 0, NULL, MM_SSL_DIR_WRITE);
+}
+
+SEC("uretprobe")
+int BPF_KRETPROBE(ssl_write_leave, int ret)
+{
+	return leave(ret, false);
+}
+
+SEC("uprobe")
+int BPF_KPROBE(ssl_write_ex_enter, void *ssl, const void *buf, size_t num, size_t *written)
+{
+	return enter(ssl, buf, num, written, MM_SSL_DIR_WRITE);
+}
+
+SEC("uretprobe")
+int BPF_KRETPROBE(ssl_write_ex_leave, int ret)
+{
+	return leave(ret, true);
+}
+
+SEC("uprobe")
+int BPF_KPROBE(ssl_read_enter, void *ssl, void *buf, int num)
+{
+	return enter(ssl, buf, num > 0 ? num : 0, NULL, MM_SSL_DIR_READ);
+}
+
+SEC("uretprobe")
+int BPF_KRETPROBE(ssl_read_leave, int ret)
+{
+	return leave(ret, false);
+}
+
+SEC("uprobe")
+int BPF_KPROBE(ssl_read_ex_enter, void *ssl, void *buf, size_t num, size_t *readbytes)
+{
+	return enter(ssl, buf, num, readbytes, MM_SSL_DIR_READ);
+}
+
+SEC("uretprobe")
+int BPF_KRETPROBE(ssl_read_ex_leave, int ret)
+{
+	return leave(ret, true);
+}
+
+SEC("uprobe")
+int BPF_KPROBE(ssl_set_fd, void *ssl, int fd)
+{
+	if (!covered())
+		return 0;
+	struct mm_ssl_key key = {.tgid = bpf_get_current_pid_tgid() >> 32, .ssl = (__u64)ssl};
+	struct mm_ssl_conn conn = {};
+
+	ssl_sock_of_fd(fd, &conn);
+	bpf_map_update_elem(&ssl_conns, &key, &conn, BPF_ANY);
+	return 0;
+}
+
+SEC("uprobe")
+int BPF_KPROBE(ssl_free, void *ssl)
+{
+	struct mm_ssl_cover *cover = covered();
+
+	if (!cover || !ssl)
+		return 0;
+	__u64 id = bpf_get_current_pid_tgid();
+	struct mm_ssl_key key = {.tgid = id >> 32, .ssl = (__u64)ssl};
+	struct mm_ssl_event ev = {
+		.ts_ns = bpf_ktime_get_ns(),
+		.cgroup_id = bpf_get_current_cgroup_id(),
+		.ssl = (__u64)ssl,
+		.pid = id >> 32,
+		.tid = (__u32)id,
+		.conn.fd = -1,
+		.slot = cover->slot,
+		.direction = MM_SSL_DIR_CLOSE,
+		.flags = MM_SSL_F_LAST,
+	};
+
+	bpf_map_delete_elem(&ssl_conns, &key);
+	if (bpf_ringbuf_output(&events, &ev, sizeof(ev), 0))
+		count_drop(cover->slot, MM_SSL_DROP_RINGBUF, 0);
+	return 0;
+}
+
+/*
+ * Attribution for SSL objects whose fd was never given to SSL_set_fd (curl, s_client use a
+ * socket BIO): the first socket read/write a thread makes inside an SSL call names the fd.
+ * Outside SSL calls, only covered threads' reads are remembered (see last_read).
+ */
+SEC("tp_btf/sys_enter")
+int BPF_PROG(ssl_sys_enter, struct pt_regs *regs, long nr)
+{
+#if defined(__TARGET_ARCH_x86)
+	/* read, write, readv, writev, sendto, recvfrom, sendmsg, recvmsg */
+	if (!(nr == 0 || nr == 1 || nr == 19 || nr == 20 || (nr >= 44 && nr <= 47)))
+		return 0;
+	__u64 id = bpf_get_current_pid_tgid();
+	struct ssl_call *c = bpf_map_lookup_elem(&calls, &id);
+
+	if (!c) {
+		/* read, readv, recvfrom, recvmsg outside an SSL call: remember the fd. */
+		if ((nr == 0 || nr == 19 || nr == 45 || nr == 47) && covered()) {
+			__s32 fd = (__s32)BPF_CORE_READ(regs, di);
+
+			bpf_map_update_elem(&last_read, &id, &fd, BPF_ANY);
+		}
+		return 0;
+	}
+	struct mm_ssl_key key = {.tgid = id >> 32, .ssl = c->ssl};
+
+	if (bpf_map_lookup_elem(&ssl_conns, &key))
+		return 0;
+	struct mm_ssl_conn conn = {};
+
+	ssl_sock_of_fd((int)BPF_CORE_READ(regs, di), &conn);
+	/* Only a TCP/IP socket names the connection (not a pipe or an eventfd). */
+	if (conn.family)
+		bpf_map_update_elem(&ssl_conns, &key, &conn, BPF_NOEXIST);
+#endif
+	return 0;
+}

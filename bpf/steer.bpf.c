@@ -1,0 +1,290 @@
+// SPDX-License-Identifier: Apache-2.0
+/*
+ * Connection steering: cgroup/connect4/6 redirect a flagged caller's TCP connection to a
+ * flagged destination to the agent's listener on the caller's own loopback (the agent opened
+ * it inside the caller's netns), and remember the original destination; sockops publishes it
+ * under (netns cookie, app's local port) for the agent's accepted socket and forgets it at
+ * close; cgroup/getpeername4/6 show the app its real peer.
+ */
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_endian.h>
+
+#include "meshmask/steer.h"
+#include "net.bpf.h"
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";
+
+/* The agent's listener port in every covered netns, host order. Set before load. */
+const volatile __u16 proxy_port = 15101;
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 16384);
+	__type(key, __u64);
+	__type(value, struct steer_caller);
+} steer_callers SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(max_entries, 4096);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct steer_dest_key);
+	__type(value, struct steer_dest_val);
+} steer_dests SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, __u64);
+	__type(value, struct steer_orig);
+} steer_by_cookie SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, struct steer_conn_key);
+	__type(value, struct steer_orig);
+} steer_by_port SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __u64);
+	__type(value, struct steer_listener);
+} steer_listeners SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct steer_state);
+} steer_state SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, STEER_STATS_SIZE);
+	__type(key, __u32);
+	__type(value, __u64);
+} steer_stats SEC(".maps");
+
+static __always_inline void count(__u32 policy, __u32 stat)
+{
+	__u32 idx = policy * STEER_STAT__COUNT + stat;
+	__u64 *v = bpf_map_lookup_elem(&steer_stats, &idx);
+	if (v)
+		*v += 1;
+}
+
+/*
+ * The first policy of the caller's mask that covers (family, port, addr): its index, or -1.
+ * *flags gets the destination entry's flags.
+ */
+static __always_inline int match_dest(__u64 mask, struct steer_dest_key *k, __u32 *flags)
+{
+	for (__u32 i = 0; i < STEER_MAX_POLICIES; i++) {
+		if (!(mask & (1ULL << i)))
+			continue;
+		__be16 port = k->port;
+		k->policy = i;
+		struct steer_dest_val *v = bpf_map_lookup_elem(&steer_dests, k);
+		if (!v) {
+			k->port = 0;
+			v = bpf_map_lookup_elem(&steer_dests, k);
+			k->port = port;
+		}
+		if (v) {
+			*flags = v->flags;
+			return (int)i;
+		}
+	}
+	return -1;
+}
+
+/*
+ * Decide for a connect(): 1 = steer (orig filled), 0 = leave alone. With the agent down a
+ * fail-open destination is left alone; a fail-closed one is still steered so the connection is
+ * refused by the (absent) listener instead of leaking unmasked.
+ */
+static __always_inline int decide(void *ctx, struct steer_dest_key *k, struct steer_orig *orig)
+{
+	__u64 cg = bpf_get_current_cgroup_id();
+	struct steer_caller *c = bpf_map_lookup_elem(&steer_callers, &cg);
+	if (!c)
+		return 0;
+	__u64 mask = c->policy_mask;
+	__u32 flags = 0;
+	int pol = match_dest(mask, k, &flags);
+	if (pol < 0 || pol >= STEER_MAX_POLICIES)
+		return 0;
+
+	__u32 zero = 0;
+	struct steer_state *st = bpf_map_lookup_elem(&steer_state, &zero);
+	__u64 now = bpf_ktime_get_ns();
+	int alive = st && st->heartbeat_ns && now - st->heartbeat_ns < STEER_HEARTBEAT_NS;
+	if (alive) {
+		__u64 ns = bpf_get_netns_cookie(ctx);
+		alive = bpf_map_lookup_elem(&steer_listeners, &ns) != NULL;
+	}
+	if (!alive) {
+		if (flags & STEER_DEST_FAIL_OPEN) {
+			count(pol, STEER_STAT_PASSED);
+			return 0;
+		}
+		count(pol, STEER_STAT_REFUSED);
+	} else {
+		count(pol, STEER_STAT_STEERED);
+	}
+	orig->cgroup_id = cg;
+	orig->policy = pol;
+	orig->family = k->family;
+	orig->port = k->port;
+	__builtin_memcpy(orig->addr, k->addr, sizeof(orig->addr));
+	return 1;
+}
+
+SEC("cgroup/connect4")
+int mm_connect4(struct bpf_sock_addr *ctx)
+{
+	if (ctx->type != MM_SOCK_STREAM)
+		return 1;
+	__u32 ip = ctx->user_ip4;
+	__u32 uport = ctx->user_port;
+	struct steer_dest_key k = {};
+	k.prefixlen = 64 + 32;
+	k.family = MM_AF_INET;
+	k.port = (__be16)uport;
+	__builtin_memcpy(k.addr, &ip, 4);
+	struct steer_orig orig = {};
+	if (!decide(ctx, &k, &orig))
+		return 1;
+	__u64 cookie = bpf_get_socket_cookie(ctx);
+	bpf_map_update_elem(&steer_by_cookie, &cookie, &orig, BPF_ANY);
+	ctx->user_ip4 = bpf_htonl(MM_LOOPBACK4);
+	ctx->user_port = bpf_htons(proxy_port);
+	return 1;
+}
+
+SEC("cgroup/connect6")
+int mm_connect6(struct bpf_sock_addr *ctx)
+{
+	if (ctx->type != MM_SOCK_STREAM)
+		return 1;
+	__u32 w0 = ctx->user_ip6[0], w1 = ctx->user_ip6[1];
+	__u32 w2 = ctx->user_ip6[2], w3 = ctx->user_ip6[3];
+	__u32 uport = ctx->user_port;
+	int mapped = mm_ip6_is_v4mapped(w0, w1, w2);
+	struct steer_dest_key k = {};
+	k.port = (__be16)uport;
+	if (mapped) {
+		k.prefixlen = 64 + 32;
+		k.family = MM_AF_INET;
+		__builtin_memcpy(k.addr, &w3, 4);
+	} else {
+		k.prefixlen = 64 + 128;
+		k.family = MM_AF_INET6;
+		__builtin_memcpy(k.addr, &w0, 4);
+		__builtin_memcpy(k.addr + 4, &w1, 4);
+		__builtin_memcpy(k.addr + 8, &w2, 4);
+		__builtin_memcpy(k.addr + 12, &w3, 4);
+	}
+	struct steer_orig orig = {};
+	if (!decide(ctx, &k, &orig))
+		return 1;
+	__u64 cookie = bpf_get_socket_cookie(ctx);
+	bpf_map_update_elem(&steer_by_cookie, &cookie, &orig, BPF_ANY);
+	if (mapped) {
+		/* ::ffff:127.0.0.1 reaches the agent's IPv4 listener. */
+		ctx->user_ip6[0] = 0;
+		ctx->user_ip6[1] = 0;
+		ctx->user_ip6[2] = bpf_htonl(0x0000ffffu);
+		ctx->user_ip6[3] = bpf_htonl(MM_LOOPBACK4);
+	} else {
+		ctx->user_ip6[0] = 0;
+		ctx->user_ip6[1] = 0;
+		ctx->user_ip6[2] = 0;
+		ctx->user_ip6[3] = bpf_htonl(1);
+	}
+	ctx->user_port = bpf_htons(proxy_port);
+	return 1;
+}
+
+SEC("cgroup/getpeername4")
+int mm_getpeername4(struct bpf_sock_addr *ctx)
+{
+	__u64 cookie = bpf_get_socket_cookie(ctx);
+	struct steer_orig *o = bpf_map_lookup_elem(&steer_by_cookie, &cookie);
+	if (!o || o->family != MM_AF_INET)
+		return 1;
+	__u32 ip;
+	__builtin_memcpy(&ip, o->addr, 4);
+	ctx->user_ip4 = ip;
+	ctx->user_port = o->port;
+	return 1;
+}
+
+SEC("cgroup/getpeername6")
+int mm_getpeername6(struct bpf_sock_addr *ctx)
+{
+	__u64 cookie = bpf_get_socket_cookie(ctx);
+	struct steer_orig *o = bpf_map_lookup_elem(&steer_by_cookie, &cookie);
+	if (!o)
+		return 1;
+	__u32 w[4];
+	if (o->family == MM_AF_INET) {
+		w[0] = 0;
+		w[1] = 0;
+		w[2] = bpf_htonl(0x0000ffffu);
+		__builtin_memcpy(&w[3], o->addr, 4);
+	} else {
+		__builtin_memcpy(w, o->addr, 16);
+	}
+	ctx->user_ip6[0] = w[0];
+	ctx->user_ip6[1] = w[1];
+	ctx->user_ip6[2] = w[2];
+	ctx->user_ip6[3] = w[3];
+	ctx->user_port = o->port;
+	return 1;
+}
+
+static __always_inline void conn_key(struct bpf_sock_ops *skops, struct steer_conn_key *key)
+{
+	__u32 family = skops->family;
+	__u32 lport = skops->local_port;
+	key->netns_cookie = bpf_get_netns_cookie(skops);
+	key->port = (__u16)lport;
+	key->family = MM_AF_INET;
+	if (family == MM_AF_INET6) {
+		__u32 w0 = skops->remote_ip6[0], w1 = skops->remote_ip6[1];
+		__u32 w2 = skops->remote_ip6[2];
+		if (!mm_ip6_is_v4mapped(w0, w1, w2))
+			key->family = MM_AF_INET6;
+	}
+}
+
+SEC("sockops")
+int mm_sockops(struct bpf_sock_ops *skops)
+{
+	__u32 op = skops->op;
+	if (op != BPF_SOCK_OPS_TCP_CONNECT_CB && op != BPF_SOCK_OPS_STATE_CB)
+		return 1;
+	__u64 cookie = bpf_get_socket_cookie(skops);
+	struct steer_orig *o = bpf_map_lookup_elem(&steer_by_cookie, &cookie);
+	if (!o)
+		return 1;
+	struct steer_conn_key key = {};
+	conn_key(skops, &key);
+	if (op == BPF_SOCK_OPS_TCP_CONNECT_CB) {
+		/* Before the SYN: the entry exists by the time the agent accepts. */
+		struct steer_orig copy = *o;
+		bpf_map_update_elem(&steer_by_port, &key, &copy, BPF_ANY);
+		bpf_sock_ops_cb_flags_set(skops, skops->bpf_sock_ops_cb_flags |
+							 BPF_SOCK_OPS_STATE_CB_FLAG);
+		return 1;
+	}
+	if (skops->args[1] == BPF_TCP_CLOSE) {
+		bpf_map_delete_elem(&steer_by_port, &key);
+		bpf_map_delete_elem(&steer_by_cookie, &cookie);
+	}
+	return 1;
+}

@@ -1,0 +1,92 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * ABI between bpf/steer.bpf.c and the agent (agent/loader.c, agent/steering.c, agent/proxy.c):
+ * map keys and values of the connection steering programs. Only <linux/types.h> types,
+ * explicit padding, sizes checked on both sides. Every key is zeroed before it is filled.
+ */
+#ifndef MESHMASK_STEER_H
+#define MESHMASK_STEER_H
+
+/* BPF programs get the same types from vmlinux.h. */
+#ifndef __VMLINUX_H__
+#include <linux/types.h>
+#endif
+
+/* Policies are numbered by their index in the current policy set; a caller's mask has 64 bits. */
+#define STEER_MAX_POLICIES 64
+
+/* steer_callers: cgroup id (inode of the cgroup v2 directory) -> policies covering it. */
+struct steer_caller {
+	__u64 policy_mask; /* bit i = policy index i of the current set */
+};
+_Static_assert(sizeof(struct steer_caller) == 8, "steer_caller layout");
+
+/*
+ * steer_dests: LPM trie. The prefix always covers policy, port, family and pad (64 bits); the
+ * address bits that must match follow. port 0 = any port; "any address" is one entry per
+ * family with prefixlen 64.
+ */
+struct steer_dest_key {
+	__u32 prefixlen; /* 64 + address bits */
+	__u32 policy; /* policy index; always wholly inside the prefix */
+	__be16 port; /* destination port, network order; 0 = any */
+	__u8 family; /* AF_INET / AF_INET6 */
+	__u8 pad;
+	__u8 addr[16]; /* network order; IPv4 in the first 4 bytes */
+};
+_Static_assert(sizeof(struct steer_dest_key) == 28, "steer_dest_key layout");
+
+#define STEER_DEST_FAIL_OPEN 0x1u /* failureMode open: skip steering while the agent is down */
+
+struct steer_dest_val {
+	__u32 flags; /* STEER_DEST_* */
+};
+_Static_assert(sizeof(struct steer_dest_val) == 4, "steer_dest_val layout");
+
+/* The original destination of a steered connection (value of steer_by_cookie/steer_by_port). */
+struct steer_orig {
+	__u64 cgroup_id; /* caller's cgroup at connect() */
+	__u32 policy; /* policy index that matched (at connect time, for counters) */
+	__u8 family; /* AF_INET / AF_INET6 of the original destination */
+	__u8 pad;
+	__be16 port; /* network order */
+	__u8 addr[16]; /* network order; IPv4 in the first 4 bytes */
+};
+_Static_assert(sizeof(struct steer_orig) == 32, "steer_orig layout");
+
+/*
+ * steer_by_port: how the agent finds the original destination of a socket it accepted: the
+ * netns cookie of the accepted socket (SO_NETNS_COOKIE) and the app's local port (the agent's
+ * peer port). Loopback 4-tuples repeat across pods, hence the netns cookie.
+ */
+struct steer_conn_key {
+	__u64 netns_cookie;
+	__u16 port; /* the app's local port, host order */
+	__u8 family; /* family of the loopback hop: AF_INET (also for v4-mapped) or AF_INET6 */
+	__u8 pad[5];
+};
+_Static_assert(sizeof(struct steer_conn_key) == 16, "steer_conn_key layout");
+
+/* steer_listeners: netns cookie -> 1 while the agent's listener in that netns is open. */
+struct steer_listener {
+	__u32 ready;
+	__u32 pad;
+};
+_Static_assert(sizeof(struct steer_listener) == 8, "steer_listener layout");
+
+/* steer_state[0]: refreshed every second by the agent; stale after STEER_HEARTBEAT_NS. */
+struct steer_state {
+	__u64 heartbeat_ns; /* CLOCK_MONOTONIC (bpf_ktime_get_ns) of the last heartbeat */
+};
+_Static_assert(sizeof(struct steer_state) == 8, "steer_state layout");
+
+#define STEER_HEARTBEAT_NS 3000000000ULL
+
+/* steer_stats: per-CPU __u64 counters at index policy * STEER_STAT__COUNT + stat. */
+#define STEER_STAT_STEERED 0 /* redirected to a live agent */
+#define STEER_STAT_PASSED 1 /* agent down, failureMode open: passed unmasked */
+#define STEER_STAT_REFUSED 2 /* agent down, failureMode closed: sent to a dead listener */
+#define STEER_STAT__COUNT 4
+#define STEER_STATS_SIZE (STEER_MAX_POLICIES * STEER_STAT__COUNT)
+
+#endif
