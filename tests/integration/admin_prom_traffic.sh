@@ -1,0 +1,90 @@
+#!/usr/bin/env bash
+# Metrics and audit of real masked traffic: a Prometheus server on loopback scrapes the agent
+# every second while a flagged pod's requests are steered and masked; its query API must show
+# the masked-values counter rising by exactly what was masked. The exposition passes promtool,
+# and the audit log holds none of the secrets the server sent.
+# Uses the data-path topology of dp_lib.sh (root, netns, cgroup v2, BPF).
+source "$(dirname "$0")/dp_lib.sh"
+for t in prometheus promtool; do
+	command -v $t >/dev/null || dp_skip "needs $t (Debian package prometheus)"
+done
+dp_init "$1"
+
+dp_policy pii closed 'app-*' 'none' $DP_SPORT
+dp_pod app-a 1
+dp_agent_start || { not_ok "agent starts"; dp_done; exit; }
+check "agent listens in the flagged pod's netns" dp_wait_listener app-a
+
+PPORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+mkdir -p "$DP_DIR/prom"
+cat >"$DP_DIR/prometheus.yml" <<EOF
+global:
+  scrape_interval: 1s
+scrape_configs:
+  - job_name: meshmask
+    scrape_interval: 1s
+    static_configs:
+      - targets: ["127.0.0.1:$DP_APORT"]
+EOF
+prometheus --config.file="$DP_DIR/prometheus.yml" --storage.tsdb.path="$DP_DIR/prom" \
+	--web.listen-address=127.0.0.1:$PPORT >"$DP_DIR/prometheus.log" 2>&1 &
+DP_PIDS+=($!)
+
+query() {
+	curl -s --max-time 5 --get --data-urlencode "query=$1" "http://127.0.0.1:$PPORT/api/v1/query" |
+		python3 -c 'import json,sys
+r=json.load(sys.stdin).get("data",{}).get("result",[])
+print(r[0]["value"][1] if r else "")' 2>/dev/null
+}
+wait_for() { # wait_for PROMQL VALUE SECONDS
+	local end=$((SECONDS + $3)) v
+	while ((SECONDS < end)); do
+		v=$(query "$1")
+		[[ $v == "$2" ]] && return 0
+		sleep 0.5
+	done
+	echo "# $1 = '$v', want '$2'"
+	return 1
+}
+check "Prometheus scrapes the agent" wait_for 'up{job="meshmask"}' 1 60
+
+# One response of /customers holds 2 SSNs (field rule), 2 cards and 2 emails: 6 values.
+out=$(dp_in app-a curl -s --max-time 5 http://10.211.1.1:$DP_SPORT/customers)
+check "flagged caller gets masked JSON" grep -q '"XXX-XX-6789"' <<<"$out"
+check "one response: 6 values in Prometheus" \
+	wait_for 'sum(meshmask_values_masked_total{policy="pii",direction="response"})' 6 30
+check "by rule: ssn 2" wait_for 'sum(meshmask_values_masked_total{policy="pii",rule="ssn"})' 2 5
+check "by entity: CREDIT_CARD 2" \
+	wait_for 'sum(meshmask_values_masked_total{policy="pii",entity="CREDIT_CARD"})' 2 5
+
+# Ten more on one keep-alive connection while Prometheus keeps scraping.
+urls=()
+for i in $(seq 10); do urls+=("http://10.211.1.1:$DP_SPORT/customers?$i"); done
+dp_in app-a curl -s --max-time 20 "${urls[@]}" >"$DP_DIR/ten.json"
+check "ten responses masked" test "$(grep -o 'XXX-XX-6789' "$DP_DIR/ten.json" | wc -l)" -eq 10
+check "masked-values counter rose by exactly 60" \
+	wait_for 'sum(meshmask_values_masked_total{policy="pii",direction="response"})' 66 30
+check "responses processed: 11" \
+	wait_for 'sum(meshmask_messages_total{policy="pii",direction="response"})' 11 10
+check "masking-time histogram: 11 bodies" \
+	wait_for 'sum(meshmask_mask_duration_seconds_count{policy="pii"})' 11 10
+v=$(query 'sum(meshmask_bytes_scanned_total{policy="pii"})')
+check "bytes scanned counted" test "${v:-0}" -gt 0
+v=$(query 'sum(meshmask_flows_steered_total{policy="pii"})')
+check "steered flows counted" test "${v:-0}" -ge 2
+
+curl -s "http://127.0.0.1:$DP_APORT/metrics" >"$DP_DIR/metrics.txt"
+check "promtool check metrics on the exposition with traffic" \
+	bash -c 'promtool check metrics <"$1"' _ "$DP_DIR/metrics.txt"
+
+secrets=(123-45-6789 234-56-7890 "4111 1111 1111 1111" "5500 0000 0000 0004" 4111111111111111
+	ada@example.com alan@example.org)
+leaked=0
+for s in "${secrets[@]}"; do
+	grep -qF -- "$s" "$DP_DIR/audit.log" "$DP_DIR/metrics.txt" && { echo "# leaked: $s"; leaked=1; }
+done
+check "no secret in the audit log or the metrics" test $leaked -eq 0
+check "audit: one line per rule/entity batch with caller and destination" \
+	grep -q '"policy":"pii".*"rule":"ssn".*"count":2' "$DP_DIR/audit.log"
+check "audit: destination recorded" grep -q "\"destination\":\"10.211.1.1:$DP_SPORT\"" "$DP_DIR/audit.log"
+dp_done

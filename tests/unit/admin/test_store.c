@@ -1,0 +1,252 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Policy store: pushes (etag, If-Match, conflicts with file policies), persistence across a
+ * reopen, hot reload of the policies directory including a ConfigMap-style symlink swap, a
+ * broken file keeping the previous version, and sets held across a swap.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "store.h"
+#include "tap.h"
+
+static char *doc(const char *name, const char *mask_char)
+{
+	char *s;
+	if (asprintf(&s,
+		     "{\"apiVersion\":\"meshmask.io/v1alpha1\",\"kind\":\"MaskingPolicy\","
+		     "\"metadata\":{\"name\":\"%s\"},\"spec\":{\"selector\":{\"destinations\":"
+		     "[{\"port\":8080}]},\"rules\":[{\"name\":\"ssn\",\"fields\":[\"$..ssn\"],"
+		     "\"action\":{\"type\":\"mask\",\"char\":\"%s\"}}]}}",
+		     name, mask_char) < 0)
+		abort();
+	return s;
+}
+
+static void write_file(const char *path, const char *text)
+{
+	char tmp[4096];
+	snprintf(tmp, sizeof(tmp), "%s.tmp~", path);
+	FILE *f = fopen(tmp, "w");
+	if (!f)
+		abort();
+	fputs(text, f);
+	fclose(f);
+	rename(tmp, path);
+}
+
+static int changes;
+static void on_change(void *ctx, struct policy_set *set)
+{
+	(void)ctx;
+	(void)set;
+	__atomic_add_fetch(&changes, 1, __ATOMIC_SEQ_CST);
+}
+
+/* etag of `name` in the current set into buf ("" if absent). */
+static const char *etag_of(struct store *st, const char *name, char buf[65])
+{
+	struct policy_set *s = store_get(st);
+	struct policy *p = policy_set_find(s, name);
+	snprintf(buf, 65, "%s", p ? p->etag : "");
+	policy_set_unref(s);
+	return buf;
+}
+
+static bool origin_is_api(struct store *st, const char *name)
+{
+	struct policy_set *s = store_get(st);
+	struct policy *p = policy_set_find(s, name);
+	bool r = p && p->origin && !strcmp(p->origin, "api");
+	policy_set_unref(s);
+	return r;
+}
+
+/* Wait up to 5 s until the etag of `name` differs from `old` ("" = absent). */
+static bool wait_change(struct store *st, const char *name, const char *old)
+{
+	char buf[65];
+	for (int i = 0; i < 500; i++) {
+		if (strcmp(etag_of(st, name, buf), old))
+			return true;
+		usleep(10000);
+	}
+	return false;
+}
+
+int main(void)
+{
+	char root[] = "/tmp/meshmask-store-XXXXXX";
+	if (!mkdtemp(root))
+		return 1;
+	char pol[256], state[256], path[512], path2[512];
+	snprintf(pol, sizeof(pol), "%s/pol", root);
+	snprintf(state, sizeof(state), "%s/state", root);
+	mkdir(pol, 0755);
+	char *a1 = doc("a", "*");
+	snprintf(path, sizeof(path), "%s/a.json", pol);
+	write_file(path, a1);
+	snprintf(path, sizeof(path), "%s/README.md", pol);
+	write_file(path, "not a policy");
+
+	struct agent_config cfg = {.policies_dir = pol, .state_dir = state};
+	struct store *st = NULL;
+	is_int(store_open(&st, &cfg), 0, "store_open");
+	if (!st)
+		return tap_done();
+	ok(store_ready(st), "ready after open");
+	struct policy_set *s0 = store_get(st);
+	is_int(s0->n, 1, "file policy loaded, other files ignored");
+	ok(store_subscribe(st, on_change, NULL) == 0 && changes == 1,
+	   "subscriber called at subscription");
+
+	char etag[65], buf[65];
+	struct policy_errors errs = {0};
+	char *b1 = doc("b", "#");
+	is_int(store_put(st, "b", b1, strlen(b1), NULL, &errs, etag), 1, "push creates");
+	is_str(etag_of(st, "b", buf), etag, "etag of the pushed policy");
+	is_int(changes, 2, "subscriber told");
+	snprintf(path, sizeof(path), "%s/policies/b.json", state);
+	ok(access(path, R_OK) == 0, "persisted under the state dir");
+	is_int(s0->n, 1, "a set held across a swap does not change");
+	policy_set_unref(s0);
+
+	char e2[65];
+	is_int(store_put(st, "b", b1, strlen(b1), etag, &errs, e2), 0, "same document again");
+	is_str(e2, etag, "same etag");
+	is_int(changes, 2, "no-op push publishes nothing");
+	char *b2 = doc("b", "X");
+	is_int(store_put(st, "b", b2, strlen(b2), "0000", &errs, e2), -ESTALE, "stale If-Match");
+	is_str(etag_of(st, "b", buf), etag, "stale push changed nothing");
+	is_int(store_put(st, "b", b2, strlen(b2), etag, &errs, e2), 0, "matching If-Match");
+	ok(strcmp(e2, etag) != 0, "new etag");
+	is_int(store_put(st, "b", b2, strlen(b2), etag, &errs, buf), -ESTALE,
+	       "the old etag is stale now");
+	char *c1 = doc("c", "*");
+	is_int(store_put(st, "c", c1, strlen(c1), "*", &errs, buf), -ESTALE,
+	       "If-Match * on an absent policy");
+	is_int(store_put(st, "a", a1, strlen(a1), NULL, &errs, buf), -EEXIST,
+	       "a file policy's name is refused");
+	is_int(store_delete(st, "a", NULL), -EPERM, "a file policy cannot be deleted");
+	is_int(store_delete(st, "zz", NULL), -ENOENT, "delete of an absent policy");
+	is_int(store_put(st, "c", b1, strlen(b1), NULL, &errs, buf), -EINVAL,
+	       "URL name must match metadata.name");
+	ok(errs.n == 1 && errs.v[0].pointer && !strcmp(errs.v[0].pointer, "/metadata/name"),
+	   "error points at /metadata/name");
+	policy_errors_free(&errs);
+	is_int(store_put(st, "../x", b1, strlen(b1), NULL, &errs, buf), -EINVAL,
+	       "path-like name refused");
+	policy_errors_free(&errs);
+	is_int(store_put(st, "c", "{\"a\":", 5, NULL, &errs, buf), -EINVAL, "syntax error");
+	ok(errs.n >= 1 && errs.v[0].line == 1, "syntax error has a line");
+	policy_errors_free(&errs);
+	is_int(store_put(st, "c", c1, strlen(c1), NULL, &errs, buf), 1, "push c");
+	is_int(store_delete(st, "c", "0000"), -ESTALE, "delete with a stale If-Match");
+	is_int(store_delete(st, "c", buf), 0, "delete with the right If-Match");
+	is_str(etag_of(st, "c", buf), "", "deleted");
+	snprintf(path, sizeof(path), "%s/policies/c.json", state);
+	ok(access(path, F_OK) < 0, "persisted file removed");
+
+	/* Restart: exactly the pushed policies come back, with the same etags. */
+	store_close(st);
+	st = NULL;
+	is_int(store_open(&st, &cfg), 0, "reopen");
+	if (!st)
+		return tap_done();
+	is_str(etag_of(st, "b", buf), e2, "pushed policy restored with its etag");
+	is_str(etag_of(st, "c", buf), "", "deleted policy stays deleted");
+	ok(etag_of(st, "a", buf)[0] != 0, "file policy back");
+
+	/* Hot reload of a new file. */
+	snprintf(path, sizeof(path), "%s/d.json", pol);
+	char *d1 = doc("d", "*");
+	write_file(path, d1);
+	ok(wait_change(st, "d", ""), "new file picked up");
+	char d_etag[65];
+	etag_of(st, "d", d_etag);
+	/* A broken version is refused and the previous one stays in force. */
+	write_file(path, "{\"apiVersion\": broken");
+	usleep(400000);
+	is_str(etag_of(st, "d", buf), d_etag, "broken file: previous version in force");
+	char *d2 = doc("d", "#");
+	write_file(path, d2);
+	ok(wait_change(st, "d", d_etag), "fixed file picked up");
+	etag_of(st, "d", d_etag);
+	unlink(path);
+	ok(wait_change(st, "d", d_etag), "removed file: policy gone");
+	is_str(etag_of(st, "d", buf), "", "d absent");
+
+	/* ConfigMap layout: name.json -> ..data/name.json, ..data -> ..<timestamp>. */
+	snprintf(path, sizeof(path), "%s/..v1", pol);
+	mkdir(path, 0755);
+	snprintf(path, sizeof(path), "%s/..v1/e.json", pol);
+	char *e_1 = doc("e", "*");
+	write_file(path, e_1);
+	snprintf(path, sizeof(path), "%s/..data", pol);
+	symlink("..v1", path);
+	snprintf(path, sizeof(path), "%s/e.json", pol);
+	symlink("..data/e.json", path);
+	ok(wait_change(st, "e", ""), "ConfigMap file picked up");
+	char e_etag[65];
+	etag_of(st, "e", e_etag);
+	snprintf(path, sizeof(path), "%s/..v2", pol);
+	mkdir(path, 0755);
+	snprintf(path, sizeof(path), "%s/..v2/e.json", pol);
+	char *e_2 = doc("e", "#");
+	write_file(path, e_2);
+	snprintf(path, sizeof(path), "%s/..data_tmp", pol);
+	symlink("..v2", path);
+	snprintf(path2, sizeof(path2), "%s/..data", pol);
+	rename(path, path2);
+	snprintf(path, sizeof(path), "%s/..v1/e.json", pol);
+	unlink(path);
+	snprintf(path, sizeof(path), "%s/..v1", pol);
+	rmdir(path);
+	ok(wait_change(st, "e", e_etag), "symlink swap reloads");
+	is_int(store_put(st, "e", e_2, strlen(e_2), NULL, &errs, buf), -EEXIST,
+	       "ConfigMap policy cannot be pushed over");
+
+	/* A file that appears with a pushed policy's name takes over. */
+	snprintf(path, sizeof(path), "%s/b.json", pol);
+	write_file(path, b1);
+	for (int i = 0; i < 500 && origin_is_api(st, "b"); i++)
+		usleep(10000);
+	ok(!origin_is_api(st, "b"), "file policy shadows the pushed one");
+	unlink(path);
+	for (int i = 0; i < 500 && !origin_is_api(st, "b"); i++)
+		usleep(10000);
+	is_str(etag_of(st, "b", buf), e2, "pushed policy back when the file goes");
+
+	store_close(st);
+
+	/* A policies directory that appears after the start is watched once it exists. */
+	snprintf(path, sizeof(path), "%s/later", root);
+	struct agent_config cfg2 = {.policies_dir = path, .state_dir = state};
+	st = NULL;
+	is_int(store_open(&st, &cfg2), 0, "open with a missing policies dir");
+	if (st) {
+		mkdir(path, 0755);
+		snprintf(path2, sizeof(path2), "%s/later/d.json", root);
+		write_file(path2, d1);
+		ok(wait_change(st, "d", ""), "directory created later is picked up");
+		store_close(st);
+	}
+	free(a1);
+	free(b1);
+	free(b2);
+	free(c1);
+	free(d1);
+	free(d2);
+	free(e_1);
+	free(e_2);
+	char cmd[600];
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", root);
+	if (system(cmd) != 0)
+		printf("# could not remove %s\n", root);
+	return tap_done();
+}
