@@ -1,0 +1,1528 @@
+// SPDX-License-Identifier: Apache-2.0
+/*
+ * HTTP/1.1 framing for the masking proxy. Each direction is an incremental state machine:
+ * head (buffered up to max_head, parsed in place when it arrives whole), then the body as
+ * Content-Length, chunked (size lines, data, trailers) or close-delimited. Bodies are handled
+ * in one of three modes:
+ *   raw      no policy / direction not covered: input spans go straight to the sink;
+ *   observe  raw, and the decoded body is also fed to the engine for its statistics;
+ *   mask     framing is removed, the body goes through the engine, the output is held up to
+ *            hold_body and sent with an exact Content-Length, or streamed chunked (or
+ *            close-delimited to an HTTP/1.0 peer) once it grows past that.
+ * Output is ordered through a small stage buffer (copied bytes) followed by one pending span
+ * of the caller's input (not copied), so sink calls are batched without copying raw bytes.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "http.h"
+#include "action.h"
+#include "buf.h"
+#include "detect.h"
+
+#define HTTP_DEF_MAX_HEAD (64u * 1024)
+#define HTTP_DEF_HOLD_BODY (1024u * 1024)
+#define HTTP_STAGE_MAX (16u * 1024)
+#define HTTP_STAGE_DIRECT (4u * 1024) /* larger pieces bypass the stage */
+#define HTTP_FIFO_MAX 4096u /* pipelined requests awaiting a response */
+#define HTTP_CHUNK_LINE_MAX 4096u
+#define HTTP_METHOD_MAX 32u
+#define HTTP_MAX_SIZE (1ull << 60) /* larger Content-Length / chunk sizes are refused */
+
+enum hstate {
+	HS_HEAD,
+	HS_BODY_CL,
+	HS_CHUNK_SIZE,
+	HS_CHUNK_EXT,
+	HS_CHUNK_LF,
+	HS_CHUNK_DATA,
+	HS_CHUNK_DATA_CR,
+	HS_CHUNK_DATA_LF,
+	HS_TRAILER,
+	HS_BODY_CLOSE,
+	HS_TUNNEL, /* opaque bytes, forwarded as they come */
+	HS_RAWSCAN, /* not HTTP under onError=fallback: entity scan of the raw stream */
+	HS_CLOSED, /* output was closed-delimited or the peer sent eof: input is dropped */
+	HS_DEAD, /* an error cut the stream */
+};
+
+enum body_mode { BM_RAW, BM_OBSERVE, BM_MASK };
+enum out_framing { OF_HELD, OF_CHUNKED, OF_CLOSE };
+
+/* Entries of the request FIFO: what a response needs to know about its request. */
+enum { RQ_OTHER = 0, RQ_HEAD = 1, RQ_CONNECT = 2, RQ_HTTP10 = 4 };
+
+/* Incremental check of a first line, so that non-HTTP bytes are recognised early. */
+enum fl_state {
+	FL_METHOD,
+	FL_TARGET,
+	FL_VERSION,
+	FL_CR,
+	FL_LF,
+	FL_STATUS_SP,
+	FL_STATUS,
+	FL_REASON,
+	FL_DONE,
+};
+
+struct hdir {
+	struct http_session *s;
+	uint32_t dir;
+	enum hstate st;
+	bool started; /* a message has been parsed: later garbage is bad_http, not not_http */
+	bool must_close;
+	bool eof;
+
+	struct mm_buf head; /* partial head (or the head of a message awaiting its body) */
+	size_t head_scan;
+	enum fl_state fl;
+	size_t fl_n;
+
+	uint64_t remaining; /* Content-Length left, or chunk data left */
+	size_t line_len; /* chunk-size line / trailer line length so far */
+	bool seen_digit, cr;
+
+	/* the current message */
+	bool have_policy;
+	struct policy *pol;
+	enum body_mode bm;
+	struct mask_stream *ms;
+	bool ms_dead; /* observe: the engine gave up; keep forwarding */
+	bool body; /* the message has a body that goes through the engine */
+	enum out_framing of;
+	bool head_sent;
+	bool peer10; /* the receiver cannot take chunked */
+	bool had_cl; /* input framing, to tell whether re-framing changed anything */
+	uint64_t in_cl;
+	struct mm_buf ohead; /* rewritten head without the final CRLF (mask mode) */
+	struct mm_buf conn; /* Connection/Keep-Alive lines held back from ohead */
+	struct mm_buf held;
+	struct mm_buf trail;
+	int status;
+	bool reframed;
+	enum mm_reason reason;
+	enum mask_outcome outcome_override;
+	bool has_outcome_override;
+	uint64_t header_values;
+	uint64_t *rule_values;
+	size_t n_rule_values;
+
+	/* output of the current feed call */
+	mask_sink_fn sink;
+	void *sink_ctx;
+	struct mm_buf stage;
+	const char *raw;
+	size_t raw_len;
+};
+
+struct http_session {
+	struct http_hooks hooks;
+	struct http_limits lim;
+	struct hdir d[2];
+	bool tunnel;
+	unsigned char *fifo;
+	size_t fifo_cap, fifo_head, fifo_len;
+};
+
+/* Parsed head. */
+struct hinfo {
+	bool req;
+	int kind;
+	bool http10;
+	int status;
+	bool has_cl, has_te, te_chunked, expect_continue;
+	uint64_t cl;
+	struct mm_span ct, ce;
+};
+
+static struct hdir *dir_of(struct http_session *s, uint32_t direction)
+{
+	if (direction == POLICY_DIR_REQUEST)
+		return &s->d[0];
+	if (direction == POLICY_DIR_RESPONSE)
+		return &s->d[1];
+	return NULL;
+}
+
+/* ---- output ---- */
+
+static int flush_stage(struct hdir *d)
+{
+	if (!d->stage.len)
+		return 0;
+	int r = d->sink(d->sink_ctx, d->stage.data, d->stage.len);
+	d->stage.len = 0;
+	return r;
+}
+
+static int flush_all(struct hdir *d)
+{
+	int r = flush_stage(d);
+	if (r)
+		return r;
+	if (d->raw_len) {
+		r = d->sink(d->sink_ctx, d->raw, d->raw_len);
+		d->raw_len = 0;
+	}
+	return r;
+}
+
+/* Forward a span of the caller's input (borrowed, not copied). */
+static int fwd(struct hdir *d, const char *p, size_t n)
+{
+	if (!n)
+		return 0;
+	if (d->raw_len && d->raw + d->raw_len == p) {
+		d->raw_len += n;
+		return 0;
+	}
+	if (d->raw_len) {
+		int r = flush_all(d);
+		if (r)
+			return r;
+	}
+	d->raw = p;
+	d->raw_len = n;
+	return 0;
+}
+
+/* Send bytes that are not the caller's input (copied into the stage when small). */
+static int emit(struct hdir *d, const void *p, size_t n)
+{
+	int r;
+	if (!n)
+		return 0;
+	if (d->raw_len || n >= HTTP_STAGE_DIRECT || d->stage.len + n > HTTP_STAGE_MAX) {
+		r = flush_all(d);
+		if (r)
+			return r;
+	}
+	if (n >= HTTP_STAGE_DIRECT)
+		return d->sink(d->sink_ctx, p, n);
+	return mm_buf_append(&d->stage, p, n);
+}
+
+static int emit_str(struct hdir *d, const char *str)
+{
+	return emit(d, str, strlen(str));
+}
+
+static int emit_chunk(struct hdir *d, const char *p, size_t n)
+{
+	char hdr[24];
+	if (!n)
+		return 0;
+	int k = snprintf(hdr, sizeof(hdr), "%zx\r\n", n);
+	int r = emit(d, hdr, (size_t)k);
+	if (!r)
+		r = emit(d, p, n);
+	if (!r)
+		r = emit(d, "\r\n", 2);
+	return r;
+}
+
+/* ---- request FIFO ---- */
+
+static int fifo_push(struct http_session *s, unsigned char v)
+{
+	if (s->fifo_len == s->fifo_cap) {
+		if (s->fifo_cap >= HTTP_FIFO_MAX)
+			return -ENOBUFS;
+		size_t cap = s->fifo_cap ? s->fifo_cap * 2 : 16;
+		unsigned char *f = malloc(cap);
+		if (!f)
+			return -ENOMEM;
+		for (size_t i = 0; i < s->fifo_len; i++)
+			f[i] = s->fifo[(s->fifo_head + i) % s->fifo_cap];
+		free(s->fifo);
+		s->fifo = f;
+		s->fifo_cap = cap;
+		s->fifo_head = 0;
+	}
+	s->fifo[(s->fifo_head + s->fifo_len) % s->fifo_cap] = v;
+	s->fifo_len++;
+	return 0;
+}
+
+static unsigned char fifo_pop(struct http_session *s)
+{
+	if (!s->fifo_len)
+		return RQ_OTHER; /* a response nobody asked for: frame it as a GET's */
+	unsigned char v = s->fifo[s->fifo_head];
+	s->fifo_head = (s->fifo_head + 1) % s->fifo_cap;
+	s->fifo_len--;
+	return v;
+}
+
+/* ---- message lifecycle ---- */
+
+static struct policy *dir_policy(struct hdir *d)
+{
+	struct http_session *s = d->s;
+	if (!d->have_policy) {
+		d->have_policy = true;
+		d->pol = s->hooks.policy_for ? s->hooks.policy_for(s->hooks.ctx, d->dir) : NULL;
+	}
+	return d->pol;
+}
+
+static bool covered(struct hdir *d)
+{
+	struct policy *p = dir_policy(d);
+	return p && (p->directions & d->dir);
+}
+
+static void msg_done(struct hdir *d)
+{
+	struct http_session *s = d->s;
+	if (s->hooks.message_done) {
+		struct http_message_info info = {
+			.direction = d->dir,
+			.policy = d->pol,
+			.status = d->status,
+			.masked = d->ms != NULL,
+			.reframed = d->reframed,
+			.outcome = MASK_OUTCOME_MASKED,
+			.reason = d->reason,
+			.header_values = d->header_values,
+			.header_rule_values = d->pol && d->n_rule_values >= d->pol->n_rules
+						      ? d->rule_values
+						      : NULL,
+		};
+		if (d->ms) {
+			info.outcome = mask_stream_outcome(d->ms);
+			info.stats = mask_stream_stats(d->ms);
+			if (info.reason == MM_REASON_NONE)
+				info.reason = mask_stream_reason(d->ms);
+		}
+		if (d->has_outcome_override)
+			info.outcome = d->outcome_override;
+		s->hooks.message_done(s->hooks.ctx, &info);
+	}
+}
+
+static void msg_reset(struct hdir *d)
+{
+	mask_stream_free(d->ms);
+	d->ms = NULL;
+	if (d->pol)
+		policy_unref(d->pol);
+	d->pol = NULL;
+	d->have_policy = false;
+	d->bm = BM_RAW;
+	d->ms_dead = false;
+	d->body = false;
+	d->of = OF_HELD;
+	d->head_sent = false;
+	d->peer10 = false;
+	d->had_cl = false;
+	d->in_cl = 0;
+	mm_buf_reset(&d->ohead);
+	mm_buf_reset(&d->conn);
+	if (d->held.cap > HTTP_STAGE_MAX)
+		mm_buf_free(&d->held);
+	mm_buf_reset(&d->held);
+	mm_buf_reset(&d->trail);
+	d->status = 0;
+	d->reframed = false;
+	d->reason = MM_REASON_NONE;
+	d->has_outcome_override = false;
+	d->header_values = 0;
+	if (d->rule_values)
+		memset(d->rule_values, 0, d->n_rule_values * sizeof(*d->rule_values));
+}
+
+static void msg_end(struct hdir *d)
+{
+	msg_done(d);
+	msg_reset(d);
+}
+
+/* Cut the stream: report the message with `reason` and refuse everything after. */
+static int fail(struct hdir *d, enum mm_reason reason, int err)
+{
+	if (d->st != HS_DEAD) {
+		if (d->reason == MM_REASON_NONE)
+			d->reason = reason;
+		/* report only a message in progress (not a sink error between messages) */
+		if (d->have_policy || d->st != HS_HEAD || d->head.len)
+			msg_done(d);
+		msg_reset(d);
+		d->st = HS_DEAD;
+	}
+	return err;
+}
+
+/* ---- masked body output ---- */
+
+static int discard_sink(void *ctx, const char *p, size_t n)
+{
+	return 0;
+}
+
+/* Send the engine output collected for the next chunk. */
+static int flush_chunk(struct hdir *d)
+{
+	if (d->of != OF_CHUNKED || !d->held.len)
+		return 0;
+	int r = emit_chunk(d, d->held.data, d->held.len);
+	d->held.len = 0;
+	return r;
+}
+
+/* The held body outgrew hold_body: send the head and stream from now on. */
+static int start_stream(struct hdir *d)
+{
+	int r;
+	if (d->peer10) {
+		if (d->dir == POLICY_DIR_REQUEST)
+			return -EMSGSIZE; /* a request body cannot be delimited by closing */
+		d->of = OF_CLOSE;
+		d->must_close = true;
+		r = emit(d, d->ohead.data, d->ohead.len);
+		if (!r)
+			r = emit_str(d, "Connection: close\r\n\r\n");
+	} else {
+		d->of = OF_CHUNKED;
+		r = emit(d, d->ohead.data, d->ohead.len);
+		if (!r)
+			r = emit(d, d->conn.data, d->conn.len);
+		if (!r)
+			r = emit_str(d, "Transfer-Encoding: chunked\r\n\r\n");
+	}
+	d->head_sent = true;
+	d->reframed = true;
+	d->ohead.len = d->conn.len = 0;
+	if (r)
+		return r;
+	r = d->of == OF_CHUNKED ? flush_chunk(d) : emit(d, d->held.data, d->held.len);
+	mm_buf_free(&d->held);
+	return r;
+}
+
+static int body_out(void *ctx, const char *p, size_t n)
+{
+	struct hdir *d = ctx;
+	int r;
+	if (!n)
+		return 0;
+	if (d->of == OF_HELD) {
+		if (d->held.len + n <= d->s->lim.hold_body)
+			return mm_buf_append(&d->held, p, n);
+		r = start_stream(d);
+		if (r)
+			return r;
+	}
+	if (d->of != OF_CHUNKED)
+		return emit(d, p, n);
+	/* The engine hands out small pieces: coalesce them into chunks of a useful size. */
+	r = mm_buf_append(&d->held, p, n);
+	if (r || d->held.len < HTTP_STAGE_MAX)
+		return r;
+	return flush_chunk(d);
+}
+
+/* Engine input errors are mapped to the stream cut they require. */
+static int engine_err(struct hdir *d, int r)
+{
+	if (r == -EMSGSIZE)
+		return fail(d, MM_REASON_LIMIT, -EPROTO);
+	if (r == -EPROTO) {
+		d->has_outcome_override = true;
+		d->outcome_override = MASK_OUTCOME_BLOCKED;
+		return fail(d, MM_REASON_NONE, -EPROTO);
+	}
+	return fail(d, r == -ENOMEM ? MM_REASON_INTERNAL : MM_REASON_NONE, r);
+}
+
+/* Body bytes (framing removed) at p[0, n) of the caller's input. */
+static int body_bytes(struct hdir *d, const char *p, size_t n)
+{
+	int r;
+	if (!n)
+		return 0;
+	switch (d->bm) {
+	case BM_RAW:
+		return fwd(d, p, n);
+	case BM_OBSERVE:
+		r = fwd(d, p, n);
+		if (r)
+			return r;
+		if (d->ms && !d->ms_dead && mask_stream_write(d->ms, p, n, discard_sink, NULL))
+			d->ms_dead = true;
+		return 0;
+	case BM_MASK:
+		r = mask_stream_write(d->ms, p, n, body_out, d);
+		return r ? engine_err(d, r) : 0;
+	}
+	return 0;
+}
+
+/* Framing bytes (chunk lines, trailers): forwarded unless the body is re-framed. */
+static int framing_bytes(struct hdir *d, const char *p, size_t n, bool trailer)
+{
+	if (d->bm != BM_MASK)
+		return fwd(d, p, n);
+	if (trailer) {
+		if (d->trail.len + n > d->s->lim.max_head)
+			return fail(d, MM_REASON_BAD_HTTP, -EPROTO);
+		return mm_buf_append(&d->trail, p, n);
+	}
+	return 0;
+}
+
+static int enter_head(struct hdir *d);
+
+/* The message body ended (also for bodyless messages). */
+static int body_end(struct hdir *d)
+{
+	int r = 0;
+	char hdr[64];
+	if (d->bm == BM_OBSERVE && d->ms && !d->ms_dead) {
+		if (mask_stream_finish(d->ms, discard_sink, NULL))
+			d->ms_dead = true;
+	} else if (d->bm == BM_MASK && d->ms) {
+		r = mask_stream_finish(d->ms, body_out, d);
+		if (r)
+			return engine_err(d, r);
+		if (d->of == OF_HELD) {
+			if (!d->had_cl || d->in_cl != d->held.len)
+				d->reframed = true;
+			int k = snprintf(hdr, sizeof(hdr), "Content-Length: %zu\r\n\r\n",
+					 d->held.len);
+			r = emit(d, d->ohead.data, d->ohead.len);
+			if (!r)
+				r = emit(d, d->conn.data, d->conn.len);
+			if (!r)
+				r = emit(d, hdr, (size_t)k);
+			if (!r)
+				r = emit(d, d->held.data, d->held.len);
+		} else if (d->of == OF_CHUNKED) {
+			r = flush_chunk(d);
+			if (!r)
+				r = emit_str(d, "0\r\n");
+			if (!r)
+				r = d->trail.len ? emit(d, d->trail.data, d->trail.len)
+						 : emit_str(d, "\r\n");
+		}
+		if (r)
+			return fail(d, MM_REASON_NONE, r);
+	}
+	bool close = d->must_close;
+	msg_end(d);
+	if (close) {
+		d->st = HS_CLOSED;
+		return 0;
+	}
+	return enter_head(d);
+}
+
+static int enter_head(struct hdir *d)
+{
+	d->st = d->s->tunnel ? HS_TUNNEL : HS_HEAD;
+	d->head.len = 0;
+	d->head_scan = 0;
+	d->fl = d->dir == POLICY_DIR_REQUEST ? FL_METHOD : FL_VERSION;
+	d->fl_n = 0;
+	return 0;
+}
+
+/* ---- head parsing ---- */
+
+static bool is_tchar(unsigned char c)
+{
+	if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9'))
+		return true;
+	return c && strchr("!#$%&'*+-.^_`|~", c) != NULL;
+}
+
+static bool is_vchar_or_obs(unsigned char c)
+{
+	return (c > 0x20 && c != 0x7f);
+}
+
+/* One byte of a first line: 1 when the line is complete, 0 to go on, -1 if not HTTP/1.x. */
+static int fl_step(struct hdir *d, unsigned char c)
+{
+	static const char ver[] = "HTTP/1.";
+	switch (d->fl) {
+	case FL_METHOD:
+		if (c == ' ' && d->fl_n) {
+			d->fl = FL_TARGET;
+			d->fl_n = 0;
+			return 0;
+		}
+		if (!is_tchar(c) || ++d->fl_n > HTTP_METHOD_MAX)
+			return -1;
+		return 0;
+	case FL_TARGET:
+		if (c == ' ' && d->fl_n) {
+			d->fl = FL_VERSION;
+			d->fl_n = 0;
+			return 0;
+		}
+		if (!is_vchar_or_obs(c))
+			return -1;
+		d->fl_n++;
+		return 0;
+	case FL_VERSION:
+		if (d->fl_n < 7) {
+			if (c != (unsigned char)ver[d->fl_n])
+				return -1;
+			d->fl_n++;
+			return 0;
+		}
+		if (c < '0' || c > '9')
+			return -1;
+		d->fl_n = 0;
+		d->fl = d->dir == POLICY_DIR_REQUEST ? FL_CR : FL_STATUS_SP;
+		return 0;
+	case FL_STATUS_SP:
+		if (c != ' ')
+			return -1;
+		d->fl = FL_STATUS;
+		return 0;
+	case FL_STATUS:
+		if (c < '0' || c > '9')
+			return -1;
+		if (++d->fl_n == 3)
+			d->fl = FL_REASON;
+		return 0;
+	case FL_REASON:
+		if (c == '\r') {
+			d->fl = FL_LF;
+			return 0;
+		}
+		if (c == '\t' || c >= 0x20)
+			return c == 0x7f ? -1 : 0;
+		return -1;
+	case FL_CR:
+		if (c != '\r')
+			return -1;
+		d->fl = FL_LF;
+		return 0;
+	case FL_LF:
+		if (c != '\n')
+			return -1;
+		d->fl = FL_DONE;
+		return 1;
+	case FL_DONE:
+		return 1;
+	}
+	return -1;
+}
+
+static bool span_ieq(const char *p, size_t n, const char *lit)
+{
+	return strlen(lit) == n && strncasecmp(p, lit, n) == 0;
+}
+
+static void trim(const char **p, size_t *n)
+{
+	while (*n && ((*p)[0] == ' ' || (*p)[0] == '\t')) {
+		(*p)++;
+		(*n)--;
+	}
+	while (*n && ((*p)[*n - 1] == ' ' || (*p)[*n - 1] == '\t'))
+		(*n)--;
+}
+
+/* Content-Length: digits, or a list of identical values ("5, 5"). */
+static int parse_cl(const char *v, size_t n, struct hinfo *hi)
+{
+	size_t i = 0;
+	for (;;) {
+		while (i < n && (v[i] == ' ' || v[i] == '\t'))
+			i++;
+		if (i == n || v[i] < '0' || v[i] > '9')
+			return -1;
+		uint64_t x = 0;
+		while (i < n && v[i] >= '0' && v[i] <= '9') {
+			x = x * 10 + (uint64_t)(v[i++] - '0');
+			if (x > HTTP_MAX_SIZE)
+				return -1;
+		}
+		if (hi->has_cl && hi->cl != x)
+			return -1;
+		hi->has_cl = true;
+		hi->cl = x;
+		while (i < n && (v[i] == ' ' || v[i] == '\t'))
+			i++;
+		if (i == n)
+			return 0;
+		if (v[i++] != ',')
+			return -1;
+	}
+}
+
+/* Transfer-Encoding: a list whose last coding must be chunked, and chunked only last. */
+static int parse_te(const char *v, size_t n, struct hinfo *hi)
+{
+	size_t i = 0;
+	for (;;) {
+		size_t b = i;
+		while (i < n && v[i] != ',')
+			i++;
+		const char *t = v + b;
+		size_t tn = i - b;
+		trim(&t, &tn);
+		if (!tn)
+			return -1;
+		if (hi->te_chunked)
+			return -1; /* something after chunked */
+		if (span_ieq(t, tn, "chunked"))
+			hi->te_chunked = true;
+		else
+			return -1; /* other transfer codings are not supported: refuse */
+		if (i == n)
+			break;
+		i++;
+	}
+	hi->has_te = true;
+	return 0;
+}
+
+/* Iterate header lines of a complete head: *pos at a line start. 1 = a line, 0 = end, -1. */
+struct hline {
+	const char *line;
+	size_t line_len; /* including CRLF */
+	const char *name, *val;
+	size_t name_len, val_len;
+};
+
+static int next_header(const char *h, size_t hlen, size_t *pos, struct hline *l)
+{
+	const char *p = h + *pos, *end = h + hlen;
+	const char *nl = memchr(p, '\n', (size_t)(end - p));
+	if (!nl || nl == p || nl[-1] != '\r')
+		return -1;
+	size_t n = (size_t)(nl - p) - 1;
+	*pos += n + 2;
+	if (!n)
+		return 0;
+	l->line = p;
+	l->line_len = n + 2;
+	size_t i = 0;
+	while (i < n && is_tchar((unsigned char)p[i]))
+		i++;
+	if (!i || i == n || p[i] != ':')
+		return -1; /* empty name, obs-fold, whitespace before the colon */
+	l->name = p;
+	l->name_len = i;
+	l->val = p + i + 1;
+	l->val_len = n - i - 1;
+	for (size_t j = 0; j < l->val_len; j++) {
+		unsigned char c = (unsigned char)l->val[j];
+		if ((c < 0x20 && c != '\t') || c == 0x7f)
+			return -1;
+	}
+	trim(&l->val, &l->val_len);
+	return 1;
+}
+
+static int parse_head(const char *h, size_t hlen, bool req, struct hinfo *hi, size_t *first)
+{
+	memset(hi, 0, sizeof(*hi));
+	hi->req = req;
+	const char *nl = memchr(h, '\n', hlen);
+	if (!nl || nl == h || nl[-1] != '\r')
+		return -1;
+	size_t n = (size_t)(nl - h) - 1;
+	*first = n + 2;
+	const char *sp1 = memchr(h, ' ', n);
+	if (!sp1)
+		return -1;
+	if (req) {
+		const char *sp2 = memchr(sp1 + 1, ' ', (size_t)(h + n - sp1 - 1));
+		if (!sp2 || h + n - sp2 != 9 || memcmp(sp2 + 1, "HTTP/1.", 7) != 0)
+			return -1;
+		hi->http10 = sp2[8] == '0';
+		size_t mlen = (size_t)(sp1 - h);
+		if (mlen == 4 && memcmp(h, "HEAD", 4) == 0)
+			hi->kind = RQ_HEAD;
+		else if (mlen == 7 && memcmp(h, "CONNECT", 7) == 0)
+			hi->kind = RQ_CONNECT;
+	} else {
+		if (sp1 - h != 8 || memcmp(h, "HTTP/1.", 7) != 0 || n < 12 ||
+		    (n > 12 && h[12] != ' '))
+			return -1;
+		for (int i = 9; i < 12; i++)
+			if (h[i] < '0' || h[i] > '9')
+				return -1;
+		hi->http10 = h[7] == '0';
+		hi->status = (h[9] - '0') * 100 + (h[10] - '0') * 10 + (h[11] - '0');
+	}
+	size_t pos = *first;
+	struct hline l;
+	int r;
+	while ((r = next_header(h, hlen, &pos, &l)) > 0) {
+		if (span_ieq(l.name, l.name_len, "content-length")) {
+			if (parse_cl(l.val, l.val_len, hi))
+				return -1;
+		} else if (span_ieq(l.name, l.name_len, "transfer-encoding")) {
+			if (parse_te(l.val, l.val_len, hi))
+				return -1;
+		} else if (span_ieq(l.name, l.name_len, "content-type")) {
+			if (!hi->ct.base)
+				hi->ct = (struct mm_span){l.val, l.val_len};
+		} else if (span_ieq(l.name, l.name_len, "expect")) {
+			hi->expect_continue = span_ieq(l.val, l.val_len, "100-continue");
+		} else if (span_ieq(l.name, l.name_len, "content-encoding")) {
+			/* Codings in two header lines: the engine sees one unknown coding. */
+			hi->ce = hi->ce.base ? (struct mm_span){"multiple", 8}
+					     : (struct mm_span){l.val, l.val_len};
+		}
+	}
+	if (r < 0 || pos != hlen)
+		return -1;
+	if (hi->has_te && (hi->has_cl || hi->http10))
+		return -1; /* request smuggling: ambiguous framing */
+	return 0;
+}
+
+/* ---- header rules ---- */
+
+static bool framing_header(const char *n, size_t len)
+{
+	static const char *const names[] = {
+		"connection", "keep-alive", "proxy-connection",	 "te",
+		"trailer",    "upgrade",    "transfer-encoding", "content-length",
+	};
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+		if (span_ieq(n, len, names[i]))
+			return true;
+	return false;
+}
+
+static bool rule_names(const struct policy_rule *r, const char *n, size_t len)
+{
+	for (size_t i = 0; i < r->n_headers; i++)
+		if (span_ieq(n, len, r->headers[i]))
+			return true;
+	return false;
+}
+
+static bool has_header_rules(const struct policy *p)
+{
+	for (size_t i = 0; i < p->n_rules; i++)
+		if (p->rules[i].n_headers)
+			return true;
+	return false;
+}
+
+static int count_rule(struct hdir *d, size_t idx, uint64_t n)
+{
+	if (!d->rule_values || d->n_rule_values < d->pol->n_rules) {
+		uint64_t *v = calloc(d->pol->n_rules ? d->pol->n_rules : 1, sizeof(*v));
+		if (!v)
+			return -ENOMEM;
+		free(d->rule_values);
+		d->rule_values = v;
+		d->n_rule_values = d->pol->n_rules;
+	}
+	d->rule_values[idx] += n;
+	d->header_values += n;
+	return 0;
+}
+
+/*
+ * Apply every rule naming the header to its value, in rule order. `out` receives the new
+ * value (enforce); *removed when a whole-value redact drops the header. Returns 0 or -errno.
+ */
+static int header_apply(struct hdir *d, const struct hline *l, bool enforce, struct mm_buf *out,
+			bool *changed, bool *removed)
+{
+	const struct policy *p = d->pol;
+	struct mm_buf cur = {0}, nxt = {0};
+	int r = mm_buf_reserve(&cur, l->val_len + 1); /* never a NULL value, even if empty */
+	if (!r)
+		r = mm_buf_append(&cur, l->val, l->val_len);
+	*changed = *removed = false;
+	for (size_t i = 0; !r && i < p->n_rules && !*removed; i++) {
+		const struct policy_rule *rule = &p->rules[i];
+		if (!rule_names(rule, l->name, l->name_len))
+			continue;
+		mm_buf_reset(&nxt);
+		r = mm_buf_reserve(&nxt, 1);
+		if (r)
+			break;
+		if (!rule->entities) {
+			r = count_rule(d, i, 1);
+			if (r)
+				break;
+			if (rule->action.type == POLICY_ACTION_REDACT) {
+				*removed = true;
+				break;
+			}
+			r = action_apply(&rule->action, -1, cur.data, cur.len, &nxt);
+		} else {
+			struct detect_match m[16];
+			size_t start = 0, pos = 0, k, found = 0;
+			do {
+				k = detect_scan(cur.data, cur.len, start, rule->entities, 0, m, 16);
+				for (size_t j = 0; !r && j < k; j++) {
+					r = mm_buf_append(&nxt, cur.data + pos, m[j].off - pos);
+					if (!r && rule->action.type != POLICY_ACTION_REDACT)
+						r = action_apply(&rule->action, (int)m[j].entity,
+								 cur.data + m[j].off, m[j].len,
+								 &nxt);
+					pos = m[j].off + m[j].len;
+				}
+				found += k;
+				start = pos;
+			} while (!r && k == 16 && start < cur.len);
+			if (!r)
+				r = mm_buf_append(&nxt, cur.data + pos, cur.len - pos);
+			if (!r && found)
+				r = count_rule(d, i, found);
+			if (!found)
+				continue;
+		}
+		if (r)
+			break;
+		struct mm_buf t = cur;
+		cur = nxt;
+		nxt = t;
+		*changed = true;
+	}
+	if (!r && enforce && *changed && !*removed)
+		r = mm_buf_append(out, cur.data, cur.len);
+	mm_buf_free(&cur);
+	mm_buf_free(&nxt);
+	if (!enforce)
+		*changed = *removed = false;
+	return r;
+}
+
+/*
+ * Build d->ohead (first line + headers, no final CRLF) with header rules applied and, when
+ * the body is re-framed, its framing headers removed. *changed tells whether it differs.
+ */
+static int build_head(struct hdir *d, const char *h, size_t hlen, size_t first, bool enforce,
+		      bool reframe, bool *changed)
+{
+	bool rules = d->pol && has_header_rules(d->pol);
+	struct mm_buf val = {0};
+	struct hline l;
+	size_t pos = first;
+	int r = 0, k;
+	*changed = reframe;
+	mm_buf_reset(&d->ohead);
+	mm_buf_reset(&d->conn);
+	if (enforce)
+		r = mm_buf_append(&d->ohead, h, first);
+	while (!r && (k = next_header(h, hlen, &pos, &l)) > 0) {
+		bool framing = framing_header(l.name, l.name_len);
+		if (reframe && (span_ieq(l.name, l.name_len, "content-length") ||
+				span_ieq(l.name, l.name_len, "transfer-encoding")))
+			continue;
+		if (reframe && d->peer10 &&
+		    (span_ieq(l.name, l.name_len, "connection") ||
+		     span_ieq(l.name, l.name_len, "keep-alive"))) {
+			r = mm_buf_append(&d->conn, l.line, l.line_len);
+			continue;
+		}
+		if (rules && !framing) {
+			bool ch, rm;
+			mm_buf_reset(&val);
+			r = header_apply(d, &l, enforce, &val, &ch, &rm);
+			if (r)
+				break;
+			if (rm) {
+				*changed = true;
+				continue;
+			}
+			if (ch) {
+				*changed = true;
+				r = mm_buf_append(&d->ohead, l.name, l.name_len);
+				if (!r)
+					r = mm_buf_append(&d->ohead, ": ", 2);
+				if (!r)
+					r = mm_buf_append(&d->ohead, val.data, val.len);
+				if (!r)
+					r = mm_buf_append(&d->ohead, "\r\n", 2);
+				continue;
+			}
+		}
+		if (enforce)
+			r = mm_buf_append(&d->ohead, l.line, l.line_len);
+	}
+	mm_buf_free(&val);
+	return r;
+}
+
+static void set_tunnel(struct http_session *s)
+{
+	s->tunnel = true;
+	for (int i = 0; i < 2; i++)
+		if (s->d[i].st == HS_HEAD)
+			s->d[i].st = HS_TUNNEL;
+}
+
+/* A complete head h[0, hlen): in the caller's input when `in_place`, else in d->head. */
+static int head_done(struct hdir *d, const char *h, size_t hlen, bool in_place)
+{
+	struct http_session *s = d->s;
+	bool req = d->dir == POLICY_DIR_REQUEST;
+	struct hinfo hi;
+	size_t first;
+	int r;
+
+	dir_policy(d);
+	if (parse_head(h, hlen, req, &hi, &first))
+		return fail(d, MM_REASON_BAD_HTTP, -EPROTO);
+	d->started = true;
+
+	enum { B_NONE, B_CL, B_CHUNKED, B_CLOSE } framing = B_NONE;
+	bool tunnel = false;
+	if (req) {
+		if (hi.has_te)
+			framing = B_CHUNKED;
+		else if (hi.has_cl && hi.cl)
+			framing = B_CL;
+		r = fifo_push(s, (unsigned char)(hi.kind | (hi.http10 ? RQ_HTTP10 : 0)));
+		if (r)
+			return fail(d, MM_REASON_LIMIT, -EPROTO);
+		d->peer10 = hi.http10;
+	} else {
+		d->status = hi.status;
+		if (hi.status < 100)
+			return fail(d, MM_REASON_BAD_HTTP, -EPROTO);
+		if (hi.status >= 200 || hi.status == 101) {
+			unsigned char rq = fifo_pop(s);
+			d->peer10 = hi.http10 || (rq & RQ_HTTP10);
+			if (hi.status == 101 || ((rq & 3) == RQ_CONNECT && hi.status < 300))
+				tunnel = true;
+			else if ((rq & 3) == RQ_HEAD || hi.status == 204 || hi.status == 304)
+				framing = B_NONE;
+			else if (hi.has_te)
+				framing = B_CHUNKED;
+			else if (hi.has_cl)
+				framing = hi.cl ? B_CL : B_NONE;
+			else
+				framing = B_CLOSE;
+		}
+	}
+
+	bool cov = covered(d);
+	d->bm = !cov ? BM_RAW : d->pol->mode == POLICY_MODE_OBSERVE ? BM_OBSERVE : BM_MASK;
+	d->body = cov && framing != B_NONE;
+	d->had_cl = framing == B_CL;
+	d->in_cl = hi.cl;
+	d->remaining = hi.cl;
+
+	if (d->body) {
+		char ct[256], ce[64];
+		struct mask_opts o = {.policy = d->pol, .direction = d->dir};
+		if (hi.ct.base) {
+			size_t n = hi.ct.len < sizeof(ct) - 1 ? hi.ct.len : sizeof(ct) - 1;
+			memcpy(ct, hi.ct.base, n);
+			ct[n] = 0;
+			o.content_type = ct;
+		}
+		if (hi.ce.base) {
+			size_t n = hi.ce.len < sizeof(ce) - 1 ? hi.ce.len : sizeof(ce) - 1;
+			memcpy(ce, hi.ce.base, n);
+			ce[n] = 0;
+			o.content_encoding = ce;
+		}
+		d->ms = mask_stream_new(&o);
+		if (!d->ms)
+			return fail(d, MM_REASON_INTERNAL, errno ? -errno : -ENOMEM);
+	}
+
+	/* The head. */
+	bool changed = false;
+	if (d->bm == BM_RAW || (d->pol && !has_header_rules(d->pol) && d->bm == BM_OBSERVE)) {
+		r = 0;
+	} else {
+		r = build_head(d, h, hlen, first, d->bm == BM_MASK, d->bm == BM_MASK && d->body,
+			       &changed);
+		if (r)
+			return fail(d, MM_REASON_INTERNAL, r);
+	}
+	if (d->bm == BM_MASK && d->body) {
+		/*
+		 * The head goes out with the body's final framing, except when the client waits
+		 * for 100 Continue before sending the body: then the body streams chunked.
+		 */
+		d->of = OF_HELD;
+		if (hi.expect_continue && !d->peer10)
+			r = start_stream(d);
+	} else if (changed) {
+		r = emit(d, d->ohead.data, d->ohead.len);
+		if (!r)
+			r = emit(d, "\r\n", 2);
+		d->head_sent = true;
+		d->ohead.len = 0;
+	} else {
+		r = in_place ? fwd(d, h, hlen) : emit(d, h, hlen);
+		d->head_sent = true;
+	}
+	if (r)
+		return fail(d, MM_REASON_NONE, r);
+	d->head.len = 0;
+
+	if (tunnel) {
+		msg_end(d);
+		set_tunnel(s);
+		d->st = HS_TUNNEL;
+		return 0;
+	}
+	switch (framing) {
+	case B_NONE:
+		return body_end(d);
+	case B_CL:
+		d->st = HS_BODY_CL;
+		break;
+	case B_CHUNKED:
+		d->st = HS_CHUNK_SIZE;
+		d->remaining = 0;
+		d->line_len = 0;
+		d->seen_digit = false;
+		break;
+	case B_CLOSE:
+		d->st = HS_BODY_CLOSE;
+		break;
+	}
+	return 0;
+}
+
+/* ---- not HTTP ---- */
+
+/*
+ * The bytes at the start of a message are not HTTP/1.x: d->head holds what came before,
+ * p[0, n) the rest of this input. `first` tells not_http (start of the connection) from
+ * bad_http (mid-stream).
+ */
+static int garbage(struct hdir *d, const char *p, size_t n)
+{
+	struct http_session *s = d->s;
+	bool first = !d->started;
+	struct policy *pol = dir_policy(d);
+	enum policy_on_error oe = pol ? pol->on_error : POLICY_ONERR_PASS;
+	int r;
+
+	d->reason = first ? MM_REASON_NOT_HTTP : MM_REASON_BAD_HTTP;
+	d->started = true;
+	if (!first && !pol)
+		oe = POLICY_ONERR_BLOCK;
+	if (oe == POLICY_ONERR_PASS || (first && oe == POLICY_ONERR_FALLBACK && !covered(d))) {
+		d->has_outcome_override = true;
+		d->outcome_override = MASK_OUTCOME_PASSED;
+		msg_end(d);
+		if (oe == POLICY_ONERR_PASS)
+			set_tunnel(s);
+		d->st = HS_TUNNEL;
+		r = emit(d, d->head.data, d->head.len);
+		d->head.len = 0;
+		if (!r)
+			r = fwd(d, p, n);
+		return r;
+	}
+	if (oe == POLICY_ONERR_BLOCK || !first) {
+		d->has_outcome_override = true;
+		d->outcome_override = MASK_OUTCOME_BLOCKED;
+		return fail(d, d->reason, -EPROTO);
+	}
+	/* fallback: an entity scan of everything from here on */
+	struct mask_opts o = {.policy = pol, .direction = d->dir, .format = MASK_FMT_TEXT};
+	d->ms = mask_stream_new(&o);
+	if (!d->ms)
+		return fail(d, MM_REASON_INTERNAL, errno ? -errno : -ENOMEM);
+	d->has_outcome_override = true;
+	d->outcome_override = MASK_OUTCOME_FALLBACK;
+	d->bm = pol->mode == POLICY_MODE_OBSERVE ? BM_OBSERVE : BM_MASK;
+	d->of = OF_CLOSE;
+	d->st = HS_RAWSCAN;
+	if (d->bm == BM_OBSERVE) {
+		r = emit(d, d->head.data, d->head.len);
+		if (!r && mask_stream_write(d->ms, d->head.data, d->head.len, discard_sink, NULL))
+			d->ms_dead = true;
+	} else {
+		r = mask_stream_write(d->ms, d->head.data, d->head.len, body_out, d);
+		if (r)
+			return engine_err(d, r);
+	}
+	d->head.len = 0;
+	if (r)
+		return fail(d, MM_REASON_NONE, r);
+	return body_bytes(d, p, n);
+}
+
+/* ---- the per-state input loop ---- */
+
+static int do_head(struct hdir *d, const char **pp, const char *end)
+{
+	const char *p = *pp;
+	size_t max = d->s->lim.max_head;
+	int r;
+
+	/* Empty lines between messages are tolerated (RFC 9112 §2.2) and forwarded. */
+	if (!d->head.len && d->fl_n == 0 && (d->fl == FL_METHOD || d->fl == FL_VERSION) &&
+	    d->started) {
+		const char *q = p;
+		while (q < end && (*q == '\r' || *q == '\n'))
+			q++;
+		if (q != p) {
+			r = fwd(d, p, (size_t)(q - p));
+			*pp = q;
+			return r;
+		}
+	}
+
+	/* Recognise a first line that cannot be HTTP/1.x as early as possible. */
+	if (d->fl != FL_DONE) {
+		for (const char *q = p; q < end; q++) {
+			int k = fl_step(d, (unsigned char)*q);
+			if (k < 0) {
+				*pp = end;
+				return garbage(d, p, (size_t)(end - p));
+			}
+			if (k > 0)
+				break;
+		}
+	}
+
+	if (!d->head.len) {
+		/* Common case: the whole head is in this input; parse it in place. */
+		size_t n = (size_t)(end - p);
+		const char *e = memmem(p, n < max ? n : max, "\r\n\r\n", 4);
+		if (e) {
+			size_t hlen = (size_t)(e - p) + 4;
+			if (hlen > max)
+				return fail(d, MM_REASON_BAD_HTTP, -EPROTO);
+			*pp = p + hlen;
+			return head_done(d, p, hlen, true);
+		}
+	}
+	size_t old = d->head.len;
+	size_t room = max - old;
+	size_t n = (size_t)(end - p);
+	if (n > room)
+		n = room;
+	r = mm_buf_append(&d->head, p, n);
+	if (r)
+		return fail(d, MM_REASON_INTERNAL, r);
+	size_t from = d->head_scan;
+	const char *e = memmem(d->head.data + from, d->head.len - from, "\r\n\r\n", 4);
+	if (!e) {
+		if (d->head.len >= max)
+			return fail(d, d->started ? MM_REASON_BAD_HTTP : MM_REASON_NOT_HTTP,
+				    -EPROTO);
+		d->head_scan = d->head.len > 3 ? d->head.len - 3 : 0;
+		*pp = p + n;
+		return 0;
+	}
+	size_t hlen = (size_t)(e - d->head.data) + 4;
+	*pp = p + (hlen - old);
+	d->head.len = hlen;
+	return head_done(d, d->head.data, hlen, false);
+}
+
+static int do_chunk_line(struct hdir *d, const char **pp, const char *end)
+{
+	const char *p = *pp, *q = p;
+	int r = 0;
+	for (; q < end && !r; q++) {
+		unsigned char c = (unsigned char)*q;
+		if (++d->line_len > HTTP_CHUNK_LINE_MAX)
+			return fail(d, MM_REASON_BAD_HTTP, -EPROTO);
+		if (d->st == HS_CHUNK_SIZE) {
+			int v = c >= '0' && c <= '9'   ? c - '0'
+				: c >= 'a' && c <= 'f' ? c - 'a' + 10
+				: c >= 'A' && c <= 'F' ? c - 'A' + 10
+						       : -1;
+			if (v >= 0) {
+				if (d->remaining > HTTP_MAX_SIZE >> 4)
+					return fail(d, MM_REASON_BAD_HTTP, -EPROTO);
+				d->remaining = d->remaining * 16 + (uint64_t)v;
+				d->seen_digit = true;
+				continue;
+			}
+			if (!d->seen_digit)
+				return fail(d, MM_REASON_BAD_HTTP, -EPROTO);
+			if (c == ';' || c == ' ' || c == '\t')
+				d->st = HS_CHUNK_EXT;
+			else if (c == '\r')
+				d->st = HS_CHUNK_LF;
+			else
+				return fail(d, MM_REASON_BAD_HTTP, -EPROTO);
+		} else if (d->st == HS_CHUNK_EXT) {
+			if (c == '\r')
+				d->st = HS_CHUNK_LF;
+			else if ((c < 0x20 && c != '\t') || c == 0x7f)
+				return fail(d, MM_REASON_BAD_HTTP, -EPROTO);
+		} else {
+			if (c != '\n')
+				return fail(d, MM_REASON_BAD_HTTP, -EPROTO);
+			d->line_len = 0;
+			d->cr = false;
+			d->st = d->remaining ? HS_CHUNK_DATA : HS_TRAILER;
+			q++;
+			break;
+		}
+	}
+	r = framing_bytes(d, p, (size_t)(q - p), false);
+	*pp = q;
+	return r;
+}
+
+static int do_trailer(struct hdir *d, const char **pp, const char *end)
+{
+	const char *p = *pp, *q = p;
+	bool done = false;
+	for (; q < end; q++) {
+		unsigned char c = (unsigned char)*q;
+		if (d->cr) {
+			if (c != '\n')
+				return fail(d, MM_REASON_BAD_HTTP, -EPROTO);
+			d->cr = false;
+			if (!d->line_len) {
+				done = true;
+				q++;
+				break;
+			}
+			d->line_len = 0;
+		} else if (c == '\r') {
+			d->cr = true;
+		} else if ((c < 0x20 && c != '\t') || c == 0x7f) {
+			return fail(d, MM_REASON_BAD_HTTP, -EPROTO);
+		} else {
+			d->line_len++;
+		}
+	}
+	int r = framing_bytes(d, p, (size_t)(q - p), true);
+	*pp = q;
+	if (r || !done)
+		return r;
+	return body_end(d);
+}
+
+static int step(struct hdir *d, const char **pp, const char *end)
+{
+	const char *p = *pp;
+	size_t n = (size_t)(end - p), k;
+	int r;
+	switch (d->st) {
+	case HS_HEAD:
+		return do_head(d, pp, end);
+	case HS_BODY_CL:
+	case HS_CHUNK_DATA:
+		k = n < d->remaining ? n : (size_t)d->remaining;
+		r = body_bytes(d, p, k);
+		*pp = p + k;
+		d->remaining -= k;
+		if (r || d->remaining)
+			return r;
+		if (d->st == HS_BODY_CL)
+			return body_end(d);
+		d->st = HS_CHUNK_DATA_CR;
+		return 0;
+	case HS_CHUNK_DATA_CR:
+	case HS_CHUNK_DATA_LF:
+		if (*p != (d->st == HS_CHUNK_DATA_CR ? '\r' : '\n'))
+			return fail(d, MM_REASON_BAD_HTTP, -EPROTO);
+		r = framing_bytes(d, p, 1, false);
+		*pp = p + 1;
+		if (d->st == HS_CHUNK_DATA_LF) {
+			d->st = HS_CHUNK_SIZE;
+			d->remaining = 0;
+			d->line_len = 0;
+			d->seen_digit = false;
+		} else {
+			d->st = HS_CHUNK_DATA_LF;
+		}
+		return r;
+	case HS_CHUNK_SIZE:
+	case HS_CHUNK_EXT:
+	case HS_CHUNK_LF:
+		return do_chunk_line(d, pp, end);
+	case HS_TRAILER:
+		return do_trailer(d, pp, end);
+	case HS_BODY_CLOSE:
+	case HS_RAWSCAN:
+		*pp = end;
+		return body_bytes(d, p, n);
+	case HS_TUNNEL:
+		/* a partial head left when the other side switched the session to a tunnel */
+		r = emit(d, d->head.data, d->head.len);
+		d->head.len = 0;
+		*pp = end;
+		return r ? r : fwd(d, p, n);
+	case HS_CLOSED:
+		*pp = end;
+		return 0;
+	case HS_DEAD:
+		return -EPROTO;
+	}
+	return -EINVAL;
+}
+
+/* ---- API ---- */
+
+struct http_session *http_session_new(const struct http_hooks *hooks, const struct http_limits *lim)
+{
+	struct http_session *s = calloc(1, sizeof(*s));
+	if (!s)
+		return NULL;
+	if (hooks)
+		s->hooks = *hooks;
+	s->lim.max_head = lim && lim->max_head ? lim->max_head : HTTP_DEF_MAX_HEAD;
+	s->lim.hold_body = lim && lim->hold_body ? lim->hold_body : HTTP_DEF_HOLD_BODY;
+	for (int i = 0; i < 2; i++) {
+		s->d[i].s = s;
+		s->d[i].dir = i ? POLICY_DIR_RESPONSE : POLICY_DIR_REQUEST;
+		enter_head(&s->d[i]);
+	}
+	return s;
+}
+
+static int feed_begin(struct hdir *d, mask_sink_fn sink, void *sink_ctx)
+{
+	d->sink = sink;
+	d->sink_ctx = sink_ctx;
+	d->raw_len = 0;
+	d->stage.len = 0;
+	return 0;
+}
+
+static int feed_end(struct hdir *d, int r)
+{
+	if (!r && d->bm == BM_MASK)
+		r = flush_chunk(d); /* what this input produced goes out now, not later */
+	if (!r)
+		r = flush_all(d);
+	else
+		d->raw_len = d->stage.len = 0;
+	if (r && d->st != HS_DEAD)
+		fail(d, MM_REASON_NONE, r);
+	if (d->stage.cap > HTTP_STAGE_MAX * 2)
+		mm_buf_free(&d->stage);
+	return r;
+}
+
+int http_session_feed(struct http_session *s, uint32_t direction, const void *data, size_t len,
+		      mask_sink_fn sink, void *sink_ctx)
+{
+	struct hdir *d = s ? dir_of(s, direction) : NULL;
+	if (!d || (len && !data) || !sink)
+		return -EINVAL;
+	if (d->st == HS_DEAD)
+		return -EPROTO;
+	feed_begin(d, sink, sink_ctx);
+	const char *p = data, *end = p + len;
+	int r = 0;
+	while (!r && p < end)
+		r = step(d, &p, end);
+	return feed_end(d, r);
+}
+
+int http_session_eof(struct http_session *s, uint32_t direction, mask_sink_fn sink, void *sink_ctx)
+{
+	struct hdir *d = s ? dir_of(s, direction) : NULL;
+	int r = 0;
+	if (!d || !sink)
+		return -EINVAL;
+	if (d->eof)
+		return d->st == HS_DEAD ? -EPROTO : 0;
+	feed_begin(d, sink, sink_ctx);
+	switch (d->st) {
+	case HS_HEAD:
+		if (d->head.len) {
+			if (!d->started && d->fl != FL_DONE)
+				r = garbage(d, NULL, 0); /* a short non-HTTP stream */
+			else
+				r = fail(d, MM_REASON_BAD_HTTP, -EPROTO);
+			if (!r && d->st == HS_RAWSCAN) {
+				r = mask_stream_finish(
+					d->ms, d->bm == BM_MASK ? body_out : discard_sink, d);
+				if (r && d->bm == BM_MASK) {
+					r = engine_err(d, r);
+					break;
+				}
+				r = 0;
+				msg_end(d);
+			}
+		}
+		break;
+	case HS_BODY_CLOSE:
+		r = body_end(d);
+		break;
+	case HS_RAWSCAN:
+		if (d->bm == BM_MASK) {
+			r = mask_stream_finish(d->ms, body_out, d);
+			if (r) {
+				r = engine_err(d, r);
+				break;
+			}
+		} else if (!d->ms_dead) {
+			mask_stream_finish(d->ms, discard_sink, NULL);
+		}
+		msg_end(d);
+		break;
+	case HS_TUNNEL:
+		r = emit(d, d->head.data, d->head.len);
+		d->head.len = 0;
+		break;
+	case HS_CLOSED:
+		break;
+	case HS_DEAD:
+		return -EPROTO;
+	default:
+		r = fail(d, MM_REASON_BAD_HTTP, -EPROTO); /* cut short inside a body */
+		break;
+	}
+	r = feed_end(d, r);
+	d->eof = true;
+	if (!r && d->st != HS_TUNNEL)
+		d->st = HS_CLOSED;
+	return r;
+}
+
+bool http_session_is_tunnel(const struct http_session *s)
+{
+	return s && s->tunnel;
+}
+
+size_t http_session_buffered(const struct http_session *s, uint32_t direction)
+{
+	if (!s)
+		return 0;
+	const struct hdir *d = dir_of((struct http_session *)s, direction);
+	if (!d)
+		return 0;
+	return d->head.len + d->held.len + d->trail.len + d->ohead.len + d->stage.len;
+}
+
+bool http_session_must_close(const struct http_session *s, uint32_t direction)
+{
+	if (!s)
+		return false;
+	const struct hdir *d = dir_of((struct http_session *)s, direction);
+	return d && d->st == HS_CLOSED && !d->eof;
+}
+
+void http_session_free(struct http_session *s)
+{
+	if (!s)
+		return;
+	for (int i = 0; i < 2; i++) {
+		struct hdir *d = &s->d[i];
+		mask_stream_free(d->ms);
+		if (d->pol)
+			policy_unref(d->pol);
+		mm_buf_free(&d->head);
+		mm_buf_free(&d->ohead);
+		mm_buf_free(&d->conn);
+		mm_buf_free(&d->held);
+		mm_buf_free(&d->trail);
+		mm_buf_free(&d->stage);
+		free(d->rule_values);
+	}
+	free(s->fifo);
+	free(s);
+}

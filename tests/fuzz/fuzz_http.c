@@ -1,0 +1,139 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * HTTP framing on arbitrary bytes. data[0] picks where the input splits into a request and a
+ * response stream, data[1] the policy, the chunk size and the limits; the two streams are fed
+ * interleaved in chunks, then both sides see eof. With no policy, in observe mode and in a
+ * direction the policy does not cover, the output must be a prefix of the input (identity when
+ * nothing failed); the buffered bytes must stay within the limits.
+ */
+#include <errno.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "buf.h"
+#include "http.h"
+#include "policy.h"
+
+#define RULES                                                                                      \
+	"{\"name\":\"ssn\",\"fields\":[\"$..ssn\"],\"action\":{\"type\":\"mask\",\"keepLast\":4}}" \
+	","                                                                                        \
+	"{\"name\":\"ents\",\"entities\":[\"CREDIT_CARD\",\"US_SSN\",\"EMAIL_ADDRESS\"],"          \
+	"\"action\":{\"type\":\"mask\",\"keepLast\":4}},"                                          \
+	"{\"name\":\"auth\",\"headers\":[\"Authorization\"],\"action\":{\"type\":\"redact\"}},"    \
+	"{\"name\":\"info\",\"headers\":[\"X-Info\"],\"entities\":[\"EMAIL_ADDRESS\"],"            \
+	"\"action\":{\"type\":\"replace\",\"value\":\"[e]\"}}"
+
+#define POLICY(dirs, mode, onerr)                                                    \
+	"{\"apiVersion\":\"meshmask.io/v1alpha1\",\"kind\":\"MaskingPolicy\","       \
+	"\"metadata\":{\"name\":\"f\"},\"spec\":{\"mode\":\"" mode "\","             \
+	"\"selector\":{\"destinations\":[{\"port\":80}]},\"directions\":[" dirs "]," \
+	"\"onError\":\"" onerr "\",\"rules\":[" RULES "]}}"
+
+static const char *const policy_texts[] = {
+	POLICY("\"response\"", "enforce", "block"),
+	POLICY("\"request\",\"response\"", "enforce", "fallback"),
+	POLICY("\"response\"", "observe", "pass"),
+	POLICY("\"request\",\"response\"", "enforce", "pass"),
+};
+#define N_POLICIES (sizeof(policy_texts) / sizeof(policy_texts[0]))
+
+static struct policy *policies[N_POLICIES];
+
+static struct policy *policy_for(void *ctx, uint32_t dir)
+{
+	struct policy *p = ctx;
+	return p ? policy_ref(p) : NULL;
+}
+
+static void message_done(void *ctx, const struct http_message_info *info)
+{
+	if (info->stats && info->stats->n_rules && !info->stats->rules)
+		abort();
+}
+
+struct out {
+	struct mm_buf b;
+	bool keep;
+};
+
+static int sink(void *ctx, const char *p, size_t n)
+{
+	struct out *o = ctx;
+	volatile unsigned char sum = 0;
+	for (size_t i = 0; i < n; i++)
+		sum += (unsigned char)p[i]; /* every byte handed out must be readable */
+	(void)sum;
+	return o->keep ? mm_buf_append(&o->b, p, n) : 0;
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	if (size < 2)
+		return 0;
+	if (!policies[0]) {
+		for (size_t i = 0; i < N_POLICIES; i++) {
+			struct policy_errors e = {0};
+			policies[i] =
+				policy_parse(policy_texts[i], strlen(policy_texts[i]), "fuzz", &e);
+			policy_errors_free(&e);
+			if (!policies[i])
+				abort();
+		}
+	}
+	unsigned sel = data[1];
+	struct policy *pol = (sel & 7) < N_POLICIES ? policies[sel & 7] : NULL;
+	size_t chunk = 1 + ((sel >> 3) & 7) * 9;
+	struct http_limits lim = {
+		.max_head = sel & 0x40 ? 256 : 0,
+		.hold_body = sel & 0x80 ? 16 : 0,
+	};
+	const char *in = (const char *)data + 2;
+	size_t n = size - 2;
+	size_t split = n * data[0] / 256;
+	const char *src[2] = {in, in + split};
+	size_t len[2] = {split, n - split}, off[2] = {0, 0};
+	uint32_t dirs[2] = {POLICY_DIR_REQUEST, POLICY_DIR_RESPONSE};
+	/* Byte identity is required with no policy, in observe mode, and where not covered. */
+	bool ident[2];
+	for (int d = 0; d < 2; d++)
+		ident[d] = !pol || pol->mode == POLICY_MODE_OBSERVE || !(pol->directions & dirs[d]);
+	struct out out[2] = {{.keep = ident[0]}, {.keep = ident[1]}};
+	struct http_hooks hooks = {
+		.policy_for = policy_for, .message_done = message_done, .ctx = pol};
+	struct http_session *s = http_session_new(&hooks, &lim);
+	if (!s)
+		return 0;
+	size_t max_head = lim.max_head ? lim.max_head : 64 * 1024;
+	size_t hold = lim.hold_body ? lim.hold_body : 1024 * 1024;
+	int rc[2] = {0, 0};
+	while ((off[0] < len[0] && !rc[0]) || (off[1] < len[1] && !rc[1])) {
+		for (int d = 0; d < 2; d++) {
+			if (off[d] >= len[d] || rc[d])
+				continue;
+			size_t k = len[d] - off[d] < chunk ? len[d] - off[d] : chunk;
+			rc[d] = http_session_feed(s, dirs[d], src[d] + off[d], k, sink, &out[d]);
+			off[d] += k;
+			/* the held body may overshoot by one engine output piece */
+			if (http_session_buffered(s, dirs[d]) > 3 * (max_head + hold) + 65536)
+				abort();
+		}
+	}
+	for (int d = 0; d < 2; d++)
+		if (!rc[d])
+			rc[d] = http_session_eof(s, dirs[d], sink, &out[d]);
+	for (int d = 0; d < 2; d++) {
+		if (!ident[d])
+			continue;
+		if (out[d].b.len > len[d] ||
+		    memcmp(out[d].b.data ? out[d].b.data : "", src[d], out[d].b.len))
+			abort(); /* pass-through must be byte-identical */
+		if (!rc[d] && out[d].b.len != len[d])
+			abort();
+	}
+	http_session_free(s);
+	mm_buf_free(&out[0].b);
+	mm_buf_free(&out[1].b);
+	return 0;
+}
