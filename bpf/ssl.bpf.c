@@ -18,6 +18,13 @@
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
+/*
+ * Wake the consumer only once this many bytes wait in the ringbuf; it also polls on a short
+ * timer. A wake-up per record costs the application a context switch on every SSL call.
+ * Set before load (the agent uses an eighth of the ringbuf); 0 = wake for every record.
+ */
+const volatile __u64 wakeup_bytes = 1 << 20;
+
 /* cgroup v2 id -> policy slot; filled by the agent. */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -70,7 +77,7 @@ struct {
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, MM_SSL_MAX_SLOTS * MM_SSL_DROP__COUNT);
+	__uint(max_entries, MM_SSL_MAX_SLOTS *MM_SSL_DROP__COUNT);
 	__type(key, __u32);
 	__type(value, struct mm_ssl_drop);
 } drops SEC(".maps");
@@ -144,6 +151,13 @@ struct emit_ctx {
 	__u64 captured; /* bytes to capture: min(total, MM_SSL_MAX_CHUNKS * MM_SSL_CHUNK) */
 };
 
+static __always_inline __u64 wakeup_flag(void)
+{
+	if (!wakeup_bytes || bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) >= wakeup_bytes)
+		return BPF_RB_FORCE_WAKEUP;
+	return BPF_RB_NO_WAKEUP;
+}
+
 static long emit_chunk(__u32 i, void *arg)
 {
 	struct emit_ctx *e = arg;
@@ -171,7 +185,7 @@ static long emit_chunk(__u32 i, void *arg)
 		count_drop(e->hdr.slot, MM_SSL_DROP_READ, e->captured - off);
 		return 1;
 	}
-	if (bpf_ringbuf_output(&events, s, sizeof(s->hdr) + n, 0))
+	if (bpf_ringbuf_output(&events, s, sizeof(s->hdr) + n, wakeup_flag()))
 		count_drop(e->hdr.slot, MM_SSL_DROP_RINGBUF, n);
 	return 0;
 }
@@ -324,7 +338,7 @@ int BPF_KPROBE(ssl_free, void *ssl)
 	};
 
 	bpf_map_delete_elem(&ssl_conns, &key);
-	if (bpf_ringbuf_output(&events, &ev, sizeof(ev), 0))
+	if (bpf_ringbuf_output(&events, &ev, sizeof(ev), wakeup_flag()))
 		count_drop(cover->slot, MM_SSL_DROP_RINGBUF, 0);
 	return 0;
 }

@@ -1,0 +1,39 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * TLS data path: OpenSSL uprobes capture the plaintext of covered processes (bpf/ssl.bpf.c),
+ * this module finds every libssl and OpenSSL-linked executable on the node, attaches once per
+ * file, keeps the covered cgroups in the BPF map in line with the policies, and runs the entity
+ * detectors over each connection's plaintext stream (observe + audit, never the value).
+ */
+#ifndef MESHMASK_TLS_H
+#define MESHMASK_TLS_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "agent.h"
+#include "store.h"
+
+struct tls;
+
+/* Load the uprobe object, subscribe to the store, start the capture thread. 0 or -errno. */
+int tls_start(struct tls **out, const struct agent_config *cfg, struct store *st);
+/* Stop the thread, detach everything, free. NULL-safe. */
+void tls_stop(struct tls *t);
+/* Whether the kernel lets BPF write user memory (spec.tls.enforce: inplace). */
+bool tls_inplace_available(const struct tls *t);
+
+/* Counters since start, for tests and /readyz. */
+struct tls_stats {
+	uint64_t records; /* data records consumed */
+	uint64_t bytes; /* plaintext bytes scanned */
+	uint64_t findings; /* values found */
+	uint64_t dropped; /* records lost in BPF (ringbuf full, truncated, unreadable) */
+	uint64_t targets; /* files (libssl, executables) with probes attached now */
+	uint64_t covered; /* cgroups in the BPF filter now */
+	uint64_t scans; /* completed /proc scans */
+};
+/* A snapshot at most one poll interval old; thread-safe. */
+void tls_get_stats(struct tls *t, struct tls_stats *out);
+
+#endif

@@ -1,0 +1,143 @@
+#!/usr/bin/env bash
+# TLS data path inside the real daemon: meshmask-agent starts with no policy; a policy file
+# dropped into --policies later covers a cgroup; a curl in that cgroup then shows up in
+# /metrics (meshmask_tls_*) and in the audit log (tls_finding events, never the value); once
+# the file is removed, that cgroup is no longer captured.
+# Needs root. Usage: tls_agent.sh PATH/TO/meshmask-agent
+set -uo pipefail
+
+agent=${1:?usage: tls_agent.sh meshmask-agent}
+[[ $(id -u) -eq 0 ]] || { echo "SKIP: needs root"; exit 77; }
+py=$(command -v /usr/bin/python3 python3 | head -1)
+for tool in curl openssl "$py"; do
+	command -v "$tool" >/dev/null || { echo "SKIP: $tool missing"; exit 77; }
+done
+cgroot=$(awk '$9 == "cgroup2" { print $5; exit }' /proc/self/mountinfo)
+[[ -n $cgroot ]] || { echo "SKIP: no cgroup v2 mount"; exit 77; }
+
+id="$$-$RANDOM"
+tmp=$(mktemp -d)
+pids=()
+cgroups=()
+cleanup() {
+	for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done
+	wait 2>/dev/null
+	for c in "${cgroups[@]}"; do rmdir "$cgroot/$c" 2>/dev/null; done
+	rm -rf "$tmp"
+}
+trap cleanup EXIT
+fail=0
+ok() { echo "ok - $*"; }
+not_ok() { echo "not ok - $*"; fail=1; }
+in_cg() {
+	local cg=$1
+	shift
+	bash -c 'echo $$ > "$0/cgroup.procs" && exec "$@"' "$cgroot/$cg" "$@"
+}
+free_port() { "$py" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+cg="mm-tls-agent-$id"
+mkdir -p "$cgroot/$cg" && cgroups+=("$cg")
+openssl req -x509 -newkey rsa:2048 -nodes -keyout "$tmp/key.pem" -out "$tmp/cert.pem" \
+	-days 1 -subj /CN=localhost >/dev/null 2>&1
+cat >"$tmp/server.py" <<'EOF'
+import http.server, ssl, sys
+body = b'{"ssn": "536-22-8841", "email": "ann@example.com"}'
+class H(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *a):
+        pass
+srv = http.server.HTTPServer(("127.0.0.1", 0), H)
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+ctx.load_cert_chain(sys.argv[1], sys.argv[2])
+srv.socket = ctx.wrap_socket(srv.socket, server_side=True)
+print(srv.server_address[1], flush=True)
+srv.serve_forever()
+EOF
+"$py" "$tmp/server.py" "$tmp/cert.pem" "$tmp/key.pem" >"$tmp/port" &
+pids+=($!)
+for _ in $(seq 50); do [[ -s $tmp/port ]] && break; sleep 0.1; done
+port=$(cat "$tmp/port")
+[[ -n $port ]] || { not_ok "server did not start"; exit 1; }
+
+admin_port=$(free_port)
+mkdir -p "$tmp/policies" "$tmp/state"
+"$agent" --policies "$tmp/policies" --state-dir "$tmp/state" --admin "127.0.0.1:$admin_port" \
+	--audit-log "$tmp/audit.log" --bpffs /sys/fs/bpf --proxy-port "$(free_port)" \
+	2>"$tmp/agent.err" &
+apid=$!
+pids+=($apid)
+for _ in $(seq 100); do
+	curl -sf "http://127.0.0.1:$admin_port/healthz" >/dev/null && break
+	sleep 0.1
+done
+curl -sf "http://127.0.0.1:$admin_port/healthz" >/dev/null || {
+	not_ok "agent did not start"
+	sed 's/^/# /' "$tmp/agent.err"
+	exit 1
+}
+
+in_cg "$cg" curl -sk "https://127.0.0.1:$port/" >/dev/null
+sleep 1.5
+if grep -q tls_finding "$tmp/audit.log" 2>/dev/null; then not_ok "no policy: nothing audited"; else
+	ok "no policy: nothing audited"; fi
+# No covered cgroup: no uprobe anywhere (a probe costs every caller a trap).
+if grep -q "tls: probes attached" "$tmp/agent.err"; then not_ok "no policy: nothing probed"; else
+	ok "no policy: nothing probed"; fi
+
+pol="tls-agent-$id"
+cat >"$tmp/policies/$pol.json.tmp" <<EOF
+{ "apiVersion": "meshmask.io/v1alpha1", "kind": "MaskingPolicy",
+  "metadata": { "name": "$pol" },
+  "spec": { "mode": "observe",
+    "selector": { "destinations": [ { "port": 443 } ], "sources": [ { "cgroup": "/$cg" } ] },
+    "rules": [ { "name": "pii", "entities": [ "US_SSN", "EMAIL_ADDRESS" ], "action": { "type": "mask" } } ] } }
+EOF
+mv "$tmp/policies/$pol.json.tmp" "$tmp/policies/$pol.json"
+sleep 2.5 # store reload, then the capture thread's next refresh
+in_cg "$cg" curl -sk "https://127.0.0.1:$port/" >/dev/null
+sleep 1.5
+
+metrics=$(curl -s "http://127.0.0.1:$admin_port/metrics")
+for e in US_SSN EMAIL_ADDRESS; do
+	grep -q "^meshmask_tls_findings_total{policy=\"$pol\",entity=\"$e\"} 1$" <<<"$metrics" &&
+		ok "metric: $e found once" || not_ok "metric: $e found once"
+done
+grep -Eq "^meshmask_tls_records_total\{policy=\"$pol\"\} [1-9]" <<<"$metrics" &&
+	ok "metric: records" || not_ok "metric: records"
+grep -Eq "^meshmask_tls_bytes_scanned_total\{policy=\"$pol\"\} [1-9]" <<<"$metrics" &&
+	ok "metric: bytes" || not_ok "metric: bytes"
+grep "\"event\":\"tls_finding\"" "$tmp/audit.log" | grep "\"policy\":\"$pol\"" |
+	grep "\"caller\":\"/$cg\"" | grep "\"destination\":\"127.0.0.1:$port\"" |
+	grep -q "\"entity\":\"US_SSN\",\"count\":1" && ok "audit: tls_finding with caller and destination" ||
+	not_ok "audit: tls_finding with caller and destination"
+if grep -q -e "536-22-8841" -e "ann@example.com" - "$tmp/audit.log" "$tmp/agent.err" <<<"$metrics"; then
+	not_ok "no value in audit, log or metrics"
+else
+	ok "no value in audit, log or metrics"
+fi
+grep -q "tls: probes attached to .*libssl" "$tmp/agent.err" && ok "libssl probed once a cgroup is covered" ||
+	not_ok "libssl probed once a cgroup is covered"
+grep -q "in-place rewriting of TLS plaintext is" "$tmp/agent.err" && ok "in-place capability logged" ||
+	not_ok "in-place capability logged"
+
+# The policy goes away: its cgroup is no longer covered, nothing more is counted.
+rm "$tmp/policies/$pol.json"
+sleep 2.5
+in_cg "$cg" curl -sk "https://127.0.0.1:$port/" >/dev/null
+sleep 1.5
+curl -s "http://127.0.0.1:$admin_port/metrics" |
+	grep -q "^meshmask_tls_findings_total{policy=\"$pol\",entity=\"US_SSN\"} 1$" &&
+	ok "policy removed: cgroup no longer captured" ||
+	not_ok "policy removed: cgroup no longer captured"
+
+kill -TERM "$apid"
+wait "$apid" && ok "agent stops cleanly" || not_ok "agent stops cleanly"
+if ((fail)); then
+	sed 's/^/# /' "$tmp/agent.err" "$tmp/audit.log"
+fi
+exit $fail
