@@ -57,6 +57,7 @@ declare -A variants=(
 	[tls]="--set admin.tls.secretName=meshmask-admin-tls --set service.headless=true --set metrics.serviceMonitor.enabled=true --set metrics.serviceMonitor.tlsConfig.insecureSkipVerify=true --api-versions monitoring.coreos.com/v1/ServiceMonitor"
 	[loopback]="--set admin.bind=127.0.0.1 --set service.enabled=false"
 	[nobpf]="--set agent.bpf=false"
+	[noidentity]="--set identity.kubernetes=false"
 	[notls]="--set agent.tlsUprobes=false"
 	[automount]="--set bpf.autoMount=true"
 	[external]="--set existingPoliciesConfigMap=my-policies --set hashKeys.existingSecret=my-hash-keys"
@@ -77,7 +78,7 @@ if [[ -n $agent_bin && -x $agent_bin ]] && "$agent_bin" --help >"$tmp/agent-help
 	grep -q -- '--policies' "$tmp/agent-help"; then
 	help_arg=(--agent-help "$tmp/agent-help")
 fi
-for v in default privileged servicemonitor smnoapi existingsecret policies tls loopback nobpf notls automount external; do
+for v in default privileged servicemonitor smnoapi existingsecret policies tls loopback nobpf notls automount external noidentity; do
 	# shellcheck disable=SC2086
 	if H template mm "$chart" --namespace "$ns" ${variants[$v]} >"$tmp/$v.yaml"; then
 		node "$here/validate.mjs" --npm "$npm" --variant "$v" "${help_arg[@]}" "$tmp/$v.yaml" \

@@ -33,7 +33,8 @@ const VARIANTS = {
 	policies: { caps: [...BASE_CAPS, 'SYS_RESOURCE', 'KILL'], policies: ['customer-pii'], keys: true },
 	tls: { caps: BASE_CAPS, tls: true, headless: true, serviceMonitor: true },
 	loopback: { caps: BASE_CAPS, probeHost: '127.0.0.1', noService: true },
-	nobpf: { caps: [], noBpf: true },
+	nobpf: { caps: [], noBpf: true, noIdentity: true },
+	noidentity: { caps: BASE_CAPS, noIdentity: true },
 	notls: { caps: ['BPF', 'NET_ADMIN', 'SYS_ADMIN', 'SYS_PTRACE'] },
 	// ServiceMonitor asked for on a cluster without the CRD: annotations instead.
 	smnoapi: { caps: BASE_CAPS },
@@ -48,7 +49,8 @@ if (!want) {
 // The agent's command line (notes/agent-flags.md); --help of a built agent overrides it.
 let agentFlags = new Set(['--policies', '--state-dir', '--admin', '--token-file', '--tls-cert',
 	'--tls-key', '--public-read', '--audit-log', '--cgroup-root', '--bpffs', '--proxy-port',
-	'--no-bpf', '--log-level', '--version', '--help']);
+	'--no-bpf', '--log-level', '--version', '--help', '--kube-api', '--kube-token-file',
+	'--kube-ca-file', '--node-name', '--no-kube']);
 if (opt.agentHelp) agentFlags = new Set(fs.readFileSync(opt.agentHelp, 'utf8').match(/--[a-z][a-z-]*/g));
 
 let n = 0, failed = 0;
@@ -356,11 +358,38 @@ check('kernel mounts: bpffs, cgroup root, BTF', (ok) => {
 	}
 });
 
+check('identity: pods get/list/watch only, token, NODE_NAME, --no-kube', (ok) => {
+	const roles = byKind('ClusterRole'), binds = byKind('ClusterRoleBinding');
+	const sa = byKind('ServiceAccount')[0];
+	ok(args.has('--no-kube') === !!want.noIdentity, `--no-kube ${args.has('--no-kube') ? 'present' : 'absent'}`);
+	if (want.noIdentity) {
+		ok(roles.length === 0 && binds.length === 0, 'RBAC rendered without identity or rules');
+		ok(sa && sa.automountServiceAccountToken === false, 'ServiceAccount token automounted');
+		return;
+	}
+	ok(roles.length === 1, `${roles.length} ClusterRoles`);
+	const rules = roles[0] ? roles[0].rules : [];
+	ok(JSON.stringify(rules) === JSON.stringify([{ apiGroups: [''], resources: ['pods'], verbs: ['get', 'list', 'watch'] }]),
+		`rules are not least rights: ${JSON.stringify(rules)}`);
+	const b = binds[0];
+	ok(b && roles[0] && b.roleRef.kind === 'ClusterRole' && b.roleRef.name === roles[0].metadata.name,
+		'binding does not refer to the ClusterRole');
+	ok(b && b.subjects.length === 1 && b.subjects[0].kind === 'ServiceAccount' &&
+		b.subjects[0].name === pod.serviceAccountName && b.subjects[0].namespace,
+		'binding subject is not the agent ServiceAccount');
+	ok(sa && sa.automountServiceAccountToken === true, 'ServiceAccount token not automounted');
+	const nn = agent.env.find((e) => e.name === 'NODE_NAME');
+	ok(nn && nn.valueFrom && nn.valueFrom.fieldRef && nn.valueFrom.fieldRef.fieldPath === 'spec.nodeName',
+		'NODE_NAME not from the downward API spec.nodeName');
+});
+
 check('security context: least capabilities, read-only root', (ok) => {
 	const sc = agent.securityContext;
 	ok(sc.readOnlyRootFilesystem === true, 'root filesystem is writable');
 	ok(sc.runAsUser === 0, 'capabilities need uid 0');
-	ok(pod.automountServiceAccountToken === false, 'service account token mounted without RBAC rules');
+	ok(pod.automountServiceAccountToken === !want.noIdentity,
+		want.noIdentity ? 'service account token mounted without identity or RBAC rules'
+			: 'identity.kubernetes on but the service account token is not mounted');
 	if (want.privileged) {
 		ok(sc.privileged === true, 'privileged escape hatch not applied');
 		return;

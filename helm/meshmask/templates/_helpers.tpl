@@ -133,5 +133,10 @@ httpGet:
 
 {{/* Whether the agent gets a ServiceAccount token (only when RBAC rules grant it something). */}}
 {{- define "meshmask.needsToken" -}}
-{{- if and .Values.rbac.create .Values.rbac.rules }}true{{ end }}
+{{- if or (include "meshmask.identity" .) (and .Values.rbac.create .Values.rbac.rules) }}true{{ end }}
+{{- end }}
+
+{{/* Pod identity from the Kubernetes API: only the data plane (agent.bpf) uses it. */}}
+{{- define "meshmask.identity" -}}
+{{- if and .Values.identity.kubernetes .Values.agent.bpf }}true{{ end }}
 {{- end }}

@@ -1,0 +1,462 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: Apache-2.0
+"""Identity resolver against a fake Kubernetes API server on loopback (HTTPS, a CA made here).
+
+The server serves GET /api/v1/pods with a fieldSelector: a paginated list and a chunked watch
+stream (events split across chunks), checks the bearer token, can expire a watch (an ERROR 410
+event, forcing a relist) and send an oversized event. identity_harness (identity.c + kube.c)
+runs the real list/watch thread; lookups must follow the events, a wrong CA and a wrong host
+name must be refused, and a rotated token file must be picked up on reconnect.
+Usage: identity_kube.py IDENTITY_HARNESS
+"""
+import copy
+import http.server
+import json
+import os
+import shutil
+import socketserver
+import ssl
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.parse
+
+NODE = "node-1"
+UID_A = "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0"
+UID_B = "11111111-2222-3333-4444-555555555555"
+UID_C = "aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee"
+UID_D = "d0d0d0d0-0000-4000-8000-000000000001"
+UID_E = "e0e0e0e0-0000-4000-8000-000000000002"
+UID_F = "f0f0f0f0-0000-4000-8000-000000000003"
+CID = "3a5f8e0c9b7d6a4f2e1d0c9b8a7f6e5d4c3b2a1f0e9d8c7b6a5f4e3d2c1b0a99"
+CONT = "tok&1=+/ x"  # a continue token that needs escaping
+
+
+def cgroupfs(uid):
+    return f"/kubepods/burstable/pod{uid}/{CID}"
+
+
+def systemd(uid):
+    u = uid.replace("-", "_")
+    return (f"/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod{u}.slice/"
+            f"cri-containerd-{CID}.scope")
+
+
+def pod(uid, ns, name, sa=None, labels=None):
+    o = {"kind": "Pod", "metadata": {"uid": uid, "namespace": ns, "name": name},
+         "spec": {"nodeName": NODE}}
+    if sa:
+        o["spec"]["serviceAccountName"] = sa
+    if labels:
+        o["metadata"]["labels"] = labels
+    return o
+
+
+class State:
+    def __init__(self):
+        self.cond = threading.Condition()
+        self.pods = {}
+        self.rv = 100
+        self.log = []
+        self.token = "token-one"
+        self.gen = 0
+        self.expire_once = False
+        self.oversize_once = False
+        self.lists = 0
+        self.watches = 0
+        self.unauthorized = 0
+        self.bad_selector = 0
+        self.continues_ok = 0
+
+    def event(self, typ, obj, log=True):
+        with self.cond:
+            self.rv += 1
+            obj = copy.deepcopy(obj)
+            obj["metadata"]["resourceVersion"] = str(self.rv)
+            uid = obj["metadata"]["uid"]
+            if typ == "DELETED":
+                self.pods.pop(uid, None)
+            else:
+                self.pods[uid] = obj
+            if log:
+                self.log.append((self.rv, typ, obj))
+            self.cond.notify_all()
+
+    def end_watches(self):
+        with self.cond:
+            self.gen += 1
+            self.cond.notify_all()
+
+
+S = State()
+
+
+class Handler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *a):
+        pass
+
+    def reply(self, code, obj):
+        body = json.dumps(obj).encode()
+        self.send_response(code)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def chunk(self, data):
+        self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
+        self.wfile.flush()
+
+    def do_GET(self):
+        u = urllib.parse.urlsplit(self.path)
+        q = urllib.parse.parse_qs(u.query)
+        if u.path != "/api/v1/pods":
+            return self.reply(404, {"kind": "Status", "code": 404, "reason": "NotFound"})
+        if self.headers.get("Authorization") != "Bearer " + S.token:
+            with S.cond:
+                S.unauthorized += 1
+            return self.reply(401, {"kind": "Status", "code": 401, "reason": "Unauthorized"})
+        if q.get("fieldSelector") != ["spec.nodeName=" + NODE]:
+            with S.cond:
+                S.bad_selector += 1
+            return self.reply(400, {"kind": "Status", "code": 400, "reason": "BadRequest"})
+        try:
+            if q.get("watch") == ["1"]:
+                self.watch(q)
+            else:
+                self.list(q)
+        except (OSError, ssl.SSLError):
+            pass
+
+    def list(self, q):
+        with S.cond:
+            if "continue" not in q:
+                S.lists += 1
+            items = [S.pods[k] for k in sorted(S.pods)]
+            rv = str(S.rv)
+        # Two items per page: the client must follow metadata.continue.
+        start = 0
+        if "continue" in q:
+            if q["continue"][0] != CONT + "2":
+                return self.reply(410, {"kind": "Status", "code": 410, "reason": "Expired"})
+            with S.cond:
+                S.continues_ok += 1
+            start = 2
+        page = items[start:start + 2] if start == 0 else items[start:]
+        meta = {"resourceVersion": rv}
+        if start == 0 and len(items) > 2:
+            meta["continue"] = CONT + "2"
+        self.reply(200, {"kind": "PodList", "apiVersion": "v1", "metadata": meta,
+                         "items": page})
+
+    def watch(self, q):
+        with S.cond:
+            S.watches += 1
+            gen = S.gen
+            expire, S.expire_once = S.expire_once, False
+            oversize, S.oversize_once = S.oversize_once, False
+        last = int(q.get("resourceVersion", ["0"])[0] or 0)
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        if expire:
+            self.chunk(json.dumps({"type": "ERROR", "object": {
+                "kind": "Status", "code": 410, "reason": "Expired"}}).encode() + b"\n")
+            self.wfile.write(b"0\r\n\r\n")
+            return
+        if oversize:
+            big = pod(UID_A, "shop", "web-1")
+            big["metadata"]["annotations"] = {"blob": "x" * (5 << 20)}
+            line = json.dumps({"type": "MODIFIED", "object": big}).encode() + b"\n"
+            for i in range(0, len(line), 65536):
+                self.chunk(line[i:i + 65536])
+        deadline = time.time() + int(q.get("timeoutSeconds", ["300"])[0])
+        while time.time() < deadline:
+            with S.cond:
+                evs = [e for e in S.log if e[0] > last]
+                if not evs and S.gen == gen:
+                    S.cond.wait(0.2)
+                    continue
+                if not evs:
+                    break
+            for rv, typ, obj in evs:
+                line = json.dumps({"type": typ, "object": obj}).encode() + b"\n"
+                mid = len(line) // 2  # every event split across two chunks
+                self.chunk(line[:mid])
+                self.chunk(line[mid:])
+                last = rv
+        self.wfile.write(b"0\r\n\r\n")
+        self.wfile.flush()
+
+
+class Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
+    daemon_threads = True
+
+
+def sh(*args):
+    subprocess.run(args, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def make_pki(d):
+    def key(name):
+        sh("openssl", "genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256",
+           "-out", f"{d}/{name}.key")
+
+    for ca in ("ca", "wrongca"):
+        key(ca)
+        sh("openssl", "req", "-x509", "-new", "-key", f"{d}/{ca}.key", "-out", f"{d}/{ca}.crt",
+           "-subj", f"/CN={ca}", "-days", "2")
+    key("srv")
+    sh("openssl", "req", "-new", "-key", f"{d}/srv.key", "-out", f"{d}/srv.csr",
+       "-subj", "/CN=kube-apiserver")
+    with open(f"{d}/ext", "w") as f:
+        f.write("subjectAltName=IP:127.0.0.1,DNS:kubernetes.test\n")
+    sh("openssl", "x509", "-req", "-in", f"{d}/srv.csr", "-CA", f"{d}/ca.crt", "-CAkey",
+       f"{d}/ca.key", "-CAcreateserial", "-out", f"{d}/srv.crt", "-days", "2", "-extfile",
+       f"{d}/ext")
+
+
+class Harness:
+    def __init__(self, exe, d, name, url, ca):
+        self.log = f"{d}/{name}.log"
+        self.p = subprocess.Popen(
+            [exe, "--kube-api", url, "--token-file", f"{d}/token", "--ca-file", ca,
+             "--node-name", NODE, "--backoff-max-ms", "400"],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=open(self.log, "w"),
+            text=True)
+
+    def cmd(self, line):
+        self.p.stdin.write(line + "\n")
+        self.p.stdin.flush()
+        return self.p.stdout.readline().strip()
+
+    def wait(self, line, pred, timeout=10.0):
+        end = time.time() + timeout
+        out = self.cmd(line)
+        while not pred(out) and time.time() < end:
+            time.sleep(0.05)
+            out = self.cmd(line)
+        return out
+
+    def stop(self):
+        try:
+            self.p.stdin.write("quit\n")
+            self.p.stdin.flush()
+            return self.p.wait(timeout=10)
+        except Exception:
+            self.p.kill()
+            return -1
+
+    def logtext(self):
+        with open(self.log) as f:
+            return f.read()
+
+
+passed = failed = 0
+
+
+def check(desc, cond, detail=""):
+    global passed, failed
+    if cond:
+        passed += 1
+        print(f"ok - {desc}")
+    else:
+        failed += 1
+        print(f"not ok - {desc}" + (f"  # {detail}" if detail else ""))
+    sys.stdout.flush()
+
+
+def serve(d):
+    """Standalone fake API for the data-path test (identity_dp.sh): PKI and token in DIR,
+    pods from DIR/pods.json (a list of pod objects, re-read when it changes: the difference
+    becomes watch events), the port written to DIR/port. Runs until killed."""
+    make_pki(d)
+    with open(f"{d}/token", "w") as f:
+        f.write(S.token + "\n")
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(f"{d}/srv.crt", f"{d}/srv.key")
+    srv = Server(("127.0.0.1", 0), Handler)
+    srv.socket = ctx.wrap_socket(srv.socket, server_side=True)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    with open(f"{d}/port.new", "w") as f:
+        f.write(str(srv.server_address[1]))
+    os.rename(f"{d}/port.new", f"{d}/port")
+    seen = None
+    while True:
+        try:
+            st = os.stat(f"{d}/pods.json")
+            key = (st.st_mtime_ns, st.st_size)
+            if key != seen:
+                with open(f"{d}/pods.json") as f:
+                    want = {o["metadata"]["uid"]: o for o in json.load(f)}
+                seen = key
+                for uid, o in list(S.pods.items()):
+                    if uid not in want:
+                        S.event("DELETED", o)
+                for uid, o in want.items():
+                    old = S.pods.get(uid)
+                    if old is None:
+                        S.event("ADDED", o)
+                    elif old["metadata"].get("labels") != o["metadata"].get("labels"):
+                        S.event("MODIFIED", o)
+        except (OSError, ValueError, KeyError):
+            pass
+        time.sleep(0.1)
+
+
+def main():
+    if sys.argv[1] == "--serve":
+        return serve(sys.argv[2])
+    exe = sys.argv[1]
+    if not shutil.which("openssl"):
+        print("SKIP: needs openssl")
+        return 77
+    d = tempfile.mkdtemp(prefix="meshmask-identity.")
+    try:
+        return run(exe, d)
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def run(exe, d):
+    make_pki(d)
+    with open(f"{d}/token", "w") as f:
+        f.write(S.token + "\n")
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(f"{d}/srv.crt", f"{d}/srv.key")
+    srv = Server(("127.0.0.1", 0), Handler)
+    srv.socket = ctx.wrap_socket(srv.socket, server_side=True)
+    port = srv.server_address[1]
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    url = f"https://127.0.0.1:{port}"
+
+    S.event("ADDED", pod(UID_A, "shop", "web-1", "web-sa", {"app": "web", "tier": "front"}))
+    S.event("ADDED", pod(UID_B, "kube-system", "dns-1", None, {"app": "dns"}))
+    S.event("ADDED", pod(UID_F, "shop", "cart-1", "cart-sa", {"app": "cart"}))
+
+    h = Harness(exe, d, "h", url, f"{d}/ca.crt")
+    try:
+        out = h.wait("count", lambda o: o == "3")
+        check("initial list (two pages) gives three pods", out == "3", out)
+        check("the list followed metadata.continue (escaped token)", S.continues_ok >= 1)
+        check("synced after the list", h.cmd("synced") == "1")
+        out = h.cmd("lookup " + cgroupfs(UID_A))
+        check("cgroupfs path -> pod", out == "pod shop/web-1 sa=web-sa labels=app=web,tier=front",
+              out)
+        out = h.cmd("lookup " + systemd(UID_B))
+        check("systemd path -> pod, default service account",
+              out == "pod kube-system/dns-1 sa=default labels=app=dns", out)
+        check("unknown pod -> none", h.cmd("lookup " + cgroupfs(UID_C)) == "none")
+        check("match namespace", h.cmd(f"match {cgroupfs(UID_A)} shop - ") == "yes")
+        check("match ns + sa + labels",
+              h.cmd(f"match {cgroupfs(UID_A)} shop web-sa app=web tier=front") == "yes")
+        check("label mismatch", h.cmd(f"match {cgroupfs(UID_A)} shop - app=dns") == "no")
+
+        # Watch events: add, modify, delete.
+        S.event("ADDED", pod(UID_C, "shop", "new-1", "web-sa", {"app": "web"}))
+        out = h.wait("lookup " + systemd(UID_C), lambda o: o != "none")
+        check("ADDED event -> pod known", out.startswith("pod shop/new-1"), out)
+        check("a newly known pod now matches its namespace source",
+              h.cmd(f"match {systemd(UID_C)} shop - app=web") == "yes")
+        S.event("MODIFIED", pod(UID_A, "shop", "web-1", "web-sa", {"app": "web", "tier": "back"}))
+        out = h.wait("lookup " + cgroupfs(UID_A), lambda o: "tier=back" in o)
+        check("MODIFIED event -> labels follow", "tier=back" in out, out)
+        check("old label no longer matches",
+              h.cmd(f"match {cgroupfs(UID_A)} - - tier=front") == "no")
+        S.event("DELETED", S.pods[UID_B])
+        out = h.wait("lookup " + systemd(UID_B), lambda o: o == "none")
+        check("DELETED event -> pod gone", out == "none", out)
+        check("change callback ran", int(h.cmd("changes")) >= 4)
+
+        # 410: the next watch gets ERROR 410; a pod added meanwhile without an event (history
+        # compacted) can only be learnt by listing again.
+        lists = S.lists
+        S.expire_once = True
+        S.event("ADDED", pod(UID_D, "batch", "job-1"), log=False)
+        S.end_watches()
+        out = h.wait("lookup " + cgroupfs(UID_D), lambda o: o != "none")
+        check("watch ERROR 410 -> relist -> pod learnt", out.startswith("pod batch/job-1"), out)
+        check("a second list was made", S.lists > lists, f"{S.lists} lists")
+
+        # An event line over 4 MiB: an error, then a relist; the table stays.
+        lists = S.lists
+        S.oversize_once = True
+        S.end_watches()
+        end = time.time() + 10
+        while S.lists == lists and time.time() < end:
+            time.sleep(0.05)
+        check("oversized watch event -> relist", S.lists > lists)
+        end = time.time() + 10
+        while "known from the API again" not in h.logtext() and time.time() < end:
+            time.sleep(0.05)
+        check("recovered after the oversized event", "known from the API again" in h.logtext())
+        check("oversized event logged", "over 4194304 bytes" in h.logtext())
+        check("table intact after the oversized event",
+              h.cmd("lookup " + cgroupfs(UID_A)).startswith("pod shop/web-1"))
+
+        # Token rotation. First the server moves on while the file is stale: refused, the
+        # last table is kept and lookups still answer.
+        unauth = S.unauthorized
+        S.token = "token-two"
+        S.end_watches()
+        end = time.time() + 10
+        while S.unauthorized == unauth and time.time() < end:
+            time.sleep(0.05)
+        check("stale token refused by the API (401)", S.unauthorized > unauth)
+        check("API unavailable: last table kept",
+              h.cmd("lookup " + cgroupfs(UID_A)).startswith("pod shop/web-1"))
+        time.sleep(1.0)
+        text = h.logtext()
+        check("unavailability logged once per state change",
+              text.count("unavailable (HTTP 401") == 1, text[-400:])
+        check("the log names the status, never the token",
+              "HTTP 401 Unauthorized" in text and "token-one" not in text
+              and "token-two" not in text)
+        with open(f"{d}/token.new", "w") as f:
+            f.write("token-two\n")
+        os.rename(f"{d}/token.new", f"{d}/token")  # as the kubelet swaps projected tokens
+        S.event("ADDED", pod(UID_E, "shop", "after-rotation"))
+        out = h.wait("lookup " + cgroupfs(UID_E), lambda o: o != "none")
+        check("rotated token file re-read on reconnect", out.startswith("pod shop/after-rot"),
+              out)
+        check("recovery logged", h.logtext().count("known from the API again") == 2)
+        check("every request carried the node's fieldSelector", S.bad_selector == 0)
+    finally:
+        rc = h.stop()
+    check("harness exits cleanly", rc == 0, str(rc))
+
+    # TLS verification: a CA that did not sign the server, then a name not in the cert.
+    for name, u, ca, want in (
+            ("wrong CA", url, f"{d}/wrongca.crt", "certificate"),
+            ("wrong host name", f"https://localhost:{port}", f"{d}/ca.crt", "")):
+        before = S.lists + S.watches + S.unauthorized
+        w = Harness(exe, d, "bad" + name[6:9], u, ca)
+        time.sleep(1.5)
+        cnt, syn = w.cmd("count"), w.cmd("synced")
+        w.stop()
+        text = w.logtext()
+        check(f"{name}: refused, nothing learnt", cnt == "0" and syn == "0", f"{cnt} {syn}")
+        check(f"{name}: no request reached the API", S.lists + S.watches + S.unauthorized
+              == before)
+        check(f"{name}: TLS failure logged", "TLS" in text and want in text, text[-300:])
+
+    # An API that is not there at all: the thread retries, stop still returns promptly.
+    w = Harness(exe, d, "down", "https://127.0.0.1:1", f"{d}/ca.crt")
+    time.sleep(0.5)
+    t0 = time.time()
+    rc = w.stop()
+    check("unreachable API: clean, prompt stop", rc == 0 and time.time() - t0 < 3)
+    check("unreachable API logged", "unavailable" in w.logtext())
+
+    srv.shutdown()
+    print(f"{passed} passed, {failed} failed")
+    return 0 if failed == 0 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
