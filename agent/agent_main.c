@@ -17,6 +17,7 @@
 #include "agent.h"
 #include "audit.h"
 #include "dataplane.h"
+#include "identity.h"
 #include "metrics.h"
 #include "store.h"
 #include "tls.h"
@@ -63,7 +64,13 @@ static void usage(FILE *f)
 	      "  --instance NAME      pin directory <bpffs>/meshmask/NAME (default \"default\")\n"
 	      "  --detach-on-exit     at clean shutdown remove the BPF steering (uninstall)\n"
 	      "  --idle-timeout SECS  close proxied connections idle this long (default 300)\n"
+	      "  --admin-max-body N   admin request body limit in bytes (default 1048576)\n"
 	      "  --log-level L        error|warn|info|debug (default info)\n"
+	      "  --kube-api URL       Kubernetes API for pod identity (default: in-cluster)\n"
+	      "  --kube-token-file F  API bearer token, re-read on reconnect (default: SA token)\n"
+	      "  --kube-ca-file F     CA bundle of the API server (default: SA ca.crt)\n"
+	      "  --node-name NAME     pods of this node (default $NODE_NAME)\n"
+	      "  --no-kube            no pod identity: sources match cgroup paths only\n"
 	      "  --version, --help\n",
 	      f);
 }
@@ -104,6 +111,12 @@ static int parse_args(int argc, char **argv, struct agent_config *cfg)
 		O_INSTANCE,
 		O_DETACH,
 		O_IDLE,
+		O_KUBE_API,
+		O_KUBE_TOKEN,
+		O_KUBE_CA,
+		O_NODE,
+		O_NO_KUBE,
+		O_MAXBODY,
 		O_VERSION,
 		O_HELP
 	};
@@ -125,6 +138,12 @@ static int parse_args(int argc, char **argv, struct agent_config *cfg)
 		{"instance", required_argument, NULL, O_INSTANCE},
 		{"detach-on-exit", no_argument, NULL, O_DETACH},
 		{"idle-timeout", required_argument, NULL, O_IDLE},
+		{"kube-api", required_argument, NULL, O_KUBE_API},
+		{"kube-token-file", required_argument, NULL, O_KUBE_TOKEN},
+		{"kube-ca-file", required_argument, NULL, O_KUBE_CA},
+		{"node-name", required_argument, NULL, O_NODE},
+		{"no-kube", no_argument, NULL, O_NO_KUBE},
+		{"admin-max-body", required_argument, NULL, O_MAXBODY},
 		{"version", no_argument, NULL, O_VERSION},
 		{"help", no_argument, NULL, O_HELP},
 		{0},
@@ -215,6 +234,31 @@ static int parse_args(int argc, char **argv, struct agent_config *cfg)
 			cfg->idle_timeout = (uint32_t)v;
 			break;
 		}
+		case O_MAXBODY: {
+			char *end;
+			unsigned long long v = strtoull(optarg, &end, 10);
+			if (*end || v < 1024 || v > (64ull << 20)) {
+				fprintf(stderr, "meshmask-agent: --admin-max-body: 1024..67108864 bytes\n");
+				return 2;
+			}
+			cfg->admin_max_body = (size_t)v;
+			break;
+		}
+		case O_KUBE_API:
+			cfg->kube_api = optarg;
+			break;
+		case O_KUBE_TOKEN:
+			cfg->kube_token_file = optarg;
+			break;
+		case O_KUBE_CA:
+			cfg->kube_ca_file = optarg;
+			break;
+		case O_NODE:
+			cfg->node_name = optarg;
+			break;
+		case O_NO_KUBE:
+			cfg->no_kube = true;
+			break;
 		case O_VERSION:
 			printf("meshmask-agent %s\n", MESHMASK_VERSION);
 			exit(0);
@@ -236,7 +280,37 @@ static int parse_args(int argc, char **argv, struct agent_config *cfg)
 	}
 	if (!cfg->token_file && access("/etc/meshmask/admin/token", R_OK) == 0)
 		cfg->token_file = "/etc/meshmask/admin/token";
+	if (!cfg->node_name && getenv("NODE_NAME") && *getenv("NODE_NAME"))
+		cfg->node_name = getenv("NODE_NAME");
 	return 0;
+}
+
+/* Pod identity for namespace/serviceAccount/labels sources; without it they match nothing. */
+static void start_identity(const struct agent_config *cfg)
+{
+	if (cfg->no_kube || cfg->no_bpf) /* only steering and its audit events use it */
+		return;
+	if (!cfg->kube_api && !getenv("KUBERNETES_SERVICE_HOST")) {
+		agent_log(AGENT_LOG_INFO, "identity: no Kubernetes API (not in a cluster, no "
+					  "--kube-api): sources match on cgroup paths only");
+		return;
+	}
+	if (!cfg->node_name) {
+		agent_log(AGENT_LOG_WARN, "identity: no --node-name or NODE_NAME: sources naming a "
+					  "namespace, serviceAccount or labels match nothing");
+		return;
+	}
+	struct identity_config ic = {.kube_api = cfg->kube_api,
+				     .token_file = cfg->kube_token_file,
+				     .ca_file = cfg->kube_ca_file,
+				     .node_name = cfg->node_name};
+	int r = identity_start(&ic);
+	if (r < 0)
+		agent_log(AGENT_LOG_WARN,
+			  "identity: not started: %s (check --kube-api, --node-name)",
+			  strerror(-r));
+	else
+		agent_log(AGENT_LOG_INFO, "identity: watching the pods of node %s", cfg->node_name);
 }
 
 int main(int argc, char **argv)
@@ -276,6 +350,7 @@ int main(int argc, char **argv)
 	}
 	if ((r = store_open(&st, &cfg)) < 0)
 		goto out_audit; /* logged by the store */
+	start_identity(&cfg);
 	if (!cfg.no_bpf && dataplane_start(&g_dp, &cfg, st) < 0)
 		goto out_store;
 	if (!cfg.no_bpf && tls_start(&tls, &cfg, st) < 0)
@@ -300,6 +375,7 @@ out_dp:
 		dataplane_free(g_dp);
 	g_dp = NULL;
 out_store:
+	identity_stop();
 	store_close(st);
 out_audit:
 	audit_close();
