@@ -27,6 +27,12 @@ struct agent_config {
 	bool detach_on_exit;       /* --detach-on-exit: unpin and detach BPF at clean shutdown */
 	uint32_t idle_timeout;     /* --idle-timeout SECS for proxied connections, 0 = 300 */
 	enum agent_log_level log_level;
+	/* Pod identity (identity.c): the Kubernetes API, NULL = in-cluster from the env. */
+	const char *kube_api;        /* --kube-api URL */
+	const char *kube_token_file; /* --kube-token-file, NULL = ServiceAccount token */
+	const char *kube_ca_file;    /* --kube-ca-file, NULL = ServiceAccount CA */
+	const char *node_name;       /* --node-name, default $NODE_NAME */
+	bool no_kube;                /* --no-kube: sources match on cgroup paths only */
 };
 
 /* printf-style log line to stderr with a level prefix; never pass traffic values to it. */

@@ -1,9 +1,330 @@
 /* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * `meshmask`: the engine and the policy language from the command line (dry runs, CI checks).
+ * Exit codes: 0 ok, 1 invalid policy, 2 usage, 3 input/output error, 4 blocked by onError=block.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <jansson.h>
+
+#include "mask.h"
+#include "policy.h"
+#include "cli_remote.h"
+
+enum { EXIT_OK = 0, EXIT_POLICY = 1, EXIT_USAGE = 2, EXIT_IO = 3, EXIT_BLOCKED = 4 };
+
+#define CLI_READ_SIZE (64 * 1024)
+
+struct cli_cmd {
+	const char *name;
+	int (*run)(int argc, char **argv);
+	const char *usage;
+};
+
+static const char *prog = "meshmask";
+
+static int usage_error(const char *usage, const char *fmt, const char *arg)
+{
+	if (fmt) {
+		fprintf(stderr, "%s: ", prog);
+		fprintf(stderr, fmt, arg);
+		fputc('\n', stderr);
+	}
+	fprintf(stderr, "usage: %s %s\n", prog, usage);
+	return EXIT_USAGE;
+}
+
+static int stdout_sink(void *ctx, const char *p, size_t n)
+{
+	(void)ctx;
+	while (n) {
+		ssize_t w = write(STDOUT_FILENO, p, n);
+		if (w < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		p += w;
+		n -= (size_t)w;
+	}
+	return 0;
+}
+
+static const char *outcome_name(enum mask_outcome o)
+{
+	switch (o) {
+	case MASK_OUTCOME_MASKED:
+		return "masked";
+	case MASK_OUTCOME_FALLBACK:
+		return "fallback";
+	case MASK_OUTCOME_PASSED:
+		return "passed";
+	case MASK_OUTCOME_BLOCKED:
+		return "blocked";
+	}
+	return "unknown";
+}
+
+/* Stats as one JSON object on stderr. Counts and names only, never a value from the input. */
+static void print_stats(const struct policy *pol, const struct mask_stream *s)
+{
+	const struct mask_stats *st = mask_stream_stats(s);
+	json_t *o = json_object(), *rules = json_object(), *errs = json_object();
+
+	json_object_set_new(o, "policy", json_string(pol->name ? pol->name : ""));
+	json_object_set_new(o, "mode", json_string(policy_mode_name(pol->mode)));
+	json_object_set_new(o, "outcome", json_string(outcome_name(mask_stream_outcome(s))));
+	if (mask_stream_reason(s) != MM_REASON_NONE)
+		json_object_set_new(o, "reason",
+				    json_string(mm_reason_name(mask_stream_reason(s))));
+	json_object_set_new(o, "bytes_in", json_integer((json_int_t)st->bytes_in));
+	json_object_set_new(o, "bytes_out", json_integer((json_int_t)st->bytes_out));
+	json_object_set_new(o, "bytes_scanned", json_integer((json_int_t)st->bytes_scanned));
+	json_object_set_new(o, "values", json_integer((json_int_t)st->values));
+	for (size_t i = 0; i < st->n_rules; i++) {
+		json_t *r = json_object(), *ents = json_object();
+		json_object_set_new(r, "values", json_integer((json_int_t)st->rules[i].values));
+		for (int e = 0; e < MM_ENT__COUNT; e++)
+			if (st->rules[i].by_entity[e])
+				json_object_set_new(
+					ents, detect_entity_name(e),
+					json_integer((json_int_t)st->rules[i].by_entity[e]));
+		json_object_set_new(r, "entities", ents);
+		json_object_set_new(rules, pol->rules[i].name ? pol->rules[i].name : "", r);
+	}
+	json_object_set_new(o, "rules", rules);
+	for (int k = 0; k < MM_REASON__COUNT; k++)
+		if (st->errors[k])
+			json_object_set_new(errs, mm_reason_name(k),
+					    json_integer((json_int_t)st->errors[k]));
+	json_object_set_new(o, "errors", errs);
+	char *txt = json_dumps(o, JSON_COMPACT);
+	if (txt)
+		fprintf(stderr, "%s\n", txt);
+	free(txt);
+	json_decref(o);
+}
+
+static struct policy *load_policy(const char *path, int *code)
+{
+	struct policy_errors errs = {0};
+	if (access(path, R_OK) < 0) {
+		fprintf(stderr, "%s: %s: %s\n", prog, path, strerror(errno));
+		*code = EXIT_IO;
+		return NULL;
+	}
+	struct policy *p = policy_load_file(path, &errs);
+	if (!p) {
+		if (errs.n)
+			policy_errors_print(stderr, path, &errs);
+		else
+			fprintf(stderr, "%s: %s: %s\n", prog, path, strerror(errno));
+		*code = errs.n ? EXIT_POLICY : EXIT_IO;
+	}
+	policy_errors_free(&errs);
+	return p;
+}
+
+static const char mask_usage[] =
+	"mask --policy FILE [--content-type T] [--content-encoding gzip|deflate]\n"
+	"       [--direction request|response] [--stats] [FILE|-]";
+
+static int cmd_mask(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{"policy", required_argument, NULL, 'p'},
+		{"content-type", required_argument, NULL, 't'},
+		{"content-encoding", required_argument, NULL, 'e'},
+		{"direction", required_argument, NULL, 'd'},
+		{"stats", no_argument, NULL, 's'},
+		{"help", no_argument, NULL, 'h'},
+		{0},
+	};
+	const char *policy_path = NULL, *ct = NULL, *ce = NULL, *in_path = "-";
+	uint32_t dir = POLICY_DIR_RESPONSE;
+	bool stats = false;
+	int c, code = EXIT_OK;
+
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "p:t:e:d:sh", opts, NULL)) != -1) {
+		switch (c) {
+		case 'p':
+			policy_path = optarg;
+			break;
+		case 't':
+			ct = optarg;
+			break;
+		case 'e':
+			ce = optarg;
+			break;
+		case 's':
+			stats = true;
+			break;
+		case 'd':
+			if (!strcmp(optarg, "request"))
+				dir = POLICY_DIR_REQUEST;
+			else if (!strcmp(optarg, "response"))
+				dir = POLICY_DIR_RESPONSE;
+			else
+				return usage_error(mask_usage, "bad --direction '%s'", optarg);
+			break;
+		case 'h':
+			printf("usage: %s %s\n", prog, mask_usage);
+			return EXIT_OK;
+		default:
+			return usage_error(mask_usage, NULL, NULL);
+		}
+	}
+	if (!policy_path)
+		return usage_error(mask_usage, "%s", "--policy is required");
+	if (argc - optind > 1)
+		return usage_error(mask_usage, "%s", "at most one input file");
+	if (optind < argc)
+		in_path = argv[optind];
+
+	struct policy *pol = load_policy(policy_path, &code);
+	if (!pol)
+		return code;
+	int fd = STDIN_FILENO;
+	const char *in_name = strcmp(in_path, "-") ? in_path : "stdin";
+	if (strcmp(in_path, "-") && (fd = open(in_path, O_RDONLY | O_CLOEXEC)) < 0) {
+		fprintf(stderr, "%s: %s: %s\n", prog, in_path, strerror(errno));
+		policy_unref(pol);
+		return EXIT_IO;
+	}
+	struct mask_opts mo = {
+		.policy = pol, .direction = dir, .content_type = ct, .content_encoding = ce};
+	struct mask_stream *s = mask_stream_new(&mo);
+	char *buf = malloc(CLI_READ_SIZE);
+	int r = 0;
+	if (!s || !buf) {
+		fprintf(stderr, "%s: %s\n", prog, strerror(ENOMEM));
+		code = EXIT_IO;
+		goto out;
+	}
+	for (;;) {
+		ssize_t n = read(fd, buf, CLI_READ_SIZE);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			fprintf(stderr, "%s: %s: %s\n", prog, in_name, strerror(errno));
+			code = EXIT_IO;
+			goto out;
+		}
+		if (n == 0)
+			break;
+		if ((r = mask_stream_write(s, buf, (size_t)n, stdout_sink, NULL)))
+			break;
+	}
+	if (!r)
+		r = mask_stream_finish(s, stdout_sink, NULL);
+	if (r == -EPROTO) {
+		fprintf(stderr, "%s: %s: blocked (%s, onError=block)\n", prog, in_name,
+			mm_reason_name(mask_stream_reason(s)));
+		code = EXIT_BLOCKED;
+	} else if (r) {
+		fprintf(stderr, "%s: stdout: %s\n", prog, strerror(-r));
+		code = EXIT_IO;
+	}
+	if (stats)
+		print_stats(pol, s);
+out:
+	free(buf);
+	mask_stream_free(s);
+	if (fd != STDIN_FILENO)
+		close(fd);
+	policy_unref(pol);
+	return code;
+}
+
+static const char validate_usage[] = "policy validate FILE...";
+
+static int cmd_policy_validate(int argc, char **argv)
+{
+	int code = EXIT_OK;
+	if (argc < 2)
+		return usage_error(validate_usage, "%s", "no policy file given");
+	for (int i = 1; i < argc; i++) {
+		struct policy_errors errs = {0};
+		struct policy *p = policy_load_file(argv[i], &errs);
+		if (p) {
+			printf("%s: ok\n", argv[i]);
+			policy_unref(p);
+		} else {
+			if (errs.n)
+				policy_errors_print(stderr, argv[i], &errs);
+			else
+				fprintf(stderr, "%s: %s\n", argv[i], strerror(errno));
+			code = EXIT_POLICY;
+		}
+		policy_errors_free(&errs);
+	}
+	return code;
+}
+
+/* `meshmask policy <sub>`: add agent-facing subcommands (push, get, ...) to this table. */
+static const struct cli_cmd policy_cmds[] = {
+	{"validate", cmd_policy_validate, validate_usage},
+	{"push", cli_policy_push, CLI_POLICY_PUSH_USAGE},
+	{"get", cli_policy_get, CLI_POLICY_GET_USAGE},
+	{"list", cli_policy_list, CLI_POLICY_LIST_USAGE},
+	{"delete", cli_policy_delete, CLI_POLICY_DELETE_USAGE},
+};
+
+static const char policy_usage[] =
+	"policy validate|push|get|list|delete ... (see policy SUB --help)";
+
+static int cmd_policy(int argc, char **argv)
+{
+	if (argc < 2)
+		return usage_error(policy_usage, "%s", "missing policy subcommand");
+	for (size_t i = 0; i < sizeof(policy_cmds) / sizeof(policy_cmds[0]); i++)
+		if (!strcmp(argv[1], policy_cmds[i].name))
+			return policy_cmds[i].run(argc - 1, argv + 1);
+	return usage_error(policy_usage, "unknown policy subcommand '%s'", argv[1]);
+}
+
+static int cmd_version(int argc, char **argv)
+{
+	printf("meshmask %s\n", MESHMASK_VERSION);
+	return EXIT_OK;
+}
+
+static int cmd_help(int argc, char **argv);
+
+static const struct cli_cmd cmds[] = {
+	{"mask", cmd_mask, mask_usage},
+	{"policy", cmd_policy, policy_usage},
+	{"version", cmd_version, "version"},
+	{"help", cmd_help, "help"},
+};
+
+static int cmd_help(int argc, char **argv)
+{
+	printf("usage:\n");
+	for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++)
+		printf("  %s %s\n", prog, cmds[i].usage);
+	printf("\nexit codes: 0 ok, 1 invalid policy, 2 usage, 3 input/output error, "
+	       "4 blocked by onError=block\n");
+	return EXIT_OK;
+}
+
 int main(int argc, char **argv)
 {
-	(void)argc;
-	(void)argv;
-	fprintf(stderr, "usage: meshmask mask|policy ...\n");
-	return 2;
+	if (argc < 2)
+		return usage_error("COMMAND ... (see --help)", NULL, NULL);
+	if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))
+		return cmd_help(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "--version"))
+		return cmd_version(argc - 1, argv + 1);
+	for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++)
+		if (!strcmp(argv[1], cmds[i].name))
+			return cmds[i].run(argc - 1, argv + 1);
+	return usage_error("COMMAND ... (see --help)", "unknown command '%s'", argv[1]);
 }

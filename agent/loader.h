@@ -8,6 +8,7 @@
 #ifndef MESHMASK_LOADER_H
 #define MESHMASK_LOADER_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 struct loader_config {
@@ -15,6 +16,11 @@ struct loader_config {
 	const char *instance; /* pin directory name under <bpffs>/meshmask */
 	const char *attach_cgroup; /* cgroup v2 directory the programs attach to */
 	uint16_t proxy_port; /* host order */
+	/*
+	 * The agent's own cgroup v2 directory: the cgroup/getsockopt SO_ORIGINAL_DST answer is
+	 * attached there (not pinned: it only serves this process's sockets). NULL = not attached.
+	 */
+	const char *self_cgroup;
 };
 
 struct loader;
@@ -27,6 +33,9 @@ struct loader_maps {
 	int callers, dests, by_cookie, by_port, listeners, state, stats;
 };
 const struct loader_maps *loader_maps(const struct loader *l);
+
+/* Whether accepted sockets get SO_ORIGINAL_DST answered by BPF (self_cgroup attached). */
+bool loader_orig_dst_sockopt(const struct loader *l);
 
 /* The pin directory (<bpffs>/meshmask/<instance>), borrowed. */
 const char *loader_pin_dir(const struct loader *l);

@@ -22,9 +22,9 @@ typedef int (*mask_sink_fn)(void *ctx, const char *data, size_t len);
 
 enum mask_format {
 	MASK_FMT_AUTO,   /* decide from content_type */
-	MASK_FMT_JSON,   /* application/json, application/*+json */
+	MASK_FMT_JSON,   /* application/json, application/<x>+json */
 	MASK_FMT_NDJSON, /* application/x-ndjson, application/jsonl, ... */
-	MASK_FMT_TEXT,   /* text/* : entity scan */
+	MASK_FMT_TEXT,   /* text/<any>: entity scan */
 	MASK_FMT_FORM,   /* application/x-www-form-urlencoded */
 	MASK_FMT_RAW,    /* unknown content: handled per policy onError */
 };

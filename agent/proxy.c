@@ -18,6 +18,7 @@
 #include "audit.h"
 #include "buf.h"
 #include "http.h"
+#include "identity.h"
 #include "metrics.h"
 #include "netns.h"
 #include "proxy.h"
@@ -362,8 +363,12 @@ static void hook_message_done(void *ctx, const struct http_message_info *info)
 	if (!info->policy)
 		return;
 	const struct proxy_resolver *r = &c->px->cfg.resolver;
+	char pod[320];
 	struct audit_who who = {
-		.caller = r->caller_name ? r->caller_name(r->ctx, c->orig.cgroup_id) : NULL,
+		/* "namespace/name" of the caller's pod when known, else its cgroup path. */
+		.caller = identity_caller_name(
+			r->caller_name ? r->caller_name(r->ctx, c->orig.cgroup_id) : NULL, pod,
+			sizeof(pod)),
 		.cgroup_id = c->orig.cgroup_id,
 		.dest = c->dest,
 	};

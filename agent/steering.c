@@ -16,6 +16,7 @@
 
 #include "agent.h"
 #include "cgroup.h"
+#include "identity.h"
 #include "metrics.h"
 #include "netns.h"
 #include "steering.h"
@@ -52,10 +53,10 @@ struct steering {
 
 static bool source_matches(const struct policy_source *src, const char *rel)
 {
-	/* Identity beyond the cgroup path is not resolved here: such a source matches nothing. */
-	if (src->namespace_ || src->service_account || src->n_labels)
+	if (src->cgroup && fnmatch(src->cgroup, rel, 0) != 0)
 		return false;
-	return !src->cgroup || fnmatch(src->cgroup, rel, 0) == 0;
+	/* namespace/serviceAccount/labels: the pod's identity, false while it is unknown. */
+	return identity_source_matches_cgroup(src, rel);
 }
 
 static bool policy_covers_caller(const struct policy *p, const char *rel)

@@ -4,7 +4,8 @@
  * flagged destination to the agent's listener on the caller's own loopback (the agent opened
  * it inside the caller's netns), and remember the original destination; sockops publishes it
  * under (netns cookie, app's local port) for the agent's accepted socket and forgets it at
- * close; cgroup/getpeername4/6 show the app its real peer.
+ * close; cgroup/getpeername4/6 show the app its real peer; cgroup/getsockopt answers
+ * SO_ORIGINAL_DST on the agent's accepted sockets.
  */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
@@ -286,5 +287,76 @@ int mm_sockops(struct bpf_sock_ops *skops)
 		bpf_map_delete_elem(&steer_by_port, &key);
 		bpf_map_delete_elem(&steer_by_cookie, &cookie);
 	}
+	return 1;
+}
+
+/*
+ * SO_ORIGINAL_DST for the agent's accepted sockets (attached to the agent's own cgroup, which
+ * is where sockets cloned from its listeners belong). The kernel's own answer ran first:
+ * without conntrack it is ENOPROTOOPT, and a miss becomes ENOENT, as with iptables.
+ */
+SEC("cgroup/getsockopt")
+int mm_getsockopt(struct bpf_sockopt *ctx)
+{
+	int level = ctx->level, optname = ctx->optname;
+	if (optname != STEER_SO_ORIGINAL_DST && optname != STEER_SO_CALLER)
+		return 1;
+	if (level != STEER_SOL_IP && level != STEER_SOL_IPV6)
+		return 1;
+	if (optname == STEER_SO_CALLER && level != STEER_SOL_IP)
+		return 1;
+	struct bpf_sock *sk = ctx->sk;
+	if (!sk || sk->protocol != MM_IPPROTO_TCP)
+		return 1;
+	__u32 family = sk->family;
+	struct steer_conn_key key = {};
+	key.netns_cookie = bpf_get_netns_cookie(ctx);
+	key.port = bpf_ntohs(sk->dst_port);
+	key.family = MM_AF_INET;
+	if (family == MM_AF_INET6) {
+		__u32 w0 = sk->dst_ip6[0], w1 = sk->dst_ip6[1], w2 = sk->dst_ip6[2];
+		if (!mm_ip6_is_v4mapped(w0, w1, w2))
+			key.family = MM_AF_INET6;
+	}
+	struct steer_orig *o = bpf_map_lookup_elem(&steer_by_port, &key);
+	int want = level == STEER_SOL_IPV6 ? MM_AF_INET6 : MM_AF_INET;
+	if (!o || (optname == STEER_SO_ORIGINAL_DST && o->family != want)) {
+		/* A conntrack answer for an unsteered socket stays; anything else is ENOENT. */
+		if (ctx->retval != 0 || o)
+			ctx->retval = -MM_ENOENT;
+		return 1;
+	}
+	__u8 *p = ctx->optval, *end = ctx->optval_end;
+	if (optname == STEER_SO_CALLER) {
+		if (p + sizeof(struct steer_orig) > end) {
+			ctx->retval = -MM_EINVAL;
+			return 1;
+		}
+		__builtin_memcpy(p, o, sizeof(struct steer_orig));
+		ctx->optlen = sizeof(struct steer_orig);
+	} else if (want == MM_AF_INET) {
+		struct sockaddr_in *sin = (void *)p;
+		if (p + sizeof(*sin) > end) {
+			ctx->retval = -MM_EINVAL;
+			return 1;
+		}
+		__builtin_memset(sin, 0, sizeof(*sin));
+		sin->sin_family = MM_AF_INET;
+		sin->sin_port = o->port;
+		__builtin_memcpy(&sin->sin_addr, o->addr, 4);
+		ctx->optlen = sizeof(*sin);
+	} else {
+		struct sockaddr_in6 *sin6 = (void *)p;
+		if (p + sizeof(*sin6) > end) {
+			ctx->retval = -MM_EINVAL;
+			return 1;
+		}
+		__builtin_memset(sin6, 0, sizeof(*sin6));
+		sin6->sin6_family = MM_AF_INET6;
+		sin6->sin6_port = o->port;
+		__builtin_memcpy(&sin6->sin6_addr, o->addr, 16);
+		ctx->optlen = sizeof(*sin6);
+	}
+	ctx->retval = 0;
 	return 1;
 }

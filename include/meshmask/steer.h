@@ -67,6 +67,18 @@ struct steer_conn_key {
 };
 _Static_assert(sizeof(struct steer_conn_key) == 16, "steer_conn_key layout");
 
+/*
+ * cgroup/getsockopt answers on the agent's accepted sockets, found like steer_by_port (netns
+ * cookie, peer port): SOL_IP/SO_ORIGINAL_DST gives a struct sockaddr_in and
+ * SOL_IPV6/IP6T_SO_ORIGINAL_DST a struct sockaddr_in6, as iptables REDIRECT does (ENOENT when the
+ * connection was not steered); SOL_IP/STEER_SO_CALLER is meshmask's own and gives the whole
+ * struct steer_orig (the caller's cgroup and policy as well).
+ */
+#define STEER_SOL_IP 0
+#define STEER_SOL_IPV6 41
+#define STEER_SO_ORIGINAL_DST 80
+#define STEER_SO_CALLER 0x4d4d
+
 /* steer_listeners: netns cookie -> 1 while the agent's listener in that netns is open. */
 struct steer_listener {
 	__u32 ready;

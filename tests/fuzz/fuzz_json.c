@@ -1,0 +1,89 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The engine on arbitrary JSON bodies: the output does not depend on where the input is split
+ * (the split point comes from the first byte), and when jansson accepts the input, the masked
+ * output is valid JSON too.
+ */
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+
+#include "buf.h"
+#include "mask.h"
+#include "policy.h"
+
+static const char policy_text[] =
+	"{\"apiVersion\":\"meshmask.io/v1alpha1\",\"kind\":\"MaskingPolicy\","
+	"\"metadata\":{\"name\":\"fuzz\"},\"spec\":{\"mode\":\"enforce\",\"onError\":\"fallback\","
+	"\"rules\":["
+	"{\"name\":\"ssnf\",\"fields\":[\"$..ssn\",\"$.a[1]\"],\"entities\":[\"US_SSN\"],"
+	"\"action\":{\"type\":\"mask\",\"keepLast\":4}},"
+	"{\"name\":\"pw\",\"fields\":[\"$..password\",\"$.u.*\"],\"action\":{\"type\":\"redact\"}},"
+	"{\"name\":\"tok\",\"fields\":[\"$.t[*]\"],\"action\":{\"type\":\"replace\"}},"
+	"{\"name\":\"m\",\"fields\":[\"$.m\"],\"action\":{\"type\":\"mask\",\"char\":\"\\u00e9\"}},"
+	"{\"name\":\"ents\",\"entities\":[\"US_SSN\",\"CREDIT_CARD\",\"EMAIL_ADDRESS\","
+	"\"PHONE_NUMBER\",\"IBAN_CODE\",\"IP_ADDRESS\",\"JWT\",\"AWS_ACCESS_KEY_ID\"],"
+	"\"action\":{\"type\":\"mask\",\"keepLast\":2}},"
+	"{\"name\":\"mail\",\"entities\":[\"EMAIL_ADDRESS\"],\"action\":{\"type\":\"redact\"}}"
+	"]}}";
+
+static struct policy *pol;
+
+static int sink(void *ctx, const char *p, size_t n)
+{
+	return mm_buf_append(ctx, p, n);
+}
+
+static int run(const uint8_t *d, size_t n, size_t cut, struct mm_buf *out)
+{
+	struct mask_opts o = {.policy = pol, .content_type = "application/json"};
+	struct mask_stream *s = mask_stream_new(&o);
+	if (!s)
+		abort();
+	int r = mask_stream_write(s, d, cut, sink, out);
+	if (!r)
+		r = mask_stream_write(s, d + cut, n - cut, sink, out);
+	if (!r)
+		r = mask_stream_finish(s, sink, out);
+	mask_stream_free(s);
+	return r;
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	if (!pol) {
+		struct policy_errors errs = {0};
+		pol = policy_parse(policy_text, strlen(policy_text), "fuzz", &errs);
+		if (!pol) {
+			policy_errors_print(stderr, "fuzz", &errs);
+			abort();
+		}
+	}
+	if (size == 0)
+		return 0;
+	size_t cut = size > 1 ? 1 + data[0] * (size - 1) / 255 : 0;
+	struct mm_buf a = {0}, b = {0};
+	int ra = run(data, size, 0, &a);
+	int rb = run(data, size, cut, &b);
+	if (ra != rb || a.len != b.len || (a.len && memcmp(a.data, b.data, a.len))) {
+		fprintf(stderr, "output depends on the split at %zu\n", cut);
+		abort();
+	}
+	json_error_t err;
+	json_t *in = json_loadb((const char *)data, size, JSON_DECODE_ANY, &err);
+	if (in) {
+		json_t *out = json_loadb(a.data ? a.data : "", a.len, JSON_DECODE_ANY, &err);
+		if (!out) {
+			fprintf(stderr, "valid JSON in, invalid JSON out: %s\n", err.text);
+			abort();
+		}
+		json_decref(out);
+		json_decref(in);
+	}
+	mm_buf_free(&a);
+	mm_buf_free(&b);
+	return 0;
+}

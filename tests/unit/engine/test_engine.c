@@ -1,0 +1,454 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The streaming engine, bytes in and bytes out: the JSON tokenizer (valid documents copied
+ * byte for byte, invalid ones reported as bad_json wherever they break), field paths, actions,
+ * entity scanning, formats, encodings and onError.
+ */
+#include <errno.h>
+
+#include "engine_test.h"
+#include "zhelp.h"
+
+/* Assert that masking `in` under `p` with content type `ct` gives exactly `want`. */
+#define CHECK(p, ct, in, want, name)                      \
+	do {                                              \
+		char *got_ = run1((p), (ct), (in), NULL); \
+		is_str(got_, (want), "%s", (name));       \
+		free(got_);                               \
+	} while (0)
+
+static const char *valid_docs[] = {
+	"{}",
+	"[]",
+	" \t\r\n{ \"a\" : 1 , \"b\":[ ] ,\"c\":{ } }\n ",
+	"[1,-0,0.5,-12.25e+10,3E-2,1e5,0,123456789012345678901234567890]",
+	"[true,false,null,\"\",\"x\"]",
+	"\"just a string\"",
+	"42",
+	"-0.0e-0",
+	"null",
+	"{\"esc\":\"\\\" \\\\ \\/ \\b \\f \\n \\r \\t \\u0041 \\u00e9 \\ud83d\\ude00\"}",
+	"{\"utf8\":\"caf\xc3\xa9 \xf0\x9f\x98\x80\",\"k\\u0065y\":\"v\"}",
+	"[[[[[[[[[[{\"deep\":[[[[\"x\"]]]]}]]]]]]]]]]",
+	"{\"a\":{\"b\":{\"c\":[1,{\"d\":\"e\"}]}},\"f\":[{\"g\":null}]}",
+};
+
+static const char *invalid_docs[] = {
+	"{",	       "[1,]",	   "{\"a\"}",	 "{\"a\":}", "{,}",	 "[1 2]",
+	"{\"a\":1,}",  "tru",	   "nul",	 "falsey",   "01",	 "1.",
+	"1e",	       "-",	   "+1",	 ".5",	     "\"abc",	 "\"\\x\"",
+	"\"\\u12g4\"", "\"a\tb\"", "{\"a\":1}}", "[1]x",     "{'a':1}",	 "[1,2",
+	"{\"a\" 1}",   "{1:2}",	   "]",		 "\"\\",     "[\"\\u00", "1 2",
+};
+
+static void test_tokenizer(void)
+{
+	/* A field rule that never matches (paths tracked) and an entity rule (strings decoded). */
+	struct policy *pf =
+		mkpol("[{\"name\":\"f\",\"fields\":[\"$..zzz\",\"$.a[5].q\"],\"action\":{\"type\":"
+		      "\"redact\"}}]",
+		      "enforce", "pass");
+	struct policy *pe = mkpol(
+		"[{\"name\":\"e\",\"entities\":[\"US_SSN\"],\"action\":{\"type\":\"redact\"}}]",
+		"enforce", "pass");
+	struct policy *pb = mkpol(
+		"[{\"name\":\"e\",\"entities\":[\"US_SSN\"],\"action\":{\"type\":\"redact\"}}]",
+		"enforce", "block");
+
+	for (size_t i = 0; i < sizeof(valid_docs) / sizeof(*valid_docs); i++) {
+		struct run_result rr;
+		char *a = run1(pf, "application/json", valid_docs[i], &rr);
+		char *b = run1(pe, "application/json", valid_docs[i], NULL);
+		ok(!strcmp(a, valid_docs[i]) && !strcmp(b, valid_docs[i]) &&
+			   rr.outcome == MASK_OUTCOME_MASKED && rr.rc == 0,
+		   "valid document %zu copied byte for byte", i);
+		free(rr.st.rules);
+		free(a);
+		free(b);
+	}
+	for (size_t i = 0; i < sizeof(invalid_docs) / sizeof(*invalid_docs); i++) {
+		struct run_result rr;
+		char *a = run1(pe, "application/json", invalid_docs[i], &rr);
+		ok(rr.rc == 0 && rr.outcome == MASK_OUTCOME_PASSED &&
+			   rr.reason == MM_REASON_BAD_JSON &&
+			   rr.st.errors[MM_REASON_BAD_JSON] == 1 && !strcmp(a, invalid_docs[i]),
+		   "invalid document %zu: bad_json, passed unchanged", i);
+		free(rr.st.rules);
+		free(a);
+		a = run1(pb, "application/json", invalid_docs[i], &rr);
+		ok(rr.rc == -EPROTO && rr.outcome == MASK_OUTCOME_BLOCKED,
+		   "invalid document %zu blocked under onError=block", i);
+		free(rr.st.rules);
+		free(a);
+	}
+
+	/* Every truncation and every control byte inserted anywhere breaks a document. */
+	const char *doc = valid_docs[12];
+	size_t n = strlen(doc), bad_trunc = 0, bad_ins = 0;
+	for (size_t k = 1; k < n; k++) {
+		char *t = strndup(doc, k);
+		struct run_result rr;
+		free(run1(pf, "application/json", t, &rr));
+		bad_trunc += rr.reason == MM_REASON_BAD_JSON;
+		free(rr.st.rules);
+		free(t);
+	}
+	is_int(bad_trunc, n - 1, "every truncation of a document is bad_json");
+	for (size_t k = 0; k <= n; k++) {
+		char *t = malloc(n + 2);
+		memcpy(t, doc, k);
+		t[k] = '\x01';
+		memcpy(t + k + 1, doc + k, n - k + 1);
+		struct run_result rr;
+		char *o = run1(pe, "application/json", t, &rr);
+		bad_ins += rr.reason == MM_REASON_BAD_JSON && !strcmp(o, t);
+		free(rr.st.rules);
+		free(o);
+		free(t);
+	}
+	is_int(bad_ins, n + 1, "a control byte at every position is bad_json");
+
+	/* Nesting limit: 256 levels parse, 257 do not. */
+	char deep[600];
+	for (int depth = 256; depth <= 257; depth++) {
+		memset(deep, '[', depth);
+		memset(deep + depth, ']', depth);
+		deep[2 * depth] = 0;
+		struct run_result rr;
+		free(run1(pf, "application/json", deep, &rr));
+		is_int(rr.reason, depth == 256 ? MM_REASON_NONE : MM_REASON_BAD_JSON,
+		       "nesting depth %d", depth);
+		free(rr.st.rules);
+	}
+
+	/* Empty and blank JSON bodies are not errors. */
+	struct run_result rr;
+	free(run1(pe, "application/json", "", &rr));
+	ok(rr.outcome == MASK_OUTCOME_MASKED, "empty JSON body is fine");
+	free(rr.st.rules);
+	free(run1(pe, "application/json", "  \n", &rr));
+	ok(rr.outcome == MASK_OUTCOME_MASKED, "blank JSON body is fine");
+	free(rr.st.rules);
+
+	policy_unref(pf);
+	policy_unref(pe);
+	policy_unref(pb);
+}
+
+static void test_decoding(void)
+{
+	/* keepFirst (64) longer than these values: the output is the decoded value, re-escaped. */
+	struct policy *p = mkpol("[{\"name\":\"s\",\"fields\":[\"$.s\"],\"action\":{\"type\":"
+				 "\"mask\",\"keepFirst\":64}}]",
+				 "enforce", "fallback");
+	CHECK(p, "application/json", "{\"s\":\"\\u0041\\u00e9\\ud83d\\ude00\\n\\/\\\"\"}",
+	      "{\"s\":\"***\\n/\\\"\"}", "escapes decoded (a pair is one character), re-escaped");
+	CHECK(p, "application/json", "{\"s\":\"a\\ud800b\\udc00\\ud800\"}", "{\"s\":\"*****\"}",
+	      "lone surrogates are one U+FFFD each");
+	CHECK(p, "application/json", "{\"s\":\"\\u0001\x7f\"}", "{\"s\":\"\\u0001\x7f\"}",
+	      "control characters re-escaped");
+	CHECK(p, "application/json", "{\"\\u0073\":\"x\"}", "{\"\\u0073\":\"*\"}",
+	      "escaped key matches, value kept, key bytes kept");
+	policy_unref(p);
+}
+
+static void test_paths_and_actions(void)
+{
+	setenv("MESHMASK_TEST_KEY", "0123456789abcdef0123456789abcdef", 1);
+	struct policy *p = mkpol(
+		"["
+		"{\"name\":\"ab\",\"fields\":[\"$.a.b\"],\"action\":{\"type\":\"mask\","
+		"\"keepLast\":4}},"
+		"{\"name\":\"k\",\"fields\":[\"$..k\"],\"action\":{\"type\":\"replace\",\"value\":"
+		"\"K\"}},"
+		"{\"name\":\"all\",\"fields\":[\"$.arr[*]\"],\"action\":{\"type\":\"redact\"}},"
+		"{\"name\":\"one\",\"fields\":[\"$.idx[1]\"],\"action\":{\"type\":\"replace\"}},"
+		"{\"name\":\"q\",\"fields\":[\"$['a b']\"],\"action\":{\"type\":\"mask\"}},"
+		"{\"name\":\"sub\",\"fields\":[\"$.sub\"],\"action\":{\"type\":\"mask\","
+		"\"keepLast\":1}},"
+		"{\"name\":\"h\",\"fields\":[\"$.h\"],\"action\":{\"type\":\"hash\",\"keyEnv\":"
+		"\"MESHMASK_TEST_KEY\",\"length\":8,\"prefix\":\"h:\"}},"
+		"{\"name\":\"ssn\",\"entities\":[\"US_SSN\"],\"action\":{\"type\":\"mask\","
+		"\"keepLast\":4}}"
+		"]",
+		"enforce", "fallback");
+	CHECK(p, "application/json", "{\"a\":{\"b\":\"secret-1234\",\"c\":\"keep\"},\"b\":\"x\"}",
+	      "{\"a\":{\"b\":\"******-1234\",\"c\":\"keep\"},\"b\":\"x\"}",
+	      "$.a.b masks one value");
+	CHECK(p, "application/json", "{\"k\":1,\"x\":[{\"k\":\"v\"},{\"y\":{\"k\":true}}]}",
+	      "{\"k\":\"K\",\"x\":[{\"k\":\"K\"},{\"y\":{\"k\":\"K\"}}]}",
+	      "$..k at every depth, non-strings become strings");
+	CHECK(p, "application/json", "{\"arr\":[\"a\",1,false,null,{\"z\":\"q\"}],\"n\":1}",
+	      "{\"arr\":[null,null,null,null,{\"z\":null}],\"n\":1}",
+	      "[*] with redact: every leaf null");
+	CHECK(p, "application/json", "{\"idx\":[\"a\",\"b\",\"c\"]}",
+	      "{\"idx\":[\"a\",\"<MASKED>\",\"c\"]}", "[1] replaces only the second element");
+	CHECK(p, "application/json", "{\"a b\":\"xy\",\"a\":\"xy\"}",
+	      "{\"a b\":\"**\",\"a\":\"xy\"}", "quoted key with a space");
+	CHECK(p, "application/json", "{\"sub\":{\"x\":\"abc\",\"y\":[12,\"de\"],\"z\":null}}",
+	      "{\"sub\":{\"x\":\"**c\",\"y\":[\"*2\",\"*e\"],\"z\":null}}",
+	      "object at a matching path: every scalar leaf");
+	char *h1 = run1(p, "application/json", "{\"h\":\"alice\"}", NULL);
+	char *h2 = run1(p, "application/json", "{\"h\" : \"alice\"}", NULL);
+	ok(!strncmp(h1, "{\"h\":\"h:", 8) && strlen(h1) == 8 + 8 + 2 && !strstr(h1, "alice") &&
+		   !strcmp(h1 + 5, h2 + 7),
+	   "hash: prefix, 8 hex digits, deterministic (%s)", h1);
+	free(h1);
+	free(h2);
+	CHECK(p, "application/json", "{\"note\":\"ssn 536-22-8105.\",\"536-22-8105\":1}",
+	      "{\"note\":\"ssn ***-**-8105.\",\"536-22-8105\":1}",
+	      "entity in a string value, never in a key");
+	CHECK(p, "application/json", "{\"n\":\"\\u0035\\u0033\\u0036-22-8105\"}",
+	      "{\"n\":\"***-**-8105\"}", "escaped digits are an SSN");
+	CHECK(p, "application/json", "[\"536-22-8105\", 536228105, \"536228105\"]",
+	      "[\"***-**-8105\", 536228105, \"536228105\"]",
+	      "numbers are not scanned; bare 9 digits need field context");
+	CHECK(p, "application/json", "{\"a\":{\"b\":\"x 536-22-8105\"}}",
+	      "{\"a\":{\"b\":\"* ***-**-8105\"}}", "field rule takes precedence over entity rule");
+	policy_unref(p);
+
+	p = mkpol("["
+		  "{\"name\":\"r1\",\"fields\":[\"$.x.y\"],\"action\":{\"type\":\"replace\","
+		  "\"value\":\"1\"}},"
+		  "{\"name\":\"r2\",\"fields\":[\"$.x\"],\"action\":{\"type\":\"replace\","
+		  "\"value\":\"2\"}},"
+		  "{\"name\":\"r3\",\"fields\":[\"$..id\"],\"entities\":[\"US_SSN\"],\"action\":{"
+		  "\"type\":"
+		  "\"redact\"}},"
+		  "{\"name\":\"num\",\"fields\":[\"$.n\"],\"action\":{\"type\":\"redact\"}}"
+		  "]",
+		  "enforce", "fallback");
+	CHECK(p, "application/json", "{\"x\":{\"y\":\"a\",\"z\":\"b\"}}",
+	      "{\"x\":{\"y\":\"1\",\"z\":\"2\"}}", "first matching rule in rule order wins");
+	CHECK(p, "application/json", "{\"id\":\"536228105\",\"o\":{\"id\":\"id 536-22-8105 x\"}}",
+	      "{\"id\":\"\",\"o\":{\"id\":\"id  x\"}}",
+	      "fields+entities: bare SSN in field context, redact removes the match");
+	CHECK(p, "application/json", "{\"id\":536228105,\"n\":12.5,\"m\":\"536228105\"}",
+	      "{\"id\":\"\",\"n\":null,\"m\":\"536228105\"}",
+	      "number scanned under fields+entities; number redacted to null");
+	policy_unref(p);
+}
+
+static void test_observe(void)
+{
+	const char *rules =
+		"[{\"name\":\"f\",\"fields\":[\"$.a\"],\"action\":{\"type\":\"redact\"}},"
+		"{\"name\":\"e\",\"entities\":[\"US_SSN\",\"EMAIL_ADDRESS\"],\"action\":{"
+		"\"type\":\"mask\"}}]";
+	struct policy *pe = mkpol(rules, "enforce", "fallback");
+	struct policy *po = mkpol(rules, "observe", "fallback");
+	const char *in =
+		"{\"a\":\"x\",\"b\":\"536-22-8105 a@b.example.com\",\"c\":[\"536-22-8105\"]}";
+	struct run_result re, ro;
+	char *oe = run1(pe, "application/json", in, &re);
+	char *oo = run1(po, "application/json", in, &ro);
+	is_str(oo, in, "observe: output is the input");
+	ok(strcmp(oe, in) != 0, "enforce changes the same input");
+	ok(re.st.values == 4 && ro.st.values == re.st.values &&
+		   !memcmp(re.st.rules, ro.st.rules, 2 * sizeof(*re.st.rules)),
+	   "observe counts exactly what enforce counts (%llu)", (unsigned long long)ro.st.values);
+	free(oe);
+	free(oo);
+	free(re.st.rules);
+	free(ro.st.rules);
+	/* observe never blocks, and says what enforce would have done */
+	struct policy *pob = mkpol(rules, "observe", "block");
+	oo = run1(pob, "application/json", "{\"a\":", &ro);
+	ok(ro.rc == 0 && ro.outcome == MASK_OUTCOME_BLOCKED && !strcmp(oo, "{\"a\":"),
+	   "observe + block: passes, outcome BLOCKED");
+	free(oo);
+	free(ro.st.rules);
+	policy_unref(pe);
+	policy_unref(po);
+	policy_unref(pob);
+}
+
+static void test_formats(void)
+{
+	struct policy *p =
+		mkpol("[{\"name\":\"acct\",\"fields\":[\"$.acct\"],\"action\":{\"type\":\"mask\","
+		      "\"keepLast\":2}},"
+		      "{\"name\":\"pw\",\"fields\":[\"$.pw\"],\"action\":{\"type\":\"redact\"}},"
+		      "{\"name\":\"ssn\",\"entities\":[\"US_SSN\"],\"action\":{\"type\":\"mask\","
+		      "\"keepLast\":4}},"
+		      "{\"name\":\"mail\",\"entities\":[\"EMAIL_ADDRESS\"],\"action\":{\"type\":"
+		      "\"redact\"}}]",
+		      "enforce", "fallback");
+	CHECK(p, "text/plain; charset=utf-8", "call 536-22-8105 or mail bob@example.org.\n",
+	      "call ***-**-8105 or mail .\n", "text body: entity scan");
+	CHECK(p, "application/x-www-form-urlencoded",
+	      "acct=12%2034&pw=p%40ss&note=ssn+536-22-8105&plain=a%2Bb&flag",
+	      "acct=**+34&pw=&note=ssn+***-**-8105&plain=a%2Bb&flag",
+	      "form: fields by name, values re-encoded, untouched kept");
+	CHECK(p, "application/x-ndjson",
+	      "{\"acct\":\"1234\"}\n\n{\"x\":\"536-22-8105\"\n{bad 536-22-8105}\n{\"pw\":1}\n",
+	      "{\"acct\":\"**34\"}\n\n{\"x\":\"***-**-8105\"\n{bad ***-**-8105}\n{\"pw\":null}\n",
+	      "ndjson: per line, a bad line falls back alone");
+	CHECK(p, NULL, "  {\"acct\":\"1234\"}", "  {\"acct\":\"**34\"}", "sniff: JSON");
+	CHECK(p, "", "id 536-22-8105", "id ***-**-8105", "sniff: text");
+	CHECK(p, "application/vnd.api+json", "{\"acct\":\"1234\"}", "{\"acct\":\"**34\"}",
+	      "+json is JSON");
+	CHECK(p, "application/json", "{\"a\":1,\"b\":\"536-22-8105\" bad 536-22-8105",
+	      "{\"a\":1,\"b\":\"***-**-8105\" bad ***-**-8105",
+	      "bad JSON mid-stream: fallback scans the rest");
+	CHECK(p, "application/json", "{\"b\":\"536-22-8105 \x01 x\"}",
+	      "{\"b\":\"***-**-8105 \x01 x\"}", "bad JSON inside a held string: scanned as text");
+	policy_unref(p);
+
+	is_int(mask_format_for("Application/JSON; charset=utf-8"), MASK_FMT_JSON, "format: json");
+	is_int(mask_format_for("application/problem+json"), MASK_FMT_JSON, "format: +json");
+	is_int(mask_format_for("application/jsonl"), MASK_FMT_NDJSON, "format: jsonl");
+	is_int(mask_format_for("text/html"), MASK_FMT_TEXT, "format: text");
+	is_int(mask_format_for("application/x-www-form-urlencoded"), MASK_FMT_FORM, "format: form");
+	is_int(mask_format_for("image/png"), MASK_FMT_RAW, "format: raw");
+	is_int(mask_format_for(NULL), MASK_FMT_AUTO, "format: none");
+	is_int(mask_format_for(" "), MASK_FMT_AUTO, "format: blank");
+}
+
+static void test_on_error(void)
+{
+	const char *rules =
+		"[{\"name\":\"ssn\",\"entities\":[\"US_SSN\"],\"action\":{\"type\":\"mask\","
+		"\"keepLast\":4}},{\"name\":\"big\",\"fields\":[\"$.big\"],\"action\":{"
+		"\"type\":\"redact\"}}]";
+	const char *modes[] = {"fallback", "pass", "block"};
+	const char *in = "bin 536-22-8105";
+	for (int m = 0; m < 3; m++) {
+		struct policy *p = mkpol(rules, "enforce", modes[m]);
+		struct run_result rr;
+		char *o = run1(p, "application/octet-stream", in, &rr);
+		if (m == 0)
+			ok(rr.rc == 0 && rr.outcome == MASK_OUTCOME_FALLBACK &&
+				   !strcmp(o, "bin ***-**-8105"),
+			   "unknown type + fallback: entity scan");
+		else if (m == 1)
+			ok(rr.rc == 0 && rr.outcome == MASK_OUTCOME_PASSED && !strcmp(o, in),
+			   "unknown type + pass: unchanged");
+		else
+			ok(rr.rc == -EPROTO && rr.outcome == MASK_OUTCOME_BLOCKED && !*o,
+			   "unknown type + block: blocked");
+		is_int(rr.st.errors[MM_REASON_UNKNOWN_CONTENT_TYPE], 1, "counted (%s)", modes[m]);
+		free(o);
+		free(rr.st.rules);
+
+		/* A whole-value field over the hold limit. */
+		size_t big = 70000;
+		char *doc = malloc(big + 64);
+		size_t k = strlen(strcpy(doc, "{\"big\":\""));
+		memset(doc + k, 'a', big);
+		strcpy(doc + k + big, " 536-22-8105\",\"z\":1}");
+		o = run1(p, "application/json", doc, &rr);
+		is_int(rr.st.errors[MM_REASON_VALUE_TOO_LARGE], 1, "value_too_large counted (%s)",
+		       modes[m]);
+		if (m == 0)
+			ok(rr.rc == 0 && strstr(o, "***-**-8105\",\"z\":1}") &&
+				   strlen(o) == strlen(doc),
+			   "too large + fallback: value entity-scanned");
+		else if (m == 1)
+			ok(rr.rc == 0 && !strcmp(o, doc), "too large + pass: unchanged");
+		else
+			ok(rr.rc == -EPROTO, "too large + block: blocked");
+		free(o);
+		free(doc);
+		free(rr.st.rules);
+		policy_unref(p);
+	}
+}
+
+static void test_encodings(void)
+{
+	const char *rules =
+		"[{\"name\":\"ssn\",\"entities\":[\"US_SSN\"],\"action\":{\"type\":\"mask\","
+		"\"keepLast\":4}}]";
+	struct policy *p = mkpol(rules, "enforce", "fallback");
+	const char *in = "{\"a\":\"536-22-8105\",\"b\":[1,2,3]}";
+	const char *want = "{\"a\":\"***-**-8105\",\"b\":[1,2,3]}";
+	const struct {
+		const char *ce;
+		int wbits;
+	} cs[] = {{"gzip", 31}, {"deflate", 15}, {"deflate", -15}, {"x-gzip", 31}};
+	for (size_t i = 0; i < sizeof(cs) / sizeof(*cs); i++) {
+		struct mm_buf z = {0}, out = {0}, plain = {0};
+		zcompress(in, strlen(in), cs[i].wbits, &z);
+		struct run_result rr =
+			run_cuts(p, "application/json", cs[i].ce, z.data, z.len, NULL, 0, 0, &out);
+		int dr = zdecompress(out.data, out.len, cs[i].wbits, &plain);
+		ok(rr.rc == 0 && dr == 0 && plain.len == strlen(want) &&
+			   !memcmp(plain.data, want, plain.len),
+		   "%s (wbits %d): decoded, masked, re-encoded the same way", cs[i].ce,
+		   cs[i].wbits);
+		mm_buf_free(&z);
+		mm_buf_free(&out);
+		mm_buf_free(&plain);
+		free(rr.st.rules);
+	}
+	/* An empty compressed body stays empty. */
+	struct mm_buf out = {0};
+	struct run_result rr = run_cuts(p, "application/json", "gzip", "", 0, NULL, 0, 0, &out);
+	ok(rr.rc == 0 && out.len == 0, "empty gzip body stays empty");
+	free(rr.st.rules);
+	policy_unref(p);
+
+	const char *modes[] = {"fallback", "pass", "block"};
+	for (int m = 0; m < 3; m++) {
+		p = mkpol(rules, "enforce", modes[m]);
+		struct mm_buf z = {0}, o2 = {0};
+		zcompress(in, strlen(in), 31, &z);
+		z.data[z.len - 7] ^= 0x55; /* the CRC-32 in the trailer */
+		rr = run_cuts(p, "application/json", "gzip", z.data, z.len, NULL, 0, 0, &o2);
+		ok(rr.st.errors[MM_REASON_BAD_ENCODING] == 1 &&
+			   rr.reason == MM_REASON_BAD_ENCODING &&
+			   (m == 1 ? rr.rc == 0 && rr.outcome == MASK_OUTCOME_PASSED
+				   : rr.rc == -EPROTO && rr.outcome == MASK_OUTCOME_BLOCKED),
+		   "corrupt gzip + %s: bad_encoding, %s", modes[m], m == 1 ? "passed" : "blocked");
+		free(rr.st.rules);
+		mm_buf_free(&o2);
+		/* truncated stream */
+		rr = run_cuts(p, "application/json", "gzip", z.data, z.len / 3, NULL, 0, 0, &o2);
+		ok(rr.st.errors[MM_REASON_BAD_ENCODING] == 1, "truncated gzip + %s: bad_encoding",
+		   modes[m]);
+		free(rr.st.rules);
+		mm_buf_free(&o2);
+		rr = run_cuts(p, "application/json", "br", in, strlen(in), NULL, 0, 0, &o2);
+		ok(rr.st.errors[MM_REASON_UNKNOWN_ENCODING] == 1 &&
+			   (m == 1 ? rr.rc == 0 && o2.len == strlen(in) : rr.rc == -EPROTO),
+		   "unknown encoding + %s: %s", modes[m], m == 1 ? "passed" : "blocked");
+		free(rr.st.rules);
+		mm_buf_free(&o2);
+		mm_buf_free(&z);
+		policy_unref(p);
+	}
+}
+
+static void test_buffer(void)
+{
+	struct policy *p =
+		mkpol("[{\"name\":\"ssn\",\"entities\":[\"US_SSN\"],\"action\":{\"type\":"
+		      "\"mask\"}}]",
+		      "enforce", "fallback");
+	struct mask_opts o = {.policy = p, .content_type = "text/plain"};
+	struct mm_buf out = {0};
+	struct mask_stats st;
+	const char *in = "a 536-22-8105 b 536-22-8105";
+	int r = mask_buffer(&o, in, strlen(in), &out, &st);
+	ok(r == 0 && out.len == strlen(in) && !memmem(out.data, out.len, "8105", 4) &&
+		   st.values == 2 && st.rules && st.rules[0].by_entity[MM_ENT_US_SSN] == 2 &&
+		   st.bytes_in == strlen(in) && st.bytes_out == out.len,
+	   "mask_buffer masks and returns stats");
+	free(st.rules);
+	mm_buf_free(&out);
+	policy_unref(p);
+}
+
+int main(void)
+{
+	test_tokenizer();
+	test_decoding();
+	test_paths_and_actions();
+	test_observe();
+	test_formats();
+	test_on_error();
+	test_encodings();
+	test_buffer();
+	return tap_done();
+}
