@@ -7,12 +7,15 @@
  */
 #include <errno.h>
 #include <limits.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 
+#include <openssl/core_names.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
+#include <openssl/params.h>
 
 #include "action.h"
 #include "detect.h"
@@ -71,6 +74,12 @@ static const char *mask_char(const struct policy_action *a, size_t *len)
 	return a->mask_char;
 }
 
+/* Bytes per unit at s[i]: 1 for ASCII without a call, else utf8_unit(). */
+static inline size_t unit_len(const unsigned char *s, size_t n, size_t i)
+{
+	return s[i] < 0x80 ? 1 : utf8_unit(s, n, i);
+}
+
 static int do_mask(const struct policy_action *a, const char *val, size_t len, struct mm_buf *out)
 {
 	const unsigned char *s = (const unsigned char *)val;
@@ -79,7 +88,7 @@ static int do_mask(const struct policy_action *a, const char *val, size_t len, s
 
 	if (len == 0)
 		return 0;
-	for (size_t i = 0; i < len; i += utf8_unit(s, len, i))
+	for (size_t i = 0; i < len; i += unit_len(s, len, i))
 		units += maskable(s, i);
 
 	/*
@@ -99,18 +108,24 @@ static int do_mask(const struct policy_action *a, const char *val, size_t len, s
 	char *o = out->data + out->len;
 	size_t u = 0;
 	for (size_t i = 0; i < len;) {
-		size_t l = utf8_unit(s, len, i);
+		size_t l = unit_len(s, len, i);
 		if (maskable(s, i)) {
 			bool keep = u < kf || u >= units - kl;
 			u++;
 			if (!keep) {
-				memcpy(o, mc, mlen);
+				if (mlen == 1)
+					*o = mc[0];
+				else
+					memcpy(o, mc, mlen);
 				o += mlen;
 				i += l;
 				continue;
 			}
 		}
-		memcpy(o, s + i, l);
+		if (l == 1)
+			*o = (char)s[i];
+		else
+			memcpy(o, s + i, l);
 		o += l;
 		i += l;
 	}
@@ -133,12 +148,92 @@ static int do_replace(const struct policy_action *a, int entity, struct mm_buf *
 	return r;
 }
 
-static int do_hash(const struct policy_action *a, const char *val, size_t len, struct mm_buf *out)
+/*
+ * HMAC-SHA256 without a key, set up once per process: a fetch takes locks and walks tables, and
+ * a context duplicated from this one needs no digest fetch either. It is never changed after
+ * creation, so threads may duplicate it concurrently.
+ */
+static EVP_MAC *hmac_alg;
+static EVP_MAC_CTX *hmac_tmpl;
+static pthread_once_t hmac_once = PTHREAD_ONCE_INIT;
+
+static void hmac_setup(void)
+{
+	char digest[] = "SHA256";
+	OSSL_PARAM params[] = {
+		OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, digest, 0),
+		OSSL_PARAM_construct_end(),
+	};
+	hmac_alg = EVP_MAC_fetch(NULL, "HMAC", NULL);
+	if (hmac_alg && (hmac_tmpl = EVP_MAC_CTX_new(hmac_alg)) &&
+	    !EVP_MAC_CTX_set_params(hmac_tmpl, params)) {
+		EVP_MAC_CTX_free(hmac_tmpl);
+		hmac_tmpl = NULL;
+	}
+}
+
+/* A new HMAC-SHA256 context keyed with `key`; NULL on failure. */
+static EVP_MAC_CTX *hmac_new(const unsigned char *key, size_t key_len)
 {
 	static const unsigned char empty[1];
+	char digest[] = "SHA256";
+	OSSL_PARAM params[] = {
+		OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, digest, 0),
+		OSSL_PARAM_construct_end(),
+	};
+	/* OpenSSL rejects a NULL key even with length 0. */
+	const unsigned char *k = key && key_len ? key : empty;
+
+	pthread_once(&hmac_once, hmac_setup);
+	EVP_MAC_CTX *m = hmac_tmpl ? EVP_MAC_CTX_dup(hmac_tmpl) : NULL;
+	if (m && EVP_MAC_init(m, k, key_len, NULL))
+		return m;
+	/* Some OpenSSL 3 releases cannot duplicate a context before it has a key. */
+	EVP_MAC_CTX_free(m);
+	m = hmac_alg ? EVP_MAC_CTX_new(hmac_alg) : NULL;
+	if (m && !EVP_MAC_init(m, k, key_len, params)) {
+		EVP_MAC_CTX_free(m);
+		m = NULL;
+	}
+	return m;
+}
+
+/* HMAC-SHA256 of val into md[32]: with the prepared context of c, else one-shot. */
+static int hmac_sha256(const struct policy_action *a, struct action_ctx *c, const char *val,
+		       size_t len, unsigned char *md)
+{
+	static const unsigned char empty[1];
+	const unsigned char *v = len ? (const unsigned char *)val : empty;
+	size_t mdlen = 0;
+
+	if (!c) {
+		unsigned int l = 0;
+		const void *key = a->hash_key && a->hash_key_len ? a->hash_key : empty;
+		if (!HMAC(EVP_sha256(), key, (int)a->hash_key_len, v, len, md, &l) || l != 32)
+			return -EIO;
+		return 0;
+	}
+	if (c->mac && c->key != a->hash_key)
+		action_ctx_free(c);
+	if (!c->mac) {
+		/* Keyed once; later values only re-initialise (the key schedule is kept). */
+		if (!(c->mac = hmac_new(a->hash_key, a->hash_key_len)))
+			return -EIO;
+		c->key = a->hash_key;
+	} else if (!EVP_MAC_init(c->mac, NULL, 0, NULL)) {
+		return -EIO;
+	}
+	if (!EVP_MAC_update(c->mac, v, len) || !EVP_MAC_final(c->mac, md, &mdlen, 32) ||
+	    mdlen != 32)
+		return -EIO;
+	return 0;
+}
+
+static int do_hash(const struct policy_action *a, struct action_ctx *c, const char *val, size_t len,
+		   struct mm_buf *out)
+{
 	static const char hex[] = "0123456789abcdef";
 	unsigned char md[EVP_MAX_MD_SIZE];
-	unsigned int mdlen = 0;
 	char txt[HASH_LEN_MAX];
 	size_t hl = a->hash_len ? a->hash_len : HASH_LEN_DEFAULT;
 
@@ -146,17 +241,13 @@ static int do_hash(const struct policy_action *a, const char *val, size_t len, s
 		hl = HASH_LEN_MAX;
 	if (a->hash_key_len > INT_MAX)
 		return -EINVAL;
-	/* OpenSSL rejects a NULL key even with length 0. */
-	const void *key = a->hash_key && a->hash_key_len ? a->hash_key : empty;
-	if (!HMAC(EVP_sha256(), key, (int)a->hash_key_len, len ? (const unsigned char *)val : empty,
-		  len, md, &mdlen) ||
-	    mdlen != 32)
-		return -EIO;
+	int r = hmac_sha256(a, c, val, len, md);
+	if (r)
+		return r;
 	for (size_t i = 0; i < hl; i++)
 		txt[i] = hex[(md[i / 2] >> (i & 1 ? 0 : 4)) & 0xf];
 	OPENSSL_cleanse(md, sizeof(md));
 
-	int r = 0;
 	if (a->hash_prefix)
 		r = mm_buf_puts(out, a->hash_prefix);
 	if (!r)
@@ -166,6 +257,21 @@ static int do_hash(const struct policy_action *a, const char *val, size_t len, s
 
 int action_apply(const struct policy_action *a, int entity, const char *val, size_t len,
 		 struct mm_buf *out)
+{
+	return action_apply_ctx(a, NULL, entity, val, len, out);
+}
+
+void action_ctx_free(struct action_ctx *c)
+{
+	if (!c)
+		return;
+	EVP_MAC_CTX_free(c->mac); /* cleanses the key schedule */
+	c->mac = NULL;
+	c->key = NULL;
+}
+
+int action_apply_ctx(const struct policy_action *a, struct action_ctx *c, int entity,
+		     const char *val, size_t len, struct mm_buf *out)
 {
 	if (!a || !out || (!val && len))
 		return -EINVAL;
@@ -177,7 +283,7 @@ int action_apply(const struct policy_action *a, int entity, const char *val, siz
 	case POLICY_ACTION_REDACT:
 		return 0;
 	case POLICY_ACTION_HASH:
-		return do_hash(a, val, len, out);
+		return do_hash(a, c, val, len, out);
 	}
 	return -EINVAL;
 }

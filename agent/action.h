@@ -23,6 +23,27 @@ int action_apply(const struct policy_action *a, int entity, const char *val, siz
 		 struct mm_buf *out);
 
 /*
+ * Per-engine-instance state of one action: a hash action keeps its HMAC key schedule here (an
+ * EVP_MAC_CTX keyed once, re-initialised per value), so a value costs no algorithm fetch and
+ * no re-keying. The policy is shared between threads; this is not: one per stream (or per
+ * thread). A zero-initialised struct is empty; it borrows nothing from the action.
+ */
+struct action_ctx {
+	void *mac; /* EVP_MAC_CTX *, created on first use */
+	const void *key; /* the hash key it was keyed with (to notice another action) */
+};
+
+/*
+ * action_apply() with per-instance state `c` (NULL: one-shot). The output is the same byte for
+ * byte. Meant for one action (another action's key makes it re-key); the action must outlive
+ * `c`, which is freed with action_ctx_free().
+ */
+int action_apply_ctx(const struct policy_action *a, struct action_ctx *c, int entity,
+		     const char *val, size_t len, struct mm_buf *out);
+
+void action_ctx_free(struct action_ctx *c);
+
+/*
  * Whether the action keeps the value's length in bytes (mask with a one-byte char; used for
  * in-place TLS rewriting, where only such actions are allowed).
  */

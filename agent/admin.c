@@ -9,6 +9,18 @@
  * changes, so a rotated Secret takes effect at once. Tokens are compared as SHA-256 digests
  * with CRYPTO_memcmp: constant time, whatever the lengths. No token configured (or an empty
  * file) means the API is read-only: 403, never "any token goes".
+ *
+ * Slow clients: libmicrohttpd's idle timeout resets on every byte, so a client trickling a
+ * header byte every few seconds would hold a connection (and one of the bounded slots)
+ * forever. Each connection is registered when libmicrohttpd accepts it, and a sweeper thread
+ * (every ADMIN_SWEEP_MS) shuts down the socket of any connection whose request was not
+ * received and answered within --admin-request-timeout of its first byte. The first byte is
+ * seen in the kernel's count of bytes received (TCP_INFO), so a keep-alive connection idling
+ * between requests is left to the idle timeout. shutdown(2) leaves the descriptor to
+ * libmicrohttpd, which sees end-of-stream and closes the connection through its own path; the
+ * registry lock is held across shutdown(2) and taken by the close notification, which
+ * libmicrohttpd sends before it closes the descriptor, so the descriptor is never another
+ * connection's.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -22,7 +34,10 @@
 #include <strings.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
+
+#include <linux/tcp.h>
 
 #include <jansson.h>
 #include <microhttpd.h>
@@ -36,17 +51,31 @@
 
 #define ADMIN_DEFAULT_MAX_BODY (1u << 20)
 #define ADMIN_CONN_LIMIT 64
-#define ADMIN_TIMEOUT_S 15
+#define ADMIN_TIMEOUT_S 15 /* idle */
+#define ADMIN_REQUEST_TIMEOUT_S 30 /* whole request, default of --admin-request-timeout */
+#define ADMIN_SWEEP_MS 250
 #define ADMIN_CONN_MEMORY (64u << 10) /* request line + headers per connection */
 #define ADMIN_THREADS 2
 #define ADMIN_TOKEN_MAX 4096
 
+/* One accepted connection (libmicrohttpd's socket context). */
+struct admin_sock {
+	struct admin_sock *prev, *next;
+	int fd;
+	uint64_t rx_answered; /* bytes received when the previous answer was sent */
+	bool busy; /* a request started and is not answered yet */
+	struct timespec since; /* CLOCK_MONOTONIC: when that request was first seen */
+	bool cut;
+	char peer[INET6_ADDRSTRLEN];
+};
+
 struct admin {
 	struct store *st;
-	admin_ready_fn ready;
-	void *ready_ctx;
+	admin_status_fn status;
+	void *status_ctx;
 	bool public_read;
 	size_t max_body;
+	unsigned int request_timeout; /* seconds */
 	char *token_file;
 
 	pthread_mutex_t token_lock;
@@ -56,8 +85,15 @@ struct admin {
 	unsigned char token_digest[32];
 
 	struct MHD_Daemon *mhd;
+	uint16_t port;
 	char *tls_cert, *tls_key; /* PEM in memory for libmicrohttpd */
 	size_t tls_key_len;
+
+	pthread_mutex_t socks_lock;
+	pthread_cond_t socks_cond; /* wakes the sweeper to stop */
+	struct admin_sock *socks;
+	pthread_t sweeper;
+	bool sweeper_started, sweeper_stop;
 };
 
 /* ---- responses ---------------------------------------------------------------------- */
@@ -248,8 +284,46 @@ static const char *policy_source(const struct policy *p)
 	return p->origin && !strcmp(p->origin, "api") ? "api" : "file";
 }
 
+static json_t *time_json(int64_t t)
+{
+	time_t tt = (time_t)t;
+	struct tm tm;
+	char buf[32];
+	if (!gmtime_r(&tt, &tm) || !strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%SZ", &tm))
+		return json_null();
+	return json_string(buf);
+}
+
+/* Files of --policies DIR whose content was refused, with why, when and what stays in force. */
+static json_t *rejections_json(const struct store_rejection *v, size_t n)
+{
+	json_t *arr = json_array();
+	for (size_t i = 0; i < n; i++) {
+		json_t *o = json_object();
+		json_object_set_new(o, "file", json_string(v[i].file ? v[i].file : ""));
+		json_object_set_new(o, "name", v[i].name ? json_string(v[i].name) : json_null());
+		json_object_set_new(o, "source", json_string("file"));
+		json_object_set_new(o, "time", time_json(v[i].time));
+		json_object_set_new(o, "errors", errors_json(&v[i].errs));
+		json_object_set_new(o, "previousVersionInForce",
+				    json_boolean(v[i].etag_in_force != NULL));
+		json_object_set_new(o, "etagInForce",
+				    v[i].etag_in_force ? json_string(v[i].etag_in_force)
+						       : json_null());
+		json_array_append_new(arr, o);
+	}
+	return arr;
+}
+
 static void h_list(struct admin *a, struct admin_response *rs)
 {
+	struct store_rejection *rej = NULL;
+	size_t n_rej = 0;
+	uint64_t rej_version = 0;
+	if (store_rejections(a->st, &rej, &n_rej, &rej_version) < 0) {
+		set_error(rs, 500, NULL, "out of memory");
+		return;
+	}
 	struct policy_set *set = store_get(a->st);
 	json_t *doc = json_object(), *arr = json_array();
 	json_object_set_new(doc, "generation", json_integer((json_int_t)set->generation));
@@ -259,16 +333,18 @@ static void h_list(struct admin *a, struct admin_response *rs)
 		json_object_set_new(o, "name", json_string(p->name));
 		json_object_set_new(o, "etag", json_string(p->etag));
 		json_object_set_new(o, "source", json_string(policy_source(p)));
-		json_object_set_new(
-			o, "mode",
-			json_string(p->mode == POLICY_MODE_OBSERVE ? "observe" : "enforce"));
+		json_object_set_new(o, "mode", json_string(policy_mode_name(p->mode)));
 		json_array_append_new(arr, o);
 	}
 	json_object_set_new(doc, "policies", arr);
-	char etag[32];
-	snprintf(etag, sizeof(etag), "g%llu", (unsigned long long)set->generation);
+	json_object_set_new(doc, "rejected", rejections_json(rej, n_rej));
+	/* The body changes with the set and with the rejections: both are in the tag. */
+	char etag[48];
+	snprintf(etag, sizeof(etag), "g%llu.%llu", (unsigned long long)set->generation,
+		 (unsigned long long)rej_version);
 	set_etag(rs, etag);
 	policy_set_unref(set);
+	store_rejections_free(rej, n_rej);
 	set_json(rs, 200, doc);
 }
 
@@ -432,15 +508,77 @@ static void h_mask(struct admin *a, const struct admin_request *rq, struct admin
 	policy_set_unref(set);
 }
 
+/* {"mode": m, "available": ok[, "reason": why]} */
+static json_t *tls_mode_json(const char *mode, const char *why)
+{
+	json_t *o = json_pack("{s:s, s:b}", "mode", mode, "available", why == NULL);
+	if (o && why)
+		json_object_set_new(o, "reason", json_string(why));
+	return o;
+}
+
+/* Which spec.tls.enforce modes mask TLS traffic on this node, and why the others do not. */
+static json_t *tls_json(const struct admin_node_status *ns)
+{
+	json_t *modes = json_array();
+	const char *why = NULL;
+	json_array_append_new(modes, tls_mode_json("off", NULL));
+	if (!ns->tls_capture)
+		why = ns->bpf_enabled ? "TLS capture is not running on this node"
+				      : "no BPF (--no-bpf): TLS traffic is not captured";
+	else if (!ns->tls_applies_inplace && ns->tls_user_write)
+		why = "this agent does not rewrite TLS plaintext in place: observed and audited "
+		      "only";
+	else if (!ns->tls_applies_inplace)
+		why = "this agent does not rewrite TLS plaintext in place, and the kernel refuses "
+		      "bpf_probe_write_user: observed and audited only";
+	else if (!ns->tls_user_write)
+		why = "the kernel refuses bpf_probe_write_user (lockdown): observed and audited "
+		      "only";
+	json_array_append_new(modes, tls_mode_json("inplace", why));
+	why = NULL;
+	if (!ns->tls_capture)
+		why = ns->bpf_enabled ? "TLS capture is not running on this node"
+				      : "no BPF (--no-bpf): TLS traffic is not captured";
+	else if (!ns->tls_applies_stop_rewrite)
+		why = "the TLS data path cannot stop and rewrite callers on this node (see the "
+		      "agent log): observed and audited only";
+	json_array_append_new(modes, tls_mode_json("stop-rewrite", why));
+	return json_pack("{s:b, s:b, s:o}", "capture", ns->tls_capture, "kernelAllowsUserWrite",
+			 ns->tls_user_write, "enforceModes", modes);
+}
+
 static void h_readyz(struct admin *a, struct admin_response *rs)
 {
+	struct admin_node_status ns = {0};
+	if (a->status)
+		a->status(a->status_ctx, &ns);
 	bool pol = store_ready(a->st);
-	bool dp = !a->ready || a->ready(a->ready_ctx);
+	bool dp = !ns.bpf_enabled || ns.bpf_attached;
+	struct policy_set *set = store_get(a->st);
+	size_t n_file = 0, n_rej = 0;
+	for (size_t i = 0; i < set->n; i++)
+		n_file += !strcmp(policy_source(set->v[i]), "file");
+	struct store_rejection *rej = NULL;
+	if (store_rejections(a->st, &rej, &n_rej, NULL) == 0)
+		store_rejections_free(rej, n_rej);
+
 	json_t *doc = json_object(), *checks = json_object();
 	json_object_set_new(doc, "ready", json_boolean(pol && dp));
 	json_object_set_new(checks, "policies", json_boolean(pol));
 	json_object_set_new(checks, "dataplane", json_boolean(dp));
 	json_object_set_new(doc, "checks", checks);
+	json_object_set_new(doc, "policies",
+			    json_pack("{s:b, s:I, s:I, s:I, s:I, s:I}", "loaded", pol, "inForce",
+				      (json_int_t)set->n, "fromFiles", (json_int_t)n_file, "pushed",
+				      (json_int_t)(set->n - n_file), "rejectedFiles",
+				      (json_int_t)n_rej, "generation",
+				      (json_int_t)set->generation));
+	json_object_set_new(doc, "bpf",
+			    json_pack("{s:b, s:b}", "enabled", ns.bpf_enabled, "attached",
+				      ns.bpf_enabled && ns.bpf_attached));
+	json_object_set_new(doc, "tls", tls_json(&ns));
+	policy_set_unref(set);
 	set_json(rs, pol && dp ? 200 : 503, doc);
 }
 
@@ -537,18 +675,26 @@ void admin_handle(struct admin *a, const struct admin_request *rq, struct admin_
 	}
 }
 
-struct admin *admin_new(const struct agent_config *cfg, struct store *st, admin_ready_fn ready,
-			void *ready_ctx)
+struct admin *admin_new(const struct agent_config *cfg, struct store *st, admin_status_fn status,
+			void *status_ctx)
 {
 	struct admin *a = calloc(1, sizeof(*a));
 	if (!a)
 		return NULL;
 	a->st = st;
-	a->ready = ready;
-	a->ready_ctx = ready_ctx;
+	a->status = status;
+	a->status_ctx = status_ctx;
 	a->public_read = cfg->public_read;
 	a->max_body = cfg->admin_max_body ? cfg->admin_max_body : ADMIN_DEFAULT_MAX_BODY;
+	a->request_timeout =
+		cfg->admin_request_timeout ? cfg->admin_request_timeout : ADMIN_REQUEST_TIMEOUT_S;
 	pthread_mutex_init(&a->token_lock, NULL);
+	pthread_mutex_init(&a->socks_lock, NULL);
+	pthread_condattr_t ca;
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&a->socks_cond, &ca);
+	pthread_condattr_destroy(&ca);
 	if (cfg->token_file && !(a->token_file = strdup(cfg->token_file))) {
 		admin_free(a);
 		errno = ENOMEM;
@@ -569,10 +715,40 @@ void admin_free(struct admin *a)
 	}
 	OPENSSL_cleanse(a->token_digest, sizeof(a->token_digest));
 	pthread_mutex_destroy(&a->token_lock);
+	while (a->socks) { /* only when libmicrohttpd never ran */
+		struct admin_sock *s = a->socks;
+		a->socks = s->next;
+		free(s);
+	}
+	pthread_cond_destroy(&a->socks_cond);
+	pthread_mutex_destroy(&a->socks_lock);
 	free(a);
 }
 
 /* ---- libmicrohttpd glue --------------------------------------------------------------- */
+
+static void peer_name(const struct sockaddr *sa, char *buf, size_t size)
+{
+	buf[0] = 0;
+	if (sa && sa->sa_family == AF_INET)
+		inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, buf, size);
+	else if (sa && sa->sa_family == AF_INET6)
+		inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, buf, size);
+}
+
+/* Bytes the kernel has received on a TCP socket; -errno when it does not say. */
+static int rx_bytes(int fd, uint64_t *out)
+{
+	struct tcp_info ti;
+	socklen_t len = sizeof(ti);
+	memset(&ti, 0, sizeof(ti));
+	if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len) < 0)
+		return -errno;
+	if (len < offsetof(struct tcp_info, tcpi_bytes_received) + sizeof(ti.tcpi_bytes_received))
+		return -EOPNOTSUPP;
+	*out = ti.tcpi_bytes_received;
+	return 0;
+}
 
 struct admin_conn {
 	struct mm_buf body;
@@ -602,13 +778,7 @@ static enum MHD_Result respond(struct admin *a, struct MHD_Connection *c, const 
 	const union MHD_ConnectionInfo *ci =
 		MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
 	if (ci && ci->client_addr) {
-		const struct sockaddr *sa = ci->client_addr;
-		if (sa->sa_family == AF_INET)
-			inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, peer,
-				  sizeof(peer));
-		else if (sa->sa_family == AF_INET6)
-			inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, peer,
-				  sizeof(peer));
+		peer_name(ci->client_addr, peer, sizeof(peer));
 		rq.peer = peer;
 	}
 	struct admin_response rs = {0};
@@ -691,12 +861,115 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
 			 enum MHD_RequestTerminationCode toe)
 {
+	struct admin *a = cls;
+	/* Answered: the next request on this keep-alive connection gets a full deadline. */
+	const union MHD_ConnectionInfo *ci =
+		MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+	struct admin_sock *s = ci ? ci->socket_context : NULL;
+	if (s && toe == MHD_REQUEST_TERMINATED_COMPLETED_OK) {
+		pthread_mutex_lock(&a->socks_lock);
+		if (rx_bytes(s->fd, &s->rx_answered) == 0)
+			s->busy = false;
+		clock_gettime(CLOCK_MONOTONIC, &s->since);
+		pthread_mutex_unlock(&a->socks_lock);
+	}
 	struct admin_conn *cs = *con_cls;
 	if (!cs)
 		return;
 	mm_buf_free(&cs->body);
 	free(cs);
 	*con_cls = NULL;
+}
+
+/* Register a connection when libmicrohttpd accepts it, drop it before it closes the socket. */
+static void on_connection(void *cls, struct MHD_Connection *c, void **socket_context,
+			  enum MHD_ConnectionNotificationCode code)
+{
+	struct admin *a = cls;
+	if (code == MHD_CONNECTION_NOTIFY_STARTED) {
+		const union MHD_ConnectionInfo *fdi =
+			MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+		struct admin_sock *s = fdi ? calloc(1, sizeof(*s)) : NULL;
+		if (!s)
+			return; /* not tracked: the idle timeout still applies */
+		s->fd = fdi->connect_fd;
+		/*
+		 * rx_answered = 0: any byte, even one received before this notification, starts
+		 * the first request. Without TCP_INFO the deadline runs from now on (and from
+		 * each answer).
+		 */
+		uint64_t rx;
+		s->busy = rx_bytes(s->fd, &rx) < 0;
+		const union MHD_ConnectionInfo *ai =
+			MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+		peer_name(ai ? ai->client_addr : NULL, s->peer, sizeof(s->peer));
+		clock_gettime(CLOCK_MONOTONIC, &s->since);
+		pthread_mutex_lock(&a->socks_lock);
+		s->next = a->socks;
+		if (a->socks)
+			a->socks->prev = s;
+		a->socks = s;
+		pthread_mutex_unlock(&a->socks_lock);
+		*socket_context = s;
+		return;
+	}
+	struct admin_sock *s = *socket_context;
+	if (code != MHD_CONNECTION_NOTIFY_CLOSED || !s)
+		return;
+	pthread_mutex_lock(&a->socks_lock);
+	if (s->prev)
+		s->prev->next = s->next;
+	else
+		a->socks = s->next;
+	if (s->next)
+		s->next->prev = s->prev;
+	pthread_mutex_unlock(&a->socks_lock);
+	*socket_context = NULL;
+	free(s);
+}
+
+static double elapsed_s(const struct timespec *from, const struct timespec *to)
+{
+	return (double)(to->tv_sec - from->tv_sec) + (double)(to->tv_nsec - from->tv_nsec) / 1e9;
+}
+
+/* Cut connections over the whole-request deadline, every ADMIN_SWEEP_MS until stopped. */
+static void *sweep_main(void *arg)
+{
+	struct admin *a = arg;
+	pthread_mutex_lock(&a->socks_lock);
+	while (!a->sweeper_stop) {
+		struct timespec now;
+		clock_gettime(CLOCK_MONOTONIC, &now);
+		for (struct admin_sock *s = a->socks; s; s = s->next) {
+			uint64_t rx;
+			if (!s->busy && rx_bytes(s->fd, &rx) == 0 && rx > s->rx_answered) {
+				s->busy = true; /* the next request began since the last sweep */
+				s->since = now;
+			}
+			if (s->cut || !s->busy ||
+			    elapsed_s(&s->since, &now) < (double)a->request_timeout)
+				continue;
+			s->cut = true;
+			shutdown(s->fd, SHUT_RDWR);
+			metrics_admin_timeout();
+			agent_log(AGENT_LOG_WARN,
+				  "admin: closed a connection from %s: no complete request and "
+				  "answer within %u s",
+				  s->peer[0] ? s->peer : "?", a->request_timeout);
+		}
+		struct timespec until = now;
+		until.tv_nsec += ADMIN_SWEEP_MS * 1000000L;
+		if (until.tv_nsec >= 1000000000L) {
+			until.tv_sec++;
+			until.tv_nsec -= 1000000000L;
+		}
+		while (!a->sweeper_stop &&
+		       pthread_cond_timedwait(&a->socks_cond, &a->socks_lock, &until) == 0)
+			;
+	}
+	pthread_mutex_unlock(&a->socks_lock);
+	return NULL;
 }
 
 static void mhd_log(void *cls, const char *fmt, va_list ap)
@@ -778,10 +1051,10 @@ static int listen_on(const char *addr, int *family)
 }
 
 int admin_start(struct admin **out, const struct agent_config *cfg, struct store *st,
-		admin_ready_fn ready, void *ready_ctx)
+		admin_status_fn status, void *status_ctx)
 {
 	*out = NULL;
-	struct admin *a = admin_new(cfg, st, ready, ready_ctx);
+	struct admin *a = admin_new(cfg, st, status, status_ctx);
 	if (!a)
 		return -ENOMEM;
 	if (!a->token_file)
@@ -822,6 +1095,11 @@ int admin_start(struct admin **out, const struct agent_config *cfg, struct store
 	}
 	if (family == AF_INET6)
 		flags |= MHD_USE_IPv6;
+	struct sockaddr_storage ss;
+	socklen_t sl = sizeof(ss);
+	if (getsockname(fd, (struct sockaddr *)&ss, &sl) == 0)
+		a->port = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
+							 : ((struct sockaddr_in *)&ss)->sin_port);
 
 	struct MHD_OptionItem tls_opts[] = {
 		{MHD_OPTION_HTTPS_MEM_CERT, 0, a->tls_cert},
@@ -836,7 +1114,8 @@ int admin_start(struct admin **out, const struct agent_config *cfg, struct store
 		(unsigned int)(ADMIN_CONN_LIMIT / 2), MHD_OPTION_CONNECTION_TIMEOUT,
 		(unsigned int)ADMIN_TIMEOUT_S, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
 		(size_t)ADMIN_CONN_MEMORY, MHD_OPTION_NOTIFY_COMPLETED, on_completed, a,
-		MHD_OPTION_ARRAY, a->tls_cert ? tls_opts : tls_opts + 2, MHD_OPTION_END);
+		MHD_OPTION_NOTIFY_CONNECTION, on_connection, a, MHD_OPTION_ARRAY,
+		a->tls_cert ? tls_opts : tls_opts + 2, MHD_OPTION_END);
 	if (!a->mhd) {
 		agent_log(AGENT_LOG_ERROR, "admin: libmicrohttpd did not start on %s",
 			  cfg->admin_addr);
@@ -844,16 +1123,36 @@ int admin_start(struct admin **out, const struct agent_config *cfg, struct store
 		admin_free(a);
 		return -EIO;
 	}
-	agent_log(AGENT_LOG_INFO, "admin API on %s://%s%s", a->tls_cert ? "https" : "http",
-		  cfg->admin_addr, a->public_read ? " (public reads)" : "");
+	int r = -pthread_create(&a->sweeper, NULL, sweep_main, a);
+	if (r < 0) {
+		agent_log(AGENT_LOG_ERROR, "admin: sweeper thread: %s", strerror(-r));
+		admin_stop(a);
+		return r;
+	}
+	a->sweeper_started = true;
+	agent_log(AGENT_LOG_INFO, "admin API on %s://%s (port %u)%s, requests time out after %u s",
+		  a->tls_cert ? "https" : "http", cfg->admin_addr, a->port,
+		  a->public_read ? " (public reads)" : "", a->request_timeout);
 	*out = a;
 	return 0;
+}
+
+uint16_t admin_port(const struct admin *a)
+{
+	return a ? a->port : 0;
 }
 
 void admin_stop(struct admin *a)
 {
 	if (!a)
 		return;
+	if (a->sweeper_started) {
+		pthread_mutex_lock(&a->socks_lock);
+		a->sweeper_stop = true;
+		pthread_cond_signal(&a->socks_cond);
+		pthread_mutex_unlock(&a->socks_lock);
+		pthread_join(a->sweeper, NULL);
+	}
 	if (a->mhd)
 		MHD_stop_daemon(a->mhd); /* closes the listening socket too */
 	admin_free(a);

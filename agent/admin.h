@@ -14,12 +14,27 @@
 
 struct admin;
 
-/* Readiness beyond "policies loaded" (e.g. BPF attached); may be NULL. */
-typedef bool (*admin_ready_fn)(void *ctx);
+/* What the daemon knows about this node, reported by /readyz. */
+struct admin_node_status {
+	bool bpf_enabled; /* steering wanted (false with --no-bpf) */
+	bool bpf_attached; /* BPF programs attached and steering maps filled */
+	bool tls_capture; /* OpenSSL uprobes running: TLS plaintext observed and audited */
+	bool tls_user_write; /* the kernel lets BPF write user memory (tls_inplace_available) */
+	/* spec.tls.enforce modes the TLS data path applies (else: observed and audited only) */
+	bool tls_applies_inplace, tls_applies_stop_rewrite;
+};
 
-/* Start serving (libmicrohttpd's own thread). 0 or -errno (logged here). */
+/* Fill *out (zeroed by the caller); called from the admin threads. */
+typedef void (*admin_status_fn)(void *ctx, struct admin_node_status *out);
+
+/*
+ * Start serving (libmicrohttpd's own threads). `status` may be NULL (no data plane). Ready
+ * means: policies loaded and, when bpf_enabled, BPF attached. 0 or -errno (logged here).
+ */
 int admin_start(struct admin **out, const struct agent_config *cfg, struct store *st,
-		admin_ready_fn ready, void *ready_ctx);
+		admin_status_fn status, void *status_ctx);
+/* The TCP port the server listens on (for --admin HOST:0). */
+uint16_t admin_port(const struct admin *a);
 void admin_stop(struct admin *a);
 
 /*
@@ -51,8 +66,8 @@ struct admin_response {
 };
 
 /* An admin API handler that serves nothing by itself; NULL with errno. */
-struct admin *admin_new(const struct agent_config *cfg, struct store *st, admin_ready_fn ready,
-			void *ready_ctx);
+struct admin *admin_new(const struct agent_config *cfg, struct store *st, admin_status_fn status,
+			void *status_ctx);
 /* Answer one request into *rs (zero-initialised by the caller; admin_response_free after). */
 void admin_handle(struct admin *a, const struct admin_request *rq, struct admin_response *rs);
 void admin_response_free(struct admin_response *rs);

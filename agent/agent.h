@@ -17,6 +17,7 @@ struct agent_config {
 	const char *tls_cert, *tls_key;
 	bool public_read;
 	size_t admin_max_body; /* admin request body limit; 0 = 1 MiB */
+	uint32_t admin_request_timeout; /* --admin-request-timeout SECS per request; 0 = 30 */
 	const char *audit_log;   /* --audit-log, "-" = stdout */
 	const char *cgroup_root; /* NULL = find in /proc/self/mountinfo */
 	const char *bpffs;       /* default /sys/fs/bpf */
@@ -25,6 +26,7 @@ struct agent_config {
 	const char *attach_cgroup; /* --attach-cgroup: where BPF attaches; NULL = cgroup root */
 	const char *instance;      /* --instance: pins under <bpffs>/meshmask/<instance> */
 	bool detach_on_exit;       /* --detach-on-exit: unpin and detach BPF at clean shutdown */
+	bool splice; /* --splice: sk_msg splice of the agent->app loopback hop (off by default) */
 	uint32_t idle_timeout;     /* --idle-timeout SECS for proxied connections, 0 = 300 */
 	enum agent_log_level log_level;
 	/* Pod identity (identity.c): the Kubernetes API, NULL = in-cluster from the env. */

@@ -63,8 +63,12 @@ static void usage(FILE *f)
 	      "  --attach-cgroup DIR  cgroup the BPF programs attach to (default: cgroup root)\n"
 	      "  --instance NAME      pin directory <bpffs>/meshmask/NAME (default \"default\")\n"
 	      "  --detach-on-exit     at clean shutdown remove the BPF steering (uninstall)\n"
+	      "  --splice             pass responses to apps through an sk_msg splice of the\n"
+	      "                       loopback hop instead of TCP (lower latency; off by default)\n"
 	      "  --idle-timeout SECS  close proxied connections idle this long (default 300)\n"
 	      "  --admin-max-body N   admin request body limit in bytes (default 1048576)\n"
+	      "  --admin-request-timeout SECS  close an admin connection whose request is not\n"
+	      "                       received and answered within SECS (default 30)\n"
 	      "  --log-level L        error|warn|info|debug (default info)\n"
 	      "  --kube-api URL       Kubernetes API for pod identity (default: in-cluster)\n"
 	      "  --kube-token-file F  API bearer token, re-read on reconnect (default: SA token)\n"
@@ -86,9 +90,23 @@ static void on_signal(int sig)
 		dataplane_request_stop(g_dp);
 }
 
-static bool dp_ready(void *ctx)
+static struct tls *g_tls;
+static bool g_no_bpf;
+
+/* For /readyz: BPF attach state and which TLS enforce modes work here. */
+static void node_status(void *ctx, struct admin_node_status *ns)
 {
-	return ctx == NULL || dataplane_ready(ctx);
+	(void)ctx;
+	ns->bpf_enabled = !g_no_bpf;
+	ns->bpf_attached = g_dp && dataplane_ready(g_dp);
+	ns->tls_capture = g_tls != NULL;
+	ns->tls_user_write = tls_inplace_available(g_tls);
+	ns->tls_applies_inplace = false; /* not built (docs/tls.md): observed and audited */
+	if (g_tls) {
+		struct tls_stats ts;
+		tls_get_stats(g_tls, &ts);
+		ns->tls_applies_stop_rewrite = ts.stop_available;
+	}
 }
 
 static int parse_args(int argc, char **argv, struct agent_config *cfg)
@@ -110,6 +128,7 @@ static int parse_args(int argc, char **argv, struct agent_config *cfg)
 		O_ATTACH,
 		O_INSTANCE,
 		O_DETACH,
+		O_SPLICE,
 		O_IDLE,
 		O_KUBE_API,
 		O_KUBE_TOKEN,
@@ -117,6 +136,7 @@ static int parse_args(int argc, char **argv, struct agent_config *cfg)
 		O_NODE,
 		O_NO_KUBE,
 		O_MAXBODY,
+		O_REQ_TIMEOUT,
 		O_VERSION,
 		O_HELP
 	};
@@ -137,6 +157,7 @@ static int parse_args(int argc, char **argv, struct agent_config *cfg)
 		{"attach-cgroup", required_argument, NULL, O_ATTACH},
 		{"instance", required_argument, NULL, O_INSTANCE},
 		{"detach-on-exit", no_argument, NULL, O_DETACH},
+		{"splice", no_argument, NULL, O_SPLICE},
 		{"idle-timeout", required_argument, NULL, O_IDLE},
 		{"kube-api", required_argument, NULL, O_KUBE_API},
 		{"kube-token-file", required_argument, NULL, O_KUBE_TOKEN},
@@ -144,6 +165,7 @@ static int parse_args(int argc, char **argv, struct agent_config *cfg)
 		{"node-name", required_argument, NULL, O_NODE},
 		{"no-kube", no_argument, NULL, O_NO_KUBE},
 		{"admin-max-body", required_argument, NULL, O_MAXBODY},
+		{"admin-request-timeout", required_argument, NULL, O_REQ_TIMEOUT},
 		{"version", no_argument, NULL, O_VERSION},
 		{"help", no_argument, NULL, O_HELP},
 		{0},
@@ -224,6 +246,9 @@ static int parse_args(int argc, char **argv, struct agent_config *cfg)
 		case O_DETACH:
 			cfg->detach_on_exit = true;
 			break;
+		case O_SPLICE:
+			cfg->splice = true;
+			break;
 		case O_IDLE: {
 			char *end;
 			long v = strtol(optarg, &end, 10);
@@ -242,6 +267,17 @@ static int parse_args(int argc, char **argv, struct agent_config *cfg)
 				return 2;
 			}
 			cfg->admin_max_body = (size_t)v;
+			break;
+		}
+		case O_REQ_TIMEOUT: {
+			char *end;
+			long v = strtol(optarg, &end, 10);
+			if (*end || v < 1 || v > 3600) {
+				fprintf(stderr, "meshmask-agent: --admin-request-timeout: 1..3600 "
+						"seconds\n");
+				return 2;
+			}
+			cfg->admin_request_timeout = (uint32_t)v;
 			break;
 		}
 		case O_KUBE_API:
@@ -355,7 +391,9 @@ int main(int argc, char **argv)
 		goto out_store;
 	if (!cfg.no_bpf && tls_start(&tls, &cfg, st) < 0)
 		goto out_dp;
-	if (admin_start(&adm, &cfg, st, dp_ready, g_dp) < 0)
+	g_tls = tls;
+	g_no_bpf = cfg.no_bpf;
+	if (admin_start(&adm, &cfg, st, node_status, NULL) < 0)
 		goto out_dp;
 	agent_log(AGENT_LOG_INFO, "meshmask-agent %s ready (admin %s%s)", MESHMASK_VERSION,
 		  cfg.admin_addr, cfg.no_bpf ? ", no BPF" : "");
@@ -370,6 +408,7 @@ int main(int argc, char **argv)
 	agent_log(AGENT_LOG_INFO, "shutting down");
 	admin_stop(adm);
 out_dp:
+	g_tls = NULL;
 	tls_stop(tls);
 	if (g_dp)
 		dataplane_free(g_dp);

@@ -20,6 +20,7 @@
 
 #include "audit.h"
 #include "detect.h"
+#include "mask.h"
 #include "metrics.h"
 
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
@@ -27,12 +28,6 @@ static int audit_fd = -1;
 static double rate_per_sec = 200, burst = 1000, tokens = 1000;
 static struct timespec last_refill;
 static uint64_t suppressed;
-
-static const char *const entity_names[MM_ENT__COUNT] = {
-#define AUDIT_ENTITY_NAME_(n) #n,
-	MM_ENTITIES(AUDIT_ENTITY_NAME_)
-#undef AUDIT_ENTITY_NAME_
-};
 
 int audit_open(const char *path)
 {
@@ -118,36 +113,6 @@ static void emit_locked(json_t *ev)
 	free(line);
 }
 
-static const char *action_name(enum policy_action_type t)
-{
-	switch (t) {
-	case POLICY_ACTION_MASK:
-		return "mask";
-	case POLICY_ACTION_REPLACE:
-		return "replace";
-	case POLICY_ACTION_REDACT:
-		return "redact";
-	case POLICY_ACTION_HASH:
-		return "hash";
-	}
-	return "unknown";
-}
-
-static const char *outcome_name(enum mask_outcome o)
-{
-	switch (o) {
-	case MASK_OUTCOME_MASKED:
-		return "masked";
-	case MASK_OUTCOME_FALLBACK:
-		return "fallback";
-	case MASK_OUTCOME_PASSED:
-		return "passed";
-	case MASK_OUTCOME_BLOCKED:
-		return "blocked";
-	}
-	return "unknown";
-}
-
 static json_t *event_new(const char *kind, const struct audit_who *who, const char *policy,
 			 uint32_t direction)
 {
@@ -182,9 +147,8 @@ static void rule_event_locked(const struct audit_who *who, const struct policy *
 		return;
 	json_object_set_new(ev, "rule", json_string(r->name ? r->name : ""));
 	json_object_set_new(ev, "entity", entity ? json_string(entity) : json_null());
-	json_object_set_new(ev, "action", json_string(action_name(r->action.type)));
-	json_object_set_new(ev, "mode",
-			    json_string(p->mode == POLICY_MODE_OBSERVE ? "observe" : "enforce"));
+	json_object_set_new(ev, "action", json_string(policy_action_name(r->action.type)));
+	json_object_set_new(ev, "mode", json_string(policy_mode_name(p->mode)));
 	json_object_set_new(ev, "count", json_integer((json_int_t)count));
 	emit_locked(ev);
 }
@@ -202,8 +166,8 @@ void audit_message(const struct audit_who *who, const struct http_message_info *
 		for (int e = 0; e < MM_ENT__COUNT; e++) {
 			if (!rs->by_entity[e])
 				continue;
-			rule_event_locked(who, p, &p->rules[i], info->direction, entity_names[e],
-					  rs->by_entity[e]);
+			rule_event_locked(who, p, &p->rules[i], info->direction,
+					  detect_entity_name(e), rs->by_entity[e]);
 			by_entity += rs->by_entity[e];
 		}
 		if (rs->values > by_entity)
@@ -218,7 +182,7 @@ void audit_message(const struct audit_who *who, const struct http_message_info *
 		json_t *ev = event_new("error", who, p->name, info->direction);
 		if (ev) {
 			json_object_set_new(ev, "outcome",
-					    json_string(outcome_name(info->outcome)));
+					    json_string(mask_outcome_name(info->outcome)));
 			json_object_set_new(ev, "reason",
 					    json_string(mm_reason_name(info->reason)));
 			emit_locked(ev);

@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * `meshmask`: the engine and the policy language from the command line (dry runs, CI checks).
- * Exit codes: 0 ok, 1 invalid policy, 2 usage, 3 input/output error, 4 blocked by onError=block.
+ * Exit codes: 0 ok, 1 invalid policy, 2 usage, 3 input/output error, 4 blocked by onError=block,
+ * 5 refused by the agent (policy push|get|list|delete, see cli_remote.h).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -56,21 +57,6 @@ static int stdout_sink(void *ctx, const char *p, size_t n)
 	return 0;
 }
 
-static const char *outcome_name(enum mask_outcome o)
-{
-	switch (o) {
-	case MASK_OUTCOME_MASKED:
-		return "masked";
-	case MASK_OUTCOME_FALLBACK:
-		return "fallback";
-	case MASK_OUTCOME_PASSED:
-		return "passed";
-	case MASK_OUTCOME_BLOCKED:
-		return "blocked";
-	}
-	return "unknown";
-}
-
 /* Stats as one JSON object on stderr. Counts and names only, never a value from the input. */
 static void print_stats(const struct policy *pol, const struct mask_stream *s)
 {
@@ -79,7 +65,7 @@ static void print_stats(const struct policy *pol, const struct mask_stream *s)
 
 	json_object_set_new(o, "policy", json_string(pol->name ? pol->name : ""));
 	json_object_set_new(o, "mode", json_string(policy_mode_name(pol->mode)));
-	json_object_set_new(o, "outcome", json_string(outcome_name(mask_stream_outcome(s))));
+	json_object_set_new(o, "outcome", json_string(mask_outcome_name(mask_stream_outcome(s))));
 	if (mask_stream_reason(s) != MM_REASON_NONE)
 		json_object_set_new(o, "reason",
 				    json_string(mm_reason_name(mask_stream_reason(s))));
@@ -310,8 +296,23 @@ static int cmd_help(int argc, char **argv)
 	printf("usage:\n");
 	for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++)
 		printf("  %s %s\n", prog, cmds[i].usage);
-	printf("\nexit codes: 0 ok, 1 invalid policy, 2 usage, 3 input/output error, "
-	       "4 blocked by onError=block\n");
+	fputs("\n"
+	      "exit codes:\n"
+	      "  0  success\n"
+	      "  1  invalid policy: a local file, or a document the agent refused (400)\n"
+	      "  2  usage error\n"
+	      "  3  input/output error: a file, the agent unreachable, TLS, or an agent error\n"
+	      "     (5xx or an unexpected answer)\n"
+	      "  4  mask: the body was blocked (the policy says onError: block)\n"
+	      "  5  the agent refused the request: 401/403 token missing, wrong or not\n"
+	      "     configured, 404 no such policy, 409 the policy belongs to a file of the\n"
+	      "     agent's --policies directory, 412 --if-match is stale, 413 too large\n"
+	      "     (any other 4xx too)\n"
+	      "\n"
+	      "policy push|get|list|delete take --agent URL (default $MESHMASK_AGENT or\n"
+	      "http://127.0.0.1:9477) and --token-file F (default $MESHMASK_TOKEN_FILE or\n"
+	      "/etc/meshmask/admin/token)\n",
+	      stdout);
 	return EXIT_OK;
 }
 

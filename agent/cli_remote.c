@@ -361,6 +361,25 @@ static int request(const struct remote *r, const char *method, const char *path,
 	return 0;
 }
 
+/* "what:line:col: message" or "what: /pointer: message" for each policy error in `errors`. */
+static void print_policy_errors(FILE *f, const char *what, json_t *errors)
+{
+	size_t i;
+	json_t *e;
+	json_array_foreach(errors, i, e)
+	{
+		const char *ptr = json_string_value(json_object_get(e, "pointer"));
+		const char *m = json_string_value(json_object_get(e, "message"));
+		json_int_t line = json_integer_value(json_object_get(e, "line"));
+		json_int_t col = json_integer_value(json_object_get(e, "column"));
+		if (line)
+			fprintf(f, "%s:%lld:%lld: %s\n", what, (long long)line, (long long)col,
+				m ? m : "");
+		else
+			fprintf(f, "%s: %s: %s\n", what, ptr ? (*ptr ? ptr : "/") : "", m ? m : "");
+	}
+}
+
 /* Print the agent's JSON error body; exit code for the status. */
 static int report_error(const char *what, const struct reply *rep)
 {
@@ -368,21 +387,7 @@ static int report_error(const char *what, const struct reply *rep)
 	json_t *d = json_loadb(rep->body.data ? rep->body.data : "", rep->body.len, 0, &je);
 	const char *msg = json_string_value(json_object_get(d, "error"));
 	fprintf(stderr, "%s: %d %s\n", what, rep->status, msg ? msg : "(no error message)");
-	size_t i;
-	json_t *e;
-	json_array_foreach(json_object_get(d, "details"), i, e)
-	{
-		const char *ptr = json_string_value(json_object_get(e, "pointer"));
-		const char *m = json_string_value(json_object_get(e, "message"));
-		json_int_t line = json_integer_value(json_object_get(e, "line"));
-		json_int_t col = json_integer_value(json_object_get(e, "column"));
-		if (line)
-			fprintf(stderr, "%s:%lld:%lld: %s\n", what, (long long)line, (long long)col,
-				m ? m : "");
-		else
-			fprintf(stderr, "%s: %s: %s\n", what, ptr ? (*ptr ? ptr : "/") : "",
-				m ? m : "");
-	}
+	print_policy_errors(stderr, what, json_object_get(d, "details"));
 	json_decref(d);
 	if (rep->status == 400)
 		return RC_INVALID;
@@ -573,6 +578,31 @@ int cli_policy_get(int argc, char **argv)
 	return rc;
 }
 
+/* Files of the agent's --policies DIR it refused: why, since when, what stays in force. */
+static void print_rejected(json_t *rej)
+{
+	if (!json_array_size(rej))
+		return;
+	printf("\nrejected policy files (a version in force stays in force):\n");
+	size_t k;
+	json_t *r;
+	json_array_foreach(rej, k, r)
+	{
+		const char *file = json_string_value(json_object_get(r, "file"));
+		const char *name = json_string_value(json_object_get(r, "name"));
+		const char *when = json_string_value(json_object_get(r, "time"));
+		const char *etag = json_string_value(json_object_get(r, "etagInForce"));
+		file = file ? file : "?";
+		printf("%s: policy %s, refused since %s, ", file, name ? name : "(unknown)",
+		       when ? when : "?");
+		if (etag)
+			printf("previous version in force (etag %.12s)\n", etag);
+		else
+			printf("no version of it in force\n");
+		print_policy_errors(stdout, file, json_object_get(r, "errors"));
+	}
+}
+
 int cli_policy_list(int argc, char **argv)
 {
 	struct remote r = {0};
@@ -611,6 +641,7 @@ int cli_policy_list(int argc, char **argv)
 				printf("%-32s %-6s %-8s %s\n", pn ? pn : "", src ? src : "",
 				       mode ? mode : "", et ? et : "");
 			}
+			print_rejected(json_object_get(d, "rejected"));
 		}
 		json_decref(d);
 	}

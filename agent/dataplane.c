@@ -17,14 +17,15 @@
 
 #include "cgroup.h"
 #include "dataplane.h"
+#include "identity.h"
 #include "loader.h"
 #include "netns.h"
 #include "proxy.h"
 #include "steering.h"
 
 struct dataplane {
-	int epfd, stop_fd, change_fd, timer_fd, burst_fd;
-	struct ep_handler stop_h, change_h, timer_h, inotify_h, burst_h;
+	int epfd, stop_fd, change_fd, timer_fd, burst_fd, ident_fd;
+	struct ep_handler stop_h, change_h, timer_h, inotify_h, burst_h, ident_h;
 	int burst_left; /* quick rescans still due after a cgroup event */
 	struct loader *loader;
 	struct steering *steer;
@@ -144,6 +145,24 @@ static void on_inotify(struct ep_handler *h, uint32_t ev)
 		arm_burst(dp);
 }
 
+/* Identity watcher thread: the pod table changed (a pod learnt, relabelled, gone). */
+static void on_identity(void *ctx)
+{
+	struct dataplane *dp = ctx;
+	uint64_t one = 1;
+	ssize_t n = write(dp->ident_fd, &one, sizeof(one));
+	(void)n;
+}
+
+/* Sources naming a namespace, serviceAccount or labels may now match other cgroups. */
+static void on_identity_event(struct ep_handler *h, uint32_t ev)
+{
+	struct dataplane *dp = (void *)((char *)h - offsetof(struct dataplane, ident_h));
+	drain(dp->ident_fd);
+	agent_log(AGENT_LOG_DEBUG, "steering: rescan after a pod identity change");
+	steering_rescan(dp->steer);
+}
+
 static void on_stop(struct ep_handler *h, uint32_t ev)
 {
 	struct dataplane *dp = (void *)((char *)h - offsetof(struct dataplane, stop_h));
@@ -164,7 +183,7 @@ int dataplane_start(struct dataplane **out, const struct agent_config *cfg, stru
 	int r;
 	if (!dp)
 		return -ENOMEM;
-	dp->epfd = dp->stop_fd = dp->change_fd = dp->timer_fd = dp->burst_fd = -1;
+	dp->epfd = dp->stop_fd = dp->change_fd = dp->timer_fd = dp->burst_fd = dp->ident_fd = -1;
 	dp->cfg = cfg;
 	pthread_mutex_init(&dp->lock, NULL);
 
@@ -185,17 +204,23 @@ int dataplane_start(struct dataplane **out, const struct agent_config *cfg, stru
 	dp->change_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	dp->timer_fd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
 	dp->burst_fd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
+	dp->ident_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	if (dp->epfd < 0 || dp->stop_fd < 0 || dp->change_fd < 0 || dp->timer_fd < 0 ||
-	    dp->burst_fd < 0) {
+	    dp->burst_fd < 0 || dp->ident_fd < 0) {
 		r = -errno;
 		agent_log(AGENT_LOG_ERROR, "event loop: %s", strerror(-r));
 		goto err;
 	}
 
+	char self_cg[PATH_MAX];
+	if ((r = cgroup_of_pid(dp->cgroup_root, getpid(), self_cg, sizeof(self_cg))) < 0)
+		agent_log(AGENT_LOG_WARN, "own cgroup: %s", strerror(-r));
 	struct loader_config lc = {.bpffs = cfg->bpffs,
 				   .instance = cfg->instance ? cfg->instance : "default",
 				   .attach_cgroup = attach,
-				   .proxy_port = cfg->proxy_port};
+				   .proxy_port = cfg->proxy_port,
+				   .self_cgroup = r < 0 ? NULL : self_cg,
+				   .splice = cfg->splice};
 	dp->loader = loader_open(&lc);
 	if (!dp->loader) {
 		r = -errno;
@@ -207,6 +232,7 @@ int dataplane_start(struct dataplane **out, const struct agent_config *cfg, stru
 		.by_port_fd = maps->by_port,
 		.port = cfg->proxy_port,
 		.idle_secs = cfg->idle_timeout,
+		.splice = loader_splice(dp->loader),
 		.resolver = {.policy_for = resolve_policy,
 			     .caller_name = resolve_caller,
 			     .ctx = dp},
@@ -226,6 +252,7 @@ int dataplane_start(struct dataplane **out, const struct agent_config *cfg, stru
 	    (r = watch(dp, dp->change_fd, &dp->change_h, on_change)) < 0 ||
 	    (r = watch(dp, dp->timer_fd, &dp->timer_h, on_timer)) < 0 ||
 	    (r = watch(dp, dp->burst_fd, &dp->burst_h, on_burst)) < 0 ||
+	    (r = watch(dp, dp->ident_fd, &dp->ident_h, on_identity_event)) < 0 ||
 	    (r = watch(dp, steering_inotify_fd(dp->steer), &dp->inotify_h, on_inotify)) < 0) {
 		agent_log(AGENT_LOG_ERROR, "event loop: %s", strerror(-r));
 		goto err;
@@ -242,6 +269,7 @@ int dataplane_start(struct dataplane **out, const struct agent_config *cfg, stru
 		goto err;
 	}
 	steering_heartbeat(dp->steer, true);
+	identity_set_change_cb(on_identity, dp);
 	on_change(&dp->change_h, 0);
 	dp->ready = steering_ready(dp->steer);
 	*out = dp;
@@ -296,6 +324,8 @@ void dataplane_free(struct dataplane *dp)
 	if (relay.dp == dp)
 		relay.dp = NULL;
 	pthread_mutex_unlock(&relay.lock);
+	/* Returns once no callback runs: none can write to ident_fd after this. */
+	identity_set_change_cb(NULL, NULL);
 	if (dp->steer)
 		steering_heartbeat(dp->steer, false);
 	proxy_free(dp->proxy);
@@ -312,7 +342,8 @@ void dataplane_free(struct dataplane *dp)
 	}
 	if (dp->pending)
 		policy_set_unref(dp->pending);
-	int fds[] = {dp->epfd, dp->stop_fd, dp->change_fd, dp->timer_fd, dp->burst_fd};
+	int fds[] = {dp->epfd,	   dp->stop_fd,	 dp->change_fd,
+		     dp->timer_fd, dp->burst_fd, dp->ident_fd};
 	for (size_t i = 0; i < sizeof(fds) / sizeof(fds[0]); i++)
 		if (fds[i] >= 0)
 			close(fds[i]);

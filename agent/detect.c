@@ -5,8 +5,10 @@
  * Every entity starts at a "token start": a byte of the e-mail local-part class
  * [A-Za-z0-9._%+-] whose predecessor is not of that class (or '(' / ':' for phones and IPv6).
  * Inside a token nothing can start, and most token starts cannot begin any entity either, so a
- * filter (16 bytes at a time with SSE2) flags only token starts with a promising first byte and
- * the bytes '@', ':' and '('; everything else costs a few vector instructions per 16 bytes.
+ * filter (16 bytes at a time with SSE2, short texts assembled in a register) flags only token
+ * starts with a promising first byte and the bytes '@', ':' and '(', and of those only the kinds
+ * the requested entities can start from; everything else costs a few vector instructions per
+ * 16 bytes.
  * Each detector reads at most DETECT_MAX_MATCH_LEN bytes past its start and the one byte before
  * it, so a streaming caller that keeps that window sees the same matches.
  *
@@ -750,25 +752,69 @@ static bool on_candidate(struct scan *sc, size_t c)
 	return ch == ':' && eval_punct(sc, c);
 }
 
+/*
+ * Which kinds of candidate the entities asked for need (each match is reachable from one of
+ * them): a digit at a token start (US_SSN, CREDIT_CARD, PHONE_NUMBER, IP_ADDRESS), '+' and '('
+ * (PHONE_NUMBER), two capitals and a digit (IBAN_CODE), 'A' and a capital (AWS_ACCESS_KEY_ID),
+ * "eyJ" (JWT), '@' (EMAIL_ADDRESS, whatever its first byte) and ':' (IPv6).
+ */
+enum {
+	K_DIGIT = 1 << 0,
+	K_PLUS = 1 << 1,
+	K_IBAN = 1 << 2,
+	K_AWS = 1 << 3,
+	K_JWT = 1 << 4,
+	K_AT = 1 << 5,
+	K_COLON = 1 << 6,
+	K_PAREN = 1 << 7,
+	K_ALL = 0xff,
+};
+
+static unsigned kinds_for(uint32_t ents, unsigned flags)
+{
+	unsigned k = 0;
+	if (flags & DETECT_EVERY_CANDIDATE)
+		return K_ALL;
+	if (ents & (MM_ENT_BIT(MM_ENT_US_SSN) | MM_ENT_BIT(MM_ENT_CREDIT_CARD) |
+		    MM_ENT_BIT(MM_ENT_PHONE_NUMBER) | MM_ENT_BIT(MM_ENT_IP_ADDRESS)))
+		k |= K_DIGIT;
+	if (ents & MM_ENT_BIT(MM_ENT_PHONE_NUMBER))
+		k |= K_PLUS | K_PAREN;
+	if (ents & MM_ENT_BIT(MM_ENT_IBAN_CODE))
+		k |= K_IBAN;
+	if (ents & MM_ENT_BIT(MM_ENT_AWS_ACCESS_KEY_ID))
+		k |= K_AWS;
+	if (ents & MM_ENT_BIT(MM_ENT_JWT))
+		k |= K_JWT;
+	if (ents & MM_ENT_BIT(MM_ENT_EMAIL_ADDRESS))
+		k |= K_AT;
+	if (ents & MM_ENT_BIT(MM_ENT_IP_ADDRESS))
+		k |= K_COLON;
+	return k;
+}
+
 /* Scalar form of the candidate filter, for the last bytes of the text (and non-x86 builds). */
-static bool is_candidate(const char *s, size_t n, size_t c)
+static bool is_candidate(const char *s, size_t n, size_t c, unsigned kinds)
 {
 	char ch = s[c];
-	if (ch == '@' || ch == ':' || ch == '(')
+	if ((ch == '@' && (kinds & K_AT)) || (ch == ':' && (kinds & K_COLON)) ||
+	    (ch == '(' && (kinds & K_PAREN)))
 		return true;
 	if (c > 0 && IS(s[c - 1], C_LOCAL))
 		return false;
-	if (IS(ch, C_DIGIT) || ch == '+')
+	if ((IS(ch, C_DIGIT) && (kinds & K_DIGIT)) || (ch == '+' && (kinds & K_PLUS)))
 		return true;
 	if (c + 2 >= n)
 		return false;
-	if (IS(ch, C_UPPER) && IS(s[c + 1], C_UPPER) && (ch == 'A' || IS(s[c + 2], C_DIGIT)))
+	if (IS(ch, C_UPPER) && IS(s[c + 1], C_UPPER) &&
+	    ((ch == 'A' && (kinds & K_AWS)) || (IS(s[c + 2], C_DIGIT) && (kinds & K_IBAN))))
 		return true;
-	return ch == 'e' && s[c + 1] == 'y' && s[c + 2] == 'J';
+	return ch == 'e' && s[c + 1] == 'y' && s[c + 2] == 'J' && (kinds & K_JWT);
 }
 
 #ifdef __SSE2__
 #include <emmintrin.h>
+#define BLOCK_ 16
 
 static inline __m128i in_range(__m128i v, char lo, char hi)
 {
@@ -781,12 +827,34 @@ static inline __m128i eq(__m128i v, char c)
 	return _mm_cmpeq_epi8(v, _mm_set1_epi8(c));
 }
 
-/* is_candidate() for s[i, i+16), reading s[i-1, i+18). */
-static inline unsigned block_candidates(const char *s, size_t i)
+/* The candidate kinds as byte masks (0xff: wanted). */
+struct kind_vec {
+	__m128i digit, plus, iban, aws, jwt, at, colon, paren;
+};
+
+static inline __m128i kind_mask(unsigned kinds, unsigned k)
 {
-	__m128i v0 = _mm_loadu_si128((const __m128i *)(s + i));
-	__m128i v1 = _mm_loadu_si128((const __m128i *)(s + i + 1));
-	__m128i v2 = _mm_loadu_si128((const __m128i *)(s + i + 2));
+	return _mm_set1_epi8(kinds & k ? (char)0xff : 0);
+}
+
+static void kind_vec_init(struct kind_vec *kv, unsigned kinds)
+{
+	*kv = (struct kind_vec){
+		.digit = kind_mask(kinds, K_DIGIT),
+		.plus = kind_mask(kinds, K_PLUS),
+		.iban = kind_mask(kinds, K_IBAN),
+		.aws = kind_mask(kinds, K_AWS),
+		.jwt = kind_mask(kinds, K_JWT),
+		.at = kind_mask(kinds, K_AT),
+		.colon = kind_mask(kinds, K_COLON),
+		.paren = kind_mask(kinds, K_PAREN),
+	};
+}
+
+/* is_candidate() for 16 bytes v0, with v1/v2 the same shifted by one/two bytes. */
+static inline unsigned vec_candidates(__m128i v0, __m128i v1, __m128i v2, unsigned prev_local,
+				      const struct kind_vec *kv)
+{
 	__m128i digit = in_range(v0, '0', '9');
 	__m128i letter = in_range(_mm_or_si128(v0, _mm_set1_epi8(0x20)), 'a', 'z');
 	__m128i local = _mm_or_si128(
@@ -794,19 +862,72 @@ static inline unsigned block_candidates(const char *s, size_t i)
 		_mm_or_si128(_mm_or_si128(eq(v0, '.'), eq(v0, '_')),
 			     _mm_or_si128(_mm_or_si128(eq(v0, '%'), eq(v0, '+')), eq(v0, '-'))));
 	unsigned lm = (unsigned)_mm_movemask_epi8(local);
-	unsigned prev = i > 0 && IS(s[i - 1], C_LOCAL);
-	unsigned starts = lm & ~((lm << 1) | prev);
+	unsigned starts = lm & ~((lm << 1) | prev_local);
 
 	__m128i up0 = in_range(v0, 'A', 'Z'), up1 = in_range(v1, 'A', 'Z');
 	__m128i caps = _mm_and_si128(
-		up1, _mm_or_si128(_mm_and_si128(up0, in_range(v2, '0', '9')), eq(v0, 'A')));
-	__m128i jwt = _mm_and_si128(eq(v0, 'e'), _mm_and_si128(eq(v1, 'y'), eq(v2, 'J')));
-	__m128i strong = _mm_or_si128(_mm_or_si128(digit, eq(v0, '+')), _mm_or_si128(caps, jwt));
-	__m128i trig = _mm_or_si128(eq(v0, '@'), _mm_or_si128(eq(v0, ':'), eq(v0, '(')));
+		up1,
+		_mm_or_si128(_mm_and_si128(_mm_and_si128(up0, in_range(v2, '0', '9')), kv->iban),
+			     _mm_and_si128(eq(v0, 'A'), kv->aws)));
+	__m128i jwt = _mm_and_si128(_mm_and_si128(eq(v0, 'e'), kv->jwt),
+				    _mm_and_si128(eq(v1, 'y'), eq(v2, 'J')));
+	__m128i strong = _mm_or_si128(
+		_mm_or_si128(_mm_and_si128(digit, kv->digit), _mm_and_si128(eq(v0, '+'), kv->plus)),
+		_mm_or_si128(caps, jwt));
+	__m128i trig = _mm_or_si128(_mm_and_si128(eq(v0, '@'), kv->at),
+				    _mm_or_si128(_mm_and_si128(eq(v0, ':'), kv->colon),
+						 _mm_and_si128(eq(v0, '('), kv->paren)));
 
 	return (starts & (unsigned)_mm_movemask_epi8(strong)) | (unsigned)_mm_movemask_epi8(trig);
 }
-#define BLOCK_ 16
+
+/* is_candidate() for s[i, i+16), reading s[i-1, i+18). */
+static inline unsigned block_candidates(const char *s, size_t i, const struct kind_vec *kv)
+{
+	return vec_candidates(_mm_loadu_si128((const __m128i *)(s + i)),
+			      _mm_loadu_si128((const __m128i *)(s + i + 1)),
+			      _mm_loadu_si128((const __m128i *)(s + i + 2)),
+			      i > 0 && IS(s[i - 1], C_LOCAL), kv);
+}
+
+/* The k <= 16 bytes at p in the low bytes of a vector, zeros above; reads only p[0, k). */
+static inline __m128i load_partial(const char *p, size_t k)
+{
+	uint64_t lo = 0, hi = 0;
+	if (k >= 8) {
+		memcpy(&lo, p, 8);
+		if (k > 8) {
+			memcpy(&hi, p + k - 8, 8);
+			hi >>= 8 * (16 - k);
+		}
+	} else if (k >= 4) {
+		uint32_t a, b;
+		memcpy(&a, p, 4);
+		memcpy(&b, p + k - 4, 4);
+		/* the overlapping bytes are the same in both */
+		lo = a | (uint64_t)b << (8 * (k - 4));
+	} else if (k) {
+		lo = (uint64_t)(unsigned char)p[0] |
+		     (uint64_t)(unsigned char)p[k / 2] << (8 * (k / 2)) |
+		     (uint64_t)(unsigned char)p[k - 1] << (8 * (k - 1));
+	}
+	return _mm_set_epi64x((long long)hi, (long long)lo);
+}
+
+/*
+ * block_candidates() for the last k = n - i <= 16 bytes: most values are short strings, too
+ * short for a whole block. The bytes are assembled in registers (no read past n, no store to
+ * reload); the zeros above them are no byte class, so they add no candidate that the scalar
+ * filter rejects, except a capital pair at the very end, which the detectors reject again.
+ */
+static inline unsigned tail_candidates(const char *s, size_t n, size_t i, const struct kind_vec *kv)
+{
+	size_t k = n - i;
+	__m128i v0 = load_partial(s + i, k);
+	unsigned m = vec_candidates(v0, _mm_srli_si128(v0, 1), _mm_srli_si128(v0, 2),
+				    i > 0 && IS(s[i - 1], C_LOCAL), kv);
+	return k < BLOCK_ ? m & ((1u << k) - 1) : m;
+}
 #endif
 
 size_t detect_scan(const char *text, size_t len, size_t start, uint32_t entities, unsigned flags,
@@ -825,15 +946,31 @@ size_t detect_scan(const char *text, size_t len, size_t start, uint32_t entities
 
 	if (!text || !out || !max || start >= len || !sc.ents)
 		return 0;
+	unsigned kinds = kinds_for(sc.ents, flags);
+#ifdef BLOCK_
+	/* Most calls scan one short string with the same entities as the last call: keep the masks. */
+	static _Thread_local struct {
+		unsigned kinds;
+		struct kind_vec kv;
+	} last = {.kinds = ~0u};
+	if (last.kinds != kinds) {
+		kind_vec_init(&last.kv, kinds);
+		last.kinds = kinds;
+	}
+	const struct kind_vec *kvp = &last.kv;
+#endif
 	while (i < len) {
 		unsigned cand, width = 1;
 #ifdef BLOCK_
 		if (i + BLOCK_ + 2 <= len) {
-			cand = block_candidates(text, i);
+			cand = block_candidates(text, i, kvp);
+			width = BLOCK_;
+		} else if (len - i > 1 && len - i <= BLOCK_) {
+			cand = tail_candidates(text, len, i, kvp);
 			width = BLOCK_;
 		} else
 #endif
-			cand = is_candidate(text, len, i);
+			cand = is_candidate(text, len, i, kinds);
 		bool hit = false;
 		while (cand && !hit) {
 			unsigned b = (unsigned)__builtin_ctz(cand);

@@ -44,6 +44,11 @@ enum {
 	 * accepted (outside field context only the dashed form is).
 	 */
 	DETECT_FIELD_CONTEXT = 1u << 0,
+	/*
+	 * Evaluate every candidate position, not only those the requested entities can start at
+	 * (for tests: the matches are the same either way).
+	 */
+	DETECT_EVERY_CANDIDATE = 1u << 1,
 };
 
 struct detect_match {

@@ -26,6 +26,9 @@
 struct loader {
 	struct steer *skel;
 	int cgroup_fd;
+	struct bpf_link *sockopt_link; /* mm_getsockopt on our own cgroup, not pinned */
+	struct bpf_link *splice_link; /* mm_sockops on our own cgroup for --splice, not pinned */
+	bool splice;
 	char pin_dir[PATH_MAX];
 	struct loader_maps maps;
 };
@@ -99,6 +102,73 @@ static int attach(struct loader *l, struct bpf_program *prog, const char *name)
 	return r;
 }
 
+/*
+ * SO_ORIGINAL_DST for the agent's accepted sockets: their cgroup is the one of the thread that
+ * created the listener (accept clones it), i.e. ours, whatever netns the listener is in. Not
+ * pinned: the link dies with this process. A failure only costs the proxy its fast path.
+ */
+static void attach_self(struct loader *l, const char *dir)
+{
+	int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0) {
+		agent_log(AGENT_LOG_WARN, "own cgroup %s: %s: original destinations from the map",
+			  dir, strerror(errno));
+		return;
+	}
+	l->sockopt_link = bpf_program__attach_cgroup(l->skel->progs.mm_getsockopt, fd);
+	int err = errno;
+	close(fd);
+	if (!l->sockopt_link) {
+		agent_log(AGENT_LOG_WARN,
+			  "attach cgroup/getsockopt to %s: %s: original destinations from the map",
+			  dir, strerror(err));
+		return;
+	}
+	agent_log(AGENT_LOG_INFO, "cgroup/getsockopt (SO_ORIGINAL_DST) attached to own cgroup %s",
+		  dir);
+}
+
+/*
+ * --splice: the sk_msg program goes on splice_agents (the map keeps it), and our accepted
+ * sockets must meet mm_sockops at PASSIVE_ESTABLISHED to join that map: attach it to our own
+ * cgroup unless attach_cgroup already covers it. A failure leaves the splice off.
+ */
+static void attach_splice(struct loader *l, const struct loader_config *cfg)
+{
+	size_t n = strlen(cfg->attach_cgroup);
+	while (n > 1 && cfg->attach_cgroup[n - 1] == '/')
+		n--;
+	const char *self = cfg->self_cgroup;
+	bool covered =
+		self && !strncmp(self, cfg->attach_cgroup, n) && (self[n] == 0 || self[n] == '/');
+	if (!self) {
+		agent_log(AGENT_LOG_WARN, "--splice: own cgroup unknown: splice off");
+		return;
+	}
+	if (bpf_prog_attach(bpf_program__fd(l->skel->progs.mm_splice_msg),
+			    bpf_map__fd(l->skel->maps.splice_agents), BPF_SK_MSG_VERDICT, 0) < 0) {
+		agent_log(AGENT_LOG_WARN, "--splice: attach sk_msg: %s: splice off",
+			  strerror(errno));
+		return;
+	}
+	if (!covered) {
+		int fd = open(self, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		l->splice_link =
+			fd < 0 ? NULL : bpf_program__attach_cgroup(l->skel->progs.mm_sockops, fd);
+		int err = errno;
+		if (fd >= 0)
+			close(fd);
+		if (!l->splice_link) {
+			agent_log(AGENT_LOG_WARN,
+				  "--splice: sockops on own cgroup %s: %s: splice off", self,
+				  strerror(err));
+			return;
+		}
+	}
+	l->splice = true;
+	agent_log(AGENT_LOG_INFO, "agent->app loopback splice on (sk_msg)");
+}
+
 struct loader *loader_open(const struct loader_config *cfg)
 {
 	struct loader *l = calloc(1, sizeof(*l));
@@ -135,11 +205,21 @@ struct loader *loader_open(const struct loader_config *cfg)
 		goto err;
 	}
 	l->skel->rodata->proxy_port = cfg->proxy_port;
+	/* Off, the splice programs are neither loaded nor reachable (dead code to the verifier). */
+	l->skel->rodata->splice_enabled = cfg->splice;
+	bpf_program__set_autoload(l->skel->progs.mm_splice_msg, cfg->splice);
 	struct bpf_map *m;
 	bpf_object__for_each_map(m, l->skel->obj)
 	{
 		if (bpf_map__is_internal(m))
 			continue;
+		/* The splice maps serve this agent's own connections: never pinned, tiny when off. */
+		if (!strncmp(bpf_map__name(m), "splice_", 7)) {
+			if (!cfg->splice && bpf_map__type(m) != BPF_MAP_TYPE_PERCPU_ARRAY &&
+			    (r = bpf_map__set_max_entries(m, 1)) < 0)
+				goto err;
+			continue;
+		}
 		char path[PATH_MAX];
 		if ((r = pin_path(l, bpf_map__name(m), path, sizeof(path))) < 0 ||
 		    (r = bpf_map__set_pin_path(m, path)) < 0)
@@ -165,6 +245,11 @@ struct loader *loader_open(const struct loader_config *cfg)
 		if ((r = attach(l, progs[i].prog, progs[i].name)) < 0)
 			goto err;
 
+	if (cfg->self_cgroup)
+		attach_self(l, cfg->self_cgroup);
+	if (cfg->splice)
+		attach_splice(l, cfg);
+
 	l->maps = (struct loader_maps){
 		.callers = bpf_map__fd(l->skel->maps.steer_callers),
 		.dests = bpf_map__fd(l->skel->maps.steer_dests),
@@ -188,6 +273,16 @@ const struct loader_maps *loader_maps(const struct loader *l)
 	return &l->maps;
 }
 
+bool loader_splice(const struct loader *l)
+{
+	return l->splice;
+}
+
+bool loader_orig_dst_sockopt(const struct loader *l)
+{
+	return l->sockopt_link != NULL;
+}
+
 const char *loader_pin_dir(const struct loader *l)
 {
 	return l->pin_dir;
@@ -197,6 +292,8 @@ void loader_close(struct loader *l)
 {
 	if (!l)
 		return;
+	bpf_link__destroy(l->sockopt_link); /* detaches: the link was never pinned */
+	bpf_link__destroy(l->splice_link);
 	steer__destroy(l->skel);
 	if (l->cgroup_fd >= 0)
 		close(l->cgroup_fd);

@@ -21,6 +21,12 @@ struct loader_config {
 	 * attached there (not pinned: it only serves this process's sockets). NULL = not attached.
 	 */
 	const char *self_cgroup;
+	/*
+	 * --splice: sockops + sk_msg splice of the agent->app loopback hop. The agent's accepted
+	 * sockets join it from sockops in its own cgroup (self_cgroup, attached there too when it
+	 * is outside attach_cgroup).
+	 */
+	bool splice;
 };
 
 struct loader;
@@ -36,6 +42,9 @@ const struct loader_maps *loader_maps(const struct loader *l);
 
 /* Whether accepted sockets get SO_ORIGINAL_DST answered by BPF (self_cgroup attached). */
 bool loader_orig_dst_sockopt(const struct loader *l);
+
+/* Whether the splice is on (asked for and its sk_msg program attached). */
+bool loader_splice(const struct loader *l);
 
 /* The pin directory (<bpffs>/meshmask/<instance>), borrowed. */
 const char *loader_pin_dir(const struct loader *l);

@@ -51,6 +51,7 @@
 #include "action.h"
 #include "buf.h"
 #include "codec.h"
+#include "jsonscan.h"
 #include "mask.h"
 #include "textscan.h"
 
@@ -93,6 +94,12 @@ struct jlevel {
 	bool alive; /* some field path may still match below */
 	int rule; /* field rule inherited by every leaf below, -1 if none */
 	uint32_t index;
+	/*
+	 * Members whose name no path names (elements, when no path has an index) all get the
+	 * same path states: computed for the first one, kept in s->memo for the others.
+	 */
+	bool memo_ok, memo_alive;
+	int memo_rule;
 };
 
 /* A field path as bit masks over its segments: bit i = "segments [0, i) consumed". */
@@ -103,6 +110,11 @@ struct fpath {
 	uint64_t below; /* bits 0..n-1: something may still match below */
 	uint64_t descend, any_key, any_idx; /* segments of each kind */
 	uint64_t key, idx; /* named keys and indexes: compared one by one */
+	/*
+	 * The last step that compared no name or index, [0] for a member, [1] for an element: it
+	 * depends on the state only, and records in an array repeat the same states.
+	 */
+	uint64_t memo_in[2], memo_out[2];
 };
 
 struct scan_ctx {
@@ -142,7 +154,10 @@ struct mask_stream {
 	struct fpath *fp;
 	size_t n_fp;
 	uint64_t *states; /* (MASK_MAX_DEPTH + 1) * n_fp */
+	uint64_t *memo; /* as many, after states: see jlevel.memo_ok */
+	bool has_idx; /* some path has an [n] segment */
 	uint64_t key_filter; /* fp_key_hash() bits of every named segment */
+	bool fp_simple; /* every path is `$..name`: no states, one name compare per path */
 
 	/* JSON */
 	enum jstate js;
@@ -163,6 +178,7 @@ struct mask_stream {
 	size_t kview_len;
 	bool kview_chunk;
 	struct mm_buf raw, dec_buf, key, tmp, act;
+	struct action_ctx *actx; /* per rule: prepared hash keys (NULL: no hash rule) */
 	uint32_t v_ents;
 	unsigned v_flags;
 	struct textscan ts_val;
@@ -230,30 +246,10 @@ static int out_put(struct mask_stream *s, const char *p, size_t n)
 	return out_wire(s, p, n);
 }
 
-static const uint8_t str_special[256] = {
-	[0 ... 0x1f] = 1,
-	['"'] = 1,
-	['\\'] = 1,
-};
-
-/* First index >= i of '"', '\\' or a control byte, or n. */
+/* First index >= i of '"', '\\' or a control byte, or n (16 or 8 bytes at a time). */
 static inline size_t str_scan(const unsigned char *p, size_t i, size_t n)
 {
-	const uint64_t ones = 0x0101010101010101ull, highs = ones * 0x80;
-	while (i + 8 <= n) {
-		uint64_t x, q, b, t;
-		memcpy(&x, p + i, 8);
-		q = x ^ (ones * '"');
-		b = x ^ (ones * '\\');
-		t = (((q - ones) & ~q) | ((b - ones) & ~b) | ((x - ones * 0x20) & ~x)) & highs;
-		/* Borrows only make false hits above a true one: the lowest bit is exact. */
-		if (t)
-			return i + (size_t)(__builtin_ctzll(t) >> 3);
-		i += 8;
-	}
-	while (i < n && !str_special[p[i]])
-		i++;
-	return i;
+	return jsonscan_string(p, i, n);
 }
 
 static const char hexd[] = "0123456789abcdef";
@@ -384,6 +380,13 @@ static enum policy_on_error note_error(struct mask_stream *s, enum mm_reason rea
 
 /* ---- entity scanning ---- */
 
+/* The action of `rule` on one value, appended to s->act. */
+static int apply_rule(struct mask_stream *s, int rule, int entity, const char *p, size_t n)
+{
+	return action_apply_ctx(&s->pol->rules[rule].action, s->actx ? &s->actx[rule] : NULL,
+				entity, p, n, &s->act);
+}
+
 static int scan_emit(void *ctx, const char *p, size_t n, int entity)
 {
 	struct scan_ctx *c = ctx;
@@ -399,7 +402,7 @@ static int scan_emit(void *ctx, const char *p, size_t n, int entity)
 		if (s->observe || rule < 0)
 			return 0;
 		mm_buf_reset(&s->act);
-		if ((r = action_apply(&s->pol->rules[rule].action, entity, p, n, &s->act)))
+		if ((r = apply_rule(s, rule, entity, p, n)))
 			return r;
 		w = s->act.data;
 		wn = s->act.len;
@@ -463,7 +466,7 @@ static unsigned fp_key_hash(const char *key, size_t len)
 	       63;
 }
 
-static uint64_t fp_step(const struct fpath *f, uint64_t st, const char *key, size_t key_len,
+static uint64_t fp_step(struct fpath *f, uint64_t st, const char *key, size_t key_len,
 			uint32_t index, bool named)
 {
 	uint64_t ns = st & f->descend, cand;
@@ -474,6 +477,14 @@ static uint64_t fp_step(const struct fpath *f, uint64_t st, const char *key, siz
 		ns |= (st & f->any_idx) << 1;
 		cand = st & f->idx;
 	}
+	if (!cand) {
+		int w = !key;
+		if (f->memo_in[w] != st) {
+			f->memo_in[w] = st;
+			f->memo_out[w] = ns ? fp_closure(f, ns) : 0;
+		}
+		return f->memo_out[w];
+	}
 	while (cand) {
 		int i = __builtin_ctzll(cand);
 		const struct jpath_seg *g = &f->p->segs[i];
@@ -483,6 +494,19 @@ static uint64_t fp_step(const struct fpath *f, uint64_t st, const char *key, siz
 			ns |= 1ull << (i + 1);
 	}
 	return ns ? fp_closure(f, ns) : 0;
+}
+
+/* The rule and liveness that the states `cur` of the current value give. */
+static void fp_result(const struct mask_stream *s, const uint64_t *cur, int *rule, bool *alive)
+{
+	for (size_t k = 0; k < s->n_fp; k++) {
+		if (!cur[k])
+			continue;
+		if ((cur[k] & s->fp[k].done) && (*rule < 0 || s->fp[k].rule < *rule))
+			*rule = s->fp[k].rule;
+		if (cur[k] & s->fp[k].below)
+			*alive = true;
+	}
 }
 
 /*
@@ -499,6 +523,19 @@ static void fp_value(struct mask_stream *s, const char *key, size_t key_len, uin
 	*alive = false;
 	if (!s->n_fp)
 		return;
+	if (s->fp_simple) {
+		/* `$..name` may match at any depth below the root, and only a member called name. */
+		*alive = true;
+		if (!d || !key || !(s->key_filter >> fp_key_hash(key, key_len) & 1))
+			return;
+		for (size_t k = 0; k < s->n_fp; k++) {
+			const struct jpath_seg *g = &s->fp[k].p->segs[1];
+			if (g->key_len == key_len && !memcmp(g->key, key, key_len) &&
+			    (*rule < 0 || s->fp[k].rule < *rule))
+				*rule = s->fp[k].rule;
+		}
+		return;
+	}
 	uint64_t *cur = s->states + (size_t)d * s->n_fp;
 	if (d == 0) {
 		for (size_t k = 0; k < s->n_fp; k++)
@@ -508,19 +545,29 @@ static void fp_value(struct mask_stream *s, const char *key, size_t key_len, uin
 		return;
 	} else {
 		const uint64_t *par = cur - s->n_fp;
-		bool named = !key || (s->key_filter >> fp_key_hash(key, key_len) & 1);
+		struct jlevel *pl = &s->lv[d - 1];
+		bool named = key ? s->key_filter >> fp_key_hash(key, key_len) & 1 : s->has_idx;
+		uint64_t *memo = s->memo + (size_t)d * s->n_fp;
+		if (!named && pl->memo_ok) {
+			memcpy(cur, memo, s->n_fp * sizeof(*cur));
+			*rule = pl->memo_rule;
+			*alive = pl->memo_alive;
+			return;
+		}
 		for (size_t k = 0; k < s->n_fp; k++)
-			cur[k] =
-				par[k] ? fp_step(&s->fp[k], par[k], key, key_len, index, named) : 0;
+			cur[k] = par[k] ? fp_step(&s->fp[k], par[k], key, key_len, index,
+						  !key || named)
+					: 0;
+		fp_result(s, cur, rule, alive);
+		if (!named) {
+			memcpy(memo, cur, s->n_fp * sizeof(*cur));
+			pl->memo_ok = true;
+			pl->memo_rule = *rule;
+			pl->memo_alive = *alive;
+		}
+		return;
 	}
-	for (size_t k = 0; k < s->n_fp; k++) {
-		if (!cur[k])
-			continue;
-		if ((cur[k] & s->fp[k].done) && (*rule < 0 || s->fp[k].rule < *rule))
-			*rule = s->fp[k].rule;
-		if (cur[k] & s->fp[k].below)
-			*alive = true;
-	}
+	fp_result(s, cur, rule, alive);
 }
 
 /* ---- error mode: fallback scan or pass over the raw rest ---- */
@@ -690,7 +737,7 @@ static int whole_action(struct mask_stream *s, const char *p, size_t n)
 	if (a->type == POLICY_ACTION_REDACT)
 		return out_put(s, "null", 4);
 	mm_buf_reset(&s->act);
-	if ((r = action_apply(a, -1, p, n, &s->act)) || (r = out_put(s, "\"", 1)) ||
+	if ((r = apply_rule(s, s->v_rule, -1, p, n)) || (r = out_put(s, "\"", 1)) ||
 	    (r = out_escaped(s, s->act.data, s->act.len, false)))
 		return r;
 	return out_put(s, "\"", 1);
@@ -1421,7 +1468,7 @@ static int form_param(struct mask_stream *s)
 			return r;
 		if (a->type != POLICY_ACTION_REDACT) {
 			mm_buf_reset(&s->act);
-			if ((r = action_apply(a, -1, s->dec_buf.data, s->dec_buf.len, &s->act)) ||
+			if ((r = apply_rule(s, rule, -1, s->dec_buf.data, s->dec_buf.len)) ||
 			    (r = form_escape(&s->tmp, s->act.data, s->act.len)))
 				return r;
 		}
@@ -1640,15 +1687,30 @@ struct mask_stream *mask_stream_new(const struct mask_opts *o)
 		if (!ru->n_fields && !ru->n_headers)
 			s->body_ents |= ru->entities;
 	}
+	for (size_t k = 0; k < pol->n_rules && !s->actx; k++)
+		if (pol->rules[k].action.type == POLICY_ACTION_HASH &&
+		    !(s->actx = calloc(pol->n_rules, sizeof(*s->actx))))
+			goto nomem;
 	if (n_fp) {
-		s->fp = calloc(n_fp, sizeof(*s->fp));
-		/* Written for each level as it is entered: no need to zero. */
-		s->states = malloc((size_t)(MASK_MAX_DEPTH + 1) * n_fp * sizeof(*s->states));
-		if (!s->fp || !s->states)
+		if (!(s->fp = calloc(n_fp, sizeof(*s->fp))))
 			goto nomem;
 		for (size_t k = 0; k < pol->n_rules; k++)
 			for (size_t f = 0; f < pol->rules[k].n_fields; f++)
 				fp_init(&s->fp[s->n_fp++], &pol->rules[k].fields[f], (int)k);
+		s->fp_simple = true;
+		for (size_t k = 0; k < s->n_fp; k++)
+			s->fp_simple &= s->fp[k].p->n == 2 &&
+					s->fp[k].p->segs[0].type == JPATH_DESCEND &&
+					s->fp[k].p->segs[1].type == JPATH_KEY;
+		/* Written for each level as it is entered: no need to zero. */
+		if (!s->fp_simple) {
+			size_t per = (size_t)(MASK_MAX_DEPTH + 1) * n_fp;
+			if (!(s->states = malloc(2 * per * sizeof(*s->states))))
+				goto nomem;
+			s->memo = s->states + per;
+		}
+		for (size_t k = 0; k < s->n_fp; k++)
+			s->has_idx |= s->fp[k].idx != 0;
 		for (size_t k = 0; k < s->n_fp; k++)
 			for (size_t g = 0; g < s->fp[k].p->n; g++)
 				if (s->fp[k].p->segs[g].type == JPATH_KEY)
@@ -1801,6 +1863,9 @@ void mask_stream_free(struct mask_stream *s)
 	mm_buf_free(&s->act);
 	textscan_free(&s->ts_val);
 	textscan_free(&s->ts_body);
+	for (size_t k = 0; s->actx && k < s->pol->n_rules; k++)
+		action_ctx_free(&s->actx[k]);
+	free(s->actx);
 	free(s->st.rules);
 	free(s->fp);
 	free(s->states);
@@ -1836,4 +1901,10 @@ int mask_buffer(const struct mask_opts *o, const void *in, size_t len, struct mm
 	}
 	mask_stream_free(s);
 	return r;
+}
+
+const char *mask_outcome_name(enum mask_outcome o)
+{
+	static const char *const names[] = {"masked", "fallback", "passed", "blocked"};
+	return (unsigned)o < sizeof(names) / sizeof(names[0]) ? names[o] : "unknown";
 }

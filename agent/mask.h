@@ -44,6 +44,8 @@ enum mask_outcome {
 	MASK_OUTCOME_PASSED,   /* could not parse: passed unchanged (onError=pass) */
 	MASK_OUTCOME_BLOCKED,  /* could not parse: the caller must stop the stream (onError=block) */
 };
+/* "masked", "fallback", "passed", "blocked" (metric label and audit value); "unknown" else. */
+const char *mask_outcome_name(enum mask_outcome o);
 
 struct mask_rule_stats {
 	uint64_t values;                   /* values the rule acted on (or would have, observe) */

@@ -41,12 +41,15 @@ enum metrics_family {
 	F_TLS_DROPPED,
 	F_TLS_BYTES,
 	F_TLS_FINDINGS,
+	F_TLS_STOP,
+	F_TLS_STOP_SEIZED,
 	F_RELOADS,
 	F_REJECTIONS,
 	F_POLICIES,
 	F_DRYRUN,
 	F_DRYRUN_VALUES,
 	F_ADMIN,
+	F_ADMIN_TIMEOUTS,
 	F_MAP_ENTRIES,
 	F_MAP_CAPACITY,
 	F_AUDIT_SUPPRESSED,
@@ -134,6 +137,15 @@ static const struct metrics_family_def families[F__COUNT] = {
 			    "Sensitive values found in TLS plaintext.",
 			    MT_COUNTER,
 			    {"policy", "entity"}},
+	[F_TLS_STOP] = {"meshmask_tls_stop_events_total",
+			"TLS stop-rewrite enforcement: threads held, reads rewritten, values masked, "
+			"partial values, watchdog resumes, skipped processes, reads not held.",
+			MT_COUNTER,
+			{"event"}},
+	[F_TLS_STOP_SEIZED] = {"meshmask_tls_stop_traced_processes",
+			       "Processes under the stop-rewrite tracer now.",
+			       MT_GAUGE,
+			       {NULL}},
 	[F_RELOADS] = {"meshmask_policy_reloads_total",
 		       "Policy changes applied, by source (file or api).",
 		       MT_COUNTER,
@@ -155,6 +167,11 @@ static const struct metrics_family_def families[F__COUNT] = {
 		     "Admin API requests by method and status code.",
 		     MT_COUNTER,
 		     {"method", "code"}},
+	[F_ADMIN_TIMEOUTS] = {"meshmask_admin_request_timeouts_total",
+			      "Admin API connections closed because a request was not received "
+			      "and answered within --admin-request-timeout.",
+			      MT_COUNTER,
+			      {NULL}},
 	[F_MAP_ENTRIES] = {"meshmask_bpf_map_entries", "Entries in a BPF map.", MT_GAUGE, {"map"}},
 	[F_MAP_CAPACITY] = {"meshmask_bpf_map_capacity",
 			    "Maximum entries of a BPF map.",
@@ -280,27 +297,6 @@ static void set(enum metrics_family f, const char *const *labels, uint64_t v)
 	pthread_mutex_unlock(&lock);
 }
 
-static const char *const entity_names[MM_ENT__COUNT] = {
-#define METRICS_ENTITY_NAME_(n) #n,
-	MM_ENTITIES(METRICS_ENTITY_NAME_)
-#undef METRICS_ENTITY_NAME_
-};
-
-static const char *action_label(enum policy_action_type t)
-{
-	switch (t) {
-	case POLICY_ACTION_MASK:
-		return "mask";
-	case POLICY_ACTION_REPLACE:
-		return "replace";
-	case POLICY_ACTION_REDACT:
-		return "redact";
-	case POLICY_ACTION_HASH:
-		return "hash";
-	}
-	return "unknown";
-}
-
 static const char *direction_label(uint32_t d)
 {
 	return d == POLICY_DIR_REQUEST ? "request" : "response";
@@ -330,8 +326,8 @@ void metrics_flow(const char *policy, enum metrics_flow_verdict v, enum mm_reaso
 static void rule_values_locked(const struct policy *p, const struct policy_rule *r,
 			       const char *entity, const char *dir, uint64_t v)
 {
-	const char *l[] = {p->name, r->name ? r->name : "", entity, action_label(r->action.type),
-			   dir};
+	const char *l[] = {p->name, r->name ? r->name : "", entity,
+			   policy_action_name(r->action.type), dir};
 	add_locked(p->mode == POLICY_MODE_OBSERVE ? F_VALUES_OBSERVED : F_VALUES_MASKED, l, v);
 }
 
@@ -358,7 +354,7 @@ void metrics_message(const struct http_message_info *info, double seconds)
 			for (int e = 0; e < MM_ENT__COUNT; e++) {
 				if (!rs->by_entity[e])
 					continue;
-				rule_values_locked(p, &p->rules[i], entity_names[e], dir,
+				rule_values_locked(p, &p->rules[i], detect_entity_name(e), dir,
 						   rs->by_entity[e]);
 				by_entity += rs->by_entity[e];
 			}
@@ -426,6 +422,17 @@ void metrics_tls_finding(const char *policy, const char *entity)
 	add(F_TLS_FINDINGS, l, 1);
 }
 
+void metrics_tls_stop(const char *event, uint64_t total)
+{
+	const char *l[] = {event};
+	set(F_TLS_STOP, l, total);
+}
+
+void metrics_tls_stop_traced(uint64_t n)
+{
+	set(F_TLS_STOP_SEIZED, NULL, n);
+}
+
 void metrics_policy_reload(const char *source, bool ok)
 {
 	const char *l[] = {source ? source : ""};
@@ -464,6 +471,11 @@ void metrics_admin_request(const char *method, int code)
 	snprintf(c, sizeof(c), "%d", code >= 100 && code <= 599 ? code : 0);
 	const char *l[] = {m, c};
 	add(F_ADMIN, l, 1);
+}
+
+void metrics_admin_timeout(void)
+{
+	add(F_ADMIN_TIMEOUTS, NULL, 1);
 }
 
 void metrics_bpf_map(const char *map, uint64_t entries, uint64_t capacity)

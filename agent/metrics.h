@@ -29,9 +29,14 @@ void metrics_message(const struct http_message_info *info, double seconds);
 /* TLS capture (issue 5): records seen/dropped, bytes scanned, findings. */
 void metrics_tls_record(const char *policy, uint64_t bytes, bool dropped);
 void metrics_tls_finding(const char *policy, const char *entity);
+/* Stop-rewrite counters (totals since start, set as they are) and traced processes. */
+void metrics_tls_stop(const char *event, uint64_t total);
+void metrics_tls_stop_traced(uint64_t n);
 /* Control plane. */
 void metrics_policy_reload(const char *source, bool ok);
 void metrics_admin_request(const char *method, int code);
+/* An admin connection cut by --admin-request-timeout (a slow or stalled client). */
+void metrics_admin_timeout(void);
 void metrics_bpf_map(const char *map, uint64_t entries, uint64_t capacity);
 /* Policies in force from one source ("file" or "api"), a gauge. */
 void metrics_policies_loaded(const char *source, uint64_t n);

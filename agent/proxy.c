@@ -1,14 +1,17 @@
 // SPDX-License-Identifier: Apache-2.0
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
+#include <sys/timerfd.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -22,6 +25,7 @@
 #include "metrics.h"
 #include "netns.h"
 #include "proxy.h"
+#include "splice.h"
 
 #define READ_CHUNK (64 * 1024)
 
@@ -54,6 +58,8 @@ struct side {
 	bool rd_eof; /* this side sent FIN */
 	bool shut_pending; /* shut our write half once out drains */
 	bool wr_shut;
+	bool splice_wait; /* --splice: the app's unread bytes are at the budget; retry on a timer */
+	size_t credit; /* --splice: bytes we may still send the app before asking sock_diag */
 };
 
 struct conn {
@@ -66,6 +72,8 @@ struct conn {
 	bool connecting;
 	bool dead;
 	bool reset; /* a side was reset: end the other one the same way once it drained */
+	bool closing; /* the framing ended the exchange: drain one side, drop its input, close */
+	int ns_fd, diag_fd; /* --splice: the pod's netns and a sock_diag socket in it, or -1 */
 	time_t last;
 	struct timespec msg_start[2];
 	struct conn *prev, *next;
@@ -78,7 +86,11 @@ struct proxy {
 	size_t active;
 	uint64_t accepted;
 	bool stopped;
+	bool sockopt_warned; /* the fallback to the map read was logged */
 	struct conn *graveyard; /* freed after the current event */
+	struct ep_handler splice_h; /* --splice: retries app sides held at the budget */
+	int splice_timer;
+	bool splice_armed, splice_warned;
 };
 
 static time_t now_s(void)
@@ -141,6 +153,10 @@ static void conn_close(struct conn *c, bool reset)
 
 static void conn_free(struct conn *c)
 {
+	if (c->ns_fd >= 0)
+		close(c->ns_fd);
+	if (c->diag_fd >= 0)
+		close(c->diag_fd);
 	if (c->hs)
 		http_session_free(c->hs);
 	free(c->cli.out.data);
@@ -167,13 +183,49 @@ static int sink_append(void *ctx, const char *data, size_t len)
 	return mm_buf_append(&s->out, data, len);
 }
 
+/*
+ * --splice: how much of `want` may go to the app side s now. Spliced bytes wait in the app
+ * socket's receive queue, limited by nothing: keep what it has not read under max_buffer, as
+ * read by sock_diag when the credit runs out. 0 = wait (s->splice_wait, retried on a timer).
+ */
+static size_t splice_credit(struct side *s, size_t want)
+{
+	struct conn *c = s->c;
+	struct proxy *px = c->px;
+	if (s->credit < want) {
+		if (c->diag_fd < 0 && c->ns_fd >= 0)
+			c->diag_fd = splice_diag_open(c->ns_fd);
+		int unread = c->diag_fd < 0 ? c->diag_fd : splice_unread(c->diag_fd, s->fd);
+		if (unread >= 0) {
+			s->credit = (size_t)unread < px->cfg.max_buffer
+					    ? px->cfg.max_buffer - unread
+					    : 0;
+		} else {
+			/* App gone (the send says how), or no answer: never hold a connection up. */
+			if (unread != -ENOENT && !px->splice_warned) {
+				px->splice_warned = true;
+				agent_log(AGENT_LOG_WARN,
+					  "splice: sock_diag: %s: sending unbounded",
+					  strerror(-unread));
+			}
+			s->credit = want;
+		}
+	}
+	s->splice_wait = s->credit == 0;
+	return want < s->credit ? want : s->credit;
+}
+
 /* Write what is queued for s; 0, or -errno when the side is broken. */
 static int flush(struct side *s)
 {
 	if (s->fd < 0)
 		return 0;
+	bool spliced = s == &s->c->cli && s->c->px->cfg.splice;
 	while (pending(s)) {
-		ssize_t n = send(s->fd, s->out.data + s->out_off, pending(s), MSG_NOSIGNAL);
+		size_t len = spliced ? splice_credit(s, pending(s)) : pending(s);
+		if (!len)
+			break;
+		ssize_t n = send(s->fd, s->out.data + s->out_off, len, MSG_NOSIGNAL);
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;
@@ -182,6 +234,8 @@ static int flush(struct side *s)
 			return -errno;
 		}
 		s->out_off += n;
+		if (spliced)
+			s->credit -= (size_t)n;
 	}
 	if (!pending(s)) {
 		s->out.len = 0;
@@ -217,15 +271,22 @@ static void update(struct conn *c)
 				s->events = UINT32_MAX;
 			continue;
 		}
-		if (!s->rd_eof && !conn_pending && o->fd >= 0 && pending(o) < px->cfg.max_buffer)
+		if (!s->rd_eof && !conn_pending &&
+		    (c->closing || (o->fd >= 0 && pending(o) < px->cfg.max_buffer)))
 			ev |= EPOLLIN | EPOLLRDHUP;
-		if (pending(s) || conn_pending)
+		if ((pending(s) && !s->splice_wait) || conn_pending)
 			ev |= EPOLLOUT;
+		if (s->splice_wait && pending(s) && !px->splice_armed) {
+			struct itimerspec its = {.it_value = {.tv_nsec = 1000000}};
+			px->splice_armed = timerfd_settime(px->splice_timer, 0, &its, NULL) == 0;
+		}
 		set_events(px, s, ev);
 	}
 	if (c->cli.rd_eof && c->srv.rd_eof && !pending(&c->cli) && !pending(&c->srv))
 		conn_close(c, c->reset);
-	else if ((c->cli.fd < 0 && !pending(&c->srv)) || (c->srv.fd < 0 && !pending(&c->cli)))
+	else if (c->closing ? c->cli.fd < 0 && c->srv.fd < 0
+			    : (c->cli.fd < 0 && !pending(&c->srv)) ||
+				      (c->srv.fd < 0 && !pending(&c->cli)))
 		conn_close(c, c->reset);
 }
 
@@ -272,6 +333,31 @@ static int feed(struct side *s, const char *data, size_t len)
 	return http_session_feed(c->hs, dir, data, len, sink_append, o);
 }
 
+/*
+ * The framing ended the exchange after the message s just sent (its body was delimited by
+ * closing the connection): s is done and closed; the receiver gets FIN once its queue drains,
+ * and what it still sends is read and dropped until its own FIN, so closing never becomes a
+ * reset that could destroy the end of the response in its receive queue.
+ */
+static void end_exchange(struct side *s)
+{
+	struct conn *c = s->c;
+	struct side *o = other(s);
+	agent_log(AGENT_LOG_DEBUG, "connection to %s: message delimited by close, closing %s side",
+		  c->dest, o == &c->cli ? "app" : "server");
+	c->closing = true;
+	if (s->events != UINT32_MAX)
+		epoll_ctl(c->px->cfg.epfd, EPOLL_CTL_DEL, s->fd, NULL);
+	close(s->fd);
+	s->fd = -1;
+	s->events = UINT32_MAX;
+	s->rd_eof = s->wr_shut = true;
+	/* Whatever was queued for s (a pipelined request) can no longer be answered. */
+	s->out.len = 0;
+	s->out_off = 0;
+	o->shut_pending = true;
+}
+
 static void on_side(struct ep_handler *h, uint32_t ev)
 {
 	struct side *s = (struct side *)h;
@@ -309,7 +395,9 @@ static void on_side(struct ep_handler *h, uint32_t ev)
 		char buf[READ_CHUNK];
 		/* One chunk per wake-up (level-triggered) keeps connections fair. */
 		ssize_t n = recv(s->fd, buf, sizeof(buf), 0);
-		if (n > 0) {
+		if (n > 0 && c->closing) {
+			/* After the last message: dropped, only the peer's FIN is awaited. */
+		} else if (n > 0) {
 			int r = feed(s, buf, (size_t)n);
 			if (r < 0) {
 				/* -EPROTO: the HTTP layer cut the stream (counted there). */
@@ -318,6 +406,10 @@ static void on_side(struct ep_handler *h, uint32_t ev)
 				conn_close(c, true);
 				return;
 			}
+			if (http_session_must_close(c->hs, dir_of(s)))
+				end_exchange(s);
+		} else if (n == 0 && c->closing) {
+			s->rd_eof = true;
 		} else if (n == 0) {
 			s->rd_eof = true;
 			int r = http_session_eof(c->hs, dir_of(s), sink_append, o);
@@ -394,24 +486,60 @@ static int add_side(struct proxy *px, struct side *s, uint32_t ev)
 	return 0;
 }
 
-static void accept_one(struct lsock *ls, int fd)
+/*
+ * The original destination and caller of an accepted socket. First as an iptables REDIRECT
+ * user would ask: cgroup/getsockopt (attached to our cgroup by the loader) answers
+ * STEER_SO_CALLER; the kernel alone answers ENOPROTOOPT, so then read steer_by_port ourselves.
+ * 0 (*via_sockopt says which), or -ENOENT when the connection was not steered.
+ */
+static int orig_dst(struct lsock *ls, int fd, struct steer_orig *orig, bool *via_sockopt)
 {
 	struct proxy *px = ls->ns->px;
+	socklen_t olen = sizeof(*orig);
+	*via_sockopt = false;
+	if (getsockopt(fd, STEER_SOL_IP, STEER_SO_CALLER, orig, &olen) == 0 &&
+	    olen == sizeof(*orig)) {
+		*via_sockopt = true;
+		return 0;
+	}
+	if (errno == ENOENT)
+		return -ENOENT; /* the program ran and knows no such connection */
+	int err = errno;
+	if (!px->sockopt_warned) {
+		px->sockopt_warned = true;
+		agent_log(AGENT_LOG_WARN,
+			  "SO_ORIGINAL_DST not answered on accepted sockets (%s): reading the "
+			  "steer_by_port map instead",
+			  strerror(err));
+	}
+
 	struct sockaddr_storage peer;
 	socklen_t plen = sizeof(peer);
 	struct steer_conn_key key = {0};
 	key.netns_cookie = ls->ns->cookie;
 	if (getpeername(fd, (struct sockaddr *)&peer, &plen) < 0)
-		goto refuse;
+		return -errno;
 	if (peer.ss_family == AF_INET6) {
 		key.family = AF_INET6;
 		key.port = ntohs(((struct sockaddr_in6 *)&peer)->sin6_port);
+		/* Like sockops, a v4-mapped peer is keyed as IPv4. */
+		if (IN6_IS_ADDR_V4MAPPED(&((struct sockaddr_in6 *)&peer)->sin6_addr))
+			key.family = AF_INET;
 	} else {
 		key.family = AF_INET;
 		key.port = ntohs(((struct sockaddr_in *)&peer)->sin_port);
 	}
+	if (bpf_map_lookup_elem(px->cfg.by_port_fd, &key, orig) < 0)
+		return -ENOENT;
+	return 0;
+}
+
+static void accept_one(struct lsock *ls, int fd)
+{
+	struct proxy *px = ls->ns->px;
 	struct steer_orig orig;
-	if (bpf_map_lookup_elem(px->cfg.by_port_fd, &key, &orig) < 0) {
+	bool via_sockopt;
+	if (orig_dst(ls, fd, &orig, &via_sockopt) < 0) {
 		/* The app closed before we accepted, or something dialled the port directly. */
 		agent_log(AGENT_LOG_DEBUG, "accepted connection without a recorded destination");
 		metrics_flow("", METRICS_FLOW_REFUSED, MM_REASON_NO_ORIG_DST);
@@ -425,6 +553,8 @@ static void accept_one(struct lsock *ls, int fd)
 	c->orig = orig;
 	c->cli = (struct side){.h.fn = on_side, .c = c, .fd = fd};
 	c->srv = (struct side){.h.fn = on_side, .c = c, .fd = -1};
+	c->ns_fd = px->cfg.splice ? fcntl(ls->ns->ns_fd, F_DUPFD_CLOEXEC, 0) : -1;
+	c->diag_fd = -1;
 	c->last = now_s();
 	format_dest(&orig, c->dest, sizeof(c->dest));
 	struct policy *p = hook_policy_for(c, ~0u);
@@ -484,7 +614,8 @@ static void accept_one(struct lsock *ls, int fd)
 	px->active++;
 	px->accepted++;
 	metrics_flow(c->policy, METRICS_FLOW_STEERED, MM_REASON_NONE);
-	agent_log(AGENT_LOG_DEBUG, "steered connection to %s (policy %s)", c->dest, c->policy);
+	agent_log(AGENT_LOG_DEBUG, "steered connection to %s (policy %s, destination from %s)",
+		  c->dest, c->policy, via_sockopt ? "SO_ORIGINAL_DST" : "steer_by_port map");
 	return;
 refuse : {
 	struct linger lg = {.l_onoff = 1, .l_linger = 0};
@@ -512,6 +643,27 @@ void proxy_reap(struct proxy *px)
 	bury(px);
 }
 
+/* --splice: app sides held at the budget get another try (1 ms after the first was held). */
+static void on_splice_timer(struct ep_handler *h, uint32_t ev)
+{
+	struct proxy *px = (struct proxy *)((char *)h - offsetof(struct proxy, splice_h));
+	uint64_t ticks;
+	(void)ev;
+	if (read(px->splice_timer, &ticks, sizeof(ticks)) < 0 && errno != EAGAIN)
+		return;
+	px->splice_armed = false;
+	for (struct conn *c = px->conns, *next; c; c = next) {
+		next = c->next;
+		if (!c->cli.splice_wait)
+			continue;
+		c->cli.splice_wait = false;
+		if (flush(&c->cli) < 0)
+			side_gone(&c->cli, true);
+		else
+			update(c);
+	}
+}
+
 struct proxy *proxy_new(const struct proxy_config *cfg)
 {
 	struct proxy *px = calloc(1, sizeof(*px));
@@ -522,6 +674,21 @@ struct proxy *proxy_new(const struct proxy_config *cfg)
 		px->cfg.max_buffer = 256 * 1024;
 	if (!px->cfg.idle_secs)
 		px->cfg.idle_secs = 300;
+	px->splice_timer = -1;
+	if (px->cfg.splice) {
+		px->splice_h.fn = on_splice_timer;
+		px->splice_timer = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+		struct epoll_event e = {.events = EPOLLIN, .data.ptr = &px->splice_h};
+		if (px->splice_timer < 0 ||
+		    epoll_ctl(px->cfg.epfd, EPOLL_CTL_ADD, px->splice_timer, &e) < 0) {
+			int err = errno;
+			if (px->splice_timer >= 0)
+				close(px->splice_timer);
+			free(px);
+			errno = err;
+			return NULL;
+		}
+	}
 	return px;
 }
 
@@ -633,5 +800,9 @@ void proxy_free(struct proxy *px)
 	while (px->conns)
 		conn_close(px->conns, false);
 	bury(px);
+	if (px->splice_timer >= 0) {
+		epoll_ctl(px->cfg.epfd, EPOLL_CTL_DEL, px->splice_timer, NULL);
+		close(px->splice_timer);
+	}
 	free(px);
 }

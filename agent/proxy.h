@@ -38,6 +38,11 @@ struct proxy_config {
 	size_t max_buffer; /* per direction, bytes queued before reading pauses (256 KiB) */
 	unsigned idle_secs; /* idle connections are closed after this (300) */
 	struct proxy_resolver resolver;
+	/*
+	 * --splice is on (loader_splice): what the app has not read yet stays in the kernel,
+	 * charged to nobody's buffer, so the app side is sent at most max_buffer minus that.
+	 */
+	bool splice;
 };
 
 struct proxy;

@@ -25,8 +25,10 @@
 #include <sys/eventfd.h>
 #include <sys/inotify.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
+#include <jansson.h>
 #include <openssl/evp.h>
 
 #include "metrics.h"
@@ -41,6 +43,8 @@ struct store_file {
 	unsigned char digest[32];
 	struct policy *p; /* last good version, may be NULL */
 	bool shadowed; /* another file has the same policy name */
+	struct store_rejection *rej; /* why the current content is refused; NULL = it is not */
+	bool rej_shadow; /* rej says "shadowed", not "broken" */
 };
 
 struct store_sub {
@@ -67,6 +71,12 @@ struct store {
 	pthread_t thread;
 	bool thread_started;
 	bool loaded;
+
+	/* A copy of the files' rejections for readers that must not wait for wlock. */
+	pthread_mutex_t rlock;
+	struct store_rejection *rej;
+	size_t n_rej;
+	uint64_t rej_version;
 };
 
 static void log_errors(enum agent_log_level lvl, const char *origin,
@@ -294,6 +304,214 @@ static void free_names(char **v, size_t n)
 	free(v);
 }
 
+/* ---- rejected files ----------------------------------------------------------------- */
+
+static void rejection_clear(struct store_rejection *r)
+{
+	free(r->file);
+	free(r->name);
+	free(r->etag_in_force);
+	policy_errors_free(&r->errs);
+	memset(r, 0, sizeof(*r));
+}
+
+static void rejection_free(struct store_rejection *r)
+{
+	if (!r)
+		return;
+	rejection_clear(r);
+	free(r);
+}
+
+void store_rejections_free(struct store_rejection *v, size_t n)
+{
+	for (size_t i = 0; v && i < n; i++)
+		rejection_clear(&v[i]);
+	free(v);
+}
+
+static char *strdup_or_null(const char *s)
+{
+	return s ? strdup(s) : NULL;
+}
+
+static bool same_str(const char *a, const char *b)
+{
+	return a == b || (a && b && !strcmp(a, b));
+}
+
+static bool errors_equal(const struct policy_errors *a, const struct policy_errors *b)
+{
+	if (a->n != b->n)
+		return false;
+	for (size_t i = 0; i < a->n; i++)
+		if (a->v[i].line != b->v[i].line || a->v[i].column != b->v[i].column ||
+		    !same_str(a->v[i].pointer, b->v[i].pointer) ||
+		    !same_str(a->v[i].message, b->v[i].message))
+			return false;
+	return true;
+}
+
+static int errors_copy(struct policy_errors *dst, const struct policy_errors *src)
+{
+	dst->v = src->n ? calloc(src->n, sizeof(*dst->v)) : NULL;
+	dst->n = 0;
+	if (src->n && !dst->v)
+		return -ENOMEM;
+	for (size_t i = 0; i < src->n; i++) {
+		const struct policy_error *e = &src->v[i];
+		struct policy_error *d = &dst->v[dst->n++];
+		d->line = e->line;
+		d->column = e->column;
+		d->pointer = strdup_or_null(e->pointer);
+		d->message = strdup_or_null(e->message);
+		if ((e->pointer && !d->pointer) || (e->message && !d->message))
+			return -ENOMEM;
+	}
+	return 0;
+}
+
+static int rejection_copy(struct store_rejection *dst, const struct store_rejection *src)
+{
+	*dst = (struct store_rejection){.time = src->time};
+	dst->file = strdup_or_null(src->file);
+	dst->name = strdup_or_null(src->name);
+	dst->etag_in_force = strdup_or_null(src->etag_in_force);
+	if ((src->file && !dst->file) || (src->name && !dst->name) ||
+	    (src->etag_in_force && !dst->etag_in_force) || errors_copy(&dst->errs, &src->errs) < 0)
+		return -ENOMEM;
+	return 0;
+}
+
+/* metadata.name of a document the parser refused, when it is readable JSON; else NULL. */
+static char *document_name(const char *text, size_t len)
+{
+	json_error_t je;
+	json_t *doc = json_loadb(text, len, 0, &je);
+	const char *n =
+		json_string_value(json_object_get(json_object_get(doc, "metadata"), "name"));
+	char *r = n && store_name_valid(n) ? strdup(n) : NULL;
+	json_decref(doc);
+	return r;
+}
+
+/*
+ * Record why file f's current content is refused; takes the errors (*errs is emptied). An
+ * identical rejection already recorded keeps its time. Nothing when out of memory: the
+ * refusal is logged and counted anyway.
+ */
+static void file_reject(struct store_file *f, struct policy_errors *errs, char *doc_name,
+			bool shadow)
+{
+	struct store_rejection *r = calloc(1, sizeof(*r));
+	if (!r) {
+		free(doc_name);
+		policy_errors_free(errs);
+		return;
+	}
+	r->time = (int64_t)time(NULL);
+	r->file = strdup(f->fname);
+	r->errs = *errs;
+	*errs = (struct policy_errors){0};
+	if (f->p && !shadow) {
+		r->name = strdup(f->p->name);
+		r->etag_in_force = strdup(f->p->etag);
+		free(doc_name);
+	} else {
+		r->name = doc_name ? doc_name : strdup_or_null(f->p ? f->p->name : NULL);
+	}
+	struct store_rejection *old = f->rej;
+	if (old && errors_equal(&old->errs, &r->errs) && same_str(old->name, r->name) &&
+	    same_str(old->etag_in_force, r->etag_in_force))
+		r->time = old->time; /* the same refusal seen again (a rescan) */
+	rejection_free(old);
+	f->rej = r;
+	f->rej_shadow = shadow;
+}
+
+static void file_reject_msg(struct store_file *f, const char *pointer, const char *message,
+			    bool shadow)
+{
+	struct policy_errors errs = {0};
+	errs.v = calloc(1, sizeof(*errs.v));
+	if (errs.v) {
+		errs.v[0] = (struct policy_error){.pointer = strdup_or_null(pointer),
+						  .message = strdup(message)};
+		errs.n = 1;
+	}
+	file_reject(f, &errs, NULL, shadow);
+}
+
+static void file_accept(struct store_file *f)
+{
+	rejection_free(f->rej);
+	f->rej = NULL;
+	f->rej_shadow = false;
+}
+
+static bool rejection_equal(const struct store_rejection *a, const struct store_rejection *b)
+{
+	return a->time == b->time && same_str(a->file, b->file) && same_str(a->name, b->name) &&
+	       same_str(a->etag_in_force, b->etag_in_force) && errors_equal(&a->errs, &b->errs);
+}
+
+/* Refresh the readers' copy of the rejections. wlock held. */
+static void publish_rejections_locked(struct store *st)
+{
+	size_t n = 0;
+	for (size_t i = 0; i < st->n_files; i++)
+		n += st->files[i].rej != NULL;
+	struct store_rejection *v = n ? calloc(n, sizeof(*v)) : NULL;
+	if (n && !v)
+		return;
+	size_t k = 0;
+	for (size_t i = 0; i < st->n_files; i++) {
+		if (!st->files[i].rej)
+			continue;
+		if (rejection_copy(&v[k++], st->files[i].rej) < 0) {
+			store_rejections_free(v, k);
+			return;
+		}
+	}
+	pthread_mutex_lock(&st->rlock);
+	bool same = n == st->n_rej;
+	for (size_t i = 0; same && i < n; i++)
+		same = rejection_equal(&v[i], &st->rej[i]);
+	struct store_rejection *old = st->rej;
+	size_t n_old = st->n_rej;
+	st->rej = v;
+	st->n_rej = n;
+	if (!same)
+		st->rej_version++;
+	pthread_mutex_unlock(&st->rlock);
+	store_rejections_free(old, n_old);
+}
+
+int store_rejections(struct store *st, struct store_rejection **out, size_t *n, uint64_t *version)
+{
+	*out = NULL;
+	*n = 0;
+	pthread_mutex_lock(&st->rlock);
+	int r = 0;
+	struct store_rejection *v = st->n_rej ? calloc(st->n_rej, sizeof(*v)) : NULL;
+	size_t k = 0;
+	if (st->n_rej && !v)
+		r = -ENOMEM;
+	for (; !r && k < st->n_rej; k++)
+		if (rejection_copy(&v[k], &st->rej[k]) < 0)
+			r = -ENOMEM;
+	if (version)
+		*version = st->rej_version;
+	pthread_mutex_unlock(&st->rlock);
+	if (r < 0) {
+		store_rejections_free(v, k);
+		return r;
+	}
+	*out = v;
+	*n = k;
+	return 0;
+}
+
 /* Re-read --policies DIR; publish when something changed. wlock held. */
 static void rescan_files_locked(struct store *st)
 {
@@ -335,6 +553,9 @@ static void rescan_files_locked(struct store *st)
 			memcpy(f->digest, old->digest, sizeof(f->digest));
 			f->p = old->p;
 			old->p = NULL;
+			f->rej = old->rej;
+			f->rej_shadow = old->rej_shadow;
+			old->rej = NULL;
 		}
 		char *text;
 		size_t len;
@@ -346,6 +567,10 @@ static void rescan_files_locked(struct store *st)
 			if (r != -ENOENT) {
 				agent_log(AGENT_LOG_WARN, "policy file %s: %s", path, strerror(-r));
 				metrics_policy_reload("file", false);
+				char msg[160];
+				snprintf(msg, sizeof(msg), "cannot read the file: %s",
+					 r == -EINVAL ? "not a regular file" : strerror(-r));
+				file_reject_msg(f, "", msg, false);
 			}
 			continue;
 		}
@@ -358,16 +583,21 @@ static void rescan_files_locked(struct store *st)
 		memcpy(f->digest, d, sizeof(d));
 		struct policy_errors errs = {0};
 		struct policy *p = policy_parse(text, len, path, &errs);
+		int parse_errno = errno;
 		if (!p) {
 			if (errs.n)
 				log_errors(AGENT_LOG_ERROR, path, &errs);
 			else
 				agent_log(AGENT_LOG_ERROR, "policy file %s: %s", path,
-					  strerror(errno));
+					  strerror(parse_errno));
 			if (f->p)
 				agent_log(AGENT_LOG_WARN,
 					  "policy file %s: previous version of %s stays in force",
 					  path, f->p->name);
+			if (!errs.n)
+				file_reject_msg(f, "", strerror(parse_errno ?: EINVAL), false);
+			else
+				file_reject(f, &errs, document_name(text, len), false);
 			policy_errors_free(&errs);
 			metrics_policy_reload("file", false);
 		} else {
@@ -375,6 +605,7 @@ static void rescan_files_locked(struct store *st)
 			if (f->p)
 				policy_unref(f->p);
 			f->p = p;
+			file_accept(f);
 			changed = true;
 			agent_log(AGENT_LOG_INFO, "policy %s loaded from %s (etag %.12s)", p->name,
 				  path, p->etag);
@@ -394,6 +625,7 @@ static void rescan_files_locked(struct store *st)
 			policy_unref(st->files[j].p);
 			changed = true;
 		}
+		rejection_free(st->files[j].rej);
 		free(st->files[j].fname);
 	}
 	free(st->files);
@@ -416,7 +648,21 @@ static void rescan_files_locked(struct store *st)
 				  st->policies_dir, st->files[i].fname, st->files[i].p->name);
 			metrics_policy_reload("file", false);
 		}
+		if (st->files[i].shadowed && !st->files[i].rej) {
+			char msg[400] = "policy is already defined by another file";
+			for (size_t j = 0; j < i; j++)
+				if (st->files[j].p && !st->files[j].shadowed &&
+				    !strcmp(st->files[j].p->name, st->files[i].p->name))
+					snprintf(msg, sizeof(msg),
+						 "policy %s is already defined by %s, which is in "
+						 "force",
+						 st->files[i].p->name, st->files[j].fname);
+			file_reject_msg(&st->files[i], "/metadata/name", msg, true);
+		} else if (!st->files[i].shadowed && st->files[i].rej_shadow) {
+			file_accept(&st->files[i]);
+		}
 	}
+	publish_rejections_locked(st);
 	if (changed) {
 		for (size_t i = 0; i < st->n_api; i++)
 			if (file_policy(st, st->api[i]->name))
@@ -608,6 +854,7 @@ int store_open(struct store **out, const struct agent_config *cfg)
 		return -ENOMEM;
 	pthread_mutex_init(&st->wlock, NULL);
 	pthread_mutex_init(&st->slock, NULL);
+	pthread_mutex_init(&st->rlock, NULL);
 	st->ino_fd = st->ino_wd = st->stop_fd = -1;
 	int r = -ENOMEM;
 	if (cfg->policies_dir && !(st->policies_dir = strdup(cfg->policies_dir)))
@@ -824,9 +1071,11 @@ void store_close(struct store *st)
 	for (size_t i = 0; i < st->n_files; i++) {
 		if (st->files[i].p)
 			policy_unref(st->files[i].p);
+		rejection_free(st->files[i].rej);
 		free(st->files[i].fname);
 	}
 	free(st->files);
+	store_rejections_free(st->rej, st->n_rej);
 	for (size_t i = 0; i < st->n_api; i++)
 		policy_unref(st->api[i]);
 	free(st->api);
@@ -837,5 +1086,6 @@ void store_close(struct store *st)
 	free(st->api_dir);
 	pthread_mutex_destroy(&st->wlock);
 	pthread_mutex_destroy(&st->slock);
+	pthread_mutex_destroy(&st->rlock);
 	free(st);
 }

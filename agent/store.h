@@ -10,6 +10,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "agent.h"
 #include "policy.h"
@@ -42,6 +43,26 @@ int store_put(struct store *st, const char *name, const char *json, size_t len,
 /* Remove a pushed policy (and its persisted file). -ENOENT, -ESTALE as store_put; -EPERM for a
  * file policy. */
 int store_delete(struct store *st, const char *name, const char *if_match);
+
+/*
+ * A file in --policies DIR whose current content is refused. Its previous version, if any,
+ * stays in force. Errors locate the problem in the file; they quote the policy at most (never
+ * traffic, which the store never sees).
+ */
+struct store_rejection {
+	char *file; /* file name within --policies DIR */
+	char *name; /* policy name: of the version in force, else metadata.name, or NULL */
+	char *etag_in_force; /* etag of the previous version still in force; NULL = none */
+	int64_t time; /* when this content was refused (Unix seconds) */
+	struct policy_errors errs;
+};
+
+/*
+ * A copy of the current rejections, sorted by file name, and a version that changes whenever
+ * they do (version may be NULL). 0 or -ENOMEM; store_rejections_free() the copy.
+ */
+int store_rejections(struct store *st, struct store_rejection **out, size_t *n, uint64_t *version);
+void store_rejections_free(struct store_rejection *v, size_t n);
 
 /* Initial load of both sources done (for /readyz). */
 bool store_ready(struct store *st);

@@ -32,6 +32,7 @@
 #include "ssl.skel.h"
 #include "tls.h"
 #include "tls_scan.h"
+#include "tls_stop.h"
 
 #define TLS_SCAN_INTERVAL_NS 1000000000ull
 #define TLS_POLL_MS 100
@@ -62,6 +63,8 @@ struct tls_exe {
 
 struct tls_slot {
 	char *name; /* policy name; NULL = free */
+	struct policy *pol; /* borrowed from the set in force */
+	bool stop; /* its cgroups are enforced by stop-rewrite */
 	uint32_t entities;
 	uint64_t drop_events[MM_SSL_DROP__COUNT];
 };
@@ -69,6 +72,7 @@ struct tls_slot {
 struct tls_cgroup {
 	uint64_t id;
 	uint32_t slot;
+	uint32_t flags; /* MM_SSL_COVER_* */
 	char *path;
 };
 
@@ -93,6 +97,8 @@ struct tls {
 	pthread_t thread;
 	atomic_bool stop;
 	bool inplace;
+	struct tls_stop *stopper; /* NULL: stop-rewrite unavailable */
+	bool stop_dirty; /* the stop-rewrite cgroups or policies changed */
 	char cgroup_root[4096];
 
 	pthread_mutex_t lock;
@@ -182,11 +188,16 @@ static void assign_slots(struct tls *t)
 		}
 		used[slot] = true;
 		t->slots[slot].entities = policy_entities(p);
+		t->slots[slot].pol = t->set->v[i];
+		t->slots[slot].stop = t->stopper && p->mode == POLICY_MODE_ENFORCE &&
+				      p->tls_enforce == POLICY_TLS_STOP_REWRITE;
 	}
 	for (int s = 0; s < MM_SSL_MAX_SLOTS; s++) {
 		if (!used[s]) {
 			free(t->slots[s].name);
 			t->slots[s].name = NULL;
+			t->slots[s].pol = NULL;
+			t->slots[s].stop = false;
 		}
 	}
 }
@@ -208,6 +219,8 @@ static int cgroup_cmp(const void *a, const void *b)
 static struct tls_cgroup *cgroup_find(struct tls *t, uint64_t id)
 {
 	struct tls_cgroup key = {.id = id};
+	if (!t->n_cgroups)
+		return NULL;
 	return bsearch(&key, t->cgroups, t->n_cgroups, sizeof(key), cgroup_cmp);
 }
 
@@ -239,7 +252,12 @@ static int walk_one(void *ctx, const char *dir, const char *rel, uint64_t id)
 		char *path = strdup(rel);
 		if (!path)
 			return -ENOMEM;
-		w->v[w->n++] = (struct tls_cgroup){.id = id, .slot = slot, .path = path};
+		w->v[w->n++] = (struct tls_cgroup){
+			.id = id,
+			.slot = slot,
+			.flags = w->t->slots[slot].stop ? MM_SSL_COVER_STOP : 0,
+			.path = path,
+		};
 		break; /* first policy by name wins */
 	}
 	return 0;
@@ -250,6 +268,25 @@ static void free_cgroups(struct tls_cgroup *v, size_t n)
 	for (size_t i = 0; i < n; i++)
 		free(v[i].path);
 	free(v);
+}
+
+/* Hand the stop-rewrite policies and their cgroups to the tracer. */
+static void configure_stop(struct tls *t)
+{
+	struct policy *slots[MM_SSL_MAX_SLOTS] = {0};
+	for (int s = 0; s < MM_SSL_MAX_SLOTS; s++)
+		if (t->slots[s].stop)
+			slots[s] = t->slots[s].pol;
+	char **paths = calloc(t->n_cgroups ? t->n_cgroups : 1, sizeof(*paths));
+	if (!paths)
+		return;
+	size_t n = 0;
+	for (size_t i = 0; i < t->n_cgroups; i++)
+		if (t->cgroups[i].flags & MM_SSL_COVER_STOP)
+			paths[n++] = t->cgroups[i].path;
+	if (tls_stop_configure(t->stopper, slots, paths, n) == 0)
+		t->stop_dirty = false;
+	free(paths);
 }
 
 /* Recompute the covered cgroups and apply the difference to the BPF map. */
@@ -269,17 +306,21 @@ static void refresh_cgroups(struct tls *t)
 	int fd = bpf_map__fd(t->skel->maps.covered_cgroups);
 	for (size_t i = 0; i < n; i++) {
 		struct tls_cgroup *old = cgroup_find(t, v[i].id);
-		if (old && old->slot == v[i].slot)
+		if (old && old->slot == v[i].slot && old->flags == v[i].flags)
 			continue;
-		struct mm_ssl_cover cover = {.slot = v[i].slot};
+		if (v[i].flags || (old && old->flags))
+			t->stop_dirty = true;
+		struct mm_ssl_cover cover = {.slot = v[i].slot, .flags = v[i].flags};
 		if (bpf_map_update_elem(fd, &v[i].id, &cover, BPF_ANY) < 0)
 			agent_log(AGENT_LOG_WARN, "tls: covering cgroup %s: %s", v[i].path,
 				  strerror(errno));
 	}
 	for (size_t i = 0; i < t->n_cgroups; i++) {
 		struct tls_cgroup key = {.id = t->cgroups[i].id};
-		if (!n || !bsearch(&key, v, n, sizeof(key), cgroup_cmp))
+		if (!n || !bsearch(&key, v, n, sizeof(key), cgroup_cmp)) {
 			bpf_map_delete_elem(fd, &key.id);
+			t->stop_dirty |= t->cgroups[i].flags != 0;
+		}
 	}
 	free_cgroups(t->cgroups, t->n_cgroups);
 	t->cgroups = v;
@@ -287,6 +328,8 @@ static void refresh_cgroups(struct tls *t)
 	t->stats.covered = n;
 	metrics_bpf_map("ssl_covered_cgroups", n,
 			bpf_map__max_entries(t->skel->maps.covered_cgroups));
+	if (t->stopper && t->stop_dirty)
+		configure_stop(t);
 }
 
 static void apply_pending(struct tls *t)
@@ -301,17 +344,26 @@ static void apply_pending(struct tls *t)
 		policy_set_unref(t->set);
 	t->set = next;
 	assign_slots(t);
+	t->stop_dirty = true;
 	for (size_t i = 0; i < next->n; i++) {
-		if (next->v[i]->tls_enforce != POLICY_TLS_OFF)
-			agent_log(
-				AGENT_LOG_WARN,
-				"tls: policy %s: spec.tls.enforce %s is not applied by this agent; "
-				"its TLS traffic is observed and audited only%s",
-				next->v[i]->name,
-				next->v[i]->tls_enforce == POLICY_TLS_INPLACE ? "inplace"
-									      : "stop-rewrite",
-				t->inplace ? ""
-					   : " (the kernel also refuses bpf_probe_write_user)");
+		const struct policy *p = next->v[i];
+		if (p->tls_enforce == POLICY_TLS_INPLACE)
+			agent_log(AGENT_LOG_WARN,
+				  "tls: policy %s: spec.tls.enforce inplace is not applied by this "
+				  "agent; its TLS traffic is observed and audited only%s",
+				  p->name,
+				  t->inplace ? ""
+					     : " (the kernel also refuses bpf_probe_write_user)");
+		else if (p->tls_enforce == POLICY_TLS_STOP_REWRITE && !t->stopper)
+			agent_log(AGENT_LOG_WARN,
+				  "tls: policy %s: stop-rewrite is unavailable here; its TLS "
+				  "traffic is observed and audited only",
+				  p->name);
+		else if (p->tls_enforce == POLICY_TLS_STOP_REWRITE)
+			agent_log(AGENT_LOG_INFO,
+				  "tls: policy %s: SSL_read results are masked by stop-rewrite%s",
+				  p->name,
+				  p->mode == POLICY_MODE_ENFORCE ? "" : " (not: mode is observe)");
 	}
 	refresh_cgroups(t);
 }
@@ -418,6 +470,9 @@ static void target_attach(struct tls *t, const char *path, const struct stat *st
 		{"SSL_read_ex", t->skel->progs.ssl_read_ex_leave, true, false},
 		{"SSL_set_fd", t->skel->progs.ssl_set_fd, false, false},
 		{"SSL_free", t->skel->progs.ssl_free, false, false},
+		/* stop-rewrite only (t->stopper): a process not seized yet waits for it */
+		{"SSL_read", t->skel->progs.ssl_read_hold, false, false},
+		{"SSL_read_ex", t->skel->progs.ssl_read_hold, false, false},
 	};
 	struct tls_target *tg = calloc(1, sizeof(*tg));
 	struct tls_target **v = realloc(t->targets, (t->n_targets + 1) * sizeof(*v));
@@ -434,6 +489,8 @@ static void target_attach(struct tls *t, const char *path, const struct stat *st
 	t->targets[t->n_targets++] = tg;
 	for (size_t i = 0; i < sizeof(probes) / sizeof(probes[0]); i++) {
 		if (!probes[i].required && !elf_defines(path, probes[i].func))
+			continue;
+		if (probes[i].prog == t->skel->progs.ssl_read_hold && !t->stopper)
 			continue;
 		LIBBPF_OPTS(bpf_uprobe_opts, opts, .func_name = probes[i].func,
 			    .retprobe = probes[i].ret);
@@ -855,11 +912,49 @@ static bool probe_inplace(void)
 	return ok;
 }
 
+/* Stop-rewrite needs the exec tracepoint (seize new processes at once) and the tracer
+ * threads. Without them, it is unavailable. */
+static void start_stopper(struct tls *t)
+{
+	struct ssl *k = t->skel;
+	if (!(k->links.ssl_exec = bpf_program__attach(k->progs.ssl_exec))) {
+		agent_log(AGENT_LOG_WARN, "tls: stop-rewrite unavailable: attaching %s",
+			  strerror(errno));
+		return;
+	}
+	struct tls_stop_maps maps = {
+		.stops = bpf_map__fd(k->maps.stops),
+		.stop_sig = bpf_map__fd(k->maps.stop_sig),
+		.unenforced = bpf_map__fd(k->maps.unenforced),
+	};
+	int r = tls_stop_open(&t->stopper, &maps, t->cgroup_root, 0);
+	if (r < 0)
+		agent_log(AGENT_LOG_WARN, "tls: stop-rewrite unavailable: %s", strerror(-r));
+}
+
 static void publish_stats(struct tls *t)
 {
 	pthread_mutex_lock(&t->lock);
 	t->published = t->stats;
 	pthread_mutex_unlock(&t->lock);
+	if (!t->stopper)
+		return;
+	struct tls_stop_stats st;
+	tls_stop_get_stats(t->stopper, &st);
+	const struct {
+		const char *event;
+		uint64_t v;
+	} ev[] = {
+		{"stopped", st.stops},	      {"rewritten", st.rewritten},
+		{"masked", st.masked},	      {"partial", st.partial},
+		{"watchdog", st.watchdog},    {"stale", st.stale},
+		{"failed", st.failed},	      {"skipped_traced", st.skip_traced},
+		{"skipped_signal", st.skip_signal}, {"skipped_denied", st.skip_denied},
+		{"unenforced", st.unenforced},
+	};
+	for (size_t i = 0; i < sizeof(ev) / sizeof(ev[0]); i++)
+		metrics_tls_stop(ev[i].event, ev[i].v);
+	metrics_tls_stop_traced(st.seized);
 }
 
 static void *tls_thread(void *arg)
@@ -903,6 +998,8 @@ static void tls_free(struct tls *t)
 		target_free(t->targets[i]);
 	free(t->targets);
 	free(t->exes);
+	/* Before the BPF maps go: the tracer releases every thread it holds. */
+	tls_stop_close(t->stopper);
 	free_cgroups(t->cgroups, t->n_cgroups);
 	for (int s = 0; s < MM_SSL_MAX_SLOTS; s++)
 		free(t->slots[s].name);
@@ -946,6 +1043,7 @@ int tls_start(struct tls **out, const struct agent_config *cfg, struct store *st
 		goto fail;
 	}
 	t->skel->rodata->wakeup_bytes = bpf_map__max_entries(t->skel->maps.events) / 8;
+	t->skel->rodata->tracer_tgid = (uint32_t)getpid();
 	if ((r = ssl__load(t->skel)) < 0) {
 		agent_log(AGENT_LOG_ERROR, "tls: loading the uprobe object: %s", strerror(-r));
 		goto fail;
@@ -956,6 +1054,7 @@ int tls_start(struct tls **out, const struct agent_config *cfg, struct store *st
 			  "tls: sys_enter tracing unavailable (%s): connections are attributed "
 			  "only through SSL_set_fd",
 			  strerror(errno));
+	start_stopper(t);
 	t->rb = ring_buffer__new(bpf_map__fd(t->skel->maps.events), on_event, t, NULL);
 	if (!t->rb) {
 		r = -errno;
@@ -971,6 +1070,8 @@ int tls_start(struct tls **out, const struct agent_config *cfg, struct store *st
 	 * that a caller that starts TLS right after start-up is already captured. */
 	apply_pending(t);
 	scan_procs(t);
+	if (t->stopper)
+		tls_stop_rescan(t->stopper);
 	publish_stats(t);
 	if ((r = -pthread_create(&t->thread, NULL, tls_thread, t)) < 0) {
 		agent_log(AGENT_LOG_ERROR, "tls: thread: %s", strerror(-r));
@@ -1002,9 +1103,17 @@ bool tls_inplace_available(const struct tls *t)
 	return t && t->inplace;
 }
 
+bool tls_stop_rewrite_available(const struct tls *t)
+{
+	return t && t->stopper;
+}
+
 void tls_get_stats(struct tls *t, struct tls_stats *out)
 {
 	pthread_mutex_lock(&t->lock);
 	*out = t->published;
 	pthread_mutex_unlock(&t->lock);
+	out->stop_available = t->stopper != NULL;
+	if (t->stopper)
+		tls_stop_get_stats(t->stopper, &out->stop);
 }

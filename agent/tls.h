@@ -13,6 +13,7 @@
 
 #include "agent.h"
 #include "store.h"
+#include "tls_stop.h"
 
 struct tls;
 
@@ -22,6 +23,8 @@ int tls_start(struct tls **out, const struct agent_config *cfg, struct store *st
 void tls_stop(struct tls *t);
 /* Whether the kernel lets BPF write user memory (spec.tls.enforce: inplace). */
 bool tls_inplace_available(const struct tls *t);
+/* Whether spec.tls.enforce: stop-rewrite is enforced by this agent (tracer running). */
+bool tls_stop_rewrite_available(const struct tls *t);
 
 /* Counters since start, for tests and /readyz. */
 struct tls_stats {
@@ -32,6 +35,8 @@ struct tls_stats {
 	uint64_t targets; /* files (libssl, executables) with probes attached now */
 	uint64_t covered; /* cgroups in the BPF filter now */
 	uint64_t scans; /* completed /proc scans */
+	bool stop_available; /* spec.tls.enforce: stop-rewrite can be enforced */
+	struct tls_stop_stats stop; /* stop-rewrite counters */
 };
 /* A snapshot at most one poll interval old; thread-safe. */
 void tls_get_stats(struct tls *t, struct tls_stats *out);

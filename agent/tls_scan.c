@@ -1,7 +1,11 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* Streaming entity detection with a hold-back window (see tls_scan.h). */
+#include <errno.h>
 #include <string.h>
 
+#include "action.h"
+#include "buf.h"
+#include "policy.h"
 #include "tls_scan.h"
 
 /*
@@ -58,4 +62,65 @@ void tls_scan_finish(struct tls_scan *s, uint32_t entities, tls_scan_fn fn, void
 	scan(s, s->n, entities, fn, ctx);
 	s->base += s->n;
 	s->n = s->start = 0;
+}
+
+/* The first rule that masks entity e on this path. */
+static const struct policy_rule *mask_rule(const struct policy *p, enum mm_entity e)
+{
+	for (size_t i = 0; i < p->n_rules; i++) {
+		const struct policy_rule *r = &p->rules[i];
+		if (!r->n_fields && !r->n_headers && (r->entities & MM_ENT_BIT(e)) &&
+		    action_length_preserving(&r->action))
+			return r;
+	}
+	return NULL;
+}
+
+long tls_mask_read(struct tls_mask_stream *st, const struct policy *p, char *data, size_t len,
+		   char *scratch, size_t *partial)
+{
+	size_t tail = st->n < TLS_MASK_TAIL ? st->n : TLS_MASK_TAIL, n = tail + len;
+	uint32_t entities = 0;
+	for (int e = 0; e < MM_ENT__COUNT; e++)
+		if (mask_rule(p, (enum mm_entity)e))
+			entities |= MM_ENT_BIT(e);
+	memcpy(scratch, st->tail, tail);
+	memcpy(scratch + tail, data, len);
+	struct mm_buf out = {0};
+	long masked = 0;
+	size_t pos = 0;
+	*partial = 0;
+	while (entities && pos < n) {
+		struct detect_match m[64];
+		size_t got = detect_scan(scratch, n, pos, entities, 0, m, 64);
+		for (size_t i = 0; i < got; i++) {
+			pos = m[i].off + m[i].len;
+			/* Wholly within earlier reads: handled (or missed) with them. */
+			if (pos <= tail)
+				continue;
+			const struct policy_rule *r = mask_rule(p, m[i].entity);
+			out.len = 0;
+			int err = action_apply(&r->action, (int)m[i].entity, scratch + m[i].off,
+					       m[i].len, &out);
+			if (err == -ENOMEM) {
+				mm_buf_free(&out);
+				return -ENOMEM;
+			}
+			if (err < 0 || out.len != m[i].len)
+				continue;
+			size_t from = m[i].off < tail ? tail - m[i].off : 0;
+			memcpy(data + m[i].off + from - tail, out.data + from, m[i].len - from);
+			masked++;
+			if (from)
+				(*partial)++;
+		}
+		if (got < 64)
+			break;
+	}
+	mm_buf_free(&out);
+	/* Context for the next read: the original bytes, so a split value is found whole. */
+	size_t keep = n < TLS_MASK_TAIL ? n : TLS_MASK_TAIL;
+	memmove(st->tail, scratch + n - keep, keep);
+	st->n = keep;
+	return masked;
 }

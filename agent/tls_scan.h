@@ -36,4 +36,28 @@ void tls_scan_feed(struct tls_scan *s, const char *data, size_t len, uint32_t en
  * the current offset. */
 void tls_scan_finish(struct tls_scan *s, uint32_t entities, tls_scan_fn fn, void *ctx);
 
+/*
+ * Stop-rewrite: length-preserving masking of what one SSL_read returned, in place. The last
+ * TLS_MASK_TAIL bytes of the stream (before masking) are kept as context, so a value split
+ * across two reads is still recognised; only its part in the current read can be masked.
+ */
+#define TLS_MASK_TAIL 1024
+
+/* A zero-initialised struct is a stream with no context yet. */
+struct tls_mask_stream {
+	size_t n;
+	char tail[TLS_MASK_TAIL];
+};
+
+struct policy;
+
+/*
+ * Mask data[0, len) in place with p's rules that name entities and keep the length (mask with
+ * a one-byte char); field and header rules do not apply. scratch (TLS_MASK_TAIL + len bytes,
+ * borrowed) is work space. Returns the values masked; *partial counts those that began in an
+ * earlier read (only their later part was masked). -ENOMEM on allocation failure.
+ */
+long tls_mask_read(struct tls_mask_stream *st, const struct policy *p, char *data, size_t len,
+		   char *scratch, size_t *partial);
+
 #endif

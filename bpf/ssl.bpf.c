@@ -25,6 +25,13 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
  */
 const volatile __u64 wakeup_bytes = 1 << 20;
 
+/* The agent's tgid (set before load): threads it traces may be stopped for stop-rewrite. */
+const volatile __u32 tracer_tgid = 0;
+/* How long the first SSL_read of a process not seized yet waits for the agent to seize it. */
+const volatile __u64 hold_ns = 50000000;
+
+#define MM_PT_PTRACED 0x1 /* task_struct.ptrace: the task is traced */
+
 /* cgroup v2 id -> policy slot; filled by the agent. */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -41,6 +48,8 @@ struct ssl_call {
 	__u64 out_len; /* size_t * of the _ex variants, 0 otherwise */
 	__u32 slot;
 	__u32 direction;
+	__u32 cover_flags; /* MM_SSL_COVER_* of the caller's cgroup at entry */
+	__u32 pad;
 };
 
 struct {
@@ -81,6 +90,28 @@ struct {
 	__type(key, __u32);
 	__type(value, struct mm_ssl_drop);
 } drops SEC(".maps");
+
+/* Stop-rewrite: records for the agent's tracer (see meshmask/ssl.h), always woken at once. */
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 256 << 10);
+} stops SEC(".maps");
+
+/* tgid -> the signal that stops its threads, set by the agent once it has seized them all;
+ * 0 for a process it will not hold (no usable signal, ptrace refused). */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 16384);
+	__type(key, __u32);
+	__type(value, __u32);
+} stop_sig SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, MM_SSL_MAX_SLOTS *MM_SSL_UNENF__COUNT);
+	__type(key, __u32);
+	__type(value, __u64);
+} unenforced SEC(".maps");
 
 struct scratch {
 	struct mm_ssl_event hdr;
@@ -126,6 +157,7 @@ static __always_inline int enter(void *ssl, const void *buf, __u64 num, void *ou
 		.out_len = (__u64)out_len,
 		.slot = cover->slot,
 		.direction = direction,
+		.cover_flags = cover->flags,
 	};
 	__u64 id = bpf_get_current_pid_tgid();
 
@@ -190,7 +222,93 @@ static long emit_chunk(__u32 i, void *arg)
 	return 0;
 }
 
-static __always_inline int leave(long ret, bool ex)
+static __always_inline void count_unenforced(__u32 slot, __u32 reason)
+{
+	__u32 key = slot * MM_SSL_UNENF__COUNT + reason;
+	__u64 *n = bpf_map_lookup_elem(&unenforced, &key);
+
+	if (n)
+		(*n)++;
+}
+
+/* Whether the agent (tracer_tgid) ptrace-traces task. */
+static __always_inline bool traced_by_agent(struct task_struct *task)
+{
+	if (!tracer_tgid || !(BPF_CORE_READ(task, ptrace) & MM_PT_PTRACED))
+		return false;
+	return BPF_CORE_READ(task, parent, tgid) == tracer_tgid;
+}
+
+static __always_inline void stop_notify(__u32 kind, __u32 pid)
+{
+	struct mm_ssl_stop *r = bpf_ringbuf_reserve(&stops, sizeof(*r), 0);
+
+	if (!r)
+		return;
+	__builtin_memset(r, 0, sizeof(*r));
+	r->ts_ns = bpf_ktime_get_ns();
+	r->kind = kind;
+	r->pid = pid;
+	bpf_ringbuf_submit(r, BPF_RB_FORCE_WAKEUP);
+}
+
+/*
+ * Stop-rewrite: hold the calling thread at the return of SSL_read until the agent rewrote
+ * buf[0, len). The signal is queued for this thread only; on its way back to user space it
+ * enters a signal-delivery-stop, which its tracer (the agent) ends with the signal suppressed.
+ * If the agent is gone, the kernel has detached the thread and the signal, ignored by default,
+ * is not acted upon.
+ */
+static __always_inline void stop_for_rewrite(struct pt_regs *ctx, const struct ssl_call *call,
+					     __u64 len)
+{
+	struct task_struct *task = bpf_get_current_task_btf();
+	__u64 id = bpf_get_current_pid_tgid();
+	__u32 tgid = id >> 32;
+	__u32 *sig = bpf_map_lookup_elem(&stop_sig, &tgid);
+
+	if (!sig || !traced_by_agent(task)) {
+		count_unenforced(call->slot, MM_SSL_UNENF_UNTRACED);
+		return;
+	}
+	__u32 s = *sig;
+	/* 0: the agent knows the process but cannot hold it (it handles both signals). */
+	if (s < 1 || s > 64) {
+		count_unenforced(call->slot, MM_SSL_UNENF_UNTRACED);
+		return;
+	}
+	/* A blocked signal would stop the thread later, at some unrelated point. */
+	if (BPF_CORE_READ(task, blocked.sig[0]) & (1ULL << (s - 1))) {
+		count_unenforced(call->slot, MM_SSL_UNENF_BLOCKED);
+		return;
+	}
+	struct mm_ssl_stop *r = bpf_ringbuf_reserve(&stops, sizeof(*r), 0);
+
+	if (!r) {
+		count_unenforced(call->slot, MM_SSL_UNENF_RINGBUF);
+		return;
+	}
+	r->ts_ns = bpf_ktime_get_ns();
+	r->ssl = call->ssl;
+	r->buf = call->buf;
+	r->ip = PT_REGS_IP(ctx);
+	r->sp = PT_REGS_SP(ctx);
+	r->pid = tgid;
+	r->tid = (__u32)id;
+	r->len = len > 0xffffffffULL ? 0xffffffffU : (__u32)len;
+	r->slot = call->slot;
+	r->kind = MM_SSL_STOP_READ;
+	r->sig = s;
+	if (bpf_send_signal_thread(s)) {
+		bpf_ringbuf_discard(r, 0);
+		count_unenforced(call->slot, MM_SSL_UNENF_RINGBUF);
+		return;
+	}
+	/* The stop itself wakes the tracer (it waits for its tracees), which then reads this. */
+	bpf_ringbuf_submit(r, BPF_RB_NO_WAKEUP);
+}
+
+static __always_inline int leave(struct pt_regs *ctx, long ret, bool ex)
 {
 	__u64 id = bpf_get_current_pid_tgid();
 	struct ssl_call *c = bpf_map_lookup_elem(&calls, &id);
@@ -252,6 +370,8 @@ static __always_inline int leave(long ret, bool ex)
 	}
 	bpf_get_current_comm(e.hdr.comm, sizeof(e.hdr.comm));
 	bpf_loop(MM_SSL_MAX_CHUNKS, emit_chunk, &e, 0);
+	if (call.direction == MM_SSL_DIR_READ && (call.cover_flags & MM_SSL_COVER_STOP))
+		stop_for_rewrite(ctx, &call, total);
 	return 0;
 }
 
@@ -264,7 +384,7 @@ int BPF_KPROBE(ssl_write_enter, void *ssl, const void *buf, int num)
 SEC("uretprobe")
 int BPF_KRETPROBE(ssl_write_leave, int ret)
 {
-	return leave(ret, false);
+	return leave(ctx, ret, false);
 }
 
 SEC("uprobe")
@@ -276,7 +396,7 @@ int BPF_KPROBE(ssl_write_ex_enter, void *ssl, const void *buf, size_t num, size_
 SEC("uretprobe")
 int BPF_KRETPROBE(ssl_write_ex_leave, int ret)
 {
-	return leave(ret, true);
+	return leave(ctx, ret, true);
 }
 
 SEC("uprobe")
@@ -288,7 +408,7 @@ int BPF_KPROBE(ssl_read_enter, void *ssl, void *buf, int num)
 SEC("uretprobe")
 int BPF_KRETPROBE(ssl_read_leave, int ret)
 {
-	return leave(ret, false);
+	return leave(ctx, ret, false);
 }
 
 SEC("uprobe")
@@ -300,7 +420,7 @@ int BPF_KPROBE(ssl_read_ex_enter, void *ssl, void *buf, size_t num, size_t *read
 SEC("uretprobe")
 int BPF_KRETPROBE(ssl_read_ex_leave, int ret)
 {
-	return leave(ret, true);
+	return leave(ctx, ret, true);
 }
 
 SEC("uprobe")
@@ -378,5 +498,57 @@ int BPF_PROG(ssl_sys_enter, struct pt_regs *regs, long nr)
 	if (conn.family)
 		bpf_map_update_elem(&ssl_conns, &key, &conn, BPF_NOEXIST);
 #endif
+	return 0;
+}
+
+/* Stop-rewrite: a process starting in a covered cgroup is seized before it reads anything. */
+SEC("tp_btf/sched_process_exec")
+int BPF_PROG(ssl_exec, struct task_struct *p, pid_t old_pid, struct linux_binprm *bprm)
+{
+	struct mm_ssl_cover *cover = covered();
+
+	if (cover && (cover->flags & MM_SSL_COVER_STOP))
+		stop_notify(MM_SSL_STOP_SEIZE, BPF_CORE_READ(p, tgid));
+	return 0;
+}
+
+struct hold_ctx {
+	__u64 deadline;
+	__u32 tgid;
+	__u32 seized;
+};
+
+static long hold_step(__u32 i, void *arg)
+{
+	struct hold_ctx *h = arg;
+
+	if (bpf_map_lookup_elem(&stop_sig, &h->tgid)) {
+		h->seized = 1;
+		return 1;
+	}
+	return bpf_ktime_get_ns() > h->deadline;
+}
+
+/*
+ * Stop-rewrite, at the entry of SSL_read(_ex): a covered process that the agent has not
+ * seized yet (it raced the seize that its exec asked for, or it was forked or moved into the
+ * cgroup) asks for it and waits, a bounded time, until the agent has it. Sleepable, so the wait
+ * can be preempted; a thread traced by another tracer (a debugger) is left alone.
+ */
+SEC("uprobe.s")
+int BPF_KPROBE(ssl_read_hold)
+{
+	struct mm_ssl_cover *cover = covered();
+
+	if (!cover || !(cover->flags & MM_SSL_COVER_STOP) || !tracer_tgid)
+		return 0;
+	struct task_struct *task = bpf_get_current_task_btf();
+	struct hold_ctx h = {.tgid = bpf_get_current_pid_tgid() >> 32};
+
+	if (bpf_map_lookup_elem(&stop_sig, &h.tgid) || BPF_CORE_READ(task, ptrace))
+		return 0;
+	stop_notify(MM_SSL_STOP_SEIZE, h.tgid);
+	h.deadline = bpf_ktime_get_ns() + hold_ns;
+	bpf_loop(1 << 23, hold_step, &h, 0);
 	return 0;
 }

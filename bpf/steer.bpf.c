@@ -5,7 +5,8 @@
  * it inside the caller's netns), and remember the original destination; sockops publishes it
  * under (netns cookie, app's local port) for the agent's accepted socket and forgets it at
  * close; cgroup/getpeername4/6 show the app its real peer; cgroup/getsockopt answers
- * SO_ORIGINAL_DST on the agent's accepted sockets.
+ * SO_ORIGINAL_DST on the agent's accepted sockets. With splice_enabled, sockops and sk_msg also
+ * splice the agent->app loopback hop (see steer.h).
  */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
@@ -40,6 +41,38 @@ struct {
 	__type(key, __u64);
 	__type(value, struct steer_orig);
 } steer_by_cookie SEC(".maps");
+
+/* --splice: set before load. */
+const volatile __u8 splice_enabled = 0;
+
+struct {
+	__uint(type, BPF_MAP_TYPE_SOCKHASH);
+	__uint(max_entries, 65536);
+	__type(key, struct steer_splice_key);
+	__type(value, __u64);
+} splice_apps SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_SOCKHASH);
+	__uint(max_entries, 65536);
+	__type(key, struct steer_splice_key);
+	__type(value, __u64);
+} splice_agents SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 65536);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct steer_splice_key);
+	__type(value, struct steer_splice_peer);
+} splice_peers SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, STEER_SPLICE__COUNT);
+	__type(key, __u32);
+	__type(value, __u64);
+} splice_stats SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
@@ -263,16 +296,117 @@ static __always_inline void conn_key(struct bpf_sock_ops *skops, struct steer_co
 	}
 }
 
+static __always_inline void splice_count(__u32 stat, __u64 n)
+{
+	__u64 *v = bpf_map_lookup_elem(&splice_stats, &stat);
+	if (v)
+		*v += n;
+}
+
+/*
+ * The splice key of one loopback connection from either end: app_local says whether the local
+ * end is the app's. Addresses and ports are read into locals before the family decides.
+ */
+static __always_inline void splice_key(struct steer_splice_key *key, __u64 netns_cookie,
+				       __u32 family, const __u32 *local6, const __u32 *remote6,
+				       __u32 local4, __u32 remote4, __u16 lport, __u16 rport,
+				       int app_local)
+{
+	__u32 l[4] = {local4, 0, 0, 0}, r[4] = {remote4, 0, 0, 0};
+	key->netns_cookie = netns_cookie;
+	key->family = MM_AF_INET;
+	if (family == MM_AF_INET6) {
+		if (mm_ip6_is_v4mapped(remote6[0], remote6[1], remote6[2])) {
+			l[0] = local6[3];
+			r[0] = remote6[3];
+		} else {
+			key->family = MM_AF_INET6;
+			__builtin_memcpy(l, local6, 16);
+			__builtin_memcpy(r, remote6, 16);
+		}
+	}
+	if (app_local) {
+		__builtin_memcpy(key->app_addr, l, 16);
+		__builtin_memcpy(key->agent_addr, r, 16);
+		key->app_port = lport;
+		key->agent_port = rport;
+	} else {
+		__builtin_memcpy(key->app_addr, r, 16);
+		__builtin_memcpy(key->agent_addr, l, 16);
+		key->app_port = rport;
+		key->agent_port = lport;
+	}
+}
+
+static __always_inline void splice_key_ops(struct bpf_sock_ops *skops, struct steer_splice_key *key,
+					   int app_local)
+{
+	__u32 family = skops->family;
+	__u32 l6[4] = {}, r6[4] = {};
+	if (family == MM_AF_INET6) {
+		l6[0] = skops->local_ip6[0];
+		l6[1] = skops->local_ip6[1];
+		l6[2] = skops->local_ip6[2];
+		l6[3] = skops->local_ip6[3];
+		r6[0] = skops->remote_ip6[0];
+		r6[1] = skops->remote_ip6[1];
+		r6[2] = skops->remote_ip6[2];
+		r6[3] = skops->remote_ip6[3];
+	}
+	__u32 l4 = skops->local_ip4, r4 = skops->remote_ip4;
+	__u32 lport = skops->local_port, rport = skops->remote_port;
+	splice_key(key, bpf_get_netns_cookie(skops), family, l6, r6, l4, r4, (__u16)lport,
+		   (__u16)bpf_ntohl(rport), app_local);
+}
+
+/* A steered app socket, established, before any byte can reach it: splice_apps. */
+static __always_inline void splice_app(struct bpf_sock_ops *skops)
+{
+	struct steer_splice_key key = {};
+	splice_key_ops(skops, &key, 1);
+	struct steer_splice_peer peer = {.app_cookie = bpf_get_socket_cookie(skops)};
+	if (bpf_map_update_elem(&splice_peers, &key, &peer, BPF_ANY))
+		return;
+	if (bpf_sock_hash_update(skops, &splice_apps, &key, BPF_ANY)) {
+		/* Not spliced: its agent's sends take TCP from the first byte. */
+		bpf_map_delete_elem(&splice_peers, &key);
+		return;
+	}
+	splice_count(STEER_SPLICE_APPS, 1);
+}
+
+/* The agent's accepted socket of a spliced app socket, before accept(): splice_agents. */
+static __always_inline void splice_agent(struct bpf_sock_ops *skops)
+{
+	if (skops->local_port != proxy_port)
+		return;
+	struct steer_splice_key key = {};
+	splice_key_ops(skops, &key, 0);
+	if (!bpf_map_lookup_elem(&splice_peers, &key))
+		return;
+	if (bpf_sock_hash_update(skops, &splice_agents, &key, BPF_ANY) == 0)
+		splice_count(STEER_SPLICE_AGENTS, 1);
+}
+
 SEC("sockops")
 int mm_sockops(struct bpf_sock_ops *skops)
 {
 	__u32 op = skops->op;
-	if (op != BPF_SOCK_OPS_TCP_CONNECT_CB && op != BPF_SOCK_OPS_STATE_CB)
+	if (splice_enabled && op == BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB) {
+		splice_agent(skops);
+		return 1;
+	}
+	if (op != BPF_SOCK_OPS_TCP_CONNECT_CB && op != BPF_SOCK_OPS_STATE_CB &&
+	    !(splice_enabled && op == BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB))
 		return 1;
 	__u64 cookie = bpf_get_socket_cookie(skops);
 	struct steer_orig *o = bpf_map_lookup_elem(&steer_by_cookie, &cookie);
 	if (!o)
 		return 1;
+	if (op == BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB) {
+		splice_app(skops);
+		return 1;
+	}
 	struct steer_conn_key key = {};
 	conn_key(skops, &key);
 	if (op == BPF_SOCK_OPS_TCP_CONNECT_CB) {
@@ -286,8 +420,51 @@ int mm_sockops(struct bpf_sock_ops *skops)
 	if (skops->args[1] == BPF_TCP_CLOSE) {
 		bpf_map_delete_elem(&steer_by_port, &key);
 		bpf_map_delete_elem(&steer_by_cookie, &cookie);
+		if (splice_enabled) {
+			struct steer_splice_key sk_key = {};
+			splice_key_ops(skops, &sk_key, 1);
+			bpf_map_delete_elem(&splice_peers, &sk_key);
+		}
 	}
 	return 1;
+}
+
+/*
+ * Every byte the agent sends on a spliced connection goes into the app socket's receive
+ * queue, from the first to the last: mixing with the TCP path would reorder them. Never
+ * SK_DROP: on this kernel a drop verdict sticks to the socket (psock->eval is only reset after
+ * a successful verdict), so every later send fails with EACCES. The agent bounds what it
+ * sends by the app's unread bytes instead (agent/splice.c). No spliced peer (never inserted,
+ * or the app closed its socket): TCP, which is then the only path this connection ever used
+ * or one nobody reads any more.
+ */
+SEC("sk_msg")
+int mm_splice_msg(struct sk_msg_md *msg)
+{
+	__u32 family = msg->family, size = msg->size;
+	__u32 l6[4] = {}, r6[4] = {};
+	if (family == MM_AF_INET6) {
+		l6[0] = msg->local_ip6[0];
+		l6[1] = msg->local_ip6[1];
+		l6[2] = msg->local_ip6[2];
+		l6[3] = msg->local_ip6[3];
+		r6[0] = msg->remote_ip6[0];
+		r6[1] = msg->remote_ip6[1];
+		r6[2] = msg->remote_ip6[2];
+		r6[3] = msg->remote_ip6[3];
+	}
+	__u32 l4 = msg->local_ip4, r4 = msg->remote_ip4;
+	__u32 lport = msg->local_port, rport = msg->remote_port;
+	struct steer_splice_key key = {};
+	splice_key(&key, bpf_get_netns_cookie(msg), family, l6, r6, l4, r4, (__u16)lport,
+		   (__u16)bpf_ntohl(rport), 0);
+	if (bpf_msg_redirect_hash(msg, &splice_apps, &key, BPF_F_INGRESS) != SK_PASS) {
+		splice_count(STEER_SPLICE_PASS, 1);
+		return SK_PASS;
+	}
+	splice_count(STEER_SPLICE_MSGS, 1);
+	splice_count(STEER_SPLICE_BYTES, size);
+	return SK_PASS;
 }
 
 /*

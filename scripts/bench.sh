@@ -2,13 +2,18 @@
 # Benchmarks. Each subcommand builds what it needs in build-bench (buildtype=release) and
 # prints a table.
 #   scripts/bench.sh engine [--seconds S] [--stream-mb N]   masking engine throughput, RSS
-#   scripts/bench.sh tls [--seconds S]   TLS uprobe cost per SSL_write+SSL_read (root)
+#   scripts/bench.sh tls [--seconds S] [--mb N] [--runs N]   TLS uprobe cost per
+#                                        SSL_write+SSL_read, then a curl download of N MiB
+#                                        (100): no agent / observe / stop-rewrite (root)
+#   scripts/bench.sh all [options]       meshmask beside nginx+Lua (scripts/bench/compare.sh)
+#   scripts/bench.sh proxy [options]     the plaintext data path: direct, steered, unflagged;
+#                                        ratios and aims (compare.sh --proxy; exit 1 = missed)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 dir=build-bench
 
 usage() {
-	echo "usage: $0 engine [--seconds S] [--stream-mb N]" >&2
+	echo "usage: $0 engine [--seconds S] [--stream-mb N] | tls [--seconds S] [--mb N] [--runs N] | all [...] | proxy [...]" >&2
 	exit 2
 }
 
@@ -37,17 +42,33 @@ engine)
 all)
 	scripts/bench/compare.sh "$@"
 	;;
+proxy)
+	scripts/bench/compare.sh --proxy "$@"
+	;;
 tls)
-	# TLS uprobe cost to an application (none / idle / capture); BPF needs its own build dir.
+	# TLS uprobe cost to an application (none / idle / capture), then a real download through
+	# each mode (scripts/bench/tls_download.sh); BPF needs its own build dir.
 	dir=build-bench-bpf
 	if [[ -f $dir/build.ninja ]]; then
 		meson setup --reconfigure "$dir" --buildtype=release >"$dir.setup.log" 2>&1
 	else
 		meson setup "$dir" --buildtype=release >"$dir.setup.log" 2>&1
 	fi || { cat "$dir.setup.log" >&2; exit 1; }
-	ninja -C "$dir" -j "${BENCH_JOBS:-2}" tests/bpf/ssl_bench >/dev/null
+	ninja -C "$dir" -j "${BENCH_JOBS:-2}" tests/bpf/ssl_bench tests/integration/tls_harness \
+		>/dev/null
+	bench_args=()
+	dl_args=()
+	while (($#)); do
+		case $1 in
+		--mb | --runs) dl_args+=("$1" "$2"); shift 2 ;;
+		*) bench_args+=("$1"); shift ;;
+		esac
+	done
 	machine
-	"$dir/tests/bpf/ssl_bench" "$@"
+	echo "load: $(cut -d' ' -f1-3 /proc/loadavg)"
+	"$dir/tests/bpf/ssl_bench" "${bench_args[@]}"
+	echo
+	scripts/bench/tls_download.sh "$dir/tests/integration/tls_harness" "${dl_args[@]}"
 	;;
 *)
 	usage

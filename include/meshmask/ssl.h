@@ -33,10 +33,13 @@
 #define MM_SSL_DROP_READ 2 /* bpf_probe_read_user failed (page not present) */
 #define MM_SSL_DROP__COUNT 3
 
+/* mm_ssl_cover.flags */
+#define MM_SSL_COVER_STOP 0x1u /* the policy enforces with stop-rewrite (SSL_read results) */
+
 /* Value of covered_cgroups (key: __u64 cgroup v2 id). */
 struct mm_ssl_cover {
 	__u32 slot; /* policy slot, < MM_SSL_MAX_SLOTS */
-	__u32 flags; /* reserved, 0 */
+	__u32 flags; /* MM_SSL_COVER_* */
 };
 _Static_assert(sizeof(struct mm_ssl_cover) == 8, "mm_ssl_cover ABI");
 
@@ -87,5 +90,38 @@ struct mm_ssl_event {
 	struct mm_ssl_conn conn; /* fd -1 and family 0 when not known */
 };
 _Static_assert(sizeof(struct mm_ssl_event) == 120, "mm_ssl_event ABI");
+
+/*
+ * Stop-rewrite (spec.tls.enforce: stop-rewrite). The agent ptrace-seizes the processes of
+ * covered cgroups and puts their signal in stop_sig; at the return of SSL_read(_ex) BPF sends
+ * that signal to the calling thread only, which enters a signal-delivery-stop, and tells the
+ * agent (a `stops` record) where the plaintext is. The agent rewrites it and resumes the thread
+ * with the signal suppressed.
+ */
+#define MM_SSL_STOP_READ 1 /* the thread stops with `sig`: rewrite buf[0, len) */
+#define MM_SSL_STOP_SEIZE 2 /* a process of a covered cgroup exec'd: seize it */
+
+/* Why a covered SSL_read was not held: index slot * MM_SSL_UNENF__COUNT + reason into the
+ * per-CPU `unenforced` array (counts of calls). */
+#define MM_SSL_UNENF_UNTRACED 0 /* not held by the agent (not seized yet, or it cannot be) */
+#define MM_SSL_UNENF_BLOCKED 1 /* the thread blocks the stop signal */
+#define MM_SSL_UNENF_RINGBUF 2 /* no room for the stop record, or the signal failed */
+#define MM_SSL_UNENF__COUNT 3
+
+/* Record of the `stops` ringbuf. */
+struct mm_ssl_stop {
+	__u64 ts_ns; /* bpf_ktime_get_ns() when the signal was sent */
+	__u64 ssl; /* SSL * in the process */
+	__u64 buf; /* user address of the plaintext (READ) */
+	__u64 ip; /* instruction and stack pointer the thread resumes with (READ) */
+	__u64 sp;
+	__u32 pid; /* tgid */
+	__u32 tid;
+	__u32 len; /* bytes the call returned (READ) */
+	__u32 slot;
+	__u32 kind; /* MM_SSL_STOP_* */
+	__u32 sig; /* the signal sent (READ) */
+};
+_Static_assert(sizeof(struct mm_ssl_stop) == 64, "mm_ssl_stop ABI");
 
 #endif

@@ -101,4 +101,40 @@ _Static_assert(sizeof(struct steer_state) == 8, "steer_state layout");
 #define STEER_STAT__COUNT 4
 #define STEER_STATS_SIZE (STEER_MAX_POLICIES * STEER_STAT__COUNT)
 
+/*
+ * Splice of the agent->app loopback hop (agent --splice). sockops puts a steered app socket
+ * in splice_apps at ACTIVE_ESTABLISHED (before any byte can reach it) and the agent's accepted
+ * socket in splice_agents at PASSIVE_ESTABLISHED (before accept()); the sk_msg program on
+ * splice_agents moves every byte the agent sends into the app socket's receive queue, for the
+ * whole life of the connection, so redirected and TCP bytes never interleave (only the FIN
+ * takes the TCP path, after them). The kernel charges unread redirected bytes to the app
+ * socket's rmem_alloc but never limits them: the agent keeps them under a budget itself
+ * (agent/splice.c, through sock_diag). The app->agent direction stays on TCP.
+ * Both sockhashes and splice_peers use this key: one loopback connection, seen from the app.
+ */
+struct steer_splice_key {
+	__u64 netns_cookie;
+	__u8 app_addr[16]; /* network order; IPv4 (also v4-mapped) in the first 4 bytes */
+	__u8 agent_addr[16];
+	__u16 app_port; /* host order */
+	__u16 agent_port; /* host order */
+	__u8 family; /* AF_INET (also for v4-mapped) or AF_INET6 */
+	__u8 pad[3];
+};
+_Static_assert(sizeof(struct steer_splice_key) == 48, "steer_splice_key layout");
+
+/* splice_peers: key -> the spliced app socket, from ACTIVE_ESTABLISHED to TCP_CLOSE. */
+struct steer_splice_peer {
+	__u64 app_cookie; /* SO_COOKIE of the app socket (sock_diag finds it exactly) */
+};
+_Static_assert(sizeof(struct steer_splice_peer) == 8, "steer_splice_peer layout");
+
+/* splice_stats: per-CPU __u64 counters. */
+#define STEER_SPLICE_MSGS 0 /* sk_msg verdicts redirected */
+#define STEER_SPLICE_BYTES 1 /* bytes redirected into app sockets */
+#define STEER_SPLICE_PASS 2 /* no spliced peer (never inserted, or the app closed): TCP path */
+#define STEER_SPLICE_APPS 3 /* app sockets inserted */
+#define STEER_SPLICE_AGENTS 4 /* agent sockets inserted */
+#define STEER_SPLICE__COUNT 8
+
 #endif

@@ -201,8 +201,12 @@ def report(a):
              "body buffered like Kong plugins do; no Luhn or SSA validation)." % a.command)
     o.append("")
     print("\n".join(o))
+    plot_data(lat, a.plot_data)
 
-    os.makedirs(a.plot_data, exist_ok=True)
+
+def plot_data(lat, out_dir):
+    """One gnuplot data file per payload: the wrk -c1 latency distribution of each system."""
+    os.makedirs(out_dir, exist_ok=True)
     for p, pname in PAYLOADS:
         dists = {}
         for s in SYSTEMS:
@@ -211,7 +215,9 @@ def report(a):
                 dists[s] = dict((pt, us) for pt, us in w["dist"])
         points = sorted({pt for d in dists.values() for pt in d if pt <= PLOT_POINTS_MAX})
         shown = [s for s in SYSTEMS if s in dists]
-        with open(os.path.join(a.plot_data, p + ".dat"), "w") as f:
+        if not dists:
+            continue
+        with open(os.path.join(out_dir, p + ".dat"), "w") as f:
             f.write("# %s: percentile, 1/(1-p), latency in ms per system\n" % pname)
             f.write("p x " + " ".join('"%s"' % LABEL[s] for s in shown) + "\n")
             for pt in points:
@@ -222,12 +228,12 @@ def report(a):
                 f.write("%g %.6g %s\n" % (pt, 1.0 / (1.0 - pt / 100.0), " ".join(cols)))
 
 
-def splice(report_path, docs_path):
+def splice(report_path, docs_path, heading=HEADING):
     with open(report_path) as f:
         section = f.read().rstrip("\n") + "\n"
     text = open(docs_path).read() if os.path.exists(docs_path) else "# Benchmarks\n"
     lines = text.split("\n")
-    start = next((i for i, l in enumerate(lines) if l.strip() == HEADING), None)
+    start = next((i for i, l in enumerate(lines) if l.strip() == heading), None)
     if start is None:
         new = text.rstrip("\n") + "\n\n" + section
     else:

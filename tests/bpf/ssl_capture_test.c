@@ -12,6 +12,8 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <bpf/bpf.h>
@@ -48,6 +50,30 @@ static int on_event(void *ctx, void *data, size_t size)
 }
 
 /* Sum over CPUs of one drop counter. */
+/* Stop-rewrite records seen on the `stops` ringbuf. */
+static struct mm_ssl_stop stops_seen[64];
+static size_t n_stops;
+
+static int on_stop(void *ctx, void *data, size_t size)
+{
+	(void)ctx;
+	if (size >= sizeof(struct mm_ssl_stop) && n_stops < 64)
+		memcpy(&stops_seen[n_stops++], data, sizeof(struct mm_ssl_stop));
+	return 0;
+}
+
+static __u64 unenforced_sum(struct ssl *skel, __u32 slot, __u32 reason)
+{
+	int ncpu = libbpf_num_possible_cpus();
+	__u64 v[ncpu > 0 ? ncpu : 1], total = 0;
+	__u32 key = slot * MM_SSL_UNENF__COUNT + reason;
+	if (ncpu > 0 && bpf_map__lookup_elem(skel->maps.unenforced, &key, sizeof(key), v,
+					     sizeof(__u64) * ncpu, 0) == 0)
+		for (int i = 0; i < ncpu; i++)
+			total += v[i];
+	return total;
+}
+
 static struct mm_ssl_drop drop_sum(struct ssl *skel, __u32 slot, __u32 reason)
 {
 	struct mm_ssl_drop sum = {0};
@@ -153,7 +179,15 @@ int main(void)
 		return 0;
 	}
 
-	struct ssl *skel = ssl__open_and_load();
+	/* Stop-rewrite needs an agent: pretend it is pid 1 (which traces nothing here). */
+	struct ssl *skel = ssl__open();
+	if (skel) {
+		skel->rodata->tracer_tgid = 1;
+		if (ssl__load(skel)) {
+			ssl__destroy(skel);
+			skel = NULL;
+		}
+	}
 	ok(skel != NULL, "ssl.bpf.o loads and verifies");
 	if (!skel)
 		return tap_done();
@@ -164,7 +198,7 @@ int main(void)
 		n_progs++;
 		n_loaded += bpf_program__fd(prog) >= 0;
 	}
-	ok(n_progs == 11 && n_loaded == n_progs, "all %zu programs loaded", n_progs);
+	ok(n_progs == 13 && n_loaded == n_progs, "all %zu programs loaded", n_progs);
 
 	char libssl[1024];
 	ok(find_libssl(libssl, sizeof(libssl)) == 0, "libssl is mapped: %s", libssl);
@@ -293,6 +327,76 @@ int main(void)
 	   "truncation counted: %llu bytes", (unsigned long long)cut.bytes);
 	while (SSL_read(srv, huge, sizeof(huge)) > 0)
 		;
+	ring_buffer__consume(rb);
+
+	/*
+	 * Stop-rewrite: a thread that the agent does not trace is never signalled, only counted;
+	 * a process exec'd in a covered stop-rewrite cgroup is announced for seizing.
+	 */
+	struct ring_buffer *srb =
+		ring_buffer__new(bpf_map__fd(skel->maps.stops), on_stop, NULL, NULL);
+	skel->links.ssl_exec = bpf_program__attach(skel->progs.ssl_exec);
+	ok(srb && skel->links.ssl_exec, "tp_btf/sched_process_exec attached");
+	struct mm_ssl_cover stop_cover = {.slot = 7, .flags = MM_SSL_COVER_STOP};
+	bpf_map__update_elem(skel->maps.covered_cgroups, &cgid, sizeof(cgid), &stop_cover,
+			     sizeof(stop_cover), BPF_ANY);
+	/* Not seized yet: the first SSL_read asks for it and waits (bounded: hold_ns, 50 ms). */
+	LIBBPF_OPTS(bpf_uprobe_opts, hopts, .func_name = "SSL_read");
+	struct bpf_link *hold = bpf_program__attach_uprobe_opts(skel->progs.ssl_read_hold, getpid(),
+								libssl, 0, &hopts);
+	SSL_write(cli, req, (int)strlen(req));
+	struct timespec t0, t1;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	got = SSL_read(srv, buf, sizeof(buf));
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	long waited_ms = (t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000;
+	ring_buffer__consume(srb);
+	ok(hold && got == (int)strlen(req) && n_stops == 1 &&
+		   stops_seen[0].kind == MM_SSL_STOP_SEIZE &&
+		   stops_seen[0].pid == (__u32)getpid() && waited_ms >= 45 && waited_ms < 1000,
+	   "not seized: seize requested, SSL_read held %ld ms (bound 50; link %d, %zu records)",
+	   waited_ms, hold != NULL, n_stops);
+	n_stops = 0;
+	ok(unenforced_sum(skel, 7, MM_SSL_UNENF_UNTRACED) == 1,
+	   "the read was not enforced, and counted");
+	__u32 self = (__u32)getpid(), sig = 23;
+	bpf_map__update_elem(skel->maps.stop_sig, &self, sizeof(self), &sig, sizeof(sig), BPF_ANY);
+	SSL_write(cli, req, (int)strlen(req));
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	got = SSL_read(srv, buf, sizeof(buf));
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	waited_ms = (t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000;
+	bpf_link__destroy(hold);
+	ring_buffer__consume(srb);
+	ok(waited_ms < 45, "once its signal is published, no wait (%ld ms)", waited_ms);
+	ok(got == (int)strlen(req) && n_stops == 0 &&
+		   unenforced_sum(skel, 7, MM_SSL_UNENF_UNTRACED) == 2,
+	   "stop-rewrite, thread not traced: no signal, counted as unenforced");
+	pid_t child = fork();
+	if (child == 0) {
+		execl("/bin/true", "true", (char *)NULL);
+		_exit(127);
+	}
+	int wst = 0;
+	waitpid(child, &wst, 0);
+	ring_buffer__consume(srb);
+	bool seize = false;
+	for (size_t i = 0; i < n_stops; i++)
+		seize |= stops_seen[i].kind == MM_SSL_STOP_SEIZE &&
+			 stops_seen[i].pid == (__u32)child;
+	ok(seize, "exec in a stop-rewrite cgroup: seize requested for pid %d", (int)child);
+	bpf_map__update_elem(skel->maps.covered_cgroups, &cgid, sizeof(cgid), &cover, sizeof(cover),
+			     BPF_ANY);
+	n_stops = 0;
+	child = fork();
+	if (child == 0) {
+		execl("/bin/true", "true", (char *)NULL);
+		_exit(127);
+	}
+	waitpid(child, &wst, 0);
+	ring_buffer__consume(srb);
+	ok(n_stops == 0, "observe-only cgroup: no stop-rewrite records");
+	ring_buffer__free(srb);
 	ring_buffer__consume(rb);
 
 	/* Once the cgroup is no longer covered, nothing is captured. */

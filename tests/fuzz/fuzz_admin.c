@@ -55,6 +55,15 @@ static int setup(void)
 	      "\"keepLast\":4}}]}}",
 	      f);
 	fclose(f);
+	/* A file the store refuses: lists and /readyz carry a rejection. */
+	snprintf(path, sizeof(path), "%s/broken.json", pol);
+	f = fopen(path, "w");
+	if (!f)
+		return -1;
+	fputs("{\"apiVersion\":\"meshmask.io/v1alpha1\",\"kind\":\"MaskingPolicy\","
+	      "\"metadata\":{\"name\":\"broken\"},\"spec\":{\"rules\":[{\"name\":\"x\"}]}}",
+	      f);
+	fclose(f);
 	f = fopen(token, "w");
 	if (!f)
 		return -1;

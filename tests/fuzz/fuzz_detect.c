@@ -2,8 +2,9 @@
 /*
  * detect_scan() on arbitrary bytes, every entity, with and without field context. Aborts when
  * a match is out of range, out of order, overlapping, too long, not reproduced when the scan
- * resumes after the previous match, or not found again from its own p-1..p+MAX window; also
- * runs the mask action over the input and each match.
+ * resumes after the previous match, or not found again from its own p-1..p+MAX window, or
+ * when the entity-narrowed candidate filter finds something else than evaluating every
+ * candidate; also runs the mask action over the input and each match.
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -58,6 +59,25 @@ static void check_scan(const char *t, size_t n, unsigned flags)
 		size_t ke = detect_scan(t, n, 0, MM_ENT_BIT(e), flags, r, MAXM);
 		for (size_t j = 0; j < ke; j++)
 			if (r[j].entity != (enum mm_entity)e)
+				abort();
+	}
+	/*
+	 * The candidate filter narrowed to the requested entities finds what evaluating every
+	 * candidate finds: for each single entity and for sets drawn from the text's length.
+	 */
+	static struct detect_match x[MAXM];
+	for (int e = 0; e <= MM_ENT__COUNT + 2; e++) {
+		uint32_t ents = e < MM_ENT__COUNT ? MM_ENT_BIT(e)
+				: e == MM_ENT__COUNT
+					? MM_ENT_ALL
+					: (uint32_t)(n * 2654435761u >> 8) & MM_ENT_ALL;
+		size_t ka = detect_scan(t, n, 0, ents, flags, r, MAXM);
+		size_t kb = detect_scan(t, n, 0, ents, flags | DETECT_EVERY_CANDIDATE, x, MAXM);
+		if (ka != kb)
+			abort();
+		for (size_t j = 0; j < ka; j++)
+			if (r[j].off != x[j].off || r[j].len != x[j].len ||
+			    r[j].entity != x[j].entity)
 				abort();
 	}
 }

@@ -2,7 +2,9 @@
 /*
  * The engine on arbitrary JSON bodies: the output does not depend on where the input is split
  * (the split point comes from the first byte), and when jansson accepts the input, the masked
- * output is valid JSON too.
+ * output is valid JSON too. A second policy has only `$..name` paths (the engine's shortcut) and
+ * a hash action (prepared HMAC key): its output must equal that of the same rules plus a path
+ * that never matches but forces the general path automaton.
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -30,16 +32,42 @@ static const char policy_text[] =
 	"{\"name\":\"mail\",\"entities\":[\"EMAIL_ADDRESS\"],\"action\":{\"type\":\"redact\"}}"
 	"]}}";
 
-static struct policy *pol;
+#define SIMPLE_RULES(extra)                                                                      \
+	"{\"apiVersion\":\"meshmask.io/v1alpha1\",\"kind\":\"MaskingPolicy\","                   \
+	"\"metadata\":{\"name\":\"fuzz2\"},\"spec\":{\"mode\":\"enforce\",\"onError\":\"pass\"," \
+	"\"rules\":["                                                                            \
+	"{\"name\":\"h\",\"fields\":[\"$..a\",\"b\"],\"action\":{\"type\":\"hash\","             \
+	"\"keyEnv\":\"MESHMASK_FUZZ_KEY\",\"prefix\":\"h:\"}},"                                  \
+	"{\"name\":\"r\",\"fields\":[\"$..b\",\"$..ssn\"" extra "],\"entities\":[\"US_SSN\"],"   \
+	"\"action\":{\"type\":\"replace\"}},"                                                    \
+	"{\"name\":\"e\",\"entities\":[\"EMAIL_ADDRESS\",\"CREDIT_CARD\"],"                      \
+	"\"action\":{\"type\":\"hash\",\"keyEnv\":\"MESHMASK_FUZZ_KEY\",\"length\":9}}"          \
+	"]}}"
+
+static const char simple_text[] = SIMPLE_RULES("");
+static const char general_text[] = SIMPLE_RULES(",\"$.zz[0].zz\"");
+
+static struct policy *pol, *pol_simple, *pol_general;
+
+static struct policy *parse_or_abort(const char *text)
+{
+	struct policy_errors errs = {0};
+	struct policy *p = policy_parse(text, strlen(text), "fuzz", &errs);
+	if (!p) {
+		policy_errors_print(stderr, "fuzz", &errs);
+		abort();
+	}
+	return p;
+}
 
 static int sink(void *ctx, const char *p, size_t n)
 {
 	return mm_buf_append(ctx, p, n);
 }
 
-static int run(const uint8_t *d, size_t n, size_t cut, struct mm_buf *out)
+static int run_with(struct policy *p, const uint8_t *d, size_t n, size_t cut, struct mm_buf *out)
 {
-	struct mask_opts o = {.policy = pol, .content_type = "application/json"};
+	struct mask_opts o = {.policy = p, .content_type = "application/json"};
 	struct mask_stream *s = mask_stream_new(&o);
 	if (!s)
 		abort();
@@ -52,6 +80,16 @@ static int run(const uint8_t *d, size_t n, size_t cut, struct mm_buf *out)
 	return r;
 }
 
+static int run(const uint8_t *d, size_t n, size_t cut, struct mm_buf *out)
+{
+	return run_with(pol, d, n, cut, out);
+}
+
+static int same(int ra, const struct mm_buf *a, int rb, const struct mm_buf *b)
+{
+	return ra == rb && a->len == b->len && (!a->len || !memcmp(a->data, b->data, a->len));
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	if (!pol) {
@@ -61,6 +99,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			policy_errors_print(stderr, "fuzz", &errs);
 			abort();
 		}
+		setenv("MESHMASK_FUZZ_KEY", "fuzz-key", 1);
+		pol_simple = parse_or_abort(simple_text);
+		pol_general = parse_or_abort(general_text);
 	}
 	if (size == 0)
 		return 0;
@@ -85,5 +126,21 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	}
 	mm_buf_free(&a);
 	mm_buf_free(&b);
+
+	struct mm_buf c = {0}, d = {0}, e = {0};
+	int rc = run_with(pol_simple, data, size, 0, &c);
+	int rd = run_with(pol_simple, data, size, cut, &d);
+	int re = run_with(pol_general, data, size, cut, &e);
+	if (!same(rc, &c, rd, &d)) {
+		fprintf(stderr, "simple policy: output depends on the split at %zu\n", cut);
+		abort();
+	}
+	if (!same(rc, &c, re, &e)) {
+		fprintf(stderr, "`$..name` shortcut and general automaton differ\n");
+		abort();
+	}
+	mm_buf_free(&c);
+	mm_buf_free(&d);
+	mm_buf_free(&e);
 	return 0;
 }

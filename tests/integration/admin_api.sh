@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Admin API over a real socket (meshmask-agent --no-bpf, curl, python3 and the meshmask CLI):
 # every endpoint and error code, auth bypass attempts, oversized and malformed bodies, bounded
-# connections, slow clients, concurrent pushes with If-Match, persistence across kill -9, a
+# connections, slow clients (the whole-request deadline), concurrent pushes with If-Match, persistence across kill -9, a
 # ConfigMap-style symlink swap, a push while a keep-alive connection is in use, HTTPS, the
 # CLI, and an audit log that holds none of the secrets sent. TAP output.
 # usage: admin_api.sh MESHMASK_AGENT MESHMASK_CLI
@@ -71,13 +71,15 @@ start_agent() {
 	echo "# agent did not start"; cat "$T/agent.err" | sed 's/^/# /'
 	return 1
 }
-start_agent || { echo "1..0 # agent failed"; exit 1; }
+# A short whole-request deadline so that the slow clients below are cut while the rest runs.
+REQ_TIMEOUT=6
+start_agent --admin-request-timeout $REQ_TIMEOUT || { echo "1..0 # agent failed"; exit 1; }
 
 code() { curl -s -o "$T/body" -D "$T/hdrs" -w '%{http_code}' "$@"; }
 hdr() { grep -i "^$1:" "$T/hdrs" | head -1 | cut -d' ' -f2- | tr -d '\r'; }
 errbody() { python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); sys.exit(0 if isinstance(d.get("error"),str) and isinstance(d.get("details"),list) else 1)' "$T/body"; }
 
-# --- slow client, checked at the end: sends half a request line and waits -------------
+# --- slow clients, checked at the end: half a request line, then a byte every 2 s -------
 python3 - "$PORT" >"$T/slow.out" 2>&1 <<'EOF' &
 import socket, sys, time
 s = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
@@ -91,10 +93,38 @@ except Exception as e:
 print("closed" if d == b"" else "open", round(time.time() - t))
 EOF
 SLOW_PID=$!
+python3 - "$PORT" >"$T/trickle.out" 2>&1 <<'EOF' &
+import socket, sys, time
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
+req, t, state = b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: " + b"a" * 100, time.time(), "open"
+for b in req:  # one byte every 2 s: never idle for the 15 s idle timeout
+    try:
+        s.sendall(bytes([b]))
+        s.settimeout(2)
+        if s.recv(100) == b"":
+            state = "closed"
+            break
+    except socket.timeout:
+        pass
+    except OSError:
+        state = "closed"
+        break
+    if time.time() - t > 40:
+        break
+print(state, round(time.time() - t))
+EOF
+TRICKLE_PID=$!
 
 # --- health, readiness, metrics ------------------------------------------------------------
 is "$(code $URL/healthz)" 200 "GET /healthz"
 is "$(code $URL/readyz)" 200 "GET /readyz (policies loaded, no BPF)"
+python3 -c 'import json,sys; d=json.load(open(sys.argv[1]))
+assert d["ready"] and d["bpf"] == {"enabled": False, "attached": False}, d
+assert d["policies"]["inForce"] == d["policies"]["fromFiles"] == 1, d
+m = {x["mode"]: x for x in d["tls"]["enforceModes"]}
+assert m["off"]["available"] and not m["inplace"]["available"] and "--no-bpf" in m["inplace"]["reason"], d
+assert not m["stop-rewrite"]["available"] and d["tls"]["capture"] is False, d' "$T/body"
+ok $? "readyz body: BPF state, policies, TLS enforce modes and why they are unavailable"
 is "$(code $URL/metrics)" 200 "GET /metrics"
 [[ $(hdr Content-Type) == text/plain* ]]; ok $? "metrics content type"
 is "$(code -X POST $URL/healthz)" 405 "POST /healthz is 405"
@@ -263,6 +293,14 @@ code -H "$AUTH" $URL/v1/policies/cm-pol >/dev/null
 is "$(hdr ETag)" "$CM2" "broken version refused, previous stays in force"
 grep -q "cm-pol.json" "$T/agent.err" && grep -q "rejected" "$T/agent.err"
 ok $? "broken file's error logged"
+code -H "$AUTH" $URL/v1/policies >/dev/null
+python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); r=d["rejected"]
+assert len(r) == 1 and r[0]["file"] == "cm-pol.json" and r[0]["name"] == "cm-pol", r
+assert r[0]["previousVersionInForce"] and chr(34) + r[0]["etagInForce"] + chr(34) == sys.argv[2], r
+assert r[0]["errors"][0]["line"] == 1 and r[0]["errors"][0]["column"] > 0, r
+assert r[0]["time"].endswith("Z"), r
+assert [p["etag"] for p in d["policies"] if p["name"] == "cm-pol"] == [r[0]["etagInForce"]], d' "$T/body" "$CM2"
+ok $? "GET /v1/policies lists the refused file: error location, time, the version still in force"
 
 # --- the CLI --------------------------------------------------------------------------------
 policy cli-pol X >"$T/cli-pol.json"
@@ -271,6 +309,9 @@ ok $? "meshmask policy push"
 grep -q "cli-pol created" "$T/cli.out"; ok $? "push reports creation"
 "$CLI" policy list --agent $URL --token-file "$T/token" >"$T/cli.out" 2>&1
 grep -q "^cli-pol .*api" "$T/cli.out" && grep -q "^cm-pol .*file" "$T/cli.out"; ok $? "meshmask policy list"
+grep -q "^cm-pol.json: policy cm-pol, refused since .*Z, previous version in force" "$T/cli.out" &&
+	grep -q "^cm-pol.json:1:[0-9]*: " "$T/cli.out"
+ok $? "meshmask policy list shows the refused file and its error"
 "$CLI" policy get --agent $URL --token-file "$T/token" cli-pol >"$T/cli.out" 2>"$T/cli.err"
 ok $? "meshmask policy get"
 grep -q '"cli-pol"' "$T/cli.out"; ok $? "get prints the document"
@@ -292,10 +333,18 @@ is $? 5 "wrong token: exit 5"
 "$CLI" policy list --agent http://127.0.0.1:1 --token-file "$T/token" >/dev/null 2>&1
 is $? 3 "no agent: exit 3"
 
-# --- slow client ------------------------------------------------------------------------------
-wait $SLOW_PID
+# --- slow clients ----------------------------------------------------------------------------
+wait $SLOW_PID $TRICKLE_PID
 read -r state secs <"$T/slow.out"
-[[ $state == closed && $secs -ge 10 && $secs -le 30 ]]; ok $? "idle half-request closed by the server after ${secs}s"
+[[ $state == closed && $secs -ge $((REQ_TIMEOUT - 1)) && $secs -le $((REQ_TIMEOUT + 4)) ]]
+ok $? "half a request line, then nothing: closed after ${secs}s (deadline ${REQ_TIMEOUT}s)"
+read -r state secs <"$T/trickle.out"
+[[ $state == closed && $secs -ge $((REQ_TIMEOUT - 1)) && $secs -le $((REQ_TIMEOUT + 4)) ]]
+ok $? "a byte every 2 s (never idle): closed after ${secs}s (deadline ${REQ_TIMEOUT}s)"
+to=$(curl -s $URL/metrics | awk '/^meshmask_admin_request_timeouts_total / {print $2}')
+[[ ${to:-0} -ge 2 ]]; ok $? "cut connections counted (meshmask_admin_request_timeouts_total $to)"
+"$AGENT" --admin-request-timeout 0 --no-bpf 2>/dev/null
+is $? 2 "--admin-request-timeout 0 refused"
 
 # --- persistence across kill -9 -------------------------------------------------------------
 # Back to a valid ConfigMap version first: a broken file has no previous version after a restart.

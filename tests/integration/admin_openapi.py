@@ -50,6 +50,8 @@ def check_schema(value, schema, where="$"):
     """Errors of `value` against a (small) JSON schema subset."""
     schema = resolve(schema)
     errs = []
+    if value is None and schema.get("nullable"):
+        return errs
     t = schema.get("type")
     types = {"object": dict, "array": list, "string": str, "boolean": bool}
     if t == "integer":
@@ -92,6 +94,8 @@ def start(name, token):
            "spec": {"rules": [{"name": "ssn", "fields": ["$..ssn"],
                                "action": {"type": "mask", "keepLast": 4}}]}}
     json.dump(pol, open(d + "/pol/file-pol.json", "w"))
+    # A file the agent refuses: listed under "rejected" (no name, nothing in force).
+    open(d + "/pol/broken.json", "w").write('{"apiVersion": "meshmask.io/v1alpha1", ')
     args = [AGENT, "--no-bpf", "--policies", d + "/pol", "--state-dir", d + "/state",
             "--audit-log", d + "/audit.log"]
     if token:
@@ -177,11 +181,18 @@ big = " " * (1024 * 1024 + 10)
 ok(str(spec.get("openapi", "")).startswith("3."), "OpenAPI 3 document")
 call("GET", "/healthz", auth=False)
 call("POST", "/healthz", auth=False)
-call("GET", "/readyz", auth=False)
+st, raw, _ = call("GET", "/readyz", auth=False)
+rz = json.loads(raw) if st == 200 else {}
+modes = [m["mode"] for m in rz.get("tls", {}).get("enforceModes", [])]
+ok(modes == ["off", "inplace", "stop-rewrite"] and rz["bpf"] == {"enabled": False, "attached": False}
+   and rz["policies"]["rejectedFiles"] == 1, "readyz reports BPF, TLS modes and rejections", rz)
 call("DELETE", "/readyz", auth=False)
 call("GET", "/metrics", auth=False)
 call("PUT", "/metrics", auth=False)
-call("GET", "/v1/policies")
+st, raw, _ = call("GET", "/v1/policies")
+rej = json.loads(raw).get("rejected", []) if st == 200 else []
+ok(len(rej) == 1 and rej[0]["file"] == "broken.json" and rej[0]["errors"][0].get("line") == 1,
+   "the broken file is listed as rejected, with the location of its error", rej)
 call("GET", "/v1/policies", auth=False)
 call("GET", "/v1/policies", p=port_ro, auth=False, name="GET /v1/policies (read-only agent)")
 call("DELETE", "/v1/policies")

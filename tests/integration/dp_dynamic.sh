@@ -5,22 +5,7 @@
 source "$(dirname "$0")/dp_lib.sh"
 dp_init "$1"
 dp_policy pii closed 'app-*' 'none' $DP_SPORT
-dp_agent_start || { not_ok "agent starts"; # Uninstall: --detach-on-exit removes the steering at SIGTERM, so even a closed-mode
-# destination is reached directly afterwards.
-kill -TERM $DP_AGENT_PID
-wait $DP_AGENT_PID
-DP_AGENT_PID=
-dp_agent_start --detach-on-exit || not_ok "agent restarts with --detach-on-exit"
-dp_pod app-last 3
-check "listener in a covered pod" dp_wait_listener app-last
-kill -TERM $DP_AGENT_PID
-wait $DP_AGENT_PID
-check "--detach-on-exit: clean exit" test $? -eq 0
-DP_AGENT_PID=
-check "--detach-on-exit: pins removed" test ! -e "$DP_BPFFS/meshmask/$DP_INSTANCE"
-out=$(dp_in app-last curl -s --max-time 5 http://10.211.3.1:$DP_SPORT/customers)
-check "--detach-on-exit: no steering left (direct connection succeeds)" grep -q '123-45-6789' <<<"$out"
-dp_done; exit; }
+dp_agent_start || { not_ok "agent starts"; dp_done; exit; }
 masked() { grep -q '"XXX-XX-6789"' <<<"$1" && ! grep -q '123-45-6789' <<<"$1"; }
 
 # A new pod: time from its first process to the agent's listener in its netns.

@@ -68,6 +68,10 @@ wait $DP_AGENT_PID
 check "SIGTERM: exit status 0" test $? -eq 0
 DP_AGENT_PID=
 check "SIGTERM: listener closed" dp_wait_listener app-a absent
+if command -v bpftool >/dev/null; then
+	check "agent gone: its cgroup/getsockopt program left its cgroup with it" \
+		bash -c "! bpftool cgroup show '$DP_CG_AGENT' | grep -q mm_getsockopt"
+fi
 dp_in app-a curl -s --max-time 10 http://10.211.1.1:$OPEN_PORT/customers >"$DP_DIR/g.json"
 check "after clean shutdown, open mode passes at once (heartbeat cleared)" cmp -s "$orig" "$DP_DIR/g.json"
 

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Shared topology for the data-path integration tests (dp_*.sh): a server netns, one netns +
 # cgroup per "pod" joined to it by a veth pair, the agent attached to this test's own cgroup
-# subtree with its own pin instance and ports, so tests run in parallel. Sourced, not run.
+# subtree with its own pin instance and ports, so tests run in parallel; the agent itself runs
+# in a cgroup of its own (DP_CG_AGENT), as in its pod. Sourced, not run.
 # Usage: dp_init AGENT_BINARY; everything is torn down by the EXIT trap.
 set -uo pipefail
 
@@ -32,6 +33,9 @@ dp_init() {
 	DP_DIR=$(mktemp -d /tmp/meshmask-dp.XXXXXX)
 	DP_CG_REL=/mmdp-$DP_ID
 	DP_CG=$DP_ROOT$DP_CG_REL
+	# The agent's own cgroup (a sibling, as the agent's pod is): its cgroup/getsockopt
+	# program attaches there, never to the machine's root cgroup.
+	DP_CG_AGENT=$DP_ROOT/mmdp-$DP_ID-agent
 	DP_INSTANCE=dp$DP_ID
 	DP_BPFFS=/sys/fs/bpf
 	# The proxy port lives in pod netns (unique per test, below the ephemeral range); the admin
@@ -43,7 +47,8 @@ dp_init() {
 	DP_PODS=()
 	DP_PIDS=()
 	DP_AGENT_PID=
-	mkdir -p "$DP_CG" "$DP_DIR/policies" "$DP_DIR/state" || dp_skip "cannot create cgroup"
+	mkdir -p "$DP_CG" "$DP_CG_AGENT" "$DP_DIR/policies" "$DP_DIR/state" ||
+		dp_skip "cannot create cgroup"
 	trap dp_cleanup EXIT
 	ip netns add "$DP_NS_SRV" || dp_skip "cannot create netns"
 	ip -n "$DP_NS_SRV" link set lo up
@@ -62,14 +67,19 @@ dp_cleanup() {
 	[[ -n $DP_AGENT_PID ]] && kill -9 "$DP_AGENT_PID" 2>/dev/null
 	for p in "${DP_PIDS[@]}"; do kill -9 "$p" 2>/dev/null; done
 	# Anything left in the test cgroups (clients of a failed assertion).
-	for f in $(find "$DP_CG" -name cgroup.procs 2>/dev/null); do
+	for f in $(find "$DP_CG" "$DP_CG_AGENT" -name cgroup.procs 2>/dev/null); do
 		for p in $(cat "$f"); do kill -9 "$p" 2>/dev/null; done
 	done
 	sleep 0.2
 	wait 2>/dev/null
+	# A killed process leaves its cgroup a little after it is reaped.
+	for _ in $(seq 30); do
+		grep -qs 'populated 1' "$DP_CG/cgroup.events" "$DP_CG_AGENT/cgroup.events" || break
+		sleep 0.1
+	done
 	for n in "${DP_PODS[@]}"; do ip netns del "mm$n$DP_ID" 2>/dev/null; done
 	ip netns del "$DP_NS_SRV" 2>/dev/null
-	find "$DP_CG" -depth -type d -exec rmdir {} \; 2>/dev/null
+	find "$DP_CG" "$DP_CG_AGENT" -depth -type d -exec rmdir {} \; 2>/dev/null
 	rm -rf "$DP_BPFFS/meshmask/$DP_INSTANCE"
 	if [[ $dp_fail -ne 0 && -f $DP_DIR/agent.log ]]; then
 		echo "# agent log (tail):"
@@ -131,7 +141,7 @@ JSON
 }
 
 dp_agent_start() {
-	"$DP_AGENT" --policies "$DP_DIR/policies" --state-dir "$DP_DIR/state" \
+	sh -c 'echo $$ >"$0/cgroup.procs" && exec "$@"' "$DP_CG_AGENT" "$DP_AGENT" --policies "$DP_DIR/policies" --state-dir "$DP_DIR/state" \
 		--admin 127.0.0.1:$DP_APORT --audit-log "$DP_DIR/audit.log" \
 		--attach-cgroup "$DP_CG" --instance "$DP_INSTANCE" --proxy-port $DP_PPORT \
 		--log-level debug "$@" >>"$DP_DIR/agent.log" 2>&1 &

@@ -31,6 +31,12 @@ check "flagged caller: email replaced" grep -q '<email>' <<<"$out"
 check "flagged caller: response is valid JSON" python3 -c 'import json,sys; json.loads(sys.argv[1])' "$out"
 n0=$(steered)
 check "flagged caller was steered through the agent" test "$n0" -ge 1
+check "cgroup/getsockopt attached to the agent's own cgroup" \
+	grep -q "cgroup/getsockopt (SO_ORIGINAL_DST) attached to own cgroup $DP_CG_AGENT" "$DP_DIR/agent.log"
+if command -v bpftool >/dev/null; then
+	check "bpftool shows mm_getsockopt on the agent's cgroup" \
+		bash -c "bpftool cgroup show '$DP_CG_AGENT' | grep -q 'getsockopt.*mm_getsockopt'"
+fi
 
 for pod in app-fraud:2 batch:3; do
 	name=${pod%:*} i=${pod#*:}
@@ -148,5 +154,53 @@ while True:
 print("masked" if b"XXX-XX-6789" in d and b"123-45-6789" not in d else "bad")' &
 done; wait)
 check "same loopback 4-tuple in two netns: both masked" test "$(grep -c masked <<<"$res")" -eq 2
+
+# An HTTP/1.0 keep-alive client and a 2 MiB masked body: too big to hold, so it is sent
+# close-delimited with "Connection: close" although the server keeps its connection open. The
+# agent must end the client's connection once the body is through, not leave it hanging.
+res=$(dp_in app-frontend python3 -c '
+import socket, time
+s = socket.create_connection(("10.211.1.1", '$DP_SPORT'), timeout=8)
+s.sendall(b"GET /big/2 HTTP/1.0\r\nHost: x\r\nConnection: keep-alive\r\n\r\n")
+t, d = time.time(), b""
+try:
+    while True:
+        b = s.recv(65536)
+        if not b:
+            break
+        d += b
+except OSError as e:
+    print("error %s after %d bytes" % (e, len(d)))
+    raise SystemExit
+head, _, body = d.partition(b"\r\n\r\n")
+print("eof %.1f %d %s" % (time.time() - t, len(body),
+      "close" if b"connection: close" in head.lower() else "no-close"))')
+check "HTTP/1.0 close-delimited re-frame: the agent closes the client side ($res)" \
+	bash -c '[[ $1 == "eof "*" 2097152 close" ]] && (( $(echo "${1#eof }" | cut -d" " -f1 | cut -d. -f1) < 3 ))' _ "$res"
+
+# Every steered connection (IPv4, IPv6, v4-mapped, both netns) learnt its original destination
+# and caller through getsockopt(STEER_SO_CALLER) on the accepted socket, none from the map.
+via_sockopt=$(grep -c "destination from SO_ORIGINAL_DST" "$DP_DIR/agent.log")
+check "original destination through cgroup/getsockopt for all $(steered) steered connections ($via_sockopt)" \
+	test "$via_sockopt" -eq "$(steered)"
+check "no fallback to the steer_by_port map read" bash -c "! grep -q 'steer_by_port map' '$DP_DIR/agent.log'"
+
+# Without the getsockopt answer (its link detached under the running agent) the proxy reads
+# the steer_by_port map itself: still masked, and said once in the log.
+link=$(bpftool -j link show 2>/dev/null | python3 -c '
+import json, os, sys
+cg = os.stat(sys.argv[1]).st_ino
+print(next((str(l["id"]) for l in json.load(sys.stdin)
+            if l.get("attach_type") == "cgroup_getsockopt" and l.get("cgroup_id") == cg), ""))' "$DP_CG_AGENT")
+if [[ -n $link ]] && bpftool link detach id "$link"; then
+	out=$(dp_in app-frontend curl -s --max-time 5 http://10.211.1.1:$DP_SPORT/customers)
+	check "getsockopt detached: still masked" grep -q '"XXX-XX-6789"' <<<"$out"
+	check "getsockopt detached: destination read from the steer_by_port map" \
+		grep -q "destination from steer_by_port map" "$DP_DIR/agent.log"
+	check "getsockopt detached: the fallback is logged once as a warning" \
+		test "$(grep -c 'SO_ORIGINAL_DST not answered' "$DP_DIR/agent.log")" -eq 1
+else
+	echo "# bpftool cannot detach links here: fallback path not exercised"
+fi
 
 dp_done

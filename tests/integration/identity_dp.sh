@@ -70,14 +70,51 @@ for _ in $(seq 30); do grep -q '"caller"' "$DP_DIR/audit.log" 2>/dev/null && bre
 check "audit event names the caller pod (namespace/name)" \
 	grep -q '"caller": *"shop/web-1"' "$DP_DIR/audit.log"
 
-# A label change on pod B (watch MODIFIED) makes it match the labels source.
-pods_json '{ "app": "report", "team": "pay" }'
-check "label added: the pod becomes covered" dp_wait_listener "$PB"
-out=$(dp_in "$PB" curl -s --max-time 5 http://10.211.2.1:$DP_SPORT/customers)
-check "label added: masked" masked "$out"
-pods_json '{ "app": "report" }'
-check "label removed: coverage withdrawn" dp_wait_listener "$PB" absent
-out=$(dp_in "$PB" curl -s --max-time 5 http://10.211.2.1:$DP_SPORT/customers)
-check "label removed: original again" plain "$out"
+# listener_ms NAME present|absent: milliseconds until the agent's listener in pod NAME's
+# netns is so (polled every 10 ms, gives up after about 5 s).
+listener_ms() {
+	local ns=mm$1$DP_ID t0=$(date +%s%N)
+	for _ in $(seq 250); do
+		if ip netns exec "$ns" ss -Hltn "sport = :$DP_PPORT" | grep -q .; then
+			[[ $2 == present ]] && break
+		else
+			[[ $2 == absent ]] && break
+		fi
+		sleep 0.01
+	done
+	echo $((($(date +%s%N) - t0) / 1000000))
+}
+# A label change on pod B (watch MODIFIED) makes it match the labels source. The identity
+# change callback triggers a rescan at once, without waiting for the periodic (1 s) one: the
+# fake API notices the file within 100 ms, so allow 500 ms, twice each way.
+rescans() { grep -c "rescan after a pod identity change" "$DP_DIR/agent.log"; }
+for round in 1 2; do
+	n0=$(rescans)
+	pods_json '{ "app": "report", "team": "pay" }'
+	ms=$(listener_ms "$PB" present)
+	check "label added ($round): the pod is covered within 500 ms (${ms} ms)" test "$ms" -lt 500
+	check "label added ($round): through an identity-triggered rescan" test "$(rescans)" -gt "$n0"
+	out=$(dp_in "$PB" curl -s --max-time 5 http://10.211.2.1:$DP_SPORT/customers)
+	check "label added ($round): masked" masked "$out"
+	pods_json '{ "app": "report" }'
+	ms=$(listener_ms "$PB" absent)
+	check "label removed ($round): coverage withdrawn within 500 ms (${ms} ms)" test "$ms" -lt 500
+	out=$(dp_in "$PB" curl -s --max-time 5 http://10.211.2.1:$DP_SPORT/customers)
+	check "label removed ($round): original again" plain "$out"
+done
+# Each time, the listener opened within 100 ms of an identity-triggered rescan's start (the
+# same rescan, not a periodic one that happened to come first).
+check "the listener opened by the identity-triggered rescan" python3 -c '
+import datetime, sys
+def ts(l):
+    return datetime.datetime.strptime(l.split()[0], "%Y-%m-%dT%H:%M:%S.%fZ").timestamp()
+last, good, opened = None, 0, 0
+for l in open(sys.argv[1]):
+    if "rescan after a pod identity change" in l:
+        last = ts(l)
+    elif "listening in netns" in l and sys.argv[2] in l:
+        opened += 1
+        good += last is not None and ts(l) - last < 0.1
+sys.exit(0 if opened >= 2 and good == opened else 1)' "$DP_DIR/agent.log" "$PB"
 check "agent still running" kill -0 $DP_AGENT_PID
 dp_done

@@ -2,7 +2,8 @@
 # TLS data path inside the real daemon: meshmask-agent starts with no policy; a policy file
 # dropped into --policies later covers a cgroup; a curl in that cgroup then shows up in
 # /metrics (meshmask_tls_*) and in the audit log (tls_finding events, never the value); once
-# the file is removed, that cgroup is no longer captured.
+# the file is removed, that cgroup is no longer captured. Then a stop-rewrite policy: the same
+# curl prints the masked value, /readyz and meshmask_tls_stop_events_total say so.
 # Needs root. Usage: tls_agent.sh PATH/TO/meshmask-agent
 set -uo pipefail
 
@@ -23,7 +24,7 @@ cleanup() {
 	for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done
 	wait 2>/dev/null
 	for c in "${cgroups[@]}"; do rmdir "$cgroot/$c" 2>/dev/null; done
-	rm -rf "$tmp"
+	rm -rf "$tmp" "/sys/fs/bpf/meshmask/tlsagent-$id"
 }
 trap cleanup EXIT
 fail=0
@@ -68,6 +69,7 @@ admin_port=$(free_port)
 mkdir -p "$tmp/policies" "$tmp/state"
 "$agent" --policies "$tmp/policies" --state-dir "$tmp/state" --admin "127.0.0.1:$admin_port" \
 	--audit-log "$tmp/audit.log" --bpffs /sys/fs/bpf --proxy-port "$(free_port)" \
+	--instance "tlsagent-$id" --attach-cgroup "$cgroot/$cg" --detach-on-exit \
 	2>"$tmp/agent.err" &
 apid=$!
 pids+=($apid)
@@ -135,8 +137,36 @@ curl -s "http://127.0.0.1:$admin_port/metrics" |
 	ok "policy removed: cgroup no longer captured" ||
 	not_ok "policy removed: cgroup no longer captured"
 
+# Enforcement: stop-rewrite holds the curl thread at SSL_read's return while the agent masks.
+cat >"$tmp/policies/$pol-sr.json.tmp" <<EOF
+{ "apiVersion": "meshmask.io/v1alpha1", "kind": "MaskingPolicy",
+  "metadata": { "name": "$pol-sr" },
+  "spec": { "mode": "enforce", "failureMode": "closed",
+    "selector": { "sources": [ { "cgroup": "/$cg" } ] },
+    "tls": { "enforce": "stop-rewrite" },
+    "rules": [ { "name": "pii", "entities": [ "US_SSN" ], "action": { "type": "mask", "keepLast": 4 } } ] } }
+EOF
+mv "$tmp/policies/$pol-sr.json.tmp" "$tmp/policies/$pol-sr.json"
+sleep 2.5
+got=$(in_cg "$cg" curl -sk "https://127.0.0.1:$port/")
+grep -q '"ssn": "\*\*\*-\*\*-8841"' <<<"$got" && ok "stop-rewrite: curl prints the masked SSN" ||
+	not_ok "stop-rewrite: curl prints the masked SSN (got: ${got//[0-9]/9})"
+grep -q "ann@example.com" <<<"$got" && ok "stop-rewrite: values no rule names stay" ||
+	not_ok "stop-rewrite: values no rule names stay"
+ready=$(curl -s "http://127.0.0.1:$admin_port/readyz")
+"$py" -c 'import json,sys; d=json.loads(sys.argv[1]); m={e["mode"]: e["available"] for e in d["tls"]["enforceModes"]}; sys.exit(0 if m["stop-rewrite"] and m["off"] else 1)' "$ready" &&
+	ok "readyz: stop-rewrite available" || not_ok "readyz: stop-rewrite available"
+sleep 1.5 # the capture thread publishes counters each pass
+metrics=$(curl -s "http://127.0.0.1:$admin_port/metrics")
+grep -Eq '^meshmask_tls_stop_events_total\{event="masked"\} [1-9]' <<<"$metrics" &&
+	ok "metric: stop-rewrite masked values" || not_ok "metric: stop-rewrite masked values"
+grep -Eq '^meshmask_tls_stop_events_total\{event="stopped"\} [1-9]' <<<"$metrics" &&
+	ok "metric: stop-rewrite held threads" || not_ok "metric: stop-rewrite held threads"
+
 kill -TERM "$apid"
 wait "$apid" && ok "agent stops cleanly" || not_ok "agent stops cleanly"
+[[ ! -e /sys/fs/bpf/meshmask/tlsagent-$id ]] && ok "pins removed (--detach-on-exit)" ||
+	not_ok "pins removed (--detach-on-exit)"
 if ((fail)); then
 	sed 's/^/# /' "$tmp/agent.err" "$tmp/audit.log"
 fi

@@ -11,6 +11,9 @@
  *   records policy=P n=N bytes=B
  *   dropped policy=P n=N
  *   stats records=N bytes=N findings=N dropped=N targets=N covered=N scans=N inplace=0|1
+ *   stop available=0|1 stops=N rewritten=N masked=N partial=N watchdog=N stale=N failed=N
+ *        seized=N skip_traced=N skip_signal=N skip_denied=N unenforced=N
+ * SIGUSR1 prints the stop line at once (the run goes on).
  */
 #include <errno.h>
 #include <getopt.h>
@@ -91,6 +94,18 @@ void metrics_tls_finding(const char *policy, const char *entity)
 	(void)entity;
 }
 
+/* Stop-rewrite counters: the harness reports them from tls_get_stats instead. */
+void metrics_tls_stop(const char *event, uint64_t total)
+{
+	(void)event;
+	(void)total;
+}
+
+void metrics_tls_stop_traced(uint64_t n)
+{
+	(void)n;
+}
+
 void audit_tls(const struct audit_who *who, const char *policy, const char *entity, uint64_t count,
 	       uint32_t direction)
 {
@@ -115,12 +130,33 @@ int store_subscribe(struct store *st, store_change_fn fn, void *ctx)
 	return 0;
 }
 
-static volatile sig_atomic_t stop;
+static volatile sig_atomic_t stop, want_stats;
 
 static void on_signal(int sig)
 {
-	(void)sig;
-	stop = 1;
+	if (sig == SIGUSR1)
+		want_stats = 1;
+	else
+		stop = 1;
+}
+
+static void print_stop(struct tls *t)
+{
+	struct tls_stats s;
+	tls_get_stats(t, &s);
+	const struct tls_stop_stats *p = &s.stop;
+	pthread_mutex_lock(&out_lock);
+	printf("stop available=%d stops=%llu rewritten=%llu masked=%llu partial=%llu watchdog=%llu "
+	       "stale=%llu failed=%llu seized=%llu skip_traced=%llu skip_signal=%llu "
+	       "skip_denied=%llu unenforced=%llu\n",
+	       s.stop_available, (unsigned long long)p->stops, (unsigned long long)p->rewritten,
+	       (unsigned long long)p->masked, (unsigned long long)p->partial,
+	       (unsigned long long)p->watchdog, (unsigned long long)p->stale,
+	       (unsigned long long)p->failed, (unsigned long long)p->seized,
+	       (unsigned long long)p->skip_traced, (unsigned long long)p->skip_signal,
+	       (unsigned long long)p->skip_denied, (unsigned long long)p->unenforced);
+	fflush(stdout);
+	pthread_mutex_unlock(&out_lock);
 }
 
 int main(int argc, char **argv)
@@ -164,9 +200,18 @@ int main(int argc, char **argv)
 	struct sigaction sa = {.sa_handler = on_signal};
 	sigaction(SIGINT, &sa, NULL);
 	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGUSR1, &sa, NULL);
 
+	/* Only this thread takes the control signals (the module's threads inherit the mask). */
+	sigset_t ctl;
+	sigemptyset(&ctl);
+	sigaddset(&ctl, SIGINT);
+	sigaddset(&ctl, SIGTERM);
+	sigaddset(&ctl, SIGUSR1);
+	pthread_sigmask(SIG_BLOCK, &ctl, NULL);
 	struct tls *t;
 	int r = tls_start(&t, &cfg, &st);
+	pthread_sigmask(SIG_UNBLOCK, &ctl, NULL);
 	if (r < 0) {
 		fprintf(stderr, "tls_harness: tls_start: %s\n", strerror(-r));
 		policy_set_unref(st.set);
@@ -176,13 +221,19 @@ int main(int argc, char **argv)
 	printf("ready\n");
 	fflush(stdout);
 	pthread_mutex_unlock(&out_lock);
-	while (!stop)
+	while (!stop) {
 		pause();
+		if (want_stats) {
+			want_stats = 0;
+			print_stop(t);
+		}
+	}
 
 	struct tls_stats s;
 	bool inplace = tls_inplace_available(t);
 	/* Let the capture thread drain what the clients produced before it stops. */
 	usleep(300000);
+	print_stop(t);
 	tls_get_stats(t, &s);
 	tls_stop(t);
 	for (size_t i = 0; i < 64 && totals[i].name[0]; i++) {

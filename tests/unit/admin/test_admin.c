@@ -17,13 +17,13 @@
 #include "tap.h"
 
 static struct admin *adm;
-static bool dp_ready = true;
+static struct admin_node_status node = {.bpf_enabled = true, .bpf_attached = true};
 static char token_path[512];
 
-static bool ready_fn(void *ctx)
+static void status_fn(void *ctx, struct admin_node_status *out)
 {
 	(void)ctx;
-	return dp_ready;
+	*out = node;
 }
 
 struct req {
@@ -63,6 +63,69 @@ static bool is_error_body(void)
 	return r;
 }
 
+/* The last response body as JSON (json_decref after). */
+static json_t *body_json(void)
+{
+	json_error_t e;
+	return json_loadb(last.body.data ? last.body.data : "", last.body.len, 0, &e);
+}
+
+/* The string at a JSON pointer-like path of keys/indexes ("tls.enforceModes.1.reason"). */
+static const char *jstr(json_t *d, const char *path)
+{
+	char buf[256];
+	snprintf(buf, sizeof(buf), "%s", path);
+	json_t *cur = d;
+	for (char *save, *k = strtok_r(buf, ".", &save); k && cur; k = strtok_r(NULL, ".", &save))
+		cur = json_is_array(cur) ? json_array_get(cur, strtoul(k, NULL, 10))
+					 : json_object_get(cur, k);
+	return json_string_value(cur);
+}
+
+static json_t *jget(json_t *d, const char *path)
+{
+	char buf[256];
+	snprintf(buf, sizeof(buf), "%s", path);
+	json_t *cur = d;
+	for (char *save, *k = strtok_r(buf, ".", &save); k && cur; k = strtok_r(NULL, ".", &save))
+		cur = json_is_array(cur) ? json_array_get(cur, strtoul(k, NULL, 10))
+					 : json_object_get(cur, k);
+	return cur;
+}
+
+static void write_file(const char *path, const char *text)
+{
+	char tmp[700];
+	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+	FILE *f = fopen(tmp, "w");
+	fputs(text, f);
+	fclose(f);
+	rename(tmp, path);
+}
+
+/* Poll the list until `file` is (or is no longer) among the rejected files; its entry. */
+static json_t *wait_rejected(const char *file, bool present)
+{
+	for (int i = 0; i < 500; i++) {
+		call((struct req){"GET", "/v1/policies", "Bearer s3cret-token"});
+		json_t *d = body_json();
+		json_t *rej = json_object_get(d, "rejected"), *e, *found = NULL;
+		size_t k;
+		json_array_foreach(rej, k, e)
+		{
+			const char *f = json_string_value(json_object_get(e, "file"));
+			if (f && !strcmp(f, file))
+				found = json_incref(e);
+		}
+		json_decref(d);
+		if (!!found == present)
+			return found;
+		json_decref(found);
+		usleep(10000);
+	}
+	return NULL;
+}
+
 static void write_token(const char *t)
 {
 	char tmp[600];
@@ -79,6 +142,11 @@ static const char *pol_b =
 	"\"rules\":[{\"name\":\"ssn\",\"fields\":[\"$..ssn\"],"
 	"\"action\":{\"type\":\"mask\",\"keepLast\":4,\"char\":\"X\"}}]}}";
 
+static const char *pol_a =
+	"{\"apiVersion\":\"meshmask.io/v1alpha1\",\"kind\":\"MaskingPolicy\","
+	"\"metadata\":{\"name\":\"a\"},\"spec\":{\"rules\":[{\"name\":\"cards\","
+	"\"entities\":[\"CREDIT_CARD\"],\"action\":{\"type\":\"mask\",\"keepLast\":4}}]}}";
+
 #define AUTH "Bearer s3cret-token"
 #define JSON "application/json"
 
@@ -94,11 +162,13 @@ int main(void)
 	mkdir(pol, 0755);
 	snprintf(path, sizeof(path), "%s/a.json", pol);
 	FILE *f = fopen(path, "w");
-	fputs("{\"apiVersion\":\"meshmask.io/v1alpha1\",\"kind\":\"MaskingPolicy\","
-	      "\"metadata\":{\"name\":\"a\"},\"spec\":{\"rules\":[{\"name\":\"cards\","
-	      "\"entities\":[\"CREDIT_CARD\"],\"action\":{\"type\":\"mask\",\"keepLast\":4}}]}}",
-	      f);
+	fputs(pol_a, f);
 	fclose(f);
+	/* Broken from the start: no version of it was ever in force. */
+	snprintf(path, sizeof(path), "%s/broken.json", pol);
+	write_file(path, "{\"apiVersion\":\"meshmask.io/v1alpha1\",\"kind\":\"MaskingPolicy\","
+			 "\"metadata\":{\"name\":\"broken\"},\"spec\":{\"rules\":[{\"name\":"
+			 "\"x\",\"fields\":[\"$.a\"],\"action\":{\"type\":\"explode\"}}]}}");
 	write_token("s3cret-token\n");
 
 	struct agent_config cfg = {
@@ -106,7 +176,7 @@ int main(void)
 	struct store *st = NULL;
 	if (store_open(&st, &cfg) < 0)
 		return 1;
-	adm = admin_new(&cfg, st, ready_fn, NULL);
+	adm = admin_new(&cfg, st, status_fn, NULL);
 	ok(adm != NULL, "admin_new");
 
 	is_int(call((struct req){"GET", "/healthz"}), 200, "healthz");
@@ -115,9 +185,56 @@ int main(void)
 	is_str(last.allow, "GET, HEAD", "Allow header");
 	ok(is_error_body(), "405 body");
 	is_int(call((struct req){"GET", "/readyz"}), 200, "readyz");
-	dp_ready = false;
+	json_t *d = body_json();
+	ok(json_is_true(jget(d, "bpf.enabled")) && json_is_true(jget(d, "bpf.attached")),
+	   "readyz: BPF attached");
+	ok(json_integer_value(jget(d, "policies.inForce")) == 1 &&
+		   json_integer_value(jget(d, "policies.fromFiles")) == 1 &&
+		   json_integer_value(jget(d, "policies.rejectedFiles")) == 1 &&
+		   json_is_true(jget(d, "policies.loaded")),
+	   "readyz: one policy in force, one file rejected");
+	ok(json_is_false(jget(d, "tls.capture")), "readyz: no TLS capture");
+	is_str(jstr(d, "tls.enforceModes.0.mode"), "off", "readyz: mode off listed");
+	ok(json_is_true(jget(d, "tls.enforceModes.0.available")), "readyz: off always works");
+	ok(json_is_false(jget(d, "tls.enforceModes.1.available")) &&
+		   strstr(jstr(d, "tls.enforceModes.1.reason") ?: "", "not running"),
+	   "readyz: inplace unavailable without capture, and why");
+	json_decref(d);
+	/* TLS capture on a kernel that refuses bpf_probe_write_user, stop-rewrite applied. */
+	node.tls_capture = true;
+	node.tls_applies_stop_rewrite = true;
+	is_int(call((struct req){"GET", "/readyz"}), 200, "readyz with TLS capture");
+	d = body_json();
+	ok(json_is_true(jget(d, "tls.capture")) &&
+		   json_is_false(jget(d, "tls.kernelAllowsUserWrite")),
+	   "readyz: capture on, user writes refused");
+	is_str(jstr(d, "tls.enforceModes.1.mode"), "inplace", "readyz: mode inplace listed");
+	ok(json_is_false(jget(d, "tls.enforceModes.1.available")) &&
+		   strstr(jstr(d, "tls.enforceModes.1.reason") ?: "", "bpf_probe_write_user"),
+	   "readyz: inplace unavailable, the kernel named");
+	is_str(jstr(d, "tls.enforceModes.2.mode"), "stop-rewrite", "readyz: stop-rewrite listed");
+	ok(json_is_true(jget(d, "tls.enforceModes.2.available")) &&
+		   !jget(d, "tls.enforceModes.2.reason"),
+	   "readyz: stop-rewrite available");
+	json_decref(d);
+	node.tls_user_write = true;
+	node.tls_applies_inplace = true;
+	call((struct req){"GET", "/readyz"});
+	d = body_json();
+	ok(json_is_true(jget(d, "tls.enforceModes.1.available")),
+	   "readyz: inplace available when applied and allowed");
+	json_decref(d);
+	node.bpf_attached = false;
 	is_int(call((struct req){"GET", "/readyz"}), 503, "readyz without the data plane");
-	dp_ready = true;
+	d = body_json();
+	ok(json_is_false(jget(d, "ready")) && json_is_false(jget(d, "checks.dataplane")) &&
+		   json_is_false(jget(d, "bpf.attached")),
+	   "readyz: not attached");
+	json_decref(d);
+	node.bpf_attached = true;
+	node.bpf_enabled = false;
+	is_int(call((struct req){"GET", "/readyz"}), 200,
+	       "readyz with --no-bpf: nothing to wait for");
 	is_int(call((struct req){"GET", "/metrics"}), 200, "metrics");
 	ok(last.content_type && !strncmp(last.content_type, "text/plain; version=0.0.4", 25),
 	   "metrics content type");
@@ -149,6 +266,52 @@ int main(void)
 	is_int(call((struct req){"GET", "/v1/policies", AUTH}), 200, "list with the token");
 	is_int(call((struct req){"GET", "/v1/policies", "bearer s3cret-token"}), 200,
 	       "scheme is case-insensitive");
+
+	/* Rejected files: why, where, when, and what stays in force. */
+	json_t *r = wait_rejected("broken.json", true);
+	ok(r != NULL, "list: a broken file is listed as rejected");
+	is_str(jstr(r, "name"), "broken", "rejected: its metadata.name");
+	is_str(jstr(r, "errors.0.pointer"), "/spec/rules/0/action/type",
+	       "rejected: error location");
+	ok(jstr(r, "errors.0.message") && *jstr(r, "errors.0.message"), "rejected: error message");
+	ok(jstr(r, "time") && strlen(jstr(r, "time")) == 20 && jstr(r, "time")[19] == 'Z',
+	   "rejected: RFC 3339 time");
+	ok(json_is_false(jget(r, "previousVersionInForce")) && json_is_null(jget(r, "etagInForce")),
+	   "rejected: no previous version");
+	json_decref(r);
+	call((struct req){"GET", "/v1/policies/a", AUTH});
+	char etag_a[80];
+	snprintf(etag_a, sizeof(etag_a), "%.*s", (int)strlen(last.etag) - 2, last.etag + 1);
+	call((struct req){"GET", "/v1/policies", AUTH});
+	char list_etag[80];
+	snprintf(list_etag, sizeof(list_etag), "%s", last.etag);
+	/* A ConfigMap edit that breaks a policy in force: a syntax error. */
+	snprintf(path, sizeof(path), "%s/a.json", pol);
+	write_file(path, "{\n  \"apiVersion\": \"meshmask.io/v1alpha1\",\n  \"kind\": }\n");
+	r = wait_rejected("a.json", true);
+	ok(r != NULL, "list: the broken edit is listed");
+	is_str(jstr(r, "name"), "a", "rejected edit: the policy it defines");
+	ok(json_integer_value(jget(r, "errors.0.line")) == 3 &&
+		   json_integer_value(jget(r, "errors.0.column")) > 0,
+	   "rejected edit: line and column of the syntax error");
+	ok(json_is_true(jget(r, "previousVersionInForce")), "rejected edit: previous version kept");
+	is_str(jstr(r, "etagInForce"), etag_a, "rejected edit: the etag in force");
+	json_decref(r);
+	ok(strcmp(last.etag, list_etag) != 0, "list ETag changes with the rejections");
+	is_int(call((struct req){"GET", "/v1/policies/a", AUTH}), 200,
+	       "the previous version serves");
+	ok(memmem(last.body.data, last.body.len, "CREDIT_CARD", 11) != NULL,
+	   "the previous version's content");
+	call((struct req){"GET", "/readyz"});
+	d = body_json();
+	is_int(json_integer_value(jget(d, "policies.rejectedFiles")), 2, "readyz counts both");
+	json_decref(d);
+	/* Fixed: the rejection goes away. */
+	write_file(path, pol_a);
+	ok(wait_rejected("a.json", false) == NULL, "a fixed file is no longer rejected");
+	snprintf(path, sizeof(path), "%s/broken.json", pol);
+	unlink(path);
+	ok(wait_rejected("broken.json", false) == NULL, "a removed file is no longer rejected");
 
 	/* PUT. */
 	is_int(call((struct req){"PUT", "/v1/policies/b", AUTH, "text/plain", pol_b}), 415,

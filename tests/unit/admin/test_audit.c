@@ -8,6 +8,7 @@
 #include <jansson.h>
 
 #include "audit.h"
+#include "mask.h"
 #include "tap.h"
 
 static size_t read_lines(const char *path, json_t **out, size_t max)
@@ -126,5 +127,11 @@ int main(void)
 		json_decref(l[i]);
 	audit_close();
 	unlink(path);
+	/* One table of names serves the audit log, the metrics and the CLI. */
+	is_str(mask_outcome_name(MASK_OUTCOME_MASKED), "masked", "outcome name masked");
+	is_str(mask_outcome_name(MASK_OUTCOME_FALLBACK), "fallback", "outcome name fallback");
+	is_str(mask_outcome_name(MASK_OUTCOME_PASSED), "passed", "outcome name passed");
+	is_str(mask_outcome_name(MASK_OUTCOME_BLOCKED), "blocked", "outcome name blocked");
+	is_str(mask_outcome_name((enum mask_outcome)42), "unknown", "outcome out of range");
 	return tap_done();
 }

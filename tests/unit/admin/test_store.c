@@ -79,6 +79,40 @@ static bool wait_change(struct store *st, const char *name, const char *old)
 	return false;
 }
 
+static void rejection_release(struct store_rejection *r)
+{
+	free(r->file);
+	free(r->name);
+	free(r->etag_in_force);
+	policy_errors_free(&r->errs);
+	memset(r, 0, sizeof(*r));
+}
+
+/* Wait up to 5 s until `file` is (or is not) rejected; its rejection moved into *out. */
+static bool wait_rejected(struct store *st, const char *file, bool present,
+			  struct store_rejection *out, uint64_t *version)
+{
+	for (int i = 0; i < 500; i++) {
+		struct store_rejection *v;
+		size_t n;
+		if (store_rejections(st, &v, &n, version) < 0)
+			return false;
+		size_t k = 0;
+		while (k < n && strcmp(v[k].file, file))
+			k++;
+		bool found = k < n;
+		if (found && present && out) {
+			*out = v[k];
+			memset(&v[k], 0, sizeof(v[k]));
+		}
+		store_rejections_free(v, n);
+		if (found == present)
+			return true;
+		usleep(10000);
+	}
+	return false;
+}
+
 int main(void)
 {
 	char root[] = "/tmp/meshmask-store-XXXXXX";
@@ -221,6 +255,50 @@ int main(void)
 	for (int i = 0; i < 500 && !origin_is_api(st, "b"); i++)
 		usleep(10000);
 	is_str(etag_of(st, "b", buf), e2, "pushed policy back when the file goes");
+
+	/* Refused files: two files naming one policy, and a directory where a file should be. */
+	char *dup = doc("dup", "*");
+	snprintf(path, sizeof(path), "%s/dup1.json", pol);
+	write_file(path, dup);
+	ok(wait_change(st, "dup", ""), "dup1.json loaded");
+	snprintf(path2, sizeof(path2), "%s/dup2.json", pol);
+	write_file(path2, dup);
+	struct store_rejection r = {0};
+	uint64_t v1 = 0, v2 = 0;
+	ok(wait_rejected(st, "dup2.json", true, &r, &v1),
+	   "a second file naming a policy is refused");
+	is_str(r.name, "dup", "refused: the policy it names");
+	ok(r.errs.n == 1 && !strcmp(r.errs.v[0].pointer, "/metadata/name") &&
+		   strstr(r.errs.v[0].message, "dup1.json"),
+	   "refused: located at /metadata/name, naming the file in force");
+	ok(r.etag_in_force == NULL, "refused: nothing of this file in force");
+	int64_t t1 = r.time;
+	rejection_release(&r);
+	snprintf(path, sizeof(path), "%s/dir.json", pol);
+	mkdir(path, 0755);
+	ok(wait_rejected(st, "dir.json", true, &r, NULL), "a directory named *.json is refused");
+	ok(r.errs.n == 1 && strstr(r.errs.v[0].message, "not a regular file"),
+	   "refused: not a regular file");
+	rejection_release(&r);
+	rmdir(path);
+	ok(wait_rejected(st, "dir.json", false, NULL, NULL), "gone once the directory is");
+	/* An unrelated change rescans the directory: the refusal keeps its time and version. */
+	sleep(1);
+	ok(wait_rejected(st, "dup2.json", true, NULL, &v1), "still refused");
+	char *zz = doc("zz", "*");
+	snprintf(path, sizeof(path), "%s/zz.json", pol);
+	write_file(path, zz);
+	ok(wait_change(st, "zz", ""), "unrelated file loaded");
+	ok(wait_rejected(st, "dup2.json", true, &r, &v2), "still refused after a rescan");
+	ok(r.time == t1 && v2 == v1, "same refusal: same time and version");
+	rejection_release(&r);
+	/* The file in force goes: the other one takes over and is no longer refused. */
+	snprintf(path, sizeof(path), "%s/dup1.json", pol);
+	unlink(path);
+	ok(wait_rejected(st, "dup2.json", false, NULL, &v2), "the second file takes over");
+	ok(v2 != v1, "the rejections version moved");
+	free(dup);
+	free(zz);
 
 	store_close(st);
 

@@ -171,11 +171,66 @@ static void test_hash(void)
 	      "empty key, empty value");
 }
 
+/* The prepared context gives the one-shot output for every value, and follows a key change. */
+static void test_hash_ctx(void)
+{
+	unsigned char key[] = "Jefe", k2[] = "another key";
+	char pre[] = "h:";
+	struct policy_action a = {.type = POLICY_ACTION_HASH,
+				  .hash_key = key,
+				  .hash_key_len = 4,
+				  .hash_len = 64,
+				  .hash_prefix = pre};
+	struct policy_action b = a;
+	b.hash_key = k2;
+	b.hash_key_len = sizeof(k2) - 1;
+	struct action_ctx c = {0};
+	struct mm_buf o1 = {0}, o2 = {0};
+	int same = 1, rc = 0;
+	char val[300];
+
+	for (int i = 0; i < 300; i++) {
+		val[i] = (char)('a' + i % 26);
+		const struct policy_action *act = i % 100 == 99 ? &b : &a;
+		mm_buf_reset(&o1);
+		mm_buf_reset(&o2);
+		rc |= action_apply(act, -1, val, (size_t)i, &o1);
+		rc |= action_apply_ctx(act, &c, -1, val, (size_t)i, &o2);
+		same &= o1.len == o2.len && !memcmp(o1.data, o2.data, o1.len);
+	}
+	ok(!rc && same, "prepared context: same output as one-shot for 300 values, 3 key changes");
+	mm_buf_reset(&o2);
+	is_int(action_apply_ctx(&a, &c, -1, "what do ya want for nothing?", 28, &o2), 0,
+	       "RFC 4231 case 2 through a reused context");
+	is_mem(o2.data, o2.len,
+	       "h:5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843",
+	       "RFC 4231 case 2 digest");
+	action_ctx_free(&c);
+	ok(c.mac == NULL, "freed context is empty");
+
+	struct policy_action z = {.type = POLICY_ACTION_HASH, .hash_len = 64};
+	mm_buf_reset(&o2);
+	action_apply_ctx(&z, &c, -1, "", 0, &o2);
+	mm_buf_reset(&o2);
+	is_int(action_apply_ctx(&z, &c, -1, "", 0, &o2), 0, "empty key twice");
+	is_mem(o2.data, o2.len, "b613679a0814d9ec772f95d778c35fc5ff1697c493715653c6c712144292c5ad",
+	       "empty key, empty value, reused context");
+	struct policy_action m = mask_act(0, 2, NULL);
+	mm_buf_reset(&o2);
+	action_apply_ctx(&m, &c, -1, "12345", 5, &o2);
+	is_mem(o2.data, o2.len, "***45", "non-hash action ignores the context");
+	action_ctx_free(&c);
+	action_ctx_free(NULL);
+	mm_buf_free(&o1);
+	mm_buf_free(&o2);
+}
+
 int main(void)
 {
 	test_mask();
 	test_length_preserving();
 	test_replace_redact();
 	test_hash();
+	test_hash_ctx();
 	return tap_done();
 }

@@ -410,6 +410,69 @@ static void test_scan_api(void)
 }
 
 /*
+ * Texts shorter than a vector block take the short-text filter: each text (exact-size copy, so
+ * ASan sees a read past it) must give what the same bytes followed by 24 spaces give through
+ * the block filter. Random texts over the bytes that start or end entities, every length 0..20.
+ */
+static void test_short_texts(void)
+{
+	static const char alpha[] = "0123456789-+@.:() AJeyEZa_%";
+	struct detect_match a[MAXM], b[MAXM];
+	unsigned seed = 12345, bad = 0, nbad = 0, found = 0, runs = 0;
+	char pad[64];
+
+	for (int iter = 0; iter < 20000; iter++) {
+		size_t n = (size_t)(iter % 21);
+		char *t = malloc(n ? n : 1);
+		for (size_t i = 0; i < n; i++) {
+			seed = seed * 1103515245u + 12345u;
+			t[i] = alpha[(seed >> 16) % (sizeof(alpha) - 1)];
+		}
+		/* some texts are whole entities, so that matches are exercised too */
+		static const char *const whole[] = {
+			"536-22-8105", "a@b.co", "+14155550100",     "(212) 555-0198",
+			"10.1.2.3",    "::1",	 "4111111111111111", "x@example.com"};
+		if (iter % 7 == 0 && n >= strlen(whole[iter % 8]))
+			memcpy(t + n - strlen(whole[iter % 8]), whole[iter % 8],
+			       strlen(whole[iter % 8]));
+		memset(pad, ' ', sizeof(pad));
+		memcpy(pad, t, n);
+		size_t ka = detect_scan(t, n, 0, MM_ENT_ALL, 0, a, MAXM);
+		size_t kb = detect_scan(pad, n + 24, 0, MM_ENT_ALL, 0, b, MAXM);
+		int same = ka == kb;
+		for (size_t j = 0; same && j < ka; j++)
+			same = a[j].off == b[j].off && a[j].len == b[j].len &&
+			       a[j].entity == b[j].entity;
+		if (!same && bad++ < 3)
+			printf("#   differs: \"%.*s\" (%zu vs %zu matches)\n", (int)n, t, ka, kb);
+		found += ka;
+		runs++;
+		/* narrowed to some entities, the filter finds what every candidate finds */
+		for (int e = 0; e <= 2 * MM_ENT__COUNT + 1; e++) {
+			uint32_t ents = e % (MM_ENT__COUNT + 1) < MM_ENT__COUNT
+						? MM_ENT_BIT(e % (MM_ENT__COUNT + 1))
+						: (uint32_t)iter & MM_ENT_ALL;
+			/* the text alone (short-text filter), then padded (block filter) */
+			const char *x = e <= MM_ENT__COUNT ? t : pad;
+			size_t xn = e <= MM_ENT__COUNT ? n : n + 24;
+			ka = detect_scan(x, xn, 0, ents, 0, a, MAXM);
+			kb = detect_scan(x, xn, 0, ents, DETECT_EVERY_CANDIDATE, b, MAXM);
+			same = ka == kb;
+			for (size_t j = 0; same && j < ka; j++)
+				same = a[j].off == b[j].off && a[j].len == b[j].len &&
+				       a[j].entity == b[j].entity;
+			if (!same && nbad++ < 3)
+				printf("#   narrowed filter differs: \"%.*s\" entities %#x\n",
+				       (int)n, t, ents);
+		}
+		free(t);
+	}
+	ok(bad == 0 && found > 100,
+	   "short-text filter agrees with the block filter (%u runs, %u matches)", runs, found);
+	ok(nbad == 0, "filter narrowed to the requested entities finds the same matches");
+}
+
+/*
  * The streaming caller of detect.h: input arrives `chunk` bytes at a time; the caller keeps
  * text[cursor-1, avail) (copied, so ASan sees any read outside it) and commits a match at p only
  * once text[p-1, p+DETECT_MAX_MATCH_LEN] is in view, or at the end of input.
@@ -524,6 +587,7 @@ int main(void)
 	test_jwt();
 	test_aws();
 	test_scan_api();
+	test_short_texts();
 	test_streaming();
 	return tap_done();
 }

@@ -60,6 +60,41 @@ rc=$?
 [[ $rc -eq 4 && $(wc -l <"$tmp/err") -eq 1 ]] && grep -q "blocked (bad_json" "$tmp/err"
 ok $? "onError=block: exit 4 with one line (rc=$rc)"
 
+# Byte-exact output (cmp, not $(...), which would drop trailing newlines): every byte outside
+# the masked values is kept, trailing newlines, CR and blanks included.
+exact() { # description content-type-or-empty input-printf-format expected-printf-format
+	printf "$3" >"$tmp/x.in"
+	printf "$4" >"$tmp/x.want"
+	"$bin" mask --policy "$tmp/p.json" ${2:+--content-type "$2"} "$tmp/x.in" >"$tmp/x.out" &&
+		cmp -s "$tmp/x.out" "$tmp/x.want" &&
+		"$bin" mask --policy "$tmp/p.json" ${2:+--content-type "$2"} <"$tmp/x.in" |
+		cmp -s - "$tmp/x.want"
+	ok $? "byte-exact: $1"
+}
+exact "JSON document, trailing newline" application/json \
+	'{"password":"hunter2","note":"ssn 536-22-8105"}\n' '{"password":null,"note":"ssn ***-**-8105"}\n'
+exact "sniffed JSON, CRLF and blanks after" "" \
+	' {"password":"x"} \r\n\n' ' {"password":null} \r\n\n'
+exact "top-level number and string, newline" application/json '"536-22-8105"\n' '"***-**-8105"\n'
+exact "unchanged document keeps its bytes" application/json \
+	'{ "a" : [1, 2.5e3, true, null, "x\\u0041"] }\n\n' '{ "a" : [1, 2.5e3, true, null, "x\\u0041"] }\n\n'
+exact "NDJSON, last line with newline" application/x-ndjson \
+	'{"password":"a"}\n{"password":"b"}\n' '{"password":null}\n{"password":null}\n'
+exact "text, trailing newline" text/plain 'ssn 536-22-8105\n' 'ssn ***-**-8105\n'
+# The newline arriving in a later read() than the document.
+{
+	printf '{"password":"x"}'
+	sleep 0.2
+	printf '\n'
+} | "$bin" mask --policy "$tmp/p.json" --content-type application/json >"$tmp/x.out"
+printf '{"password":null}\n' | cmp -s - "$tmp/x.out"
+ok $? "byte-exact: newline in a separate read"
+printf '{"password":"x"}\n' | gzip -c |
+	"$bin" mask --policy "$tmp/p.json" --content-type application/json --content-encoding gzip |
+	gunzip -c >"$tmp/x.out"
+printf '{"password":null}\n' | cmp -s - "$tmp/x.out"
+ok $? "byte-exact: gzip round trip keeps the newline"
+
 "$bin" mask --policy "$tmp/p.json" "$tmp/missing.json" >/dev/null 2>"$tmp/err"
 rc=$?
 [[ $rc -eq 3 && $(wc -l <"$tmp/err") -eq 1 ]] && grep -q "missing.json: No such file" "$tmp/err"

@@ -3,11 +3,15 @@
  * tls_scan: a stream fed in pieces of any size reports exactly the matches (entity, offset,
  * length) that one detect_scan() over the whole text reports, including values split across
  * pieces and values in the last hold-back window; a gap (finish) splits values.
+ * tls_mask_read (stop-rewrite): one read masked in place, length kept; for every split of a
+ * text into two reads, the second read comes out exactly as masking the whole text would
+ * make it (the later part of a split value included), the first read too outside split values.
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "policy.h"
 #include "tap.h"
 #include "tls_scan.h"
 
@@ -108,6 +112,102 @@ static void feed(const char *t, size_t len, long piece)
 	tls_scan_finish(&scanner, MM_ENT_ALL, collect, &got);
 }
 
+static struct policy *load_policy(const char *json)
+{
+	struct policy_errors errs = {0};
+	struct policy *p = policy_parse(json, strlen(json), "test", &errs);
+	if (!p)
+		policy_errors_print(stderr, "test", &errs);
+	policy_errors_free(&errs);
+	return p;
+}
+
+static const char *const sr_policy =
+	"{\"apiVersion\": \"meshmask.io/v1alpha1\", \"kind\": \"MaskingPolicy\","
+	" \"metadata\": {\"name\": \"sr\"}, \"spec\": {\"tls\": {\"enforce\": \"stop-rewrite\"},"
+	" \"rules\": [{\"name\": \"pii\", \"entities\": [\"US_SSN\", \"CREDIT_CARD\"],"
+	" \"action\": {\"type\": \"mask\", \"keepLast\": 4}}]}}";
+
+/* Outside TLS enforcement a policy may hash: such rules are skipped, never half-applied. */
+static const char *const hash_policy =
+	"{\"apiVersion\": \"meshmask.io/v1alpha1\", \"kind\": \"MaskingPolicy\","
+	" \"metadata\": {\"name\": \"h\"}, \"spec\": {"
+	" \"rules\": [{\"name\": \"e\", \"entities\": [\"EMAIL_ADDRESS\"],"
+	" \"action\": {\"type\": \"replace\", \"value\": \"x\"}},"
+	" {\"name\": \"s\", \"entities\": [\"US_SSN\"], \"action\": {\"type\": \"mask\"}}]}}";
+
+static char scratch[TLS_MASK_TAIL + 4096];
+
+static void mask_tests(void)
+{
+	struct policy *p = load_policy(sr_policy);
+	ok(p != NULL, "stop-rewrite policy parses");
+	if (!p)
+		return;
+	const char *doc = "{\"ssn\": \"536-22-8841\", \"card\": \"4111 1111 1111 1111\", \"n\": 7}";
+	size_t n = strlen(doc);
+	char want_doc[256], buf[256];
+	struct tls_mask_stream st = {0};
+	size_t partial = 0;
+	memcpy(want_doc, doc, n + 1);
+	long m = tls_mask_read(&st, p, want_doc, n, scratch, &partial);
+	ok(m == 2 && partial == 0 &&
+		   !strcmp(want_doc,
+			   "{\"ssn\": \"***-**-8841\", \"card\": \"**** **** **** 1111\", "
+			   "\"n\": 7}"),
+	   "one read: both values masked in place, length kept");
+
+	/* Every split into two reads. Values: ssn at [9, 20), card at [32, 51). */
+	const size_t vals[2][2] = {{9, 20}, {32, 51}};
+	int second_ok = 1, first_ok = 1, partial_ok = 1;
+	for (size_t k = 1; k < n; k++) {
+		memset(&st, 0, sizeof(st));
+		memcpy(buf, doc, n + 1);
+		size_t p1 = 0, p2 = 0;
+		tls_mask_read(&st, p, buf, k, scratch, &p1);
+		tls_mask_read(&st, p, buf + k, n - k, scratch, &p2);
+		size_t crossing = 0;
+		for (int v = 0; v < 2; v++)
+			crossing += vals[v][0] < k && k < vals[v][1];
+		for (size_t i = 0; i < n; i++) {
+			int in_split = 0;
+			for (int v = 0; v < 2; v++)
+				in_split |= vals[v][0] <= i && i < vals[v][1] && vals[v][0] < k &&
+					    k < vals[v][1];
+			if (i >= k && buf[i] != want_doc[i])
+				second_ok = 0;
+			if (i < k && !in_split && buf[i] != want_doc[i])
+				first_ok = 0;
+		}
+		if (p2 != crossing)
+			partial_ok = 0;
+	}
+	ok(second_ok, "every split: the second read is masked as the whole text would be");
+	ok(first_ok, "every split: the first read too, outside the value that is split");
+	ok(partial_ok, "every split: a value split across the reads is counted as partial");
+
+	/* Small reads: context carries over many reads. */
+	memset(&st, 0, sizeof(st));
+	memcpy(buf, doc, n + 1);
+	for (size_t i = 0; i < n; i += 3)
+		tls_mask_read(&st, p, buf + i, n - i < 3 ? n - i : 3, scratch, &partial);
+	ok(!strncmp(buf + 16, "8841", 4) && buf[47] == '1',
+	   "reads of 3 bytes: the kept digits stay, nothing else changes length");
+	policy_unref(p);
+
+	p = load_policy(hash_policy);
+	ok(p != NULL, "observe-only policy with a replace rule parses");
+	if (!p)
+		return;
+	const char *mail = "to ann@example.com 536-22-8841.";
+	memset(&st, 0, sizeof(st));
+	memcpy(buf, mail, strlen(mail) + 1);
+	m = tls_mask_read(&st, p, buf, strlen(buf), scratch, &partial);
+	ok(m == 1 && !strcmp(buf, "to ann@example.com ***-**-****."),
+	   "a length-changing rule is skipped, a mask rule applies (%s)", buf);
+	policy_unref(p);
+}
+
 int main(void)
 {
 	size_t len = fill(text, sizeof(text), 1);
@@ -164,5 +264,7 @@ int main(void)
 	FEED("ann@example.com 536-22-8841 ", MM_ENT_BIT(MM_ENT_US_SSN));
 	tls_scan_finish(&scanner, MM_ENT_BIT(MM_ENT_US_SSN), collect, &got);
 	ok(got.n == 1 && got.v[0].entity == MM_ENT_US_SSN, "only the entities asked for");
+
+	mask_tests();
 	return tap_done();
 }
