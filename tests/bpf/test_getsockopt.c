@@ -24,6 +24,7 @@
 
 #include "meshmask/steer.h"
 #include "steer.skel.h"
+#include "socktest.h"
 #include "tap.h"
 
 #ifndef SO_NETNS_COOKIE
@@ -32,112 +33,13 @@
 
 static char cg_root[4096], cg_dir[4200];
 
-static int find_cgroup_root(void)
-{
-	FILE *f = fopen("/proc/self/mountinfo", "re");
-	char line[4096];
-	int r = -1;
-	while (f && fgets(line, sizeof(line), f)) {
-		char *sep = strstr(line, " - ");
-		if (sep && !strncmp(sep + 3, "cgroup2 ", 8) &&
-		    sscanf(line, "%*s %*s %*s %*s %4095s", cg_root) == 1) {
-			r = 0;
-			break;
-		}
-	}
-	if (f)
-		fclose(f);
-	return r;
-}
-
-static int write_pid(const char *dir)
-{
-	char path[4300];
-	snprintf(path, sizeof(path), "%s/cgroup.procs", dir);
-	FILE *f = fopen(path, "we");
-	if (!f)
-		return -errno;
-	fprintf(f, "%d\n", getpid());
-	return fclose(f) ? -errno : 0;
-}
-
-/* A listener on the loopback of `family`, port 0 = any. fd or -1. */
-static int listen_on(int family, uint16_t port)
-{
-	int fd = socket(family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	int one = 1;
-	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-	struct sockaddr_storage ss = {0};
-	socklen_t len;
-	if (family == AF_INET6) {
-		struct sockaddr_in6 *a = (void *)&ss;
-		a->sin6_family = AF_INET6;
-		a->sin6_port = htons(port);
-		a->sin6_addr = in6addr_loopback;
-		len = sizeof(*a);
-	} else {
-		struct sockaddr_in *a = (void *)&ss;
-		a->sin_family = AF_INET;
-		a->sin_port = htons(port);
-		a->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-		len = sizeof(*a);
-	}
-	if (bind(fd, (struct sockaddr *)&ss, len) || listen(fd, 16)) {
-		close(fd);
-		return -1;
-	}
-	return fd;
-}
-
-static uint16_t port_of(int fd)
-{
-	struct sockaddr_storage ss;
-	socklen_t len = sizeof(ss);
-	getsockname(fd, (struct sockaddr *)&ss, &len);
-	return ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
-					      : ((struct sockaddr_in *)&ss)->sin_port);
-}
-
-static int connect_to(int family, uint16_t port)
-{
-	int fd = socket(family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	struct sockaddr_storage ss = {0};
-	socklen_t len;
-	if (family == AF_INET6) {
-		struct sockaddr_in6 *a = (void *)&ss;
-		a->sin6_family = AF_INET6;
-		a->sin6_port = htons(port);
-		a->sin6_addr = in6addr_loopback;
-		len = sizeof(*a);
-	} else {
-		struct sockaddr_in *a = (void *)&ss;
-		a->sin_family = AF_INET;
-		a->sin_port = htons(port);
-		a->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-		len = sizeof(*a);
-	}
-	if (connect(fd, (struct sockaddr *)&ss, len) < 0) {
-		int r = -errno;
-		close(fd);
-		return r;
-	}
-	return fd;
-}
-
-static int accept_soon(int lfd)
-{
-	struct timeval tv = {.tv_sec = 1};
-	setsockopt(lfd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-	return accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
-}
-
 int main(void)
 {
 	if (geteuid() != 0) {
 		printf("1..0 # SKIP needs root\n");
 		return 77;
 	}
-	if (find_cgroup_root() < 0) {
+	if (st_cgroup_root(cg_root, sizeof(cg_root)) < 0) {
 		printf("1..0 # SKIP no cgroup v2 mount\n");
 		return 77;
 	}
@@ -148,11 +50,11 @@ int main(void)
 		return 77;
 	}
 	/* Reserve a free port for the "agent", then listen on it from inside the cgroup. */
-	int probe = listen_on(AF_INET, 0);
-	uint16_t proxy_port = port_of(probe);
+	int probe = st_listen(AF_INET, 0);
+	uint16_t proxy_port = st_port(probe);
 	close(probe);
-	int dest4 = listen_on(AF_INET, 0), dest6 = listen_on(AF_INET6, 0);
-	uint16_t dport4 = port_of(dest4), dport6 = dest6 >= 0 ? port_of(dest6) : 0;
+	int dest4 = st_listen(AF_INET, 0), dest6 = st_listen(AF_INET6, 0);
+	uint16_t dport4 = st_port(dest4), dport6 = dest6 >= 0 ? st_port(dest6) : 0;
 	skel->rodata->proxy_port = proxy_port;
 	int r = steer__load(skel);
 	if (r == -EPERM) {
@@ -200,13 +102,13 @@ int main(void)
 	memcpy(k.addr, &in6addr_loopback, 16);
 	bpf_map_update_elem(bpf_map__fd(skel->maps.steer_dests), &k, &dv, BPF_ANY);
 
-	ok(write_pid(cg_dir) == 0, "test process joined the test cgroup");
-	int px4 = listen_on(AF_INET, proxy_port), px6 = listen_on(AF_INET6, proxy_port);
+	ok(st_join_cgroup(cg_dir) == 0, "test process joined the test cgroup");
+	int px4 = st_listen(AF_INET, proxy_port), px6 = st_listen(AF_INET6, proxy_port);
 	ok(px4 >= 0, "agent listener opened inside the cgroup");
 
 	/* 1. Steered IPv4: SOL_IP/SO_ORIGINAL_DST gives the original sockaddr_in. */
-	int cfd = connect_to(AF_INET, dport4);
-	int afd = cfd >= 0 ? accept_soon(px4) : -1;
+	int cfd = st_connect(AF_INET, dport4);
+	int afd = cfd >= 0 ? st_accept(px4) : -1;
 	ok(afd >= 0, "IPv4 connect() steered to the agent listener");
 	if (afd >= 0) {
 		struct sockaddr_storage ss;
@@ -253,8 +155,8 @@ int main(void)
 		close(cfd);
 
 	/* 2. Not steered: a direct connection to the agent port gets ENOENT like iptables. */
-	cfd = connect_to(AF_INET, proxy_port);
-	afd = cfd >= 0 ? accept_soon(px4) : -1;
+	cfd = st_connect(AF_INET, proxy_port);
+	afd = cfd >= 0 ? st_accept(px4) : -1;
 	ok(afd >= 0, "direct connection to the agent port accepted");
 	if (afd >= 0) {
 		struct sockaddr_in sin;
@@ -277,8 +179,8 @@ int main(void)
 	if (px6 < 0 || dest6 < 0) {
 		printf("# no IPv6 loopback: skipping the IPv6 checks\n");
 	} else {
-		cfd = connect_to(AF_INET6, dport6);
-		afd = cfd >= 0 ? accept_soon(px6) : -1;
+		cfd = st_connect(AF_INET6, dport6);
+		afd = cfd >= 0 ? st_accept(px6) : -1;
 		ok(afd >= 0, "IPv6 connect() steered to the agent listener");
 		if (afd >= 0) {
 			struct sockaddr_storage ss;
@@ -301,7 +203,7 @@ int main(void)
 			close(cfd);
 	}
 
-	write_pid(cg_root);
+	st_join_cgroup(cg_root);
 	close(px4);
 	if (px6 >= 0)
 		close(px6);

@@ -38,6 +38,7 @@
 #include "meshmask/steer.h"
 #include "splice.h"
 #include "steer.skel.h"
+#include "socktest.h"
 #include "tap.h"
 
 #ifndef SO_MEMINFO
@@ -51,35 +52,6 @@ static char cg_root[4096], cg_dir[4200];
 static struct steer *skel;
 static uint16_t proxy_port;
 static int lst4 = -1, lst6 = -1;
-
-static int find_cgroup_root(void)
-{
-	FILE *f = fopen("/proc/self/mountinfo", "re");
-	char line[4096];
-	int r = -1;
-	while (f && fgets(line, sizeof(line), f)) {
-		char *sep = strstr(line, " - ");
-		if (sep && !strncmp(sep + 3, "cgroup2 ", 8) &&
-		    sscanf(line, "%*s %*s %*s %*s %4095s", cg_root) == 1) {
-			r = 0;
-			break;
-		}
-	}
-	if (f)
-		fclose(f);
-	return r;
-}
-
-static int write_pid(const char *dir)
-{
-	char path[4300];
-	snprintf(path, sizeof(path), "%s/cgroup.procs", dir);
-	FILE *f = fopen(path, "we");
-	if (!f)
-		return -errno;
-	fprintf(f, "%d\n", getpid());
-	return fclose(f) ? -errno : 0;
-}
 
 static int lo_up(void)
 {
@@ -132,44 +104,6 @@ static uint64_t stat_sum(uint32_t idx)
 	for (int i = 0; i < ncpu; i++)
 		sum += vals[i];
 	return sum;
-}
-
-static int listen_on(int family, uint16_t port)
-{
-	int fd = socket(family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	int one = 1;
-	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-	if (family == AF_INET6)
-		setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
-	struct sockaddr_storage ss = {0};
-	socklen_t len;
-	if (family == AF_INET6) {
-		struct sockaddr_in6 *a = (void *)&ss;
-		a->sin6_family = AF_INET6;
-		a->sin6_port = htons(port);
-		a->sin6_addr = in6addr_loopback;
-		len = sizeof(*a);
-	} else {
-		struct sockaddr_in *a = (void *)&ss;
-		a->sin_family = AF_INET;
-		a->sin_port = htons(port);
-		a->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-		len = sizeof(*a);
-	}
-	if (bind(fd, (struct sockaddr *)&ss, len) || listen(fd, 256)) {
-		close(fd);
-		return -1;
-	}
-	return fd;
-}
-
-static uint16_t port_of(int fd)
-{
-	struct sockaddr_storage ss;
-	socklen_t len = sizeof(ss);
-	getsockname(fd, (struct sockaddr *)&ss, &len);
-	return ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
-					      : ((struct sockaddr_in *)&ss)->sin_port);
 }
 
 enum dst_kind { DST4, DST6, DST_MAPPED, DST_PLAIN };
@@ -787,7 +721,7 @@ int main(void)
 		printf("1..0 # SKIP needs root\n");
 		return 77;
 	}
-	if (find_cgroup_root() < 0) {
+	if (st_cgroup_root(cg_root, sizeof(cg_root)) < 0) {
 		printf("1..0 # SKIP no cgroup v2 mount\n");
 		return 77;
 	}
@@ -801,8 +735,8 @@ int main(void)
 		printf("1..0 # SKIP cannot open BPF skeleton: %s\n", strerror(errno));
 		return 77;
 	}
-	int probe = listen_on(AF_INET, 0);
-	proxy_port = port_of(probe);
+	int probe = st_listen(AF_INET, 0);
+	proxy_port = st_port(probe);
 	close(probe);
 	skel->rodata->proxy_port = proxy_port;
 	skel->rodata->splice_enabled = 1;
@@ -848,9 +782,9 @@ int main(void)
 		bpf_map_update_elem(bpf_map__fd(skel->maps.steer_dests), &k, &dv, BPF_ANY);
 	}
 
-	ok(write_pid(cg_dir) == 0, "test process joined the test cgroup");
-	lst4 = listen_on(AF_INET, proxy_port);
-	lst6 = listen_on(AF_INET6, proxy_port);
+	ok(st_join_cgroup(cg_dir) == 0, "test process joined the test cgroup");
+	lst4 = st_listen(AF_INET, proxy_port);
+	lst6 = st_listen(AF_INET6, proxy_port);
 	ok(lst4 >= 0, "agent listener opened inside the cgroup and netns");
 
 	if (lst4 >= 0) {
@@ -867,7 +801,7 @@ int main(void)
 		   (unsigned long long)stat_sum(STEER_SPLICE_APPS));
 	}
 
-	write_pid(cg_root);
+	st_join_cgroup(cg_root);
 	if (lst4 >= 0)
 		close(lst4);
 	if (lst6 >= 0)

@@ -24,6 +24,7 @@
 
 #include "meshmask/steer.h"
 #include "steer.skel.h"
+#include "socktest.h"
 #include "tap.h"
 
 #ifndef SO_NETNS_COOKIE
@@ -31,81 +32,6 @@
 #endif
 
 static char cg_root[4096], cg_dir[4200];
-
-static int find_cgroup_root(void)
-{
-	FILE *f = fopen("/proc/self/mountinfo", "re");
-	char line[4096];
-	int r = -1;
-	while (f && fgets(line, sizeof(line), f)) {
-		char *sep = strstr(line, " - ");
-		if (sep && !strncmp(sep + 3, "cgroup2 ", 8) &&
-		    sscanf(line, "%*s %*s %*s %*s %4095s", cg_root) == 1) {
-			r = 0;
-			break;
-		}
-	}
-	if (f)
-		fclose(f);
-	return r;
-}
-
-static int write_pid(const char *dir)
-{
-	char path[4300];
-	snprintf(path, sizeof(path), "%s/cgroup.procs", dir);
-	FILE *f = fopen(path, "we");
-	if (!f)
-		return -errno;
-	fprintf(f, "%d\n", getpid());
-	return fclose(f) ? -errno : 0;
-}
-
-static int listen_on(uint16_t port)
-{
-	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	int one = 1;
-	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-	struct sockaddr_in a = {.sin_family = AF_INET,
-				.sin_port = htons(port),
-				.sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-	if (bind(fd, (struct sockaddr *)&a, sizeof(a)) || listen(fd, 16)) {
-		close(fd);
-		return -1;
-	}
-	return fd;
-}
-
-static uint16_t port_of(int fd)
-{
-	struct sockaddr_in a;
-	socklen_t len = sizeof(a);
-	getsockname(fd, (struct sockaddr *)&a, &len);
-	return ntohs(a.sin_port);
-}
-
-/* connect() to 127.0.0.1:port; the client fd or -errno. */
-static int connect_to(uint16_t port)
-{
-	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	struct sockaddr_in a = {.sin_family = AF_INET,
-				.sin_port = htons(port),
-				.sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-	if (connect(fd, (struct sockaddr *)&a, sizeof(a)) < 0) {
-		int r = -errno;
-		close(fd);
-		return r;
-	}
-	return fd;
-}
-
-/* Accept with a short timeout on a listener: the accepted fd or -1. */
-static int accept_soon(int lfd)
-{
-	struct timeval tv = {.tv_sec = 1};
-	setsockopt(lfd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-	return accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
-}
 
 static uint64_t stat_sum(int fd, uint32_t idx)
 {
@@ -145,9 +71,9 @@ int main(void)
 		return 77;
 	}
 	skel->rodata->proxy_port = 0; /* set below, once the "agent" listener has a port */
-	int proxy_fd = listen_on(0), dest_fd = listen_on(0), other_fd = listen_on(0);
-	uint16_t proxy_port = port_of(proxy_fd), dest_port = port_of(dest_fd),
-		 other_port = port_of(other_fd);
+	int proxy_fd = st_listen(AF_INET, 0), dest_fd = st_listen(AF_INET, 0), other_fd = st_listen(AF_INET, 0);
+	uint16_t proxy_port = st_port(proxy_fd), dest_port = st_port(dest_fd),
+		 other_port = st_port(other_fd);
 	skel->rodata->proxy_port = proxy_port;
 	int r = steer__load(skel);
 	if (r == -EPERM) {
@@ -178,7 +104,7 @@ int main(void)
 		   "map %s layout matches steer.h", bpf_map__name(layouts[i].m));
 	is_int(bpf_map__max_entries(skel->maps.steer_stats), STEER_STATS_SIZE, "stats size");
 
-	if (find_cgroup_root() < 0) {
+	if (st_cgroup_root(cg_root, sizeof(cg_root)) < 0) {
 		printf("# no cgroup v2 mount: skipping the attach checks\n");
 		return tap_done();
 	}
@@ -227,11 +153,11 @@ int main(void)
 	bpf_map_update_elem(listeners, &ns_cookie, &lv, BPF_ANY);
 	heartbeat(state, mono_ns());
 
-	ok(write_pid(cg_dir) == 0, "test process joined the test cgroup");
+	ok(st_join_cgroup(cg_dir) == 0, "test process joined the test cgroup");
 
 	/* 1. Flagged destination: lands on the proxy listener. */
-	int cfd = connect_to(dest_port);
-	int afd = cfd >= 0 ? accept_soon(proxy_fd) : -1;
+	int cfd = st_connect(AF_INET, dest_port);
+	int afd = cfd >= 0 ? st_accept(proxy_fd) : -1;
 	ok(afd >= 0, "flagged connect() is redirected to the agent listener");
 	struct sockaddr_in peer;
 	socklen_t plen = sizeof(peer);
@@ -266,8 +192,8 @@ int main(void)
 	}
 
 	/* 2. Unflagged destination: untouched. */
-	cfd = connect_to(other_port);
-	afd = cfd >= 0 ? accept_soon(other_fd) : -1;
+	cfd = st_connect(AF_INET, other_port);
+	afd = cfd >= 0 ? st_accept(other_fd) : -1;
 	ok(afd >= 0, "unflagged destination is not redirected");
 	if (afd >= 0)
 		close(afd);
@@ -276,8 +202,8 @@ int main(void)
 
 	/* 3. Agent down (stale heartbeat), failureMode closed: still redirected (refused). */
 	heartbeat(state, mono_ns() - 10 * 1000000000ull);
-	cfd = connect_to(dest_port);
-	afd = cfd >= 0 ? accept_soon(proxy_fd) : -1;
+	cfd = st_connect(AF_INET, dest_port);
+	afd = cfd >= 0 ? st_accept(proxy_fd) : -1;
 	ok(afd >= 0, "closed mode, agent down: still steered, never leaks to the destination");
 	is_int(stat_sum(stats, 3 * STEER_STAT__COUNT + STEER_STAT_REFUSED), 1,
 	       "refused-while-down counter");
@@ -289,8 +215,8 @@ int main(void)
 	/* 4. failureMode open, agent down: passes to the real destination, counted. */
 	dv.flags = STEER_DEST_FAIL_OPEN;
 	bpf_map_update_elem(dests, &k, &dv, BPF_ANY);
-	cfd = connect_to(dest_port);
-	afd = cfd >= 0 ? accept_soon(dest_fd) : -1;
+	cfd = st_connect(AF_INET, dest_port);
+	afd = cfd >= 0 ? st_accept(dest_fd) : -1;
 	ok(afd >= 0, "open mode, agent down: passes to the real destination");
 	is_int(stat_sum(stats, 3 * STEER_STAT__COUNT + STEER_STAT_PASSED), 1,
 	       "passed-while-down counter");
@@ -302,8 +228,8 @@ int main(void)
 	/* 5. Open mode, agent alive but no listener in this netns: passes too. */
 	heartbeat(state, mono_ns());
 	bpf_map_delete_elem(listeners, &ns_cookie);
-	cfd = connect_to(dest_port);
-	afd = cfd >= 0 ? accept_soon(dest_fd) : -1;
+	cfd = st_connect(AF_INET, dest_port);
+	afd = cfd >= 0 ? st_accept(dest_fd) : -1;
 	ok(afd >= 0, "open mode, no listener in the caller's netns: passes");
 	if (afd >= 0)
 		close(afd);
@@ -311,7 +237,7 @@ int main(void)
 		close(cfd);
 	(void)by_cookie;
 
-	write_pid(cg_root);
+	st_join_cgroup(cg_root);
 	for (size_t i = 0; i < 5; i++)
 		bpf_link__destroy(links[i]);
 	close(cgfd);
