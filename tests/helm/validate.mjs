@@ -49,7 +49,7 @@ if (!want) {
 // The agent's command line (notes/agent-flags.md); --help of a built agent overrides it.
 let agentFlags = new Set(['--policies', '--state-dir', '--admin', '--token-file', '--tls-cert',
 	'--tls-key', '--public-read', '--audit-log', '--cgroup-root', '--bpffs', '--proxy-port',
-	'--no-bpf', '--log-level', '--version', '--help', '--kube-api', '--kube-token-file',
+	'--no-bpf', '--log-level', '--admin-max-body', '--admin-request-timeout', '--version', '--help', '--kube-api', '--kube-token-file',
 	'--kube-ca-file', '--node-name', '--no-kube']);
 if (opt.agentHelp) agentFlags = new Set(fs.readFileSync(opt.agentHelp, 'utf8').match(/--[a-z][a-z-]*/g));
 
