@@ -8,33 +8,9 @@
 set -uo pipefail
 
 agent=${1:?usage: tls_agent.sh meshmask-agent}
-[[ $(id -u) -eq 0 ]] || { echo "SKIP: needs root"; exit 77; }
-py=$(command -v /usr/bin/python3 python3 | head -1)
-for tool in curl openssl "$py"; do
-	command -v "$tool" >/dev/null || { echo "SKIP: $tool missing"; exit 77; }
-done
-cgroot=$(awk '$9 == "cgroup2" { print $5; exit }' /proc/self/mountinfo)
-[[ -n $cgroot ]] || { echo "SKIP: no cgroup v2 mount"; exit 77; }
-
-id="$$-$RANDOM"
-tmp=$(mktemp -d)
-pids=()
-cgroups=()
-cleanup() {
-	for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done
-	wait 2>/dev/null
-	for c in "${cgroups[@]}"; do rmdir "$cgroot/$c" 2>/dev/null; done
-	rm -rf "$tmp" "/sys/fs/bpf/meshmask/tlsagent-$id"
-}
-trap cleanup EXIT
-fail=0
-ok() { echo "ok - $*"; }
-not_ok() { echo "not ok - $*"; fail=1; }
-in_cg() {
-	local cg=$1
-	shift
-	bash -c 'echo $$ > "$0/cgroup.procs" && exec "$@"' "$cgroot/$cg" "$@"
-}
+source "$(dirname "$0")/tls_lib.sh"
+tls_setup curl openssl
+extra_cleanup+=("/sys/fs/bpf/meshmask/tlsagent-$id")
 free_port() { "$py" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
 cg="mm-tls-agent-$id"

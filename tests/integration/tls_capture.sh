@@ -12,36 +12,8 @@
 set -uo pipefail
 
 harness=${1:?usage: tls_capture.sh tls_harness}
-[[ $(id -u) -eq 0 ]] || { echo "SKIP: needs root"; exit 77; }
-py=$(command -v /usr/bin/python3 python3 | head -1)
-for tool in curl openssl unshare "$py"; do
-	command -v "$tool" >/dev/null || { echo "SKIP: $tool missing"; exit 77; }
-done
-cgroot=$(awk '$9 == "cgroup2" { print $5; exit }' /proc/self/mountinfo)
-[[ -n $cgroot ]] || { echo "SKIP: no cgroup v2 mount"; exit 77; }
-
-id="$$-$RANDOM"
-tmp=$(mktemp -d)
-pids=()
-cgroups=()
-cleanup() {
-	for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done
-	wait 2>/dev/null
-	for c in "${cgroups[@]}"; do rmdir "$cgroot/$c" 2>/dev/null; done
-	rm -rf "$tmp"
-}
-trap cleanup EXIT
-
-fail=0
-ok() { echo "ok - $*"; }
-not_ok() { echo "not ok - $*"; fail=1; }
-mkcg() { mkdir -p "$cgroot/$1" && cgroups+=("$1"); }
-# Run a command inside cgroup $1.
-in_cg() {
-	local cg=$1
-	shift
-	bash -c 'echo $$ > "$0/cgroup.procs" && exec "$@"' "$cgroot/$cg" "$@"
-}
+source "$(dirname "$0")/tls_lib.sh"
+tls_setup curl openssl unshare
 
 openssl req -x509 -newkey rsa:2048 -nodes -keyout "$tmp/key.pem" -out "$tmp/cert.pem" \
 	-days 1 -subj /CN=localhost >/dev/null 2>&1 || { not_ok "certificate"; exit 1; }

@@ -13,49 +13,8 @@
 set -uo pipefail
 
 harness=${1:?usage: tls_stop.sh tls_harness}
-[[ $(id -u) -eq 0 ]] || { echo "SKIP: needs root"; exit 77; }
-py=$(command -v /usr/bin/python3 python3 | head -1)
-for tool in curl openssl "$py"; do
-	command -v "$tool" >/dev/null || { echo "SKIP: $tool missing"; exit 77; }
-done
-cgroot=$(awk '$9 == "cgroup2" { print $5; exit }' /proc/self/mountinfo)
-[[ -n $cgroot ]] || { echo "SKIP: no cgroup v2 mount"; exit 77; }
-
-id="$$-$RANDOM"
-tmp=$(mktemp -d)
-pids=()
-cgroups=()
-cleanup() {
-	for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done
-	wait 2>/dev/null
-	for c in "${cgroups[@]}"; do rmdir "$cgroot/$c" 2>/dev/null; done
-	rm -rf "$tmp"
-}
-trap cleanup EXIT
-
-fail=0
-n=0
-ok() { n=$((n + 1)); echo "ok $n - $*"; }
-not_ok() { n=$((n + 1)); echo "not ok $n - $*"; fail=1; }
-check() { # description command...
-	local d=$1
-	shift
-	if "$@"; then ok "$d"; else not_ok "$d"; fi
-}
-mkcg() { mkdir -p "$cgroot/$1" && cgroups+=("$1"); }
-in_cg() {
-	local cg=$1
-	shift
-	bash -c 'echo $$ > "$0/cgroup.procs" && exec "$@"' "$cgroot/$cg" "$@"
-}
-# In the background; $spawned is the command's own pid (bash execs it).
-spawn_in_cg() {
-	local cg=$1
-	shift
-	bash -c 'echo $$ > "$0/cgroup.procs" && exec "$@"' "$cgroot/$cg" "$@" &
-	spawned=$!
-	pids+=("$spawned")
-}
+source "$(dirname "$0")/tls_lib.sh"
+tls_setup curl openssl
 # stat NAME from the harness's latest "stop ..." line
 stat_of() { grep -a '^stop ' "$1" | tail -1 | tr ' ' '\n' | awk -F= -v k="$2" '$1 == k { print $2 }'; }
 # Ask a running harness for its counters.

@@ -1,0 +1,54 @@
+# shellcheck shell=bash
+# Shared set-up of the TLS integration scripts (sourced): skips (exit 77) without root, a
+# required tool or a cgroup v2 mount; then a unique id, a temporary directory, cleanup of
+# background processes, cgroups and $extra_cleanup paths, and TAP helpers.
+#   tls_setup TOOL...        call first; sets py, cgroot, id, tmp
+tls_setup() {
+	[[ $(id -u) -eq 0 ]] || { echo "SKIP: needs root"; exit 77; }
+	py=$(command -v /usr/bin/python3 python3 | head -1)
+	local tool
+	for tool in "$@" "$py"; do
+		command -v "$tool" >/dev/null || { echo "SKIP: $tool missing"; exit 77; }
+	done
+	cgroot=$(awk '$9 == "cgroup2" { print $5; exit }' /proc/self/mountinfo)
+	[[ -n $cgroot ]] || { echo "SKIP: no cgroup v2 mount"; exit 77; }
+	id="$$-$RANDOM"
+	tmp=$(mktemp -d)
+	pids=()
+	cgroups=()
+	extra_cleanup=()
+	fail=0
+	n=0
+	trap tls_cleanup EXIT
+}
+
+tls_cleanup() {
+	local p c
+	for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done
+	wait 2>/dev/null
+	for c in "${cgroups[@]}"; do rmdir "$cgroot/$c" 2>/dev/null; done
+	rm -rf "$tmp" "${extra_cleanup[@]}"
+}
+
+ok() { n=$((n + 1)); echo "ok $n - $*"; }
+not_ok() { n=$((n + 1)); echo "not ok $n - $*"; fail=1; }
+check() { # description command...
+	local d=$1
+	shift
+	if "$@"; then ok "$d"; else not_ok "$d"; fi
+}
+mkcg() { mkdir -p "$cgroot/$1" && cgroups+=("$1"); }
+# Run a command inside cgroup $1.
+in_cg() {
+	local cg=$1
+	shift
+	bash -c 'echo $$ > "$0/cgroup.procs" && exec "$@"' "$cgroot/$cg" "$@"
+}
+# The same in the background; $spawned is the command's own pid (bash execs it).
+spawn_in_cg() {
+	local cg=$1
+	shift
+	bash -c 'echo $$ > "$0/cgroup.procs" && exec "$@"' "$cgroot/$cg" "$@" &
+	spawned=$!
+	pids+=("$spawned")
+}
