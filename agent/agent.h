@@ -28,6 +28,7 @@ struct agent_config {
 	bool detach_on_exit;       /* --detach-on-exit: unpin and detach BPF at clean shutdown */
 	bool splice; /* --splice: sk_msg splice of the agent->app loopback hop (off by default) */
 	uint32_t idle_timeout;     /* --idle-timeout SECS for proxied connections, 0 = 300 */
+	uint32_t busy_poll_us;     /* --busy-poll-us: poll this long after traffic, 0 = off */
 	enum agent_log_level log_level;
 	/* Pod identity (identity.c): the Kubernetes API, NULL = in-cluster from the env. */
 	const char *kube_api;        /* --kube-api URL */

@@ -258,6 +258,7 @@ struct loader *loader_open(const struct loader_config *cfg)
 		.listeners = bpf_map__fd(l->skel->maps.steer_listeners),
 		.state = bpf_map__fd(l->skel->maps.steer_state),
 		.stats = bpf_map__fd(l->skel->maps.steer_stats),
+		.splice_stats = l->splice ? bpf_map__fd(l->skel->maps.splice_stats) : -1,
 	};
 	agent_log(AGENT_LOG_INFO, "BPF steering attached to %s (pins %s)", cfg->attach_cgroup,
 		  l->pin_dir);

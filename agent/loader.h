@@ -37,6 +37,7 @@ struct loader *loader_open(const struct loader_config *cfg);
 /* Map fds (owned by the loader). */
 struct loader_maps {
 	int callers, dests, by_cookie, by_port, listeners, state, stats;
+	int splice_stats; /* -1 unless the splice is on */
 };
 const struct loader_maps *loader_maps(const struct loader *l);
 

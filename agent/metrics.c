@@ -43,6 +43,9 @@ enum metrics_family {
 	F_TLS_FINDINGS,
 	F_TLS_STOP,
 	F_TLS_STOP_SEIZED,
+	F_SPLICE_BYTES,
+	F_SPLICE_MSGS,
+	F_SPLICE_SOCKS,
 	F_RELOADS,
 	F_REJECTIONS,
 	F_POLICIES,
@@ -146,6 +149,19 @@ static const struct metrics_family_def families[F__COUNT] = {
 			       "Processes under the stop-rewrite tracer now.",
 			       MT_GAUGE,
 			       {NULL}},
+	[F_SPLICE_BYTES] = {"meshmask_splice_bytes_total",
+			    "Response bytes the agent passed to apps through the sk_msg splice (--splice).",
+			    MT_COUNTER,
+			    {NULL}},
+	[F_SPLICE_MSGS] = {"meshmask_splice_messages_total",
+			   "Agent sends seen by the splice, redirected into the app socket or passed to "
+			   "TCP (no spliced peer).",
+			   MT_COUNTER,
+			   {"verdict"}},
+	[F_SPLICE_SOCKS] = {"meshmask_splice_sockets_total",
+			    "Sockets put into the splice maps, app and agent ends.",
+			    MT_COUNTER,
+			    {"side"}},
 	[F_RELOADS] = {"meshmask_policy_reloads_total",
 		       "Policy changes applied, by source (file or api).",
 		       MT_COUNTER,
@@ -431,6 +447,18 @@ void metrics_tls_stop(const char *event, uint64_t total)
 void metrics_tls_stop_traced(uint64_t n)
 {
 	set(F_TLS_STOP_SEIZED, NULL, n);
+}
+
+void metrics_splice(uint64_t bytes, uint64_t redirected, uint64_t passed, uint64_t apps,
+		    uint64_t agents)
+{
+	const char *red[] = {"redirected"}, *pass[] = {"passed"}, *app[] = {"app"},
+		   *agent[] = {"agent"};
+	set(F_SPLICE_BYTES, NULL, bytes);
+	set(F_SPLICE_MSGS, red, redirected);
+	set(F_SPLICE_MSGS, pass, passed);
+	set(F_SPLICE_SOCKS, app, apps);
+	set(F_SPLICE_SOCKS, agent, agents);
 }
 
 void metrics_policy_reload(const char *source, bool ok)

@@ -32,6 +32,9 @@ void metrics_tls_finding(const char *policy, const char *entity);
 /* Stop-rewrite counters (totals since start, set as they are) and traced processes. */
 void metrics_tls_stop(const char *event, uint64_t total);
 void metrics_tls_stop_traced(uint64_t n);
+/* --splice: the kernel's totals (splice_stats), set on each collection. */
+void metrics_splice(uint64_t bytes, uint64_t redirected, uint64_t passed, uint64_t apps,
+		    uint64_t agents);
 /* Control plane. */
 void metrics_policy_reload(const char *source, bool ok);
 void metrics_admin_request(const char *method, int code);

@@ -430,6 +430,18 @@ void steering_collect_stats(struct steering *s)
 							       : METRICS_FLOW_REFUSED,
 				     MM_REASON_AGENT_DOWN);
 	}
+	if (s->maps.splice_stats >= 0) {
+		uint64_t tot[STEER_SPLICE__COUNT] = {0};
+		for (uint32_t idx = 0; idx < STEER_SPLICE__COUNT; idx++) {
+			if (bpf_map_lookup_elem(s->maps.splice_stats, &idx, vals) < 0)
+				continue;
+			for (int c = 0; c < s->ncpu; c++)
+				tot[idx] += vals[c];
+		}
+		metrics_splice(tot[STEER_SPLICE_BYTES], tot[STEER_SPLICE_MSGS],
+			       tot[STEER_SPLICE_PASS], tot[STEER_SPLICE_APPS],
+			       tot[STEER_SPLICE_AGENTS]);
+	}
 	free(vals);
 }
 

@@ -144,7 +144,7 @@ dp_agent_start() {
 	sh -c 'echo $$ >"$0/cgroup.procs" && exec "$@"' "$DP_CG_AGENT" "$DP_AGENT" --policies "$DP_DIR/policies" --state-dir "$DP_DIR/state" \
 		--admin 127.0.0.1:$DP_APORT --audit-log "$DP_DIR/audit.log" \
 		--attach-cgroup "$DP_CG" --instance "$DP_INSTANCE" --proxy-port $DP_PPORT \
-		--log-level debug "$@" >>"$DP_DIR/agent.log" 2>&1 &
+		--log-level debug ${DP_AGENT_EXTRA:-} "$@" >>"$DP_DIR/agent.log" 2>&1 &
 	DP_AGENT_PID=$!
 	local n0=$(grep -c "ready (admin" "$DP_DIR/agent.log" 2>/dev/null)
 	for _ in $(seq 100); do
@@ -180,4 +180,20 @@ dp_wait_listener() {
 # Steered connections accepted so far, from the agent's metrics.
 dp_metric() {
 	curl -s --max-time 5 "http://127.0.0.1:$DP_APORT/metrics" | grep -E "^$1" | awk '{ s += $NF } END { print s + 0 }'
+}
+
+# With DP_AGENT_EXTRA containing --splice (the *_splice variants of the suite): the splice was
+# on and carried the responses (the kernel's counters, exported as metrics once a second).
+dp_check_splice() {
+	[[ ${DP_AGENT_EXTRA:-} == *--splice* ]] || return 0
+	check "splice: the agent turned the sk_msg splice on" grep -q "loopback splice on" "$DP_DIR/agent.log"
+	local bytes=0 red=0
+	for _ in $(seq 30); do
+		bytes=$(dp_metric meshmask_splice_bytes_total)
+		red=$(dp_metric 'meshmask_splice_messages_total\{verdict="redirected"\}')
+		((bytes > 0 && red > 0)) && break
+		sleep 0.1
+	done
+	check "splice: responses went through it ($bytes bytes, $red sends redirected)" \
+		test "$bytes" -gt 0 -a "$red" -gt 0
 }

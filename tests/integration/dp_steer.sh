@@ -203,4 +203,5 @@ else
 	echo "# bpftool cannot detach links here: fallback path not exercised"
 fi
 
+dp_check_splice
 dp_done

@@ -51,4 +51,5 @@ except socket.timeout:
     d = None
 print("closed %.1f" % (time.time() - t) if d == b"" else "open")')
 check "idle connection closed by the agent ($res)" bash -c '[[ $1 == closed* ]] && (( $(echo "${1#closed } < 5" | bc) ))' _ "$res"
+dp_check_splice
 dp_done
