@@ -196,4 +196,9 @@ dp_check_splice() {
 	done
 	check "splice: responses went through it ($bytes bytes, $red sends redirected)" \
 		test "$bytes" -gt 0 -a "$red" -gt 0
+	if command -v promtool >/dev/null; then
+		curl -s --max-time 5 "http://127.0.0.1:$DP_APORT/metrics" >"$DP_DIR/metrics-splice.txt"
+		check "splice: the exposition with the splice counters passes promtool" \
+			bash -c 'promtool check metrics <"$1"' _ "$DP_DIR/metrics-splice.txt"
+	fi
 }
