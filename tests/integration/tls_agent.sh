@@ -15,31 +15,8 @@ free_port() { "$py" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)
 
 cg="mm-tls-agent-$id"
 mkdir -p "$cgroot/$cg" && cgroups+=("$cg")
-openssl req -x509 -newkey rsa:2048 -nodes -keyout "$tmp/key.pem" -out "$tmp/cert.pem" \
-	-days 1 -subj /CN=localhost >/dev/null 2>&1
-cat >"$tmp/server.py" <<'EOF'
-import http.server, ssl, sys
-body = b'{"ssn": "536-22-8841", "email": "ann@example.com"}'
-class H(http.server.BaseHTTPRequestHandler):
-    def do_GET(self):
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-    def log_message(self, *a):
-        pass
-srv = http.server.HTTPServer(("127.0.0.1", 0), H)
-ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-ctx.load_cert_chain(sys.argv[1], sys.argv[2])
-srv.socket = ctx.wrap_socket(srv.socket, server_side=True)
-print(srv.server_address[1], flush=True)
-srv.serve_forever()
-EOF
-"$py" "$tmp/server.py" "$tmp/cert.pem" "$tmp/key.pem" >"$tmp/port" &
-pids+=($!)
-for _ in $(seq 50); do [[ -s $tmp/port ]] && break; sleep 0.1; done
-port=$(cat "$tmp/port")
-[[ -n $port ]] || { not_ok "server did not start"; exit 1; }
+mkcg "mm-tls-agent-srv-$id"
+tls_server_start "mm-tls-agent-srv-$id" '{"ssn": "536-22-8841", "email": "ann@example.com"}' || exit 1
 
 admin_port=$(free_port)
 mkdir -p "$tmp/policies" "$tmp/state"

@@ -15,39 +15,6 @@ harness=${1:?usage: tls_capture.sh tls_harness}
 source "$(dirname "$0")/tls_lib.sh"
 tls_setup curl openssl unshare
 
-openssl req -x509 -newkey rsa:2048 -nodes -keyout "$tmp/key.pem" -out "$tmp/cert.pem" \
-	-days 1 -subj /CN=localhost >/dev/null 2>&1 || { not_ok "certificate"; exit 1; }
-
-# The server: JSON with an SSN, a card and an email; /big puts the card across the first
-# 16 KiB TLS record boundary of the body; /slow answers after 2.5 s.
-cat >"$tmp/server.py" <<'EOF'
-import http.server, json, ssl, sys, time
-secrets = {"name": "Ann", "ssn": "536-22-8841", "card": "4111 1111 1111 1111",
-           "email": "ann@example.com"}
-small = json.dumps(secrets).encode()
-prefix = b'{"pad": "'
-big = prefix + b"x" * (16384 - len(prefix) - 12 - 8) + b'", "c": "4111 1111 1111 1111"}'
-class H(http.server.BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    def do_GET(self):
-        if self.path == "/slow":
-            time.sleep(2.5)
-        body = big if self.path == "/big" else small
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-    def log_message(self, *a):
-        pass
-srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
-ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-ctx.load_cert_chain(sys.argv[1], sys.argv[2])
-srv.socket = ctx.wrap_socket(srv.socket, server_side=True)
-print(srv.server_address[1], flush=True)
-srv.serve_forever()
-EOF
-
 pa="tls-a-$id"
 pb="tls-b-$id"
 cat >"$tmp/a.json" <<EOF
@@ -70,14 +37,10 @@ EOF
 
 for c in srv a-curl a-sclient a-py a-big a-mnt a-exempt b-node u-curl; do mkcg "mm-tls-$id-$c"; done
 
-# The server runs in an uncovered cgroup of its own.
-bash -c 'echo $$ > "$0/cgroup.procs" && exec "$@"' "$cgroot/mm-tls-$id-srv" \
-	"$py" "$tmp/server.py" "$tmp/cert.pem" "$tmp/key.pem" >"$tmp/port" 2>"$tmp/server.err" &
-pids+=($!)
-for _ in $(seq 50); do [[ -s $tmp/port ]] && break; sleep 0.1; done
-port=$(cat "$tmp/port")
-[[ -n $port ]] || { not_ok "server did not start"; exit 1; }
-url="https://127.0.0.1:$port"
+# The server (tls_server.py: / with an SSN, a card and an email; /big puts the card across the
+# first 16 KiB TLS record boundary of the body; /slow answers after 2.5 s) runs in an uncovered
+# cgroup of its own.
+tls_server_start "mm-tls-$id-srv" || exit 1
 
 "$harness" --policy "$tmp/a.json" --policy "$tmp/b.json" >"$tmp/out" 2>"$tmp/err" &
 hpid=$!

@@ -52,3 +52,18 @@ spawn_in_cg() {
 	spawned=$!
 	pids+=("$spawned")
 }
+
+# tls_server_start CGROUP [BODY]: a self-signed certificate ($tmp/cert.pem, $tmp/key.pem) and
+# tls_server.py in cgroup CGROUP (made by mkcg) serving BODY at /; sets port and url.
+tls_server_start() {
+	local cg=$1
+	shift
+	openssl req -x509 -newkey rsa:2048 -nodes -keyout "$tmp/key.pem" -out "$tmp/cert.pem" \
+		-days 1 -subj /CN=localhost >/dev/null 2>&1 || { not_ok "certificate"; return 1; }
+	spawn_in_cg "$cg" "$py" "$(dirname "${BASH_SOURCE[0]}")/tls_server.py" "$tmp/cert.pem" \
+		"$tmp/key.pem" "$@" >"$tmp/port" 2>"$tmp/server.err"
+	for _ in $(seq 50); do [[ -s $tmp/port ]] && break; sleep 0.1; done
+	port=$(cat "$tmp/port")
+	[[ -n $port ]] || { not_ok "server did not start"; cat "$tmp/server.err"; return 1; }
+	url="https://127.0.0.1:$port"
+}

@@ -41,46 +41,6 @@ start_harness() { # out err policy...
 	return 1
 }
 
-openssl req -x509 -newkey rsa:2048 -nodes -keyout "$tmp/key.pem" -out "$tmp/cert.pem" \
-	-days 1 -subj /CN=localhost >/dev/null 2>&1 || { not_ok "certificate"; exit 1; }
-
-# /: one JSON document; /stream?mb=N: N MiB of JSON lines, each with an SSN and a card.
-cat >"$tmp/server.py" <<'EOF'
-import http.server, json, ssl, sys, urllib.parse
-doc = json.dumps({"name": "Ann", "ssn": "536-22-8841", "card": "4111 1111 1111 1111"}).encode()
-line = b'{"ssn": "536-22-8841", "card": "4111 1111 1111 1111", "pad": "' + b"x" * 40 + b'"}\n'
-block = line * (65536 // len(line))
-class H(http.server.BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    def do_GET(self):
-        u = urllib.parse.urlparse(self.path)
-        if u.path == "/stream":
-            mb = int(urllib.parse.parse_qs(u.query).get("mb", ["1"])[0])
-            n = (mb << 20) // len(block)
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(n * len(block)))
-            self.end_headers()
-            try:
-                for _ in range(n):
-                    self.wfile.write(block)
-            except OSError:
-                pass
-            return
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(doc)))
-        self.end_headers()
-        self.wfile.write(doc)
-    def log_message(self, *a):
-        pass
-srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
-ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-ctx.load_cert_chain(sys.argv[1], sys.argv[2])
-srv.socket = ctx.wrap_socket(srv.socket, server_side=True)
-print(srv.server_address[1], flush=True)
-srv.serve_forever()
-EOF
 
 policy() { # file name failureMode cgroup-glob
 	cat >"$1" <<EOF
@@ -100,12 +60,8 @@ for c in srv open-curl open-py open-node open-strace open-urg open-moved open-lo
 	mkcg "$base-$c"
 done
 
-spawn_in_cg "$base-srv" "$py" "$tmp/server.py" "$tmp/cert.pem" "$tmp/key.pem" >"$tmp/port" \
-	2>"$tmp/server.err"
-for _ in $(seq 50); do [[ -s $tmp/port ]] && break; sleep 0.1; done
-port=$(cat "$tmp/port")
-[[ -n $port ]] || { not_ok "server did not start"; exit 1; }
-url="https://127.0.0.1:$port"
+# /: one JSON document; /stream?mb=N: N MiB of JSON lines, each with an SSN and a card.
+tls_server_start "$base-srv" '{"name": "Ann", "ssn": "536-22-8841", "card": "4111 1111 1111 1111"}' || exit 1
 
 masked='"ssn": "***-**-8841", "card": "**** **** **** 1111"'
 raw='"ssn": "536-22-8841", "card": "4111 1111 1111 1111"'
