@@ -10,7 +10,6 @@ caller pays, and the aims of issue 3 checked against the figures of the same run
 Exit status 1 when an aim was missed or could not be measured (the report is printed anyway).
 Reads the same files as report.py (latency, throughput, check, stream, notes) plus bulk.jsonl.
 """
-import argparse
 import datetime
 import os
 import statistics
@@ -232,23 +231,10 @@ def report(a):
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--splice", nargs=2, metavar=("REPORT", "DOCS"))
-    ap.add_argument("--results")
-    ap.add_argument("--command", default="scripts/bench.sh proxy")
-    ap.add_argument("--machine", default="")
-    ap.add_argument("--versions", default="")
-    ap.add_argument("--load", default="")
-    ap.add_argument("--duration", default="10")
-    ap.add_argument("--rounds", default="1")
-    ap.add_argument("--stream-mb", type=int, default=100)
-    ap.add_argument("--plot-data")
-    a = ap.parse_args()
+    a = common.parse_args("scripts/bench.sh proxy")
     if a.splice:
         common.splice(a.splice[0], a.splice[1], HEADING)
         return 0
-    if not a.results or not a.plot_data:
-        ap.error("--results and --plot-data are required")
     return report(a)
 
 

@@ -249,11 +249,13 @@ def splice(report_path, docs_path, heading=HEADING):
     os.replace(tmp, docs_path)
 
 
-def main():
+def parse_args(command):
+    """The options both reports take (compare.sh passes them); `command` is the default
+    --command. Returns the parsed options; with --splice only that is required."""
     ap = argparse.ArgumentParser()
     ap.add_argument("--splice", nargs=2, metavar=("REPORT", "DOCS"))
     ap.add_argument("--results")
-    ap.add_argument("--command", default="scripts/bench.sh all")
+    ap.add_argument("--command", default=command)
     ap.add_argument("--machine", default="")
     ap.add_argument("--versions", default="")
     ap.add_argument("--load", default="")
@@ -262,11 +264,16 @@ def main():
     ap.add_argument("--stream-mb", type=int, default=100)
     ap.add_argument("--plot-data")
     a = ap.parse_args()
+    if not a.splice and (not a.results or not a.plot_data):
+        ap.error("--results and --plot-data are required")
+    return a
+
+
+def main():
+    a = parse_args("scripts/bench.sh all")
     if a.splice:
         splice(*a.splice)
         return 0
-    if not a.results or not a.plot_data:
-        ap.error("--results and --plot-data are required")
     report(a)
     return 0
 
