@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -127,4 +128,52 @@ int cgroup_pids(const char *dir, int *pids, int max)
 		pids[n++] = pid;
 	fclose(f);
 	return n;
+}
+
+/* Whether `pid` is a member process of the cgroup directory `dir`. */
+static bool has_pid(const char *dir, int pid)
+{
+	char path[PATH_MAX];
+	if (snprintf(path, sizeof(path), "%s/cgroup.procs", dir) >= (int)sizeof(path))
+		return false;
+	FILE *f = fopen(path, "re");
+	if (!f)
+		return false;
+	int p;
+	bool found = false;
+	while (!found && fscanf(f, "%d", &p) == 1)
+		found = p == pid;
+	fclose(f);
+	return found;
+}
+
+struct find_self {
+	int pid;
+	char *out;
+	size_t size;
+};
+
+static int find_self_one(void *ctx, const char *dir, const char *rel, uint64_t id)
+{
+	struct find_self *f = ctx;
+	(void)rel;
+	(void)id;
+	if (!has_pid(dir, f->pid))
+		return 0;
+	int n = snprintf(f->out, f->size, "%s", dir);
+	return n >= 0 && (size_t)n < f->size ? 1 : -ENAMETOOLONG;
+}
+
+int cgroup_self(const char *root, char *out, size_t size)
+{
+	int pid = getpid();
+	int r = cgroup_of_pid(root, pid, out, size);
+	if (r == 0 && has_pid(out, pid))
+		return 0;
+	/* /proc/self/cgroup is relative to our cgroup namespace (a container's is private, "/"
+	 * there is some cgroup deep in the host's tree): find the cgroup that lists us instead.
+	 * cgroup.procs shows pids as our pid namespace sees them, so this works in any. */
+	struct find_self f = {.pid = pid, .out = out, .size = size};
+	r = cgroup_walk(root, root, find_self_one, &f);
+	return r == 1 ? 0 : r < 0 ? r : -ENOENT;
 }

@@ -20,6 +20,13 @@ int cgroup_id_of(const char *dir, uint64_t *id);
 int cgroup_of_pid(const char *root, int pid, char *out, size_t size);
 
 /*
+ * The calling process's own cgroup directory under `root`. Unlike cgroup_of_pid, right also
+ * inside a private cgroup namespace (a Kubernetes container's): when the /proc path does not
+ * list us, the hierarchy is searched for the cgroup that does. 0 or -errno.
+ */
+int cgroup_self(const char *root, char *out, size_t size);
+
+/*
  * Call fn for `dir` and every cgroup below it (depth first). `rel` is the path relative to
  * `root` ("/" for the root itself), both borrowed for the call. A non-zero return from fn
  * stops the walk and is returned.

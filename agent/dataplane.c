@@ -214,7 +214,7 @@ int dataplane_start(struct dataplane **out, const struct agent_config *cfg, stru
 	}
 
 	char self_cg[PATH_MAX];
-	if ((r = cgroup_of_pid(dp->cgroup_root, getpid(), self_cg, sizeof(self_cg))) < 0)
+	if ((r = cgroup_self(dp->cgroup_root, self_cg, sizeof(self_cg))) < 0)
 		agent_log(AGENT_LOG_WARN, "own cgroup: %s", strerror(-r));
 	struct loader_config lc = {.bpffs = cfg->bpffs,
 				   .instance = cfg->instance ? cfg->instance : "default",

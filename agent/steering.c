@@ -138,7 +138,7 @@ struct steering *steering_new(const struct steering_config *cfg)
 		return NULL;
 	}
 	char self[PATH_MAX];
-	if (cgroup_of_pid(s->root, getpid(), self, sizeof(self)) == 0)
+	if (cgroup_self(s->root, self, sizeof(self)) == 0)
 		cgroup_id_of(self, &s->self_cg);
 
 	/* Listener entries of a previous agent name sockets that no longer exist. */

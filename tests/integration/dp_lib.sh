@@ -141,7 +141,9 @@ JSON
 }
 
 dp_agent_start() {
-	sh -c 'echo $$ >"$0/cgroup.procs" && exec "$@"' "$DP_CG_AGENT" "$DP_AGENT" --policies "$DP_DIR/policies" --state-dir "$DP_DIR/state" \
+	# DP_AGENT_UNSHARE="unshare -C": the agent in a cgroup namespace of its own, as in a
+	# Kubernetes container (its /proc/self/cgroup then reads "/").
+	sh -c 'echo $$ >"$0/cgroup.procs" && exec "$@"' "$DP_CG_AGENT" ${DP_AGENT_UNSHARE:-} "$DP_AGENT" --policies "$DP_DIR/policies" --state-dir "$DP_DIR/state" \
 		--admin 127.0.0.1:$DP_APORT --audit-log "$DP_DIR/audit.log" \
 		--attach-cgroup "$DP_CG" --instance "$DP_INSTANCE" --proxy-port $DP_PPORT \
 		--log-level debug ${DP_AGENT_EXTRA:-} "$@" >>"$DP_DIR/agent.log" 2>&1 &
