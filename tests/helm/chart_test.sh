@@ -57,6 +57,7 @@ declare -A variants=(
 	[tls]="--set admin.tls.secretName=meshmask-admin-tls --set service.headless=true --set metrics.serviceMonitor.enabled=true --set metrics.serviceMonitor.tlsConfig.insecureSkipVerify=true --api-versions monitoring.coreos.com/v1/ServiceMonitor"
 	[loopback]="--set admin.bind=127.0.0.1 --set service.enabled=false"
 	[nobpf]="--set agent.bpf=false"
+	[latency]="--set agent.splice=true --set agent.busyPollMicroseconds=100"
 	[noidentity]="--set identity.kubernetes=false"
 	[notls]="--set agent.tlsUprobes=false"
 	[automount]="--set bpf.autoMount=true"
@@ -78,7 +79,7 @@ if [[ -n $agent_bin && -x $agent_bin ]] && "$agent_bin" --help >"$tmp/agent-help
 	grep -q -- '--policies' "$tmp/agent-help"; then
 	help_arg=(--agent-help "$tmp/agent-help")
 fi
-for v in default privileged servicemonitor smnoapi existingsecret policies tls loopback nobpf notls automount external noidentity; do
+for v in default privileged servicemonitor smnoapi existingsecret policies tls loopback nobpf notls automount external noidentity latency; do
 	# shellcheck disable=SC2086
 	if H template mm "$chart" --namespace "$ns" ${variants[$v]} >"$tmp/$v.yaml"; then
 		node "$here/validate.mjs" --npm "$npm" --variant "$v" "${help_arg[@]}" "$tmp/$v.yaml" \
@@ -120,6 +121,7 @@ reject "admin.port: Must be less than or equal to 65535" --set admin.port=65536
 reject "admin.port: Invalid type" --set-string admin.port=9477
 reject "agent.proxyPort: Must be less than or equal to 65535" --set agent.proxyPort=100000
 reject "agent.logLevel" --set agent.logLevel=verbose
+reject "agent.busyPollMicroseconds: Must be less than or equal to 1000" --set agent.busyPollMicroseconds=5000
 reject "admin.maxBodyBytes: Must be greater than or equal to 1024" --set admin.maxBodyBytes=10
 reject "admin.requestTimeoutSeconds: Must be less than or equal to 3600" --set admin.requestTimeoutSeconds=7200
 reject "Additional property prot is not allowed" --set admin.prot=1
