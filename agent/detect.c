@@ -851,9 +851,13 @@ static void kind_vec_init(struct kind_vec *kv, unsigned kinds)
 	};
 }
 
-/* is_candidate() for 16 bytes v0, with v1/v2 the same shifted by one/two bytes. */
+/*
+ * is_candidate() for 16 bytes v0, with v1/v2 the same shifted by one/two bytes. Without
+ * `letters` (no IBAN, AWS key or JWT asked for: no kind starts on a letter) v1 and v2 are not
+ * read and the letter-led kinds are not computed.
+ */
 static inline unsigned vec_candidates(__m128i v0, __m128i v1, __m128i v2, unsigned prev_local,
-				      const struct kind_vec *kv)
+				      const struct kind_vec *kv, bool letters)
 {
 	__m128i digit = in_range(v0, '0', '9');
 	__m128i letter = in_range(_mm_or_si128(v0, _mm_set1_epi8(0x20)), 'a', 'z');
@@ -864,16 +868,18 @@ static inline unsigned vec_candidates(__m128i v0, __m128i v1, __m128i v2, unsign
 	unsigned lm = (unsigned)_mm_movemask_epi8(local);
 	unsigned starts = lm & ~((lm << 1) | prev_local);
 
-	__m128i up0 = in_range(v0, 'A', 'Z'), up1 = in_range(v1, 'A', 'Z');
-	__m128i caps = _mm_and_si128(
-		up1,
-		_mm_or_si128(_mm_and_si128(_mm_and_si128(up0, in_range(v2, '0', '9')), kv->iban),
-			     _mm_and_si128(eq(v0, 'A'), kv->aws)));
-	__m128i jwt = _mm_and_si128(_mm_and_si128(eq(v0, 'e'), kv->jwt),
-				    _mm_and_si128(eq(v1, 'y'), eq(v2, 'J')));
-	__m128i strong = _mm_or_si128(
-		_mm_or_si128(_mm_and_si128(digit, kv->digit), _mm_and_si128(eq(v0, '+'), kv->plus)),
-		_mm_or_si128(caps, jwt));
+	__m128i strong =
+		_mm_or_si128(_mm_and_si128(digit, kv->digit), _mm_and_si128(eq(v0, '+'), kv->plus));
+	if (letters) {
+		__m128i up0 = in_range(v0, 'A', 'Z'), up1 = in_range(v1, 'A', 'Z');
+		__m128i caps = _mm_and_si128(
+			up1, _mm_or_si128(_mm_and_si128(_mm_and_si128(up0, in_range(v2, '0', '9')),
+							kv->iban),
+					  _mm_and_si128(eq(v0, 'A'), kv->aws)));
+		__m128i jwt = _mm_and_si128(_mm_and_si128(eq(v0, 'e'), kv->jwt),
+					    _mm_and_si128(eq(v1, 'y'), eq(v2, 'J')));
+		strong = _mm_or_si128(strong, _mm_or_si128(caps, jwt));
+	}
 	__m128i trig = _mm_or_si128(_mm_and_si128(eq(v0, '@'), kv->at),
 				    _mm_or_si128(_mm_and_si128(eq(v0, ':'), kv->colon),
 						 _mm_and_si128(eq(v0, '('), kv->paren)));
@@ -882,12 +888,15 @@ static inline unsigned vec_candidates(__m128i v0, __m128i v1, __m128i v2, unsign
 }
 
 /* is_candidate() for s[i, i+16), reading s[i-1, i+18). */
-static inline unsigned block_candidates(const char *s, size_t i, const struct kind_vec *kv)
+static inline unsigned block_candidates(const char *s, size_t i, const struct kind_vec *kv,
+					bool letters)
 {
-	return vec_candidates(_mm_loadu_si128((const __m128i *)(s + i)),
-			      _mm_loadu_si128((const __m128i *)(s + i + 1)),
-			      _mm_loadu_si128((const __m128i *)(s + i + 2)),
-			      i > 0 && IS(s[i - 1], C_LOCAL), kv);
+	__m128i v0 = _mm_loadu_si128((const __m128i *)(s + i)), v1 = v0, v2 = v0;
+	if (letters) {
+		v1 = _mm_loadu_si128((const __m128i *)(s + i + 1));
+		v2 = _mm_loadu_si128((const __m128i *)(s + i + 2));
+	}
+	return vec_candidates(v0, v1, v2, i > 0 && IS(s[i - 1], C_LOCAL), kv, letters);
 }
 
 /* The k <= 16 bytes at p in the low bytes of a vector, zeros above; reads only p[0, k). */
@@ -920,15 +929,59 @@ static inline __m128i load_partial(const char *p, size_t k)
  * reload); the zeros above them are no byte class, so they add no candidate that the scalar
  * filter rejects, except a capital pair at the very end, which the detectors reject again.
  */
-static inline unsigned tail_candidates(const char *s, size_t n, size_t i, const struct kind_vec *kv)
+static inline unsigned tail_candidates(const char *s, size_t n, size_t i, const struct kind_vec *kv,
+				       bool letters)
 {
 	size_t k = n - i;
 	__m128i v0 = load_partial(s + i, k);
 	unsigned m = vec_candidates(v0, _mm_srli_si128(v0, 1), _mm_srli_si128(v0, 2),
-				    i > 0 && IS(s[i - 1], C_LOCAL), kv);
+				    i > 0 && IS(s[i - 1], C_LOCAL), kv, letters);
 	return k < BLOCK_ ? m & ((1u << k) - 1) : m;
 }
 #endif
+
+/*
+ * The candidates of s[i, n) in order, each evaluated until the output is full. Inlined twice,
+ * with and without the letter-led kinds, so that each loop computes only what it needs.
+ */
+static inline __attribute__((always_inline)) void
+scan_from(struct scan *sc, size_t i, unsigned kinds, const void *kvv, bool letters)
+{
+	const char *text = sc->s;
+	size_t len = sc->n;
+#ifdef BLOCK_
+	const struct kind_vec *kvp = kvv;
+#else
+	(void)kvv;
+	(void)letters;
+#endif
+	while (i < len) {
+		unsigned cand, width = 1;
+#ifdef BLOCK_
+		if (i + BLOCK_ + 2 <= len) {
+			cand = block_candidates(text, i, kvp, letters);
+			width = BLOCK_;
+		} else if (len - i > 1 && len - i <= BLOCK_) {
+			cand = tail_candidates(text, len, i, kvp, letters);
+			width = BLOCK_;
+		} else
+#endif
+			cand = is_candidate(text, len, i, kinds);
+		bool hit = false;
+		while (cand && !hit) {
+			unsigned b = (unsigned)__builtin_ctz(cand);
+			cand &= cand - 1;
+			hit = on_candidate(sc, i + b);
+		}
+		if (!hit) {
+			i += width;
+			continue;
+		}
+		if (sc->found == sc->max)
+			break;
+		i = sc->cursor;
+	}
+}
 
 size_t detect_scan(const char *text, size_t len, size_t start, uint32_t entities, unsigned flags,
 		   struct detect_match *out, size_t max)
@@ -942,7 +995,6 @@ size_t detect_scan(const char *text, size_t len, size_t start, uint32_t entities
 		.out = out,
 		.max = max,
 	};
-	size_t i = start;
 
 	if (!text || !out || !max || start >= len || !sc.ents)
 		return 0;
@@ -958,32 +1010,12 @@ size_t detect_scan(const char *text, size_t len, size_t start, uint32_t entities
 		last.kinds = kinds;
 	}
 	const struct kind_vec *kvp = &last.kv;
+	if (kinds & (K_IBAN | K_AWS | K_JWT))
+		scan_from(&sc, start, kinds, kvp, true);
+	else
+		scan_from(&sc, start, kinds, kvp, false);
+#else
+	scan_from(&sc, start, kinds, NULL, false);
 #endif
-	while (i < len) {
-		unsigned cand, width = 1;
-#ifdef BLOCK_
-		if (i + BLOCK_ + 2 <= len) {
-			cand = block_candidates(text, i, kvp);
-			width = BLOCK_;
-		} else if (len - i > 1 && len - i <= BLOCK_) {
-			cand = tail_candidates(text, len, i, kvp);
-			width = BLOCK_;
-		} else
-#endif
-			cand = is_candidate(text, len, i, kinds);
-		bool hit = false;
-		while (cand && !hit) {
-			unsigned b = (unsigned)__builtin_ctz(cand);
-			cand &= cand - 1;
-			hit = on_candidate(&sc, i + b);
-		}
-		if (!hit) {
-			i += width;
-			continue;
-		}
-		if (sc.found == sc.max)
-			break;
-		i = sc.cursor;
-	}
 	return sc.found;
 }

@@ -102,12 +102,22 @@ struct jlevel {
 	int memo_rule;
 };
 
-/* A field path as bit masks over its segments: bit i = "segments [0, i) consumed". */
+/* A field path of a rule. */
 struct fpath {
 	const struct jpath *p;
 	int rule;
-	uint64_t done; /* bit n: the whole path matched */
-	uint64_t below; /* bits 0..n-1: something may still match below */
+};
+
+/*
+ * Field paths as bit masks over their segments, packed side by side in one u64 (as many as
+ * fit, usually all): a path of n segments at offset o owns bits o..o+n, bit o+i = "segments
+ * [0, i) consumed", bit o+n = "matched". A step shifts states by one bit and never out of a
+ * path (its top bit is no segment), so one word steps every path it holds at once.
+ */
+struct fpword {
+	uint64_t start; /* bit o of each path */
+	uint64_t done; /* bit o+n of each path: the whole path matched */
+	uint64_t below; /* bits o..o+n-1: something may still match below */
 	uint64_t descend, any_key, any_idx; /* segments of each kind */
 	uint64_t key, idx; /* named keys and indexes: compared one by one */
 	/*
@@ -115,6 +125,8 @@ struct fpath {
 	 * depends on the state only, and records in an array repeat the same states.
 	 */
 	uint64_t memo_in[2], memo_out[2];
+	const struct jpath_seg *seg[64]; /* the segment of each key/idx bit */
+	int rule[64]; /* the rule of each done bit */
 };
 
 struct scan_ctx {
@@ -153,7 +165,9 @@ struct mask_stream {
 
 	struct fpath *fp;
 	size_t n_fp;
-	uint64_t *states; /* (MASK_MAX_DEPTH + 1) * n_fp */
+	struct fpword *fw; /* the paths of fp (those of at most MASK_PATH_MAX_SEGS segments) */
+	size_t n_fw; /* >= 1 when n_fp */
+	uint64_t *states; /* (MASK_MAX_DEPTH + 1) * n_fw */
 	uint64_t *memo; /* as many, after states: see jlevel.memo_ok */
 	bool has_idx; /* some path has an [n] segment */
 	uint64_t key_filter; /* fp_key_hash() bits of every named segment */
@@ -416,17 +430,32 @@ static int scan_emit(void *ctx, const char *p, size_t n, int entity)
 	return c->escape ? json_escape(c->dst, w, wn) : form_escape(c->dst, w, wn);
 }
 
-/* ---- field paths: an NFA per path, one u64 of states per nesting level ---- */
+/* ---- field paths: an NFA per path, packed in u64 words of states per nesting level ---- */
 
-static void fp_init(struct fpath *f, const struct jpath *p, int rule)
+/*
+ * Pack path p of `rule` into the words w[0, *n), opening a new one when it does not fit; with w
+ * NULL, only count the words.
+ */
+static void fw_add(struct fpword *w, size_t *n, unsigned *used, const struct jpath *p, int rule)
 {
-	*f = (struct fpath){.p = p, .rule = rule};
 	if (p->n > MASK_PATH_MAX_SEGS)
+		return; /* never matches */
+	if (!*n || *used + p->n + 1 > 64) {
+		(*n)++;
+		*used = 0;
+	}
+	unsigned o = *used;
+	*used += (unsigned)p->n + 1;
+	if (!w)
 		return;
-	f->done = 1ull << p->n;
-	f->below = f->done - 1;
+	struct fpword *f = &w[*n - 1];
+	f->start |= 1ull << o;
+	f->done |= 1ull << (o + p->n);
+	f->below |= ((1ull << p->n) - 1) << o;
+	f->rule[o + p->n] = rule;
 	for (size_t i = 0; i < p->n; i++) {
-		uint64_t b = 1ull << i;
+		uint64_t b = 1ull << (o + i);
+		f->seg[o + i] = &p->segs[i];
 		switch (p->segs[i].type) {
 		case JPATH_DESCEND:
 			f->descend |= b;
@@ -448,7 +477,7 @@ static void fp_init(struct fpath *f, const struct jpath *p, int rule)
 }
 
 /* '..' matches zero levels too: a state before it is also a state after it. */
-static uint64_t fp_closure(const struct fpath *f, uint64_t st)
+static uint64_t fp_closure(const struct fpword *f, uint64_t st)
 {
 	uint64_t prev;
 	do {
@@ -466,7 +495,7 @@ static unsigned fp_key_hash(const char *key, size_t len)
 	       63;
 }
 
-static uint64_t fp_step(struct fpath *f, uint64_t st, const char *key, size_t key_len,
+static uint64_t fp_step(struct fpword *f, uint64_t st, const char *key, size_t key_len,
 			uint32_t index, bool named)
 {
 	uint64_t ns = st & f->descend, cand;
@@ -487,9 +516,10 @@ static uint64_t fp_step(struct fpath *f, uint64_t st, const char *key, size_t ke
 	}
 	while (cand) {
 		int i = __builtin_ctzll(cand);
-		const struct jpath_seg *g = &f->p->segs[i];
+		const struct jpath_seg *g = f->seg[i];
 		cand &= cand - 1;
-		if (key ? g->key_len == key_len && !memcmp(g->key, key, key_len)
+		if (key ? g->key_len == key_len && (!key_len || g->key[0] == key[0]) &&
+				    !memcmp(g->key, key, key_len)
 			: g->index == index)
 			ns |= 1ull << (i + 1);
 	}
@@ -499,12 +529,16 @@ static uint64_t fp_step(struct fpath *f, uint64_t st, const char *key, size_t ke
 /* The rule and liveness that the states `cur` of the current value give. */
 static void fp_result(const struct mask_stream *s, const uint64_t *cur, int *rule, bool *alive)
 {
-	for (size_t k = 0; k < s->n_fp; k++) {
-		if (!cur[k])
-			continue;
-		if ((cur[k] & s->fp[k].done) && (*rule < 0 || s->fp[k].rule < *rule))
-			*rule = s->fp[k].rule;
-		if (cur[k] & s->fp[k].below)
+	for (size_t k = 0; k < s->n_fw; k++) {
+		const struct fpword *f = &s->fw[k];
+		uint64_t m = cur[k] & f->done;
+		while (m) {
+			int r = f->rule[__builtin_ctzll(m)];
+			m &= m - 1;
+			if (*rule < 0 || r < *rule)
+				*rule = r;
+		}
+		if (cur[k] & f->below)
 			*alive = true;
 	}
 }
@@ -536,31 +570,32 @@ static void fp_value(struct mask_stream *s, const char *key, size_t key_len, uin
 		}
 		return;
 	}
-	uint64_t *cur = s->states + (size_t)d * s->n_fp;
+	size_t nw = s->n_fw;
+	uint64_t *cur = s->states + (size_t)d * nw;
 	if (d == 0) {
-		for (size_t k = 0; k < s->n_fp; k++)
-			cur[k] = s->fp[k].done ? fp_closure(&s->fp[k], 1) : 0;
+		for (size_t k = 0; k < nw; k++)
+			cur[k] = fp_closure(&s->fw[k], s->fw[k].start);
 	} else if (!s->lv[d - 1].alive) {
-		memset(cur, 0, s->n_fp * sizeof(*cur));
+		/* Nothing reads the states of a level under a dead one: left as they are. */
 		return;
 	} else {
-		const uint64_t *par = cur - s->n_fp;
+		const uint64_t *par = cur - nw;
 		struct jlevel *pl = &s->lv[d - 1];
 		bool named = key ? s->key_filter >> fp_key_hash(key, key_len) & 1 : s->has_idx;
-		uint64_t *memo = s->memo + (size_t)d * s->n_fp;
+		uint64_t *memo = s->memo + (size_t)d * nw;
 		if (!named && pl->memo_ok) {
-			memcpy(cur, memo, s->n_fp * sizeof(*cur));
+			memcpy(cur, memo, nw * sizeof(*cur));
 			*rule = pl->memo_rule;
 			*alive = pl->memo_alive;
 			return;
 		}
-		for (size_t k = 0; k < s->n_fp; k++)
-			cur[k] = par[k] ? fp_step(&s->fp[k], par[k], key, key_len, index,
+		for (size_t k = 0; k < nw; k++)
+			cur[k] = par[k] ? fp_step(&s->fw[k], par[k], key, key_len, index,
 						  !key || named)
 					: 0;
 		fp_result(s, cur, rule, alive);
 		if (!named) {
-			memcpy(memo, cur, s->n_fp * sizeof(*cur));
+			memcpy(memo, cur, nw * sizeof(*cur));
 			pl->memo_ok = true;
 			pl->memo_rule = *rule;
 			pl->memo_alive = *alive;
@@ -1068,8 +1103,15 @@ static int json_feed(struct mask_stream *s, const char *cp, size_t n)
 				mm_buf_reset(&s->raw);
 			}
 			i++;
-			if (s->js == J_STR && i < n)
+			if (i == n)
+				break;
+			c = p[i];
+			if (s->js == J_STR)
 				goto in_string;
+			if (s->js == J_NUM)
+				goto in_number;
+			if (s->js == J_LIT)
+				goto in_literal;
 			break;
 		case J_OBJ_FIRST:
 		case J_KEY:
@@ -1268,48 +1310,56 @@ static int json_feed(struct mask_stream *s, const char *cp, size_t n)
 			}
 			break;
 		}
-		case J_NUM: {
-			uint8_t st = s->num_st;
-			bool digit = c >= '0' && c <= '9';
-			uint8_t ns = 0xff;
-			if (digit && (st == 2 || st == 4 || st == 7)) {
-				while (++i < n && p[i] >= '0' && p[i] <= '9')
-					;
-				break;
+		case J_NUM:
+		in_number : {
+			/* The whole number in one go: no trip through the state dispatch per part. */
+			uint8_t st = s->num_st, ns = 0xff;
+			for (;;) {
+				bool digit = c >= '0' && c <= '9';
+				if (digit && (st == 2 || st == 4 || st == 7)) {
+					while (++i < n && p[i] >= '0' && p[i] <= '9')
+						;
+				} else {
+					switch (st) {
+					case 0:
+						ns = c == '0' ? 1 : digit ? 2 : 0xff;
+						break;
+					case 1:
+					case 2:
+						ns = c == '.'		      ? 3
+						     : (c == 'e' || c == 'E') ? 5
+									      : 0xfe;
+						break;
+					case 3:
+						ns = digit ? 4 : 0xff;
+						break;
+					case 4:
+						ns = (c == 'e' || c == 'E') ? 5 : 0xfe;
+						break;
+					case 5:
+						ns = digit ? 7 : (c == '+' || c == '-') ? 6 : 0xff;
+						break;
+					case 6:
+						ns = digit ? 7 : 0xff;
+						break;
+					case 7:
+						ns = 0xfe;
+						break;
+					}
+					if (ns >= 0xfe)
+						break;
+					st = ns;
+					i++;
+				}
+				if (i == n)
+					break;
+				c = p[i];
 			}
-			switch (st) {
-			case 0:
-				ns = c == '0' ? 1 : digit ? 2 : 0xff;
+			s->num_st = st;
+			if (i == n)
 				break;
-			case 1:
-				ns = c == '.' ? 3 : (c == 'e' || c == 'E') ? 5 : 0xfe;
-				break;
-			case 2:
-				ns = c == '.' ? 3 : (c == 'e' || c == 'E') ? 5 : 0xfe;
-				break;
-			case 3:
-				ns = digit ? 4 : 0xff;
-				break;
-			case 4:
-				ns = (c == 'e' || c == 'E') ? 5 : 0xfe;
-				break;
-			case 5:
-				ns = digit ? 7 : (c == '+' || c == '-') ? 6 : 0xff;
-				break;
-			case 6:
-				ns = digit ? 7 : 0xff;
-				break;
-			case 7:
-				ns = 0xfe;
-				break;
-			}
 			if (ns == 0xff)
 				goto bad;
-			if (ns != 0xfe) {
-				s->num_st = ns;
-				i++;
-				break;
-			}
 			/* c ends the number; it is looked at again as what follows a value. */
 			if (s->holding) {
 				if ((r = tok_end(s, cp, &emit_from, hold_from, i, NULL, 0)))
@@ -1322,11 +1372,15 @@ static int json_feed(struct mask_stream *s, const char *cp, size_t n)
 			break;
 		}
 		case J_LIT:
-			if (c != (unsigned char)s->lit[s->lit_i])
-				goto bad;
-			i++;
-			if (s->lit[++s->lit_i])
-				break;
+		in_literal:
+			while (s->lit[s->lit_i]) {
+				if (i == n)
+					goto next;
+				if (p[i] != (unsigned char)s->lit[s->lit_i])
+					goto bad;
+				i++;
+				s->lit_i++;
+			}
 			if (s->holding) {
 				if ((r = tok_end(s, cp, &emit_from, hold_from, i, NULL, 0)))
 					return r;
@@ -1337,6 +1391,7 @@ static int json_feed(struct mask_stream *s, const char *cp, size_t n)
 			FAST_AFTER();
 			break;
 		}
+	next:
 		continue;
 	bad:
 		if ((r = json_error(s, cp, n, i, emit_from, hold_from, MM_REASON_BAD_JSON)))
@@ -1696,7 +1751,8 @@ struct mask_stream *mask_stream_new(const struct mask_opts *o)
 			goto nomem;
 		for (size_t k = 0; k < pol->n_rules; k++)
 			for (size_t f = 0; f < pol->rules[k].n_fields; f++)
-				fp_init(&s->fp[s->n_fp++], &pol->rules[k].fields[f], (int)k);
+				s->fp[s->n_fp++] = (struct fpath){.p = &pol->rules[k].fields[f],
+								  .rule = (int)k};
 		s->fp_simple = true;
 		for (size_t k = 0; k < s->n_fp; k++)
 			s->fp_simple &= s->fp[k].p->n == 2 &&
@@ -1704,13 +1760,25 @@ struct mask_stream *mask_stream_new(const struct mask_opts *o)
 					s->fp[k].p->segs[1].type == JPATH_KEY;
 		/* Written for each level as it is entered: no need to zero. */
 		if (!s->fp_simple) {
-			size_t per = (size_t)(MASK_MAX_DEPTH + 1) * n_fp;
+			unsigned used = 0;
+			size_t nw = 0;
+			for (size_t k = 0; k < s->n_fp; k++)
+				fw_add(NULL, &nw, &used, s->fp[k].p, s->fp[k].rule);
+			/* one empty word when no path can match */
+			if (!(s->fw = calloc(nw ? nw : 1, sizeof(*s->fw))))
+				goto nomem;
+			used = 0;
+			for (size_t k = 0; k < s->n_fp; k++)
+				fw_add(s->fw, &s->n_fw, &used, s->fp[k].p, s->fp[k].rule);
+			if (!s->n_fw)
+				s->n_fw = 1;
+			size_t per = (size_t)(MASK_MAX_DEPTH + 1) * s->n_fw;
 			if (!(s->states = malloc(2 * per * sizeof(*s->states))))
 				goto nomem;
 			s->memo = s->states + per;
+			for (size_t k = 0; k < s->n_fw; k++)
+				s->has_idx |= s->fw[k].idx != 0;
 		}
-		for (size_t k = 0; k < s->n_fp; k++)
-			s->has_idx |= s->fp[k].idx != 0;
 		for (size_t k = 0; k < s->n_fp; k++)
 			for (size_t g = 0; g < s->fp[k].p->n; g++)
 				if (s->fp[k].p->segs[g].type == JPATH_KEY)
@@ -1868,6 +1936,7 @@ void mask_stream_free(struct mask_stream *s)
 	free(s->actx);
 	free(s->st.rules);
 	free(s->fp);
+	free(s->fw);
 	free(s->states);
 	free(s->lv);
 	free(s);

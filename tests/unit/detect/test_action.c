@@ -85,6 +85,58 @@ static void test_mask(void)
 	mm_buf_free(&out);
 }
 
+/*
+ * The mask rule written out plainly: every ASCII letter or digit is a unit, hidden unless among
+ * the first kf or last kl (all hidden when kf + kl covers every unit).
+ */
+static size_t ref_mask(const char *v, size_t n, uint32_t kf, uint32_t kl, char mc, char *o)
+{
+	size_t units = 0, u = 0;
+	for (size_t i = 0; i < n; i++)
+		units += (v[i] >= '0' && v[i] <= '9') ||
+			 ((v[i] | 0x20) >= 'a' && (v[i] | 0x20) <= 'z');
+	if ((size_t)kf + kl >= units)
+		kf = kl = 0;
+	for (size_t i = 0; i < n; i++) {
+		bool unit = (v[i] >= '0' && v[i] <= '9') ||
+			    ((v[i] | 0x20) >= 'a' && (v[i] | 0x20) <= 'z');
+		o[i] = unit && u >= kf && u + kl < units ? mc : v[i];
+		u += unit;
+	}
+	return n;
+}
+
+/* The ASCII fast path of mask against ref_mask(), every length 0..40 and keep 0..5. */
+static void test_mask_ascii(void)
+{
+	static const char alphabet[] = "0123456789-. @AZaz_/~\x7f\x01";
+	char v[41], want[41];
+	unsigned seed = 12345;
+	int bad = 0;
+	struct mm_buf out = {0};
+	for (size_t n = 0; n <= 40; n++) {
+		for (int rep = 0; rep < 8; rep++) {
+			for (size_t i = 0; i < n; i++) {
+				seed = seed * 1103515245u + 12345u;
+				v[i] = alphabet[(seed >> 16) % (sizeof(alphabet) - 1)];
+			}
+			for (uint32_t kf = 0; kf <= 5; kf++) {
+				for (uint32_t kl = 0; kl <= 5; kl++) {
+					struct policy_action a =
+						mask_act(kf, kl, rep & 1 ? "#" : NULL);
+					ref_mask(v, n, kf, kl, rep & 1 ? '#' : '*', want);
+					mm_buf_reset(&out);
+					if (action_apply(&a, -1, v, n, &out) || out.len != n ||
+					    (n && memcmp(out.data, want, n)))
+						bad++;
+				}
+			}
+		}
+	}
+	is_int(bad, 0, "ASCII mask matches the plain rule (lengths 0..40, keep 0..5)");
+	mm_buf_free(&out);
+}
+
 static void test_length_preserving(void)
 {
 	struct policy_action a = mask_act(0, 4, NULL);
@@ -208,6 +260,36 @@ static void test_hash_ctx(void)
 	action_ctx_free(&c);
 	ok(c.mac == NULL, "freed context is empty");
 
+	/* Keys around the SHA-256 block size: shorter ones are padded, longer ones hashed. */
+	unsigned char lk[140];
+	int keys_same = 1;
+	for (size_t kl = 0; kl < sizeof(lk); kl++) {
+		struct policy_action k = {.type = POLICY_ACTION_HASH, .hash_len = 64};
+		lk[kl] = (unsigned char)(0xaa ^ kl);
+		k.hash_key = kl ? lk : NULL;
+		k.hash_key_len = kl;
+		mm_buf_reset(&o1);
+		mm_buf_reset(&o2);
+		rc |= action_apply(&k, -1, val, kl % 70, &o1);
+		rc |= action_apply_ctx(&k, &c, -1, val, kl % 70, &o2);
+		keys_same &= o1.len == o2.len && !memcmp(o1.data, o2.data, o1.len);
+		action_ctx_free(&c);
+	}
+	ok(!rc && keys_same, "prepared context: same output as one-shot for key lengths 0..139");
+	unsigned char k131[131];
+	memset(k131, 0xaa, sizeof(k131));
+	struct policy_action big = {.type = POLICY_ACTION_HASH,
+				    .hash_key = k131,
+				    .hash_key_len = sizeof(k131),
+				    .hash_len = 64};
+	static const char msg6[] = "Test Using Larger Than Block-Size Key - Hash Key First";
+	mm_buf_reset(&o2);
+	is_int(action_apply_ctx(&big, &c, -1, msg6, sizeof(msg6) - 1, &o2), 0,
+	       "RFC 4231 case 6 (131-byte key)");
+	is_mem(o2.data, o2.len, "60e431591ee0b67f0d8a26aacbf5b77f8e0bc6213728c5140546040f0ee37f54",
+	       "RFC 4231 case 6 digest");
+	action_ctx_free(&c);
+
 	struct policy_action z = {.type = POLICY_ACTION_HASH, .hash_len = 64};
 	mm_buf_reset(&o2);
 	action_apply_ctx(&z, &c, -1, "", 0, &o2);
@@ -228,6 +310,7 @@ static void test_hash_ctx(void)
 int main(void)
 {
 	test_mask();
+	test_mask_ascii();
 	test_length_preserving();
 	test_replace_redact();
 	test_hash();

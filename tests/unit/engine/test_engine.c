@@ -135,6 +135,87 @@ static void test_tokenizer(void)
 	policy_unref(pb);
 }
 
+/*
+ * Numbers and literals are consumed a whole token at a time where the chunk allows: every
+ * split point (and one byte at a time) gives the one-shot output, outcome and reason, for valid
+ * and broken scalars, copied through or under a whole-value rule (which holds them).
+ */
+static void test_scalars_split(void)
+{
+	static const char *const docs[] = {
+		"[0,-0,1,-1,10,-10.5,0.25e3,1E+2,2e-2,123456789012345678901234567890,true,false,"
+		"null]",
+		"{\"n\":-12.5e+10,\"m\":[1,2.0,3e3],\"t\":true,\"f\":false,\"z\":null}",
+		"{\"n\":tru}",
+		"{\"n\":01}",
+		"{\"n\":1.}",
+		"{\"n\":1e+}",
+		"{\"n\":-}",
+		"{\"n\":1.5.2}",
+		"{\"n\":truex}",
+		"{\"n\":nul}",
+		"[1e5e]",
+		"[-.5]",
+		"[2E]",
+		"[1 , 2 ,true ,null]",
+		"-0.0e-0",
+		"12",
+		"true",
+		"1e",
+	};
+	struct policy *pols[] = {
+		mkpol("[{\"name\":\"n\",\"fields\":[\"$..n\",\"$..t\"],\"action\":{\"type\":"
+		      "\"mask\",\"keepLast\":1}},{\"name\":\"f\",\"fields\":[\"$..f\",\"$.m[1]\"],"
+		      "\"action\":{\"type\":\"redact\"}}]",
+		      "enforce", "fallback"),
+		mkpol("[{\"name\":\"e\",\"entities\":[\"US_SSN\"],\"action\":{\"type\":\"redact\"}}"
+		      "]",
+		      "enforce", "pass"),
+	};
+	int bad = 0;
+	for (size_t k = 0; k < sizeof(pols) / sizeof(*pols); k++) {
+		for (size_t d = 0; d < sizeof(docs) / sizeof(*docs); d++) {
+			const char *in = docs[d];
+			size_t n = strlen(in);
+			struct mm_buf ref = {0}, out = {0};
+			struct run_result r0 = run_cuts(pols[k], "application/json", NULL, in, n,
+							NULL, 0, 0, &ref);
+			for (size_t cut = 0; cut <= n + 1; cut++) {
+				/* cut == n + 1: one byte at a time */
+				mm_buf_reset(&out);
+				struct run_result r1 =
+					cut <= n ? run_cuts(pols[k], "application/json", NULL, in,
+							    n, &cut, 1, 0, &out)
+						 : run_cuts(pols[k], "application/json", NULL, in,
+							    n, NULL, 0, 1, &out);
+				if (out.len != ref.len || memcmp(out.data, ref.data, ref.len) ||
+				    r1.rc != r0.rc || r1.outcome != r0.outcome ||
+				    r1.reason != r0.reason || r1.st.values != r0.st.values) {
+					if (bad++ < 3)
+						printf("#   policy %zu doc %zu cut %zu differs\n",
+						       k, d, cut);
+				}
+				free(r1.st.rules);
+			}
+			free(r0.st.rules);
+			mm_buf_free(&ref);
+			mm_buf_free(&out);
+		}
+		policy_unref(pols[k]);
+	}
+	is_int(bad, 0, "numbers and literals: every split gives the one-shot output");
+
+	/* What the whole-value rule makes of them (one shot). */
+	struct policy *p = mkpol("[{\"name\":\"n\",\"fields\":[\"$..n\"],\"action\":{\"type\":"
+				 "\"mask\",\"keepLast\":1}},{\"name\":\"r\",\"fields\":[\"$..r\"],"
+				 "\"action\":{\"type\":\"redact\"}}]",
+				 "enforce", "pass");
+	CHECK(p, "application/json", "{\"n\":-12.5e+10,\"r\":true,\"x\":[1e5,false],\"n\":true}",
+	      "{\"n\":\"-**.**+*0\",\"r\":null,\"x\":[1e5,false],\"n\":\"***e\"}",
+	      "numbers and literals under whole-value rules");
+	policy_unref(p);
+}
+
 static void test_decoding(void)
 {
 	/* keepFirst (64) longer than these values: the output is the decoded value, re-escaped. */
@@ -443,6 +524,7 @@ static void test_buffer(void)
 int main(void)
 {
 	test_tokenizer();
+	test_scalars_split();
 	test_decoding();
 	test_paths_and_actions();
 	test_observe();
