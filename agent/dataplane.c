@@ -242,7 +242,8 @@ int dataplane_start(struct dataplane **out, const struct agent_config *cfg, stru
 	struct steering_config sc = {.cgroup_root = dp->cgroup_root,
 				     .attach_cgroup = attach,
 				     .maps = maps,
-				     .proxy = dp->proxy};
+				     .proxy = dp->proxy,
+				     .self_cgroup = lc.self_cgroup};
 	dp->steer = dp->proxy ? steering_new(&sc) : NULL;
 	if (!dp->steer) {
 		r = -errno;

@@ -107,21 +107,26 @@ static int attach(struct loader *l, struct bpf_program *prog, const char *name)
  * created the listener (accept clones it), i.e. ours, whatever netns the listener is in. Not
  * pinned: the link dies with this process. A failure only costs the proxy its fast path.
  */
-static void attach_self(struct loader *l, const char *dir)
+/* prog attached to the cgroup directory `dir` by an unpinned link; NULL with errno. */
+static struct bpf_link *attach_dir(struct bpf_program *prog, const char *dir)
 {
 	int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (fd < 0) {
-		agent_log(AGENT_LOG_WARN, "own cgroup %s: %s: original destinations from the map",
-			  dir, strerror(errno));
-		return;
-	}
-	l->sockopt_link = bpf_program__attach_cgroup(l->skel->progs.mm_getsockopt, fd);
+	if (fd < 0)
+		return NULL;
+	struct bpf_link *link = bpf_program__attach_cgroup(prog, fd);
 	int err = errno;
 	close(fd);
+	errno = err;
+	return link;
+}
+
+static void attach_self(struct loader *l, const char *dir)
+{
+	l->sockopt_link = attach_dir(l->skel->progs.mm_getsockopt, dir);
 	if (!l->sockopt_link) {
 		agent_log(AGENT_LOG_WARN,
 			  "attach cgroup/getsockopt to %s: %s: original destinations from the map",
-			  dir, strerror(err));
+			  dir, strerror(errno));
 		return;
 	}
 	agent_log(AGENT_LOG_INFO, "cgroup/getsockopt (SO_ORIGINAL_DST) attached to own cgroup %s",
@@ -135,35 +140,25 @@ static void attach_self(struct loader *l, const char *dir)
  */
 static void attach_splice(struct loader *l, const struct loader_config *cfg)
 {
-	size_t n = strlen(cfg->attach_cgroup);
-	while (n > 1 && cfg->attach_cgroup[n - 1] == '/')
-		n--;
 	const char *self = cfg->self_cgroup;
-	bool covered =
-		self && !strncmp(self, cfg->attach_cgroup, n) && (self[n] == 0 || self[n] == '/');
 	if (!self) {
 		agent_log(AGENT_LOG_WARN, "--splice: own cgroup unknown: splice off");
 		return;
 	}
+	size_t n = strlen(cfg->attach_cgroup);
+	while (n > 1 && cfg->attach_cgroup[n - 1] == '/')
+		n--;
+	bool covered = !strncmp(self, cfg->attach_cgroup, n) && (self[n] == 0 || self[n] == '/');
 	if (bpf_prog_attach(bpf_program__fd(l->skel->progs.mm_splice_msg),
 			    bpf_map__fd(l->skel->maps.splice_agents), BPF_SK_MSG_VERDICT, 0) < 0) {
 		agent_log(AGENT_LOG_WARN, "--splice: attach sk_msg: %s: splice off",
 			  strerror(errno));
 		return;
 	}
-	if (!covered) {
-		int fd = open(self, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-		l->splice_link =
-			fd < 0 ? NULL : bpf_program__attach_cgroup(l->skel->progs.mm_sockops, fd);
-		int err = errno;
-		if (fd >= 0)
-			close(fd);
-		if (!l->splice_link) {
-			agent_log(AGENT_LOG_WARN,
-				  "--splice: sockops on own cgroup %s: %s: splice off", self,
-				  strerror(err));
-			return;
-		}
+	if (!covered && !(l->splice_link = attach_dir(l->skel->progs.mm_sockops, self))) {
+		agent_log(AGENT_LOG_WARN, "--splice: sockops on own cgroup %s: %s: splice off", self,
+			  strerror(errno));
+		return;
 	}
 	l->splice = true;
 	agent_log(AGENT_LOG_INFO, "agent->app loopback splice on (sk_msg)");

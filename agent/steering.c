@@ -137,9 +137,8 @@ struct steering *steering_new(const struct steering_config *cfg)
 		errno = e;
 		return NULL;
 	}
-	char self[PATH_MAX];
-	if (cgroup_self(s->root, self, sizeof(self)) == 0)
-		cgroup_id_of(self, &s->self_cg);
+	if (cfg->self_cgroup)
+		cgroup_id_of(cfg->self_cgroup, &s->self_cg);
 
 	/* Listener entries of a previous agent name sockets that no longer exist. */
 	uint64_t key, next;
@@ -407,6 +406,18 @@ void steering_heartbeat(struct steering *s, bool alive)
 	bpf_map_update_elem(s->maps.state, &zero, &st, BPF_ANY);
 }
 
+/* Entry idx of a per-CPU array summed over the CPUs (vals: ncpu scratch). 0 or -1. */
+static int percpu_sum(const struct steering *s, int fd, uint32_t idx, uint64_t *vals,
+		      uint64_t *sum)
+{
+	if (bpf_map_lookup_elem(fd, &idx, vals) < 0)
+		return -1;
+	*sum = 0;
+	for (int c = 0; c < s->ncpu; c++)
+		*sum += vals[c];
+	return 0;
+}
+
 void steering_collect_stats(struct steering *s)
 {
 	uint64_t *vals = calloc(s->ncpu, sizeof(uint64_t));
@@ -414,13 +425,10 @@ void steering_collect_stats(struct steering *s)
 		return;
 	for (uint32_t idx = 0; idx < STEER_STATS_SIZE; idx++) {
 		uint32_t stat = idx % STEER_STAT__COUNT, pol = idx / STEER_STAT__COUNT;
-		if (stat != STEER_STAT_PASSED && stat != STEER_STAT_REFUSED)
+		uint64_t sum;
+		if ((stat != STEER_STAT_PASSED && stat != STEER_STAT_REFUSED) ||
+		    percpu_sum(s, s->maps.stats, idx, vals, &sum) < 0)
 			continue;
-		if (bpf_map_lookup_elem(s->maps.stats, &idx, vals) < 0)
-			continue;
-		uint64_t sum = 0;
-		for (int c = 0; c < s->ncpu; c++)
-			sum += vals[c];
 		uint64_t delta = sum - s->stats_seen[idx];
 		s->stats_seen[idx] = sum;
 		const char *name = s->set && pol < s->set->n ? s->set->v[pol]->name : "";
@@ -432,12 +440,8 @@ void steering_collect_stats(struct steering *s)
 	}
 	if (s->maps.splice_stats >= 0) {
 		uint64_t tot[STEER_SPLICE__COUNT] = {0};
-		for (uint32_t idx = 0; idx < STEER_SPLICE__COUNT; idx++) {
-			if (bpf_map_lookup_elem(s->maps.splice_stats, &idx, vals) < 0)
-				continue;
-			for (int c = 0; c < s->ncpu; c++)
-				tot[idx] += vals[c];
-		}
+		for (uint32_t idx = 0; idx < STEER_SPLICE__COUNT; idx++)
+			percpu_sum(s, s->maps.splice_stats, idx, vals, &tot[idx]);
 		metrics_splice(tot[STEER_SPLICE_BYTES], tot[STEER_SPLICE_MSGS],
 			       tot[STEER_SPLICE_PASS], tot[STEER_SPLICE_APPS],
 			       tot[STEER_SPLICE_AGENTS]);

@@ -22,6 +22,7 @@ struct steering_config {
 	const char *attach_cgroup; /* subtree that is scanned (where the programs attach) */
 	const struct loader_maps *maps;
 	struct proxy *proxy;
+	const char *self_cgroup; /* the agent's own cgroup (never a caller); NULL = unknown */
 };
 
 struct steering;
