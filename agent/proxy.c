@@ -119,6 +119,17 @@ static struct side *other(struct side *s)
 	return s == &s->c->cli ? &s->c->srv : &s->c->cli;
 }
 
+/* Close one side's socket and mark it done both ways (it leaves epoll first). */
+static void side_close(struct side *s)
+{
+	if (s->events != UINT32_MAX)
+		epoll_ctl(s->c->px->cfg.epfd, EPOLL_CTL_DEL, s->fd, NULL);
+	close(s->fd);
+	s->fd = -1;
+	s->events = UINT32_MAX;
+	s->rd_eof = s->wr_shut = true;
+}
+
 static void conn_close(struct conn *c, bool reset)
 {
 	if (c->dead)
@@ -135,10 +146,7 @@ static void conn_close(struct conn *c, bool reset)
 			struct linger lg = {.l_onoff = 1, .l_linger = 0};
 			setsockopt(s->fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
 		}
-		if (s->events != UINT32_MAX)
-			epoll_ctl(px->cfg.epfd, EPOLL_CTL_DEL, s->fd, NULL);
-		close(s->fd);
-		s->fd = -1;
+		side_close(s);
 	}
 	if (c->prev)
 		c->prev->next = c->next;
@@ -300,12 +308,7 @@ static void side_gone(struct side *s, bool reset)
 	struct side *o = other(s);
 	agent_log(AGENT_LOG_DEBUG, "connection to %s: %s side %s", c->dest,
 		  s == &c->cli ? "app" : "server", reset ? "reset" : "closed");
-	if (s->events != UINT32_MAX)
-		epoll_ctl(c->px->cfg.epfd, EPOLL_CTL_DEL, s->fd, NULL);
-	close(s->fd);
-	s->fd = -1;
-	s->events = UINT32_MAX;
-	s->rd_eof = s->wr_shut = true;
+	side_close(s);
 	c->reset |= reset;
 	if (flush(o) < 0) {
 		conn_close(c, true);
@@ -346,12 +349,7 @@ static void end_exchange(struct side *s)
 	agent_log(AGENT_LOG_DEBUG, "connection to %s: message delimited by close, closing %s side",
 		  c->dest, o == &c->cli ? "app" : "server");
 	c->closing = true;
-	if (s->events != UINT32_MAX)
-		epoll_ctl(c->px->cfg.epfd, EPOLL_CTL_DEL, s->fd, NULL);
-	close(s->fd);
-	s->fd = -1;
-	s->events = UINT32_MAX;
-	s->rd_eof = s->wr_shut = true;
+	side_close(s);
 	/* Whatever was queued for s (a pipelined request) can no longer be answered. */
 	s->out.len = 0;
 	s->out_off = 0;
