@@ -12,9 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "buf.h"
-#include "mask.h"
-#include "policy.h"
+#include "fuzz_mask.h"
 
 static const char policy_text[] =
 	"{\"apiVersion\":\"meshmask.io/v1alpha1\",\"kind\":\"MaskingPolicy\","
@@ -37,11 +35,6 @@ static const char *const encodings[] = {NULL, "gzip", "deflate", "identity"};
 
 static struct policy *pol;
 
-static int sink(void *ctx, const char *p, size_t n)
-{
-	return mm_buf_append(ctx, p, n);
-}
-
 static int run(const char *type, const char *enc, const uint8_t *d, size_t n, size_t cut,
 	       struct mm_buf *out)
 {
@@ -49,16 +42,7 @@ static int run(const char *type, const char *enc, const uint8_t *d, size_t n, si
 			      .direction = POLICY_DIR_RESPONSE,
 			      .content_type = type,
 			      .content_encoding = enc};
-	struct mask_stream *s = mask_stream_new(&o);
-	if (!s)
-		abort();
-	int r = mask_stream_write(s, d, cut, sink, out);
-	if (!r)
-		r = mask_stream_write(s, d + cut, n - cut, sink, out);
-	if (!r)
-		r = mask_stream_finish(s, sink, out);
-	mask_stream_free(s);
-	return r;
+	return fuzz_mask(&o, d, n, cut, out);
 }
 
 /*
@@ -75,14 +59,8 @@ static int harmless_form(const uint8_t *d, size_t n)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	if (!pol) {
-		struct policy_errors errs = {0};
-		pol = policy_parse(policy_text, strlen(policy_text), "fuzz", &errs);
-		if (!pol) {
-			policy_errors_print(stderr, "fuzz", &errs);
-			abort();
-		}
-	}
+	if (!pol)
+		pol = fuzz_policy(policy_text);
 	if (size < 2)
 		return 0;
 	const char *type = types[data[0] & 3];

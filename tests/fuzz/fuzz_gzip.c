@@ -11,6 +11,7 @@
 #include <zlib.h>
 
 #include "buf.h"
+#include "fuzz_mask.h"
 #include "mask.h"
 #include "policy.h"
 
@@ -23,11 +24,6 @@ static const char policy_text[] =
 	"\"action\":{\"type\":\"mask\",\"keepLast\":4}}]}}";
 
 static struct policy *pols[3];
-
-static int sink(void *ctx, const char *p, size_t n)
-{
-	return mm_buf_append(ctx, p, n);
-}
 
 static int decodes(const struct mm_buf *b, int wbits)
 {
@@ -71,11 +67,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	struct mm_buf out = {0};
 	if (!s)
 		abort();
-	int r = mask_stream_write(s, data + 1, cut - 1, sink, &out);
+	int r = mask_stream_write(s, data + 1, cut - 1, fuzz_sink, &out);
 	if (!r)
-		r = mask_stream_write(s, data + cut, size - cut, sink, &out);
+		r = mask_stream_write(s, data + cut, size - cut, fuzz_sink, &out);
 	if (!r)
-		r = mask_stream_finish(s, sink, &out);
+		r = mask_stream_finish(s, fuzz_sink, &out);
 	if (!r && p == pols[2] && mask_stream_outcome(s) == MASK_OUTCOME_MASKED && out.len &&
 	    !decodes(&out, 47) && !decodes(&out, -15)) {
 		fprintf(stderr, "a clean stream gave an undecodable output\n");

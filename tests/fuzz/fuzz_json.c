@@ -13,9 +13,7 @@
 
 #include <jansson.h>
 
-#include "buf.h"
-#include "mask.h"
-#include "policy.h"
+#include "fuzz_mask.h"
 
 static const char policy_text[] =
 	"{\"apiVersion\":\"meshmask.io/v1alpha1\",\"kind\":\"MaskingPolicy\","
@@ -49,35 +47,10 @@ static const char general_text[] = SIMPLE_RULES(",\"$.zz[0].zz\"");
 
 static struct policy *pol, *pol_simple, *pol_general;
 
-static struct policy *parse_or_abort(const char *text)
-{
-	struct policy_errors errs = {0};
-	struct policy *p = policy_parse(text, strlen(text), "fuzz", &errs);
-	if (!p) {
-		policy_errors_print(stderr, "fuzz", &errs);
-		abort();
-	}
-	return p;
-}
-
-static int sink(void *ctx, const char *p, size_t n)
-{
-	return mm_buf_append(ctx, p, n);
-}
-
 static int run_with(struct policy *p, const uint8_t *d, size_t n, size_t cut, struct mm_buf *out)
 {
 	struct mask_opts o = {.policy = p, .content_type = "application/json"};
-	struct mask_stream *s = mask_stream_new(&o);
-	if (!s)
-		abort();
-	int r = mask_stream_write(s, d, cut, sink, out);
-	if (!r)
-		r = mask_stream_write(s, d + cut, n - cut, sink, out);
-	if (!r)
-		r = mask_stream_finish(s, sink, out);
-	mask_stream_free(s);
-	return r;
+	return fuzz_mask(&o, d, n, cut, out);
 }
 
 static int run(const uint8_t *d, size_t n, size_t cut, struct mm_buf *out)
@@ -93,15 +66,10 @@ static int same(int ra, const struct mm_buf *a, int rb, const struct mm_buf *b)
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	if (!pol) {
-		struct policy_errors errs = {0};
-		pol = policy_parse(policy_text, strlen(policy_text), "fuzz", &errs);
-		if (!pol) {
-			policy_errors_print(stderr, "fuzz", &errs);
-			abort();
-		}
+		pol = fuzz_policy(policy_text);
 		setenv("MESHMASK_FUZZ_KEY", "fuzz-key", 1);
-		pol_simple = parse_or_abort(simple_text);
-		pol_general = parse_or_abort(general_text);
+		pol_simple = fuzz_policy(simple_text);
+		pol_general = fuzz_policy(general_text);
 	}
 	if (size == 0)
 		return 0;
