@@ -115,7 +115,7 @@ int cgroup_walk(const char *root, const char *dir, cgroup_walk_fn fn, void *ctx)
 	return walk(dir, root_len, fn, ctx, 0);
 }
 
-int cgroup_pids(const char *dir, int *pids, int max)
+int cgroup_for_each_pid(const char *dir, int (*fn)(void *ctx, int pid), void *ctx)
 {
 	char path[PATH_MAX];
 	if (snprintf(path, sizeof(path), "%s/cgroup.procs", dir) >= (int)sizeof(path))
@@ -123,28 +123,42 @@ int cgroup_pids(const char *dir, int *pids, int max)
 	FILE *f = fopen(path, "re");
 	if (!f)
 		return -errno;
-	int n = 0, pid;
-	while (n < max && fscanf(f, "%d", &pid) == 1)
-		pids[n++] = pid;
+	int pid, r = 0;
+	while (!r && fscanf(f, "%d", &pid) == 1)
+		r = fn(ctx, pid);
 	fclose(f);
-	return n;
+	return r;
+}
+
+struct pid_list {
+	int *pids, max, n;
+};
+
+static int collect_pid(void *ctx, int pid)
+{
+	struct pid_list *l = ctx;
+	if (l->n == l->max)
+		return 1;
+	l->pids[l->n++] = pid;
+	return 0;
+}
+
+int cgroup_pids(const char *dir, int *pids, int max)
+{
+	struct pid_list l = {pids, max, 0};
+	int r = cgroup_for_each_pid(dir, collect_pid, &l);
+	return r < 0 ? r : l.n;
+}
+
+static int is_pid(void *ctx, int pid)
+{
+	return pid == *(const int *)ctx;
 }
 
 /* Whether `pid` is a member process of the cgroup directory `dir`. */
 static bool has_pid(const char *dir, int pid)
 {
-	char path[PATH_MAX];
-	if (snprintf(path, sizeof(path), "%s/cgroup.procs", dir) >= (int)sizeof(path))
-		return false;
-	FILE *f = fopen(path, "re");
-	if (!f)
-		return false;
-	int p;
-	bool found = false;
-	while (!found && fscanf(f, "%d", &p) == 1)
-		found = p == pid;
-	fclose(f);
-	return found;
+	return cgroup_for_each_pid(dir, is_pid, &pid) == 1;
 }
 
 struct find_self {

@@ -34,6 +34,12 @@ int cgroup_self(const char *root, char *out, size_t size);
 typedef int (*cgroup_walk_fn)(void *ctx, const char *dir, const char *rel, uint64_t id);
 int cgroup_walk(const char *root, const char *dir, cgroup_walk_fn fn, void *ctx);
 
+/*
+ * fn for each member process of the cgroup directory `dir` (cgroup.procs, pids as our pid
+ * namespace sees them) until fn returns non-zero, which is returned; 0, or -errno.
+ */
+int cgroup_for_each_pid(const char *dir, int (*fn)(void *ctx, int pid), void *ctx);
+
 /* Up to `max` pids of the cgroup's member processes (cgroup.procs). Count or -errno. */
 int cgroup_pids(const char *dir, int *pids, int max);
 

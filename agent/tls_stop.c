@@ -34,6 +34,7 @@
 #include <bpf/libbpf.h>
 
 #include "agent.h"
+#include "cgroup.h"
 #include "tls_scan.h"
 #include "tls_stop.h"
 
@@ -660,17 +661,18 @@ static void on_status(struct tls_stop *s, pid_t tid, int status)
 	ptrace(PTRACE_CONT, tid, 0, (void *)(long)sig);
 }
 
+static int seize_one(void *ctx, int pid)
+{
+	if (pid > 0)
+		seize(ctx, (uint32_t)pid);
+	return 0;
+}
+
 static void seize_cgroup(struct tls_stop *s, const char *rel)
 {
-	char path[4200];
-	snprintf(path, sizeof(path), "%s%s/cgroup.procs", s->cgroup_root, rel);
-	FILE *f = fopen(path, "re");
-	if (!f)
-		return;
-	unsigned pid;
-	while (fscanf(f, "%u", &pid) == 1)
-		seize(s, pid);
-	fclose(f);
+	char dir[4200];
+	snprintf(dir, sizeof(dir), "%s%s", s->cgroup_root, rel);
+	cgroup_for_each_pid(dir, seize_one, s);
 }
 
 static void rescan(struct tls_stop *s)
