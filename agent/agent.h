@@ -27,6 +27,7 @@ struct agent_config {
 	const char *instance;      /* --instance: pins under <bpffs>/meshmask/<instance> */
 	bool detach_on_exit;       /* --detach-on-exit: unpin and detach BPF at clean shutdown */
 	bool splice; /* --splice: sk_msg splice of the agent->app loopback hop (off by default) */
+	bool no_zero_copy; /* --no-zero-copy: copy pass-through bytes instead of splice(2) */
 	uint32_t idle_timeout;     /* --idle-timeout SECS for proxied connections, 0 = 300 */
 	uint32_t busy_poll_us;     /* --busy-poll-us: poll this long after traffic, 0 = off */
 	enum agent_log_level log_level;

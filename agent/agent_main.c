@@ -65,6 +65,8 @@ static void usage(FILE *f)
 	      "  --detach-on-exit     at clean shutdown remove the BPF steering (uninstall)\n"
 	      "  --splice             pass responses to apps through an sk_msg splice of the\n"
 	      "                       loopback hop instead of TCP (lower latency; off by default)\n"
+	      "  --no-zero-copy       copy bytes no rule covers through the agent instead of\n"
+	      "                       splice(2) from socket to socket (for comparison)\n"
 	      "  --idle-timeout SECS  close proxied connections idle this long (default 300)\n"
 	      "  --busy-poll-us N     after traffic, keep polling for N us (0..1000) before\n"
 	      "                       sleeping: lower latency on idle CPUs, costs CPU (default 0)\n"
@@ -132,6 +134,7 @@ static int parse_args(int argc, char **argv, struct agent_config *cfg)
 		O_DETACH,
 		O_SPLICE,
 		O_BUSY_POLL,
+		O_NO_ZERO_COPY,
 		O_IDLE,
 		O_KUBE_API,
 		O_KUBE_TOKEN,
@@ -162,6 +165,7 @@ static int parse_args(int argc, char **argv, struct agent_config *cfg)
 		{"detach-on-exit", no_argument, NULL, O_DETACH},
 		{"splice", no_argument, NULL, O_SPLICE},
 		{"busy-poll-us", required_argument, NULL, O_BUSY_POLL},
+		{"no-zero-copy", no_argument, NULL, O_NO_ZERO_COPY},
 		{"idle-timeout", required_argument, NULL, O_IDLE},
 		{"kube-api", required_argument, NULL, O_KUBE_API},
 		{"kube-token-file", required_argument, NULL, O_KUBE_TOKEN},
@@ -249,6 +253,9 @@ static int parse_args(int argc, char **argv, struct agent_config *cfg)
 			break;
 		case O_DETACH:
 			cfg->detach_on_exit = true;
+			break;
+		case O_NO_ZERO_COPY:
+			cfg->no_zero_copy = true;
 			break;
 		case O_SPLICE:
 			cfg->splice = true;

@@ -234,6 +234,7 @@ int dataplane_start(struct dataplane **out, const struct agent_config *cfg, stru
 		.port = cfg->proxy_port,
 		.idle_secs = cfg->idle_timeout,
 		.splice = loader_splice(dp->loader),
+		.zero_copy = !cfg->no_zero_copy,
 		.resolver = {.policy_for = resolve_policy,
 			     .caller_name = resolve_caller,
 			     .ctx = dp},

@@ -1483,6 +1483,45 @@ int http_session_eof(struct http_session *s, uint32_t direction, mask_sink_fn si
 	return r;
 }
 
+uint64_t http_session_passthrough(const struct http_session *s, uint32_t direction)
+{
+	const struct hdir *d = s ? dir_of((struct http_session *)s, direction) : NULL;
+	if (!d)
+		return 0;
+	switch (d->st) {
+	case HS_BODY_CL:
+	case HS_CHUNK_DATA:
+		return d->bm == BM_RAW ? d->remaining : 0;
+	case HS_BODY_CLOSE:
+		return d->bm == BM_RAW ? UINT64_MAX : 0;
+	case HS_TUNNEL:
+		return d->head.len ? 0 : UINT64_MAX;
+	default:
+		return 0;
+	}
+}
+
+int http_session_skip(struct http_session *s, uint32_t direction, uint64_t n, mask_sink_fn sink,
+		      void *sink_ctx)
+{
+	struct hdir *d = s ? dir_of(s, direction) : NULL;
+	if (!d || !sink || n > http_session_passthrough(s, direction))
+		return -EINVAL;
+	if (!n || d->st == HS_TUNNEL || d->st == HS_BODY_CLOSE)
+		return 0;
+	/* As step() does for body bytes it forwards. */
+	feed_begin(d, sink, sink_ctx);
+	int r = 0;
+	d->remaining -= n;
+	if (!d->remaining) {
+		if (d->st == HS_BODY_CL)
+			r = body_end(d);
+		else
+			d->st = HS_CHUNK_DATA_CR;
+	}
+	return feed_end(d, r);
+}
+
 bool http_session_is_tunnel(const struct http_session *s)
 {
 	return s && s->tunnel;

@@ -69,6 +69,24 @@ int http_session_feed(struct http_session *s, uint32_t direction, const void *da
  */
 int http_session_eof(struct http_session *s, uint32_t direction, mask_sink_fn sink, void *sink_ctx);
 
+/*
+ * How many of the next input bytes in `direction` the session would forward verbatim without
+ * looking at them: the rest of a Content-Length body or of a chunk that no policy covers, or
+ * any number (UINT64_MAX) on a tunnel or an uncovered close-delimited body. 0 when the next
+ * byte must be parsed. A caller may move up to that many bytes to the receiver itself
+ * (splice(2), after everything the session already handed to its sink) and report them with
+ * http_session_skip instead of feeding them.
+ */
+uint64_t http_session_passthrough(const struct http_session *s, uint32_t direction);
+
+/*
+ * n bytes (at most http_session_passthrough) of `direction` were forwarded by the caller: the
+ * session advances as if it had forwarded them (a message that ends is reported through the
+ * hooks). Returns as http_session_feed; -EINVAL when n is more than it allows.
+ */
+int http_session_skip(struct http_session *s, uint32_t direction, uint64_t n, mask_sink_fn sink,
+		      void *sink_ctx);
+
 /* Whether the session has become an opaque tunnel (Upgrade, CONNECT, non-HTTP under pass). */
 bool http_session_is_tunnel(const struct http_session *s);
 

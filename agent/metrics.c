@@ -44,6 +44,7 @@ enum metrics_family {
 	F_TLS_STOP,
 	F_TLS_STOP_SEIZED,
 	F_SPLICE_BYTES,
+	F_PASSTHROUGH,
 	F_SPLICE_MSGS,
 	F_SPLICE_SOCKS,
 	F_RELOADS,
@@ -153,6 +154,11 @@ static const struct metrics_family_def families[F__COUNT] = {
 			    "Response bytes the agent passed to apps through the sk_msg splice (--splice).",
 			    MT_COUNTER,
 			    {NULL}},
+	[F_PASSTHROUGH] = {"meshmask_passthrough_spliced_bytes_total",
+			   "Bytes no rule covers (uncovered bodies, tunnels) moved from socket to "
+			   "socket by splice(2), never copied through the agent.",
+			   MT_COUNTER,
+			   {"policy", "direction"}},
 	[F_SPLICE_MSGS] = {"meshmask_splice_messages_total",
 			   "Agent sends seen by the splice, redirected into the app socket or passed to "
 			   "TCP (no spliced peer).",
@@ -459,6 +465,12 @@ void metrics_splice(uint64_t bytes, uint64_t redirected, uint64_t passed, uint64
 	set(F_SPLICE_MSGS, pass, passed);
 	set(F_SPLICE_SOCKS, app, apps);
 	set(F_SPLICE_SOCKS, agent, agents);
+}
+
+void metrics_passthrough(const char *policy, uint32_t direction, uint64_t bytes)
+{
+	const char *l[] = {policy ? policy : "", direction_label(direction)};
+	add(F_PASSTHROUGH, l, bytes);
 }
 
 void metrics_policy_reload(const char *source, bool ok)

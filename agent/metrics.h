@@ -35,6 +35,8 @@ void metrics_tls_stop_traced(uint64_t n);
 /* --splice: the kernel's totals (splice_stats), set on each collection. */
 void metrics_splice(uint64_t bytes, uint64_t redirected, uint64_t passed, uint64_t apps,
 		    uint64_t agents);
+/* Pass-through bytes moved socket to socket by splice(2) (proxy_config.zero_copy). */
+void metrics_passthrough(const char *policy, uint32_t direction, uint64_t bytes);
 /* Control plane. */
 void metrics_policy_reload(const char *source, bool ok);
 void metrics_admin_request(const char *method, int code);

@@ -28,6 +28,9 @@
 #include "splice.h"
 
 #define READ_CHUNK (64 * 1024)
+/* Pass-through pipes: capacity asked for, and bytes moved per wake-up (fairness). */
+#define PIPE_SIZE (256 * 1024)
+#define PIPE_CHUNK (256 * 1024)
 
 struct pns;
 
@@ -60,6 +63,15 @@ struct side {
 	bool wr_shut;
 	bool splice_wait; /* --splice: the app's unread bytes are at the budget; retry on a timer */
 	size_t credit; /* --splice: bytes we may still send the app before asking sock_diag */
+	/*
+	 * Pass-through bytes for this side that no rule covers, moved from the other socket by
+	 * splice(2) and not yet sent: they never enter the agent's memory. Bytes enter the pipe
+	 * only while `out` is empty and the pipe drains before `out`, so order is kept.
+	 */
+	int pipe[2];
+	size_t pipe_len;
+	size_t pipe_cap;
+	bool pipe_full; /* the last splice into the pipe found no room: wait for a drain */
 };
 
 struct conn {
@@ -73,6 +85,7 @@ struct conn {
 	bool dead;
 	bool reset; /* a side was reset: end the other one the same way once it drained */
 	bool closing; /* the framing ended the exchange: drain one side, drop its input, close */
+	bool no_pipe; /* pass-through by splice(2) failed here once: copy instead */
 	int ns_fd, diag_fd; /* --splice: the pod's netns and a sock_diag socket in it, or -1 */
 	time_t last;
 	struct timespec msg_start[2];
@@ -112,6 +125,12 @@ static void set_events(struct proxy *px, struct side *s, uint32_t ev)
 static size_t pending(const struct side *s)
 {
 	return s->out.len - s->out_off;
+}
+
+/* Everything still to be delivered to s: its queue and its pass-through pipe. */
+static size_t queued(const struct side *s)
+{
+	return s->out.len - s->out_off + s->pipe_len;
 }
 
 static struct side *other(struct side *s)
@@ -167,8 +186,13 @@ static void conn_free(struct conn *c)
 		close(c->diag_fd);
 	if (c->hs)
 		http_session_free(c->hs);
-	free(c->cli.out.data);
-	free(c->srv.out.data);
+	struct side *sides[2] = {&c->cli, &c->srv};
+	for (int i = 0; i < 2; i++) {
+		for (int k = 0; k < 2; k++)
+			if (sides[i]->pipe[k] >= 0)
+				close(sides[i]->pipe[k]);
+		free(sides[i]->out.data);
+	}
 	free(c);
 }
 
@@ -228,6 +252,18 @@ static int flush(struct side *s)
 {
 	if (s->fd < 0)
 		return 0;
+	while (s->pipe_len) {
+		ssize_t n = splice(s->pipe[0], NULL, s->fd, NULL, s->pipe_len,
+				   SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && errno == EAGAIN)
+			return 0;
+		if (n <= 0)
+			return n < 0 ? -errno : -EPIPE;
+		s->pipe_len -= (size_t)n;
+		s->pipe_full = false;
+	}
 	bool spliced = s == &s->c->cli && s->c->px->cfg.splice;
 	while (pending(s)) {
 		size_t len = spliced ? splice_credit(s, pending(s)) : pending(s);
@@ -253,7 +289,7 @@ static int flush(struct side *s)
 		s->out.len -= s->out_off;
 		s->out_off = 0;
 	}
-	if (!pending(s) && s->shut_pending && !s->wr_shut) {
+	if (!queued(s) && s->shut_pending && !s->wr_shut) {
 		shutdown(s->fd, SHUT_WR);
 		s->wr_shut = true;
 	}
@@ -280,9 +316,10 @@ static void update(struct conn *c)
 			continue;
 		}
 		if (!s->rd_eof && !conn_pending &&
-		    (c->closing || (o->fd >= 0 && pending(o) < px->cfg.max_buffer)))
+		    (c->closing ||
+		     (o->fd >= 0 && queued(o) < px->cfg.max_buffer && !o->pipe_full)))
 			ev |= EPOLLIN | EPOLLRDHUP;
-		if ((pending(s) && !s->splice_wait) || conn_pending)
+		if ((pending(s) && !s->splice_wait) || s->pipe_len || conn_pending)
 			ev |= EPOLLOUT;
 		if (s->splice_wait && pending(s) && !px->splice_armed) {
 			struct itimerspec its = {.it_value = {.tv_nsec = 1000000}};
@@ -290,11 +327,11 @@ static void update(struct conn *c)
 		}
 		set_events(px, s, ev);
 	}
-	if (c->cli.rd_eof && c->srv.rd_eof && !pending(&c->cli) && !pending(&c->srv))
+	if (c->cli.rd_eof && c->srv.rd_eof && !queued(&c->cli) && !queued(&c->srv))
 		conn_close(c, c->reset);
 	else if (c->closing ? c->cli.fd < 0 && c->srv.fd < 0
-			    : (c->cli.fd < 0 && !pending(&c->srv)) ||
-				      (c->srv.fd < 0 && !pending(&c->cli)))
+			    : (c->cli.fd < 0 && !queued(&c->srv)) ||
+				      (c->srv.fd < 0 && !queued(&c->cli)))
 		conn_close(c, c->reset);
 }
 
@@ -337,6 +374,63 @@ static int feed(struct side *s, const char *data, size_t len)
 }
 
 /*
+ * Whether what s sends next may go to the other side by splice(2): nothing is queued before
+ * it, the session would forward it untouched, and the receiver is not an app side under the
+ * sk_msg splice (whose sends are budgeted through sock_diag).
+ */
+static uint64_t pipe_allowed(struct side *s)
+{
+	struct conn *c = s->c;
+	struct side *o = other(s);
+	if (!c->px->cfg.zero_copy || c->no_pipe || c->closing || !c->hs || o->fd < 0 ||
+	    pending(o) || (o == &c->cli && c->px->cfg.splice))
+		return 0;
+	return http_session_passthrough(c->hs, dir_of(s));
+}
+
+/*
+ * Move up to `want` bytes from s into the other side's pipe. As recv: bytes moved, 0 at EOF,
+ * -1 with errno (EAGAIN also when the pipe is full; then o->pipe_full waits for a drain).
+ */
+static ssize_t pipe_in(struct side *s, uint64_t want)
+{
+	struct conn *c = s->c;
+	struct side *o = other(s);
+	if (o->pipe[0] < 0) {
+		if (pipe2(o->pipe, O_NONBLOCK | O_CLOEXEC) < 0) {
+			o->pipe[0] = o->pipe[1] = -1;
+			goto unusable;
+		}
+		fcntl(o->pipe[1], F_SETPIPE_SZ, PIPE_SIZE);
+		int cap = fcntl(o->pipe[1], F_GETPIPE_SZ);
+		o->pipe_cap = cap > 0 ? (size_t)cap : 65536;
+	}
+	size_t room = o->pipe_len < o->pipe_cap ? o->pipe_cap - o->pipe_len : 0;
+	size_t n = want < room ? (size_t)want : room;
+	if (n > PIPE_CHUNK)
+		n = PIPE_CHUNK;
+	ssize_t k = n ? splice(s->fd, NULL, o->pipe[1], NULL, n, SPLICE_F_MOVE | SPLICE_F_NONBLOCK)
+		      : (errno = EAGAIN, -1);
+	if (k > 0) {
+		o->pipe_len += (size_t)k;
+		metrics_passthrough(c->policy, dir_of(s), (uint64_t)k);
+	} else if (k < 0 && errno == EAGAIN && o->pipe_len) {
+		o->pipe_full = true; /* or s has nothing: either way a drain re-arms the read */
+	} else if (k < 0 && (errno == EINVAL || errno == ENOSYS || errno == ENOMEM)) {
+		goto unusable;
+	}
+	return k;
+unusable:
+	/* splice(2) refused here: copy from now on (level-triggered, so s is read again). */
+	if (!c->no_pipe)
+		agent_log(AGENT_LOG_DEBUG, "connection to %s: splice pass-through off: %s",
+			  c->dest, strerror(errno));
+	c->no_pipe = true;
+	errno = EAGAIN;
+	return -1;
+}
+
+/*
  * The framing ended the exchange after the message s just sent (its body was delimited by
  * closing the connection): s is done and closed; the receiver gets FIN once its queue drains,
  * and what it still sends is read and dropped until its own FIN, so closing never becomes a
@@ -353,6 +447,7 @@ static void end_exchange(struct side *s)
 	/* Whatever was queued for s (a pipelined request) can no longer be answered. */
 	s->out.len = 0;
 	s->out_off = 0;
+	s->pipe_len = 0;
 	o->shut_pending = true;
 }
 
@@ -392,9 +487,18 @@ static void on_side(struct ep_handler *h, uint32_t ev)
 	if (!s->rd_eof && (ev & (EPOLLIN | EPOLLRDHUP | EPOLLHUP))) {
 		char buf[READ_CHUNK];
 		/* One chunk per wake-up (level-triggered) keeps connections fair. */
-		ssize_t n = recv(s->fd, buf, sizeof(buf), 0);
+		uint64_t pt = pipe_allowed(s);
+		ssize_t n = pt ? pipe_in(s, pt) : recv(s->fd, buf, sizeof(buf), 0);
 		if (n > 0 && c->closing) {
 			/* After the last message: dropped, only the peer's FIN is awaited. */
+		} else if (n > 0 && pt) {
+			int r = http_session_skip(c->hs, dir_of(s), (uint64_t)n, sink_append, o);
+			if (r < 0) {
+				agent_log(AGENT_LOG_WARN, "connection to %s: %s", c->dest,
+					  strerror(-r));
+				conn_close(c, true);
+				return;
+			}
 		} else if (n > 0) {
 			int r = feed(s, buf, (size_t)n);
 			if (r < 0) {
@@ -549,8 +653,8 @@ static void accept_one(struct lsock *ls, int fd)
 		goto refuse;
 	c->px = px;
 	c->orig = orig;
-	c->cli = (struct side){.h.fn = on_side, .c = c, .fd = fd};
-	c->srv = (struct side){.h.fn = on_side, .c = c, .fd = -1};
+	c->cli = (struct side){.h.fn = on_side, .c = c, .fd = fd, .pipe = {-1, -1}};
+	c->srv = (struct side){.h.fn = on_side, .c = c, .fd = -1, .pipe = {-1, -1}};
 	c->ns_fd = px->cfg.splice ? fcntl(ls->ns->ns_fd, F_DUPFD_CLOEXEC, 0) : -1;
 	c->diag_fd = -1;
 	c->last = now_s();

@@ -43,6 +43,11 @@ struct proxy_config {
 	 * charged to nobody's buffer, so the app side is sent at most max_buffer minus that.
 	 */
 	bool splice;
+	/*
+	 * Bytes no rule covers (uncovered bodies with a known length, tunnels) go from socket to
+	 * socket by splice(2), never copied through the agent (on by default; --no-zero-copy).
+	 */
+	bool zero_copy;
 };
 
 struct proxy;

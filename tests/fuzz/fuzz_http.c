@@ -4,7 +4,9 @@
  * response stream, data[1] the policy, the chunk size and the limits; the two streams are fed
  * interleaved in chunks, then both sides see eof. With no policy, in observe mode and in a
  * direction the policy does not cover, the output must be a prefix of the input (identity when
- * nothing failed); the buffered bytes must stay within the limits.
+ * nothing failed); the buffered bytes must stay within the limits. The same input is run a
+ * second time with the caller moving what http_session_passthrough allows (the proxy's splice
+ * path): both runs must give the same results, and the same bytes (up to an error).
  */
 #include <errno.h>
 #include <stdint.h>
@@ -55,7 +57,6 @@ static void message_done(void *ctx, const struct http_message_info *info)
 
 struct out {
 	struct mm_buf b;
-	bool keep;
 };
 
 static int sink(void *ctx, const char *p, size_t n)
@@ -65,7 +66,71 @@ static int sink(void *ctx, const char *p, size_t n)
 	for (size_t i = 0; i < n; i++)
 		sum += (unsigned char)p[i]; /* every byte handed out must be readable */
 	(void)sum;
-	return o->keep ? mm_buf_append(&o->b, p, n) : 0;
+	return mm_buf_append(&o->b, p, n);
+}
+
+/*
+ * The same k bytes as one feed, with the caller moving what http_session_passthrough allows
+ * (the proxy's splice path) and the rest fed as it comes, so that both runs consume the same
+ * input per step (a masked body, never passed through, is fed exactly as in the other run:
+ * its re-chunking follows the feeds).
+ */
+static int feed_skipping(struct http_session *s, uint32_t dir, const char *p, size_t k,
+			 struct out *o)
+{
+	int rc = 0;
+	for (size_t i = 0; i < k && !rc;) {
+		uint64_t pt = http_session_passthrough(s, dir);
+		size_t m = pt && pt < k - i ? (size_t)pt : k - i;
+		if (pt) {
+			rc = sink(o, p + i, m);
+			rc = rc ? rc : http_session_skip(s, dir, m, sink, o);
+		} else {
+			rc = http_session_feed(s, dir, p + i, m, sink, o);
+		}
+		i += m;
+	}
+	return rc;
+}
+
+/*
+ * Feed both streams interleaved in chunks, then eof. skip: what http_session_passthrough
+ * allows is appended by the caller and reported with http_session_skip (the proxy's splice
+ * path) instead of being fed.
+ */
+static void run(struct policy *pol, const struct http_limits *lim, const char *const src[2],
+		const size_t len[2], size_t chunk, bool skip, struct out out[2], int rc[2])
+{
+	uint32_t dirs[2] = {POLICY_DIR_REQUEST, POLICY_DIR_RESPONSE};
+	size_t off[2] = {0, 0};
+	struct http_hooks hooks = {
+		.policy_for = policy_for, .message_done = message_done, .ctx = pol};
+	struct http_session *s = http_session_new(&hooks, lim);
+	if (!s)
+		abort();
+	size_t max_head = lim->max_head ? lim->max_head : 64 * 1024;
+	size_t hold = lim->hold_body ? lim->hold_body : 1024 * 1024;
+	rc[0] = rc[1] = 0;
+	while ((off[0] < len[0] && !rc[0]) || (off[1] < len[1] && !rc[1])) {
+		for (int d = 0; d < 2; d++) {
+			if (off[d] >= len[d] || rc[d])
+				continue;
+			size_t k = len[d] - off[d] < chunk ? len[d] - off[d] : chunk;
+			if (skip)
+				rc[d] = feed_skipping(s, dirs[d], src[d] + off[d], k, &out[d]);
+			else
+				rc[d] = http_session_feed(s, dirs[d], src[d] + off[d], k, sink,
+							  &out[d]);
+			off[d] += k;
+			/* the held body may overshoot by one engine output piece */
+			if (http_session_buffered(s, dirs[d]) > 3 * (max_head + hold) + 65536)
+				abort();
+		}
+	}
+	for (int d = 0; d < 2; d++)
+		if (!rc[d])
+			rc[d] = http_session_eof(s, dirs[d], sink, &out[d]);
+	http_session_free(s);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -92,38 +157,27 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	const char *in = (const char *)data + 2;
 	size_t n = size - 2;
 	size_t split = n * data[0] / 256;
-	const char *src[2] = {in, in + split};
-	size_t len[2] = {split, n - split}, off[2] = {0, 0};
+	const char *const src[2] = {in, in + split};
+	const size_t len[2] = {split, n - split};
 	uint32_t dirs[2] = {POLICY_DIR_REQUEST, POLICY_DIR_RESPONSE};
 	/* Byte identity is required with no policy, in observe mode, and where not covered. */
 	bool ident[2];
 	for (int d = 0; d < 2; d++)
 		ident[d] = !pol || pol->mode == POLICY_MODE_OBSERVE || !(pol->directions & dirs[d]);
-	struct out out[2] = {{.keep = ident[0]}, {.keep = ident[1]}};
-	struct http_hooks hooks = {
-		.policy_for = policy_for, .message_done = message_done, .ctx = pol};
-	struct http_session *s = http_session_new(&hooks, &lim);
-	if (!s)
-		return 0;
-	size_t max_head = lim.max_head ? lim.max_head : 64 * 1024;
-	size_t hold = lim.hold_body ? lim.hold_body : 1024 * 1024;
-	int rc[2] = {0, 0};
-	while ((off[0] < len[0] && !rc[0]) || (off[1] < len[1] && !rc[1])) {
-		for (int d = 0; d < 2; d++) {
-			if (off[d] >= len[d] || rc[d])
-				continue;
-			size_t k = len[d] - off[d] < chunk ? len[d] - off[d] : chunk;
-			rc[d] = http_session_feed(s, dirs[d], src[d] + off[d], k, sink, &out[d]);
-			off[d] += k;
-			/* the held body may overshoot by one engine output piece */
-			if (http_session_buffered(s, dirs[d]) > 3 * (max_head + hold) + 65536)
-				abort();
-		}
-	}
-	for (int d = 0; d < 2; d++)
-		if (!rc[d])
-			rc[d] = http_session_eof(s, dirs[d], sink, &out[d]);
+	struct out out[2] = {{{0}}, {{0}}}, skipped[2] = {{{0}}, {{0}}};
+	int rc[2], rc_skip[2];
+	run(pol, &lim, src, len, chunk, false, out, rc);
+	run(pol, &lim, src, len, chunk, true, skipped, rc_skip);
 	for (int d = 0; d < 2; d++) {
+		/*
+		 * Moving pass-through bytes outside the session changes nothing. After an error
+		 * only a prefix counts: what a failing feed call produced is dropped, and the two
+		 * runs hand the session different spans.
+		 */
+		size_t common = out[d].b.len < skipped[d].b.len ? out[d].b.len : skipped[d].b.len;
+		if (rc[d] != rc_skip[d] || (!rc[d] && out[d].b.len != skipped[d].b.len) ||
+		    (common && memcmp(out[d].b.data, skipped[d].b.data, common)))
+			abort();
 		if (!ident[d])
 			continue;
 		if (out[d].b.len > len[d] ||
@@ -132,8 +186,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		if (!rc[d] && out[d].b.len != len[d])
 			abort();
 	}
-	http_session_free(s);
-	mm_buf_free(&out[0].b);
-	mm_buf_free(&out[1].b);
+	for (int d = 0; d < 2; d++) {
+		mm_buf_free(&out[d].b);
+		mm_buf_free(&skipped[d].b);
+	}
 	return 0;
 }

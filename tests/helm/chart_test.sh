@@ -57,7 +57,7 @@ declare -A variants=(
 	[tls]="--set admin.tls.secretName=meshmask-admin-tls --set service.headless=true --set metrics.serviceMonitor.enabled=true --set metrics.serviceMonitor.tlsConfig.insecureSkipVerify=true --api-versions monitoring.coreos.com/v1/ServiceMonitor"
 	[loopback]="--set admin.bind=127.0.0.1 --set service.enabled=false"
 	[nobpf]="--set agent.bpf=false"
-	[latency]="--set agent.splice=true --set agent.busyPollMicroseconds=100"
+	[latency]="--set agent.splice=true --set agent.busyPollMicroseconds=100 --set agent.zeroCopy=false"
 	[noidentity]="--set identity.kubernetes=false"
 	[notls]="--set agent.tlsUprobes=false"
 	[automount]="--set bpf.autoMount=true"

@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # A 200 MiB response streamed through the agent to a flagged caller: every byte arrives and
-# the agent's peak RSS stays bounded (backpressure, no buffering of the body).
+# the agent's peak RSS stays bounded (backpressure, no buffering of the body). The same for a
+# response no rule covers, which goes socket to socket by splice(2) (zero copy).
 source "$(dirname "$0")/dp_lib.sh"
 dp_init "$1"
 dp_policy pii closed 'app-*' 'none' $DP_SPORT
-DP_DIRECTIONS='"request", "response"' dp_policy upload closed 'app-*' 'none' $((DP_SPORT + 1))
+DP_DIRECTIONS='"request"' dp_policy upload closed 'app-*' 'none' $((DP_SPORT + 1))
 dp_pod app-a 1
 dp_agent_start --idle-timeout 2 || { not_ok "agent starts"; dp_done; exit; }
 check "agent listens in the pod's netns" dp_wait_listener app-a
@@ -22,6 +23,39 @@ bytes=$(dp_in app-a sh -c "curl -s --max-time 60 --limit-rate 25M http://10.211.
 after=$(hwm)
 check "slow reader: 50 MiB intact ($bytes bytes)" test "$bytes" -eq $((50 * 1024 * 1024))
 check "slow reader: agent peak RSS grew by less than 16 MiB ($before -> $after KiB)" test $((after - before)) -lt $((16 * 1024))
+# Zero copy: the upload policy covers requests only, so a response body from that port goes
+# from the server's socket to the app's through a pipe, never through the agent's memory
+# (except under --splice, whose app sends are budgeted and copied).
+big_md5() { python3 -c '
+import hashlib, sys
+h = hashlib.md5()
+piece = (b"x" * 63 + b"\n") * 1024
+for _ in range(int(sys.argv[1]) * 16):
+    h.update(piece)
+print(h.hexdigest())' "$1"; }
+zc0=$(dp_metric 'meshmask_passthrough_spliced_bytes_total\{policy="upload",direction="response"\}')
+before=$(hwm)
+sum=$(dp_in app-a sh -c "curl -s --max-time 150 http://10.211.1.1:$((DP_SPORT + 1))/big/200 | md5sum")
+after=$(hwm)
+check "zero copy: 200 MiB uncovered response intact (md5)" test "${sum%% *}" = "$(big_md5 200)"
+zc1=$(dp_metric 'meshmask_passthrough_spliced_bytes_total\{policy="upload",direction="response"\}')
+if [[ ${DP_AGENT_EXTRA:-} == *--splice* ]]; then
+	check "zero copy: off for app sides under --splice ($((zc1 - zc0)) bytes)" test $((zc1 - zc0)) -eq 0
+else
+	check "zero copy: the body went by splice(2) ($((zc1 - zc0)) bytes)" test $((zc1 - zc0)) -ge $((200 * 1024 * 1024 - 65536))
+fi
+check "zero copy: agent peak RSS grew by less than 16 MiB ($before -> $after KiB)" test $((after - before)) -lt $((16 * 1024))
+# A slow reader on the splice path: the pipe fills, the agent stops reading that server and
+# goes on serving other connections meanwhile.
+dp_in app-a sh -c "curl -s --max-time 60 --limit-rate 25M http://10.211.1.1:$((DP_SPORT + 1))/big/50 | md5sum" >"$DP_DIR/slow.md5" &
+slow=$!
+sleep 0.5
+code=$(dp_in app-a curl -s --max-time 10 -o /dev/null -w '%{http_code}' http://10.211.1.1:$((DP_SPORT + 1))/big/1)
+check "zero copy, slow reader: another connection is served meanwhile ($code)" test "$code" = 200
+wait $slow
+sum=$(cat "$DP_DIR/slow.md5")
+check "zero copy, slow reader: 50 MiB intact (md5)" test "${sum%% *}" = "$(big_md5 50)"
+
 # Upload to a server that does not read for 1 s: the agent stops reading the client.
 before=$(hwm)
 res=$(dp_in app-a python3 -c '

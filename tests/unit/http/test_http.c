@@ -101,7 +101,37 @@ struct run {
 	bool tunnel;
 };
 
-/* Feed a script; split: 0 whole, k > 0 each step cut at k, -1 one byte at a time. */
+/*
+ * SPLIT_SKIP: as the proxy's zero-copy path does, whatever http_session_passthrough allows
+ * is appended to the output by the caller and reported with http_session_skip; the rest is
+ * fed one byte at a time, so the pass-through is asked for at every offset.
+ */
+#define SPLIT_SKIP (-2)
+
+static int feed_skipping(struct http_session *s, uint32_t dir, const char *p, size_t len,
+			 struct mm_buf *o)
+{
+	int rc = 0;
+	for (size_t k = 0; k < len && !rc;) {
+		uint64_t pt = http_session_passthrough(s, dir);
+		if (!pt) {
+			rc = http_session_feed(s, dir, p + k, 1, sink, o);
+			k++;
+			continue;
+		}
+		size_t m = pt < len - k ? (size_t)pt : len - k;
+		rc = mm_buf_append(o, p + k, m);
+		if (!rc)
+			rc = http_session_skip(s, dir, m, sink, o);
+		k += m;
+	}
+	return rc;
+}
+
+/*
+ * Feed a script; split: 0 whole, k > 0 each step cut at k, -1 one byte at a time,
+ * SPLIT_SKIP pass-through by the caller.
+ */
 static void run_script(struct ctx *c, const struct http_limits *lim, const struct step *st,
 		       size_t n, long split, struct run *r)
 {
@@ -115,6 +145,8 @@ static void run_script(struct ctx *c, const struct http_limits *lim, const struc
 		struct mm_buf *o = &r->out[di(st[i].dir)];
 		if (split == 0) {
 			r->rc = http_session_feed(s, st[i].dir, p, len, sink, o);
+		} else if (split == SPLIT_SKIP) {
+			r->rc = feed_skipping(s, st[i].dir, p, len, o);
 		} else if (split < 0) {
 			for (size_t k = 0; k < len && !r->rc; k++)
 				r->rc = http_session_feed(s, st[i].dir, p + k, 1, sink, o);
@@ -166,7 +198,7 @@ static void check_identity(const char *name, const struct step *st, size_t n, in
 	}
 	int bad = 0;
 	long first_bad = -2;
-	for (long split = -1; split <= (long)maxlen; split++) {
+	for (long split = SPLIT_SKIP; split <= (long)maxlen; split++) {
 		struct ctx c = {0};
 		struct run r;
 		run_script(&c, NULL, st, n, split, &r);
@@ -183,7 +215,7 @@ static void check_identity(const char *name, const struct step *st, size_t n, in
 			split = (long)maxlen -
 				2000; /* long streams: whole, bytewise, last offsets */
 	}
-	ok(!bad, "%s: byte-identical at every split", name);
+	ok(!bad, "%s: byte-identical at every split and with caller pass-through", name);
 	if (bad)
 		printf("#   first bad split %ld\n", first_bad);
 	mm_buf_free(&want[0]);
@@ -210,7 +242,7 @@ static void check_splits(const char *name, struct policy *p, const struct http_l
 		maxlen = l > maxlen ? l : maxlen;
 	}
 	int bad = 0;
-	for (long split = -1; split <= (long)maxlen && !bad; split++) {
+	for (long split = SPLIT_SKIP; split <= (long)maxlen && !bad; split++) {
 		struct ctx c = {.resp_pol = p, .req_pol = p};
 		struct run r;
 		run_script(&c, lim, st, n, split, &r);
@@ -227,7 +259,7 @@ static void check_splits(const char *name, struct policy *p, const struct http_l
 	}
 	ok(!bad && whole.rc == 0 && whole.out[1].len &&
 		   !(decode && memmem(whole.out[1].data, whole.out[1].len, "<unparsed>", 10)),
-	   "%s: same output at every split", name);
+	   "%s: same output at every split and with caller pass-through", name);
 	run_free(&whole);
 }
 
@@ -523,6 +555,76 @@ static void test_zero_copy(void)
 	ok(unbuffered && c.done[1] == 1, "pass-through body: nothing buffered");
 	free(piece);
 	http_session_free(s);
+}
+
+/*
+ * What the session lets a caller move itself (the proxy's splice(2) path): the rest of an
+ * uncovered body or chunk, any amount on a tunnel or a close-delimited body, nothing inside a
+ * head or a covered body; more than allowed is refused.
+ */
+static void test_caller_passthrough(struct policy *resp)
+{
+	struct ctx c = {.resp_pol = NULL};
+	struct http_hooks hooks = {
+		.policy_for = policy_for, .message_done = message_done, .ctx = &c};
+	struct http_session *s = http_session_new(&hooks, NULL);
+	struct mm_buf o = {0};
+	const char *rq = "GET / HTTP/1.1\r\n\r\nGET /c HTTP/1.1\r\n\r\nGET /z HTTP/1.0\r\n\r\n";
+	int rc = http_session_feed(s, REQ, rq, strlen(rq), sink, &o);
+	is_int((int)http_session_passthrough(s, REQ), 0, "caller pass-through: 0 at a head");
+	const char *h = "HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n0123456789";
+	rc = rc ? rc : http_session_feed(s, RESP, h, strlen(h), sink, &o);
+	ok(!rc && http_session_passthrough(s, RESP) == 990,
+	   "caller pass-through: the rest of an uncovered Content-Length body");
+	is_int(http_session_skip(s, RESP, 991, sink, &o), -EINVAL,
+	       "caller pass-through: more than the body is refused");
+	rc = http_session_skip(s, RESP, 500, sink, &o);
+	rc = rc ? rc : http_session_skip(s, RESP, 490, sink, &o);
+	ok(!rc && c.done[1] == 1 && http_session_passthrough(s, RESP) == 0,
+	   "caller pass-through: the message ends when its last byte is skipped");
+	const char *ch = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n10\r\n";
+	rc = http_session_feed(s, RESP, ch, strlen(ch), sink, &o);
+	ok(!rc && http_session_passthrough(s, RESP) == 16, "caller pass-through: a chunk's data");
+	rc = http_session_skip(s, RESP, 16, sink, &o);
+	ok(!rc && http_session_passthrough(s, RESP) == 0,
+	   "caller pass-through: the chunk's CRLF is parsed again");
+	const char *end = "\r\n0\r\n\r\nHTTP/1.0 200 OK\r\n\r\nuntil eof";
+	rc = http_session_feed(s, RESP, end, strlen(end), sink, &o);
+	ok(!rc && c.done[1] == 2 && http_session_passthrough(s, RESP) == UINT64_MAX,
+	   "caller pass-through: unbounded on a close-delimited body");
+	rc = http_session_skip(s, RESP, 12345, sink, &o);
+	rc = rc ? rc : http_session_eof(s, RESP, sink, &o);
+	ok(!rc && c.done[1] == 3, "caller pass-through: close-delimited body ends at eof");
+	http_session_free(s);
+	mm_buf_free(&o);
+
+	/* A covered body is never handed to the caller. */
+	struct ctx c2 = {.resp_pol = resp};
+	hooks.ctx = &c2;
+	s = http_session_new(&hooks, NULL);
+	rc = http_session_feed(s, REQ, rq, strlen(rq), sink, &o);
+	const char *hj = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+			 "Content-Length: 100\r\n\r\n{\"a\":";
+	rc = rc ? rc : http_session_feed(s, RESP, hj, strlen(hj), sink, &o);
+	ok(!rc && http_session_passthrough(s, RESP) == 0 &&
+		   http_session_skip(s, RESP, 1, sink, &o) == -EINVAL,
+	   "caller pass-through: none for a body the policy covers");
+	http_session_free(s);
+	mm_buf_free(&o);
+
+	/* A tunnel: anything, both ways. */
+	struct ctx c3 = {0};
+	hooks.ctx = &c3;
+	s = http_session_new(&hooks, NULL);
+	const char *cq = "CONNECT db:5432 HTTP/1.1\r\n\r\n", *cr = "HTTP/1.1 200 OK\r\n\r\n";
+	rc = http_session_feed(s, REQ, cq, strlen(cq), sink, &o);
+	rc = rc ? rc : http_session_feed(s, RESP, cr, strlen(cr), sink, &o);
+	ok(!rc && http_session_passthrough(s, REQ) == UINT64_MAX &&
+		   http_session_passthrough(s, RESP) == UINT64_MAX &&
+		   http_session_skip(s, REQ, 1 << 20, sink, &o) == 0,
+	   "caller pass-through: unbounded both ways on a tunnel");
+	http_session_free(s);
+	mm_buf_free(&o);
 }
 
 static void test_errors(void)
@@ -1048,6 +1150,7 @@ int main(void)
 	struct policy *fb = mkpol(POLICY("\"response\"", "enforce", "fallback", RULES));
 	ok(resp && both && obs && pass && fb, "test policies parse");
 	if (resp && both && obs && pass && fb) {
+		test_caller_passthrough(resp);
 		test_mask_cl(resp);
 		test_mask_chunked(resp);
 		test_mask_large(resp);
