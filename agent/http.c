@@ -90,6 +90,9 @@ struct hdir {
 	struct policy *pol;
 	enum body_mode bm;
 	struct mask_stream *ms;
+	/* the last message's stream, kept for the next one with the same policy (its own ref) */
+	struct mask_stream *spare;
+	struct policy *spare_pol;
 	bool ms_dead; /* observe: the engine gave up; keep forwarding */
 	bool body; /* the message has a body that goes through the engine */
 	enum out_framing of;
@@ -304,9 +307,42 @@ static void msg_done(struct hdir *d)
 	}
 }
 
+static void spare_free(struct hdir *d)
+{
+	mask_stream_free(d->spare);
+	d->spare = NULL;
+	if (d->spare_pol)
+		policy_unref(d->spare_pol);
+	d->spare_pol = NULL;
+}
+
+/*
+ * A stream for a body under o->policy: the last message's when it had the same policy
+ * (mask_stream_reuse keeps what it derived from the policy, its keyed HMAC contexts and its
+ * buffers), else a new one. NULL with errno.
+ */
+static struct mask_stream *stream_for(struct hdir *d, const struct mask_opts *o)
+{
+	if (d->spare && d->spare_pol == o->policy && mask_stream_reuse(d->spare, o) == 0) {
+		struct mask_stream *ms = d->spare;
+		d->spare = NULL;
+		policy_unref(d->spare_pol);
+		d->spare_pol = NULL;
+		return ms;
+	}
+	spare_free(d);
+	return mask_stream_new(o);
+}
+
 static void msg_reset(struct hdir *d)
 {
-	mask_stream_free(d->ms);
+	if (d->ms && d->pol) {
+		spare_free(d);
+		d->spare = d->ms;
+		d->spare_pol = policy_ref(d->pol);
+	} else {
+		mask_stream_free(d->ms);
+	}
 	d->ms = NULL;
 	if (d->pol)
 		policy_unref(d->pol);
@@ -1029,7 +1065,7 @@ static int head_done(struct hdir *d, const char *h, size_t hlen, bool in_place)
 			ce[n] = 0;
 			o.content_encoding = ce;
 		}
-		d->ms = mask_stream_new(&o);
+		d->ms = stream_for(d, &o);
 		if (!d->ms)
 			return fail(d, MM_REASON_INTERNAL, errno ? -errno : -ENOMEM);
 	}
@@ -1130,7 +1166,7 @@ static int garbage(struct hdir *d, const char *p, size_t n)
 	}
 	/* fallback: an entity scan of everything from here on */
 	struct mask_opts o = {.policy = pol, .direction = d->dir, .format = MASK_FMT_TEXT};
-	d->ms = mask_stream_new(&o);
+	d->ms = stream_for(d, &o);
 	if (!d->ms)
 		return fail(d, MM_REASON_INTERNAL, errno ? -errno : -ENOMEM);
 	d->has_outcome_override = true;
@@ -1522,6 +1558,13 @@ int http_session_skip(struct http_session *s, uint32_t direction, uint64_t n, ma
 	return feed_end(d, r);
 }
 
+void http_session_trim(struct http_session *s)
+{
+	if (s)
+		for (int i = 0; i < 2; i++)
+			spare_free(&s->d[i]);
+}
+
 bool http_session_is_tunnel(const struct http_session *s)
 {
 	return s && s->tunnel;
@@ -1552,6 +1595,7 @@ void http_session_free(struct http_session *s)
 	for (int i = 0; i < 2; i++) {
 		struct hdir *d = &s->d[i];
 		mask_stream_free(d->ms);
+		spare_free(d);
 		if (d->pol)
 			policy_unref(d->pol);
 		mm_buf_free(&d->head);

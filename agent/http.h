@@ -87,6 +87,12 @@ uint64_t http_session_passthrough(const struct http_session *s, uint32_t directi
 int http_session_skip(struct http_session *s, uint32_t direction, uint64_t n, mask_sink_fn sink,
 		      void *sink_ctx);
 
+/*
+ * Free what the session keeps between messages (the last body's masking stream, reused by the
+ * next message under the same policy): for connections that went idle.
+ */
+void http_session_trim(struct http_session *s);
+
 /* Whether the session has become an opaque tunnel (Upgrade, CONNECT, non-HTTP under pass). */
 bool http_session_is_tunnel(const struct http_session *s);
 

@@ -206,6 +206,9 @@ struct mask_stream {
 	bool body_started;
 };
 
+/* Buffers larger than this are not kept by mask_stream_reuse. */
+#define MASK_REUSE_MAX_BUF (64 * 1024)
+
 /* ---- output ---- */
 
 static int out_flush(struct mask_stream *s)
@@ -1700,29 +1703,31 @@ enum mask_format mask_format_for(const char *ct)
 	return MASK_FMT_RAW;
 }
 
-struct mask_stream *mask_stream_new(const struct mask_opts *o)
+/* What a stream takes from the message it masks (the rest comes from its policy). */
+static int message_init(struct mask_stream *s, const struct mask_opts *o)
 {
-	if (!o || !o->policy) {
-		errno = EINVAL;
-		return NULL;
-	}
 	const struct policy *pol = o->policy;
-	struct mask_stream *s = calloc(1, sizeof(*s));
-	if (!s)
-		goto nomem;
-	s->pol = pol;
 	s->observe = pol->mode == POLICY_MODE_OBSERVE;
 	s->bypass = o->direction && pol->directions && !(o->direction & pol->directions);
 	if ((o->content_type && !(s->content_type = strdup(o->content_type))) ||
 	    (o->content_encoding && !(s->content_encoding = strdup(o->content_encoding))))
-		goto nomem;
+		return -ENOMEM;
 	s->fmt = o->format != MASK_FMT_AUTO ? o->format : mask_format_for(o->content_type);
 	s->codec = codec_kind_for(o->content_encoding);
+	if (s->codec == CODEC_GZIP || s->codec == CODEC_DEFLATE)
+		codec_dec_init(&s->dec, s->codec);
+	return 0;
+}
+
+/* What a stream derives from its policy: kept by mask_stream_reuse. */
+static int policy_init(struct mask_stream *s, const struct policy *pol)
+{
+	s->pol = pol;
 	s->st.n_rules = pol->n_rules;
 	if (!(s->lv = malloc((MASK_MAX_DEPTH + 1) * sizeof(*s->lv))))
-		goto nomem;
+		return -ENOMEM;
 	if (pol->n_rules && !(s->st.rules = calloc(pol->n_rules, sizeof(*s->st.rules))))
-		goto nomem;
+		return -ENOMEM;
 	for (int e = 0; e < MM_ENT__COUNT; e++)
 		s->ent_rule[e] = s->fb_rule[e] = -1;
 	size_t n_fp = 0;
@@ -1745,10 +1750,10 @@ struct mask_stream *mask_stream_new(const struct mask_opts *o)
 	for (size_t k = 0; k < pol->n_rules && !s->actx; k++)
 		if (pol->rules[k].action.type == POLICY_ACTION_HASH &&
 		    !(s->actx = calloc(pol->n_rules, sizeof(*s->actx))))
-			goto nomem;
+			return -ENOMEM;
 	if (n_fp) {
 		if (!(s->fp = calloc(n_fp, sizeof(*s->fp))))
-			goto nomem;
+			return -ENOMEM;
 		for (size_t k = 0; k < pol->n_rules; k++)
 			for (size_t f = 0; f < pol->rules[k].n_fields; f++)
 				s->fp[s->n_fp++] = (struct fpath){.p = &pol->rules[k].fields[f],
@@ -1766,7 +1771,7 @@ struct mask_stream *mask_stream_new(const struct mask_opts *o)
 				fw_add(NULL, &nw, &used, s->fp[k].p, s->fp[k].rule);
 			/* one empty word when no path can match */
 			if (!(s->fw = calloc(nw ? nw : 1, sizeof(*s->fw))))
-				goto nomem;
+				return -ENOMEM;
 			used = 0;
 			for (size_t k = 0; k < s->n_fp; k++)
 				fw_add(s->fw, &s->n_fw, &used, s->fp[k].p, s->fp[k].rule);
@@ -1774,7 +1779,7 @@ struct mask_stream *mask_stream_new(const struct mask_opts *o)
 				s->n_fw = 1;
 			size_t per = (size_t)(MASK_MAX_DEPTH + 1) * s->n_fw;
 			if (!(s->states = malloc(2 * per * sizeof(*s->states))))
-				goto nomem;
+				return -ENOMEM;
 			s->memo = s->states + per;
 			for (size_t k = 0; k < s->n_fw; k++)
 				s->has_idx |= s->fw[k].idx != 0;
@@ -1786,13 +1791,75 @@ struct mask_stream *mask_stream_new(const struct mask_opts *o)
 						1ull << fp_key_hash(s->fp[k].p->segs[g].key,
 								    s->fp[k].p->segs[g].key_len);
 	}
-	if (s->codec == CODEC_GZIP || s->codec == CODEC_DEFLATE)
-		codec_dec_init(&s->dec, s->codec);
+	return 0;
+}
+
+struct mask_stream *mask_stream_new(const struct mask_opts *o)
+{
+	if (!o || !o->policy) {
+		errno = EINVAL;
+		return NULL;
+	}
+	struct mask_stream *s = calloc(1, sizeof(*s));
+	if (!s || policy_init(s, o->policy) || message_init(s, o)) {
+		mask_stream_free(s);
+		errno = ENOMEM;
+		return NULL;
+	}
 	return s;
-nomem:
-	mask_stream_free(s);
-	errno = ENOMEM;
-	return NULL;
+}
+
+/* Buffers a reused stream keeps: emptied, and freed when a message made them large. */
+static void keep_buf(struct mm_buf *dst, struct mm_buf *src)
+{
+	if (src->cap > MASK_REUSE_MAX_BUF)
+		mm_buf_free(src);
+	*dst = *src;
+	dst->len = 0;
+}
+
+int mask_stream_reuse(struct mask_stream *s, const struct mask_opts *o)
+{
+	if (!s || !o || !o->policy || o->policy != s->pol)
+		return -EINVAL;
+	/* In place: zlib refuses to end a stream whose state was moved. */
+	free(s->content_type);
+	free(s->content_encoding);
+	codec_dec_free(&s->dec);
+	codec_enc_free(&s->enc);
+	struct mask_stream k = *s;
+	/* Everything per message starts from zero, as in a new stream. */
+	memset(s, 0, sizeof(*s));
+	s->pol = k.pol;
+	s->st.n_rules = k.st.n_rules;
+	s->st.rules = k.st.rules;
+	if (s->st.rules)
+		memset(s->st.rules, 0, s->st.n_rules * sizeof(*s->st.rules));
+	s->body_ents = k.body_ents;
+	s->all_ents = k.all_ents;
+	memcpy(s->ent_rule, k.ent_rule, sizeof(s->ent_rule));
+	memcpy(s->fb_rule, k.fb_rule, sizeof(s->fb_rule));
+	s->fp = k.fp;
+	s->n_fp = k.n_fp;
+	s->fw = k.fw;
+	s->n_fw = k.n_fw;
+	s->states = k.states;
+	s->memo = k.memo;
+	s->has_idx = k.has_idx;
+	s->key_filter = k.key_filter;
+	s->fp_simple = k.fp_simple;
+	s->lv = k.lv;
+	s->actx = k.actx; /* keyed HMAC contexts: the same policy, the same keys */
+	keep_buf(&s->out, &k.out);
+	keep_buf(&s->raw, &k.raw);
+	keep_buf(&s->dec_buf, &k.dec_buf);
+	keep_buf(&s->key, &k.key);
+	keep_buf(&s->tmp, &k.tmp);
+	keep_buf(&s->act, &k.act);
+	keep_buf(&s->ts_val.win, &k.ts_val.win);
+	keep_buf(&s->ts_body.win, &k.ts_body.win);
+	int r = message_init(s, o);
+	return r;
 }
 
 static int wire_feed(struct mask_stream *s, const char *p, size_t n)

@@ -65,6 +65,15 @@ struct mask_stats {
 struct mask_stream *mask_stream_new(const struct mask_opts *o);
 
 /*
+ * Start a new body on a stream that has been finished or abandoned, with the same policy
+ * (o->policy must be the stream's, and alive): the same result as mask_stream_free and
+ * mask_stream_new, without rebuilding what the stream derived from the policy (field-path
+ * automaton, per-rule stats, keyed HMAC contexts) or reallocating its buffers. 0; -EINVAL
+ * for another policy (the stream is unchanged); -ENOMEM (then only mask_stream_free).
+ */
+int mask_stream_reuse(struct mask_stream *s, const struct mask_opts *o);
+
+/*
  * Feed `len` bytes. Output produced so far goes to `sink`. Returns 0, the sink's negative
  * error, or -EPROTO once the stream is blocked (onError=block); after an error the stream only
  * accepts mask_stream_free().

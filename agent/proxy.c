@@ -31,6 +31,8 @@
 /* Pass-through pipes: capacity asked for, and bytes moved per wake-up (fairness). */
 #define PIPE_SIZE (256 * 1024)
 #define PIPE_CHUNK (256 * 1024)
+/* A connection quiet this long frees the masking stream kept for its next message. */
+#define PROXY_TRIM_SECS 2
 
 struct pns;
 
@@ -878,6 +880,9 @@ void proxy_sweep(struct proxy *px)
 		if (now - c->last > (time_t)px->cfg.idle_secs) {
 			agent_log(AGENT_LOG_DEBUG, "idle connection to %s closed", c->dest);
 			conn_close(c, true);
+		} else if (now - c->last >= PROXY_TRIM_SECS) {
+			/* Quiet keep-alive connections give back what they keep for reuse. */
+			http_session_trim(c->hs);
 		}
 		c = next;
 	}

@@ -521,6 +521,124 @@ static void test_buffer(void)
 	policy_unref(p);
 }
 
+/* One body through stream s (new or reused), output and stats kept. */
+static int reuse_run(struct mask_stream *s, const char *in, size_t len, struct mm_buf *out,
+		     struct mask_stats *st, enum mask_outcome *oc)
+{
+	int r = mask_stream_write(s, in, len / 2, buf_sink_, out);
+	r = r ? r : mask_stream_write(s, in + len / 2, len - len / 2, buf_sink_, out);
+	r = r ? r : mask_stream_finish(s, buf_sink_, out);
+	*st = *mask_stream_stats(s);
+	st->rules = malloc((st->n_rules + 1) * sizeof(*st->rules));
+	memcpy(st->rules, mask_stream_stats(s)->rules, st->n_rules * sizeof(*st->rules));
+	*oc = mask_stream_outcome(s);
+	return r;
+}
+
+/*
+ * mask_stream_reuse: one stream through a sequence of bodies of every format (JSON with field
+ * paths and HMAC, text, form, gzip, an unparsable one, one left unfinished) gives, body by
+ * body, the bytes, result, outcome and statistics of a new stream; another policy is refused.
+ */
+static void test_reuse(void)
+{
+	setenv("MESHMASK_TEST_KEY", "k1", 1);
+	struct policy *p = mkpol(
+		"[{\"name\":\"f\",\"fields\":[\"$.a[1].ssn\",\"$..pw\"],\"action\":{\"type\":"
+		"\"redact\"}},{\"name\":\"h\",\"entities\":[\"EMAIL_ADDRESS\"],\"action\":"
+		"{\"type\":\"hash\",\"keyEnv\":\"MESHMASK_TEST_KEY\",\"prefix\":\"h:\"}},"
+		"{\"name\":\"c\",\"entities\":[\"CREDIT_CARD\",\"US_SSN\"],\"action\":{\"type\":"
+		"\"mask\",\"keepLast\":4}}]",
+		"enforce", "fallback");
+	struct policy *other = mkpol("[{\"name\":\"x\",\"fields\":[\"$..x\"],\"action\":"
+				     "{\"type\":\"redact\"}}]",
+				     "enforce", "fallback");
+	static const char gz_src[] = "{\"pw\":\"secret\",\"m\":\"ann@example.com\"}";
+	struct mm_buf gz = {0};
+	ok(!zcompress(gz_src, strlen(gz_src), 31, &gz), "reuse: gzip body built");
+	struct {
+		const char *ct, *ce, *in;
+		size_t len;
+		bool unfinished;
+	} bodies[] = {
+		{.ct = "application/json",
+		 .in = "{\"a\":[{\"ssn\":\"1\"},{\"ssn\":\"536-22-8105\",\"pw\":\"p\"}],"
+		       "\"e\":\"ann@example.com\",\"c\":\"4111 1111 1111 1111\"}"},
+		{.ct = "application/json", .in = "{\"a\":[{\"deep\":[[[[{\"pw\":\"x", .unfinished = true},
+		{.ct = "text/plain", .in = "mail bob@example.org card 4111111111111111 ssn 536-22-8105"},
+		{.ct = "application/x-www-form-urlencoded", .in = "pw=hunter2&e=ann%40example.com&z=1"},
+		{.ct = "application/json", .ce = "gzip", .in = gz.data, .len = gz.len},
+		{.ct = "application/json", .in = "{\"a\": nope 536-22-8105"},
+		{.ct = "application/json", .in = "[{\"pw\":1},{\"e\":\"ann@example.com\"}]"},
+	};
+	struct mask_opts o0 = {.policy = p, .direction = POLICY_DIR_RESPONSE};
+	struct mask_stream *re = mask_stream_new(&o0);
+	int bad = 0;
+	for (size_t i = 0; i < sizeof(bodies) / sizeof(bodies[0]); i++) {
+		struct mask_opts o = {.policy = p,
+				      .direction = POLICY_DIR_RESPONSE,
+				      .content_type = bodies[i].ct,
+				      .content_encoding = bodies[i].ce};
+		size_t len = bodies[i].len ? bodies[i].len : strlen(bodies[i].in);
+		if (i && mask_stream_reuse(re, &o)) {
+			bad++;
+			break;
+		}
+		if (!i) {
+			mask_stream_free(re);
+			re = mask_stream_new(&o);
+		}
+		if (bodies[i].unfinished) {
+			struct mm_buf junk = {0};
+			mask_stream_write(re, bodies[i].in, len, buf_sink_, &junk);
+			mm_buf_free(&junk);
+			continue;
+		}
+		struct mask_stream *fresh = mask_stream_new(&o);
+		struct mm_buf a = {0}, b = {0};
+		struct mask_stats sa, sb;
+		enum mask_outcome oa, ob;
+		int ra = reuse_run(fresh, bodies[i].in, len, &a, &sa, &oa);
+		int rb = reuse_run(re, bodies[i].in, len, &b, &sb, &ob);
+		bool same = ra == rb && oa == ob && a.len == b.len &&
+			    (!a.len || !memcmp(a.data, b.data, a.len)) && sa.values == sb.values &&
+			    sa.bytes_in == sb.bytes_in && sa.bytes_out == sb.bytes_out &&
+			    sa.bytes_scanned == sb.bytes_scanned &&
+			    !memcmp(sa.errors, sb.errors, sizeof(sa.errors)) &&
+			    !memcmp(sa.rules, sb.rules, sa.n_rules * sizeof(*sa.rules));
+		if (!same) {
+			bad++;
+			printf("# body %zu: rc %d/%d, outcome %d/%d, %zu/%zu bytes, %llu/%llu values\n",
+			       i, ra, rb, (int)oa, (int)ob, a.len, b.len,
+			       (unsigned long long)sa.values, (unsigned long long)sb.values);
+		}
+		bad += !sa.values && i != 5;
+		free(sa.rules);
+		free(sb.rules);
+		mm_buf_free(&a);
+		mm_buf_free(&b);
+		mask_stream_free(fresh);
+	}
+	ok(!bad, "reuse: every body as through a new stream (bytes, outcome, statistics)");
+	struct mask_opts oo = {.policy = other, .content_type = "application/json"};
+	is_int(mask_stream_reuse(re, &oo), -EINVAL, "reuse: another policy is refused");
+	struct mm_buf c = {0};
+	struct mask_stats sc;
+	enum mask_outcome oc;
+	struct mask_opts oj = {.policy = p, .content_type = "application/json"};
+	int rc = mask_stream_reuse(re, &oj);
+	rc = rc ? rc : reuse_run(re, "{\"pw\":\"z\"}", 10, &c, &sc, &oc);
+	ok(rc == 0 && sc.values == 1 && !memmem(c.data, c.len, "\"z\"", 3),
+	   "reuse: after a refusal the stream is reused under its own policy");
+	if (!rc)
+		free(sc.rules);
+	mm_buf_free(&c);
+	mask_stream_free(re);
+	mm_buf_free(&gz);
+	policy_unref(p);
+	policy_unref(other);
+}
+
 int main(void)
 {
 	test_tokenizer();
@@ -532,5 +650,6 @@ int main(void)
 	test_on_error();
 	test_encodings();
 	test_buffer();
+	test_reuse();
 	return tap_done();
 }
