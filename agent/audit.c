@@ -69,8 +69,12 @@ static void write_all(int fd, const char *p, size_t n)
 	}
 }
 
-/* Write one event (stolen) if the rate allows; locked. */
-static void emit_locked(json_t *ev)
+/*
+ * Whether one more event may be written now (the rate limit's token bucket); a refused one is
+ * counted as suppressed. Asked before an event is built, so that events over the rate cost
+ * nothing but this. Locked.
+ */
+static bool admit_locked(void)
 {
 	struct timespec now;
 	clock_gettime(CLOCK_MONOTONIC, &now);
@@ -85,11 +89,15 @@ static void emit_locked(json_t *ev)
 			suppressed++;
 			metrics_audit_suppressed(1);
 		}
-		json_decref(ev);
-		return;
+		return false;
 	}
 	tokens -= 1;
+	return true;
+}
 
+/* Write one admitted event (stolen); locked. */
+static void emit_locked(json_t *ev)
+{
 	struct timespec wall;
 	clock_gettime(CLOCK_REALTIME, &wall);
 	struct tm tm;
@@ -142,7 +150,7 @@ static void rule_event_locked(const struct audit_who *who, const struct policy *
 			      const struct policy_rule *r, uint32_t direction, const char *entity,
 			      uint64_t count)
 {
-	json_t *ev = event_new("mask", who, p->name, direction);
+	json_t *ev = admit_locked() ? event_new("mask", who, p->name, direction) : NULL;
 	if (!ev)
 		return;
 	json_object_set_new(ev, "rule", json_string(r->name ? r->name : ""));
@@ -179,7 +187,8 @@ void audit_message(const struct audit_who *who, const struct http_message_info *
 			rule_event_locked(who, p, &p->rules[i], info->direction, NULL,
 					  info->header_rule_values[i]);
 	if (info->outcome != MASK_OUTCOME_MASKED || info->reason != MM_REASON_NONE) {
-		json_t *ev = event_new("error", who, p->name, info->direction);
+		json_t *ev = admit_locked() ? event_new("error", who, p->name, info->direction)
+					    : NULL;
 		if (ev) {
 			json_object_set_new(ev, "outcome",
 					    json_string(mask_outcome_name(info->outcome)));
@@ -195,7 +204,7 @@ void audit_tls(const struct audit_who *who, const char *policy, const char *enti
 	       uint32_t direction)
 {
 	pthread_mutex_lock(&lock);
-	json_t *ev = event_new("tls_finding", who, policy, direction);
+	json_t *ev = admit_locked() ? event_new("tls_finding", who, policy, direction) : NULL;
 	if (ev) {
 		json_object_set_new(ev, "entity", json_string(entity ? entity : ""));
 		json_object_set_new(ev, "count", json_integer((json_int_t)count));
