@@ -31,6 +31,11 @@
 /* Pass-through pipes: capacity asked for, and bytes moved per wake-up (fairness). */
 #define PIPE_SIZE (256 * 1024)
 #define PIPE_CHUNK (256 * 1024)
+/*
+ * A pipe (two fds) is opened for a side only when at least this much can pass through
+ * (or a tunnel / close-delimited body): for less, one copy costs no more than the splices.
+ */
+#define PIPE_MIN (64 * 1024)
 /* A connection quiet this long frees the masking stream kept for its next message. */
 #define PROXY_TRIM_SECS 2
 
@@ -387,7 +392,19 @@ static uint64_t pipe_allowed(struct side *s)
 	if (!c->px->cfg.zero_copy || c->no_pipe || c->closing || !c->hs || o->fd < 0 ||
 	    pending(o) || (o == &c->cli && c->px->cfg.splice))
 		return 0;
-	return http_session_passthrough(c->hs, dir_of(s));
+	uint64_t pt = http_session_passthrough(c->hs, dir_of(s));
+	return pt >= PIPE_MIN || o->pipe[0] >= 0 ? pt : 0;
+}
+
+/* Close a side's pass-through pipe if it is empty (an idle connection keeps no spare fds). */
+static void pipe_trim(struct side *s)
+{
+	if (s->pipe[0] < 0 || s->pipe_len)
+		return;
+	close(s->pipe[0]);
+	close(s->pipe[1]);
+	s->pipe[0] = s->pipe[1] = -1;
+	s->pipe_full = false;
 }
 
 /*
@@ -883,6 +900,8 @@ void proxy_sweep(struct proxy *px)
 		} else if (now - c->last >= PROXY_TRIM_SECS) {
 			/* Quiet keep-alive connections give back what they keep for reuse. */
 			http_session_trim(c->hs);
+			pipe_trim(&c->cli);
+			pipe_trim(&c->srv);
 		}
 		c = next;
 	}

@@ -56,6 +56,31 @@ wait $slow
 sum=$(cat "$DP_DIR/slow.md5")
 check "zero copy, slow reader: 50 MiB intact (md5)" test "${sum%% *}" = "$(big_md5 50)"
 
+# A keep-alive connection that passed a large uncovered body keeps its pipe only while busy:
+# quiet for 2 s, the sweep closes it (an idle connection holds no spare fds).
+pipes() { ls -l /proc/$DP_AGENT_PID/fd 2>/dev/null | grep -c 'pipe:'; }
+p0=$(pipes)
+dp_in app-a python3 -c '
+import http.client, sys, time
+c = http.client.HTTPConnection("10.211.1.1", '$((DP_SPORT + 1))', timeout=30)
+c.request("GET", "/big/4")
+n = len(c.getresponse().read())
+open(sys.argv[1], "w").write(str(n))
+time.sleep(6)' "$DP_DIR/ka.done" &
+ka=$!
+for _ in $(seq 100); do [[ -s $DP_DIR/ka.done ]] && break; sleep 0.1; done
+p1=$(pipes)
+sleep 3.5
+p2=$(pipes)
+check "zero copy, keep-alive: 4 MiB read" test "$(cat "$DP_DIR/ka.done" 2>/dev/null)" = $((4 * 1024 * 1024))
+if [[ ${DP_AGENT_EXTRA:-} == *--splice* ]]; then
+	check "zero copy, keep-alive: no pipe under --splice ($p0 -> $p1 pipe fds)" test "$p1" -eq "$p0"
+else
+	check "zero copy, keep-alive: a pipe while busy ($p0 -> $p1 pipe fds)" test "$p1" -gt "$p0"
+fi
+check "zero copy, keep-alive: the pipe is closed once the connection is quiet ($p1 -> $p2)" test "$p2" -eq "$p0"
+wait $ka
+
 # Upload to a server that does not read for 1 s: the agent stops reading the client.
 before=$(hwm)
 res=$(dp_in app-a python3 -c '
