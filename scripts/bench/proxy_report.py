@@ -27,6 +27,9 @@ PAYLOADS = [("1k", "1 KB"), ("64k", "64 KB")]
 AIM_ADDED_P99_US = 100  # 1 KB, flagged caller, over direct
 AIM_UNFLAGGED_RPS = 0.99  # of direct, every payload
 AIM_BULK = 0.50  # of direct MB/s through the proxy, response not masked
+# The stricter targets of issue 7 (benchmarks and performance work), reported beside them.
+AIM7_ADDED_P99_US = 50
+AIM7_BULK = 0.70
 
 
 def rps(t):
@@ -187,11 +190,12 @@ def report(a):
     m1 = (lat.get(("meshmask", "1k")) or {}).get("wrk") or {}
     added = m1["p99_us"] - b1["p99_us"] if b1.get("p99_us") is not None and \
         m1.get("p99_us") is not None else None
-    aim("added p99, 1 KB, steered vs direct ≤ %d µs" % AIM_ADDED_P99_US,
-        "%+d µs" % added if added is not None else "",
-        None if added is None else added <= AIM_ADDED_P99_US,
-        spread(lat_rows, "1k", lambda r: (r.get("wrk") or {}).get("p99_us")),
-        AIM_ADDED_P99_US, " µs")
+    for limit, who in ((AIM_ADDED_P99_US, ""), (AIM7_ADDED_P99_US, " (issue 7)")):
+        aim("added p99, 1 KB, steered vs direct ≤ %d µs%s" % (limit, who),
+            "%+d µs" % added if added is not None else "",
+            None if added is None else added <= limit,
+            spread(lat_rows, "1k", lambda r: (r.get("wrk") or {}).get("p99_us")),
+            limit, " µs")
     for p, pname in PAYLOADS:
         base_rps, u = rps(thr.get(("direct", p))), rps(thr.get(("unflagged", p)))
         if base_rps is None and u is None:
@@ -205,10 +209,11 @@ def report(a):
             100 * (1 - AIM_UNFLAGGED_RPS), " %")
     bd, bm = bulk.get("direct"), bulk.get("meshmask")
     sp = spread(bulk_rows, "bulk", mbps)
-    aim("bulk MB/s through the agent ≥ %d %% of direct" % (AIM_BULK * 100),
-        "%.0f %%" % (100 * bm / bd) if bd and bm else "",
-        None if not (bd and bm) else bm / bd >= AIM_BULK,
-        100 * sp / bd if sp is not None and bd else None, 100 * (1 - AIM_BULK), " %")
+    for limit, who in ((AIM_BULK, ""), (AIM7_BULK, " (issue 7)")):
+        aim("bulk MB/s through the agent ≥ %d %% of direct%s" % (limit * 100, who),
+            "%.0f %%" % (100 * bm / bd) if bd and bm else "",
+            None if not (bd and bm) else bm / bd >= limit,
+            100 * sp / bd if sp is not None and bd else None, 100 * (1 - limit), " %")
     o.append("| aim | this run | |")
     o.append("|---|---|---|")
     for name, got, verdict in aims:
