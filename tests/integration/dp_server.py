@@ -88,6 +88,21 @@ class Handler(BaseHTTPRequestHandler):
                                        b"\x01\x00\x00\x00\x00\x00\x00\x00")
             self.connection.close()
             self.close_connection = True
+        elif self.path == "/upgrade-echo":
+            # 101 Switching Protocols, then every byte the client sends comes back, raw,
+            # until it half-closes: a tunnel through the agent both ways.
+            self.send_response(101)
+            self.send_header("Connection", "Upgrade")
+            self.send_header("Upgrade", "echo")
+            self.end_headers()
+            self.wfile.flush()
+            while True:
+                b = self.connection.recv(262144)
+                if not b:
+                    break
+                self.connection.sendall(b)
+            self.connection.shutdown(socket.SHUT_WR)
+            self.close_connection = True
         else:
             self.send_response(404)
             self.send_header("Content-Length", "0")
