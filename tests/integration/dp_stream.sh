@@ -119,6 +119,12 @@ else
 	check "tunnel: spliced both ways ($zreq / $zres bytes)" test "$zreq" -gt $((16 << 20)) -a "$zres" -gt $((16 << 20))
 fi
 
+# An uncovered close-delimited body cut by the server's reset, on the splice path: the app
+# sees a reset too (curl 56), not a clean end.
+dp_in app-a curl -s --max-time 5 http://10.211.1.1:$((DP_SPORT + 1))/reset >/dev/null
+rc=$?
+check "zero copy: an upstream reset mid-body reaches the app as a reset (curl rc $rc)" test $rc -eq 56
+
 # Upload to a server that does not read for 1 s: the agent stops reading the client.
 before=$(hwm)
 res=$(dp_in app-a python3 -c '
