@@ -381,8 +381,9 @@ static int feed(struct side *s, const char *data, size_t len)
 }
 
 /*
- * Whether what s sends next may go to the other side by splice(2): nothing is queued before
- * it, the session would forward it untouched, and the receiver is not an app side under the
+ * How many of the bytes s sends next may go to the other side by splice(2), 0 when they must
+ * be read and fed: nothing is queued before them, the session would forward them untouched,
+ * there are enough of them to be worth a pipe, and the receiver is not an app side under the
  * sk_msg splice (whose sends are budgeted through sock_diag).
  */
 static uint64_t pipe_allowed(struct side *s)
