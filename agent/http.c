@@ -13,6 +13,7 @@
  * of the caller's input (not copied), so sink calls are batched without copying raw bytes.
  */
 #include <errno.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -307,8 +308,18 @@ static void msg_done(struct hdir *d)
 	}
 }
 
+/*
+ * Streams kept for reuse across all sessions, at most HTTP_MAX_SPARES (a kept stream is
+ * ≈ 10–20 KiB): a node with more busy keep-alive connections than that allocates per
+ * message on the rest, as before, instead of growing without bound.
+ */
+#define HTTP_MAX_SPARES 1024
+static atomic_size_t spares_kept;
+
 static void spare_free(struct hdir *d)
 {
+	if (d->spare)
+		atomic_fetch_sub(&spares_kept, 1);
 	mask_stream_free(d->spare);
 	d->spare = NULL;
 	if (d->spare_pol)
@@ -326,6 +337,7 @@ static struct mask_stream *stream_for(struct hdir *d, const struct mask_opts *o)
 	if (d->spare && d->spare_pol == o->policy && mask_stream_reuse(d->spare, o) == 0) {
 		struct mask_stream *ms = d->spare;
 		d->spare = NULL;
+		atomic_fetch_sub(&spares_kept, 1);
 		policy_unref(d->spare_pol);
 		d->spare_pol = NULL;
 		return ms;
@@ -337,12 +349,16 @@ static struct mask_stream *stream_for(struct hdir *d, const struct mask_opts *o)
 static void msg_reset(struct hdir *d)
 {
 	if (d->ms && d->pol) {
-		spare_free(d);
-		d->spare = d->ms;
-		d->spare_pol = policy_ref(d->pol);
-	} else {
-		mask_stream_free(d->ms);
+		spare_free(d); /* (none: stream_for took it or freed it) */
+		if (atomic_fetch_add(&spares_kept, 1) < HTTP_MAX_SPARES) {
+			d->spare = d->ms;
+			d->spare_pol = policy_ref(d->pol);
+			d->ms = NULL;
+		} else {
+			atomic_fetch_sub(&spares_kept, 1);
+		}
 	}
+	mask_stream_free(d->ms);
 	d->ms = NULL;
 	if (d->pol)
 		policy_unref(d->pol);
@@ -1556,6 +1572,11 @@ int http_session_skip(struct http_session *s, uint32_t direction, uint64_t n, ma
 			d->st = HS_CHUNK_DATA_CR;
 	}
 	return feed_end(d, r);
+}
+
+size_t http_session_spares(void)
+{
+	return atomic_load(&spares_kept);
 }
 
 void http_session_trim(struct http_session *s)

@@ -93,6 +93,9 @@ int http_session_skip(struct http_session *s, uint32_t direction, uint64_t n, ma
  */
 void http_session_trim(struct http_session *s);
 
+/* Masking streams kept for reuse, over all sessions (at most 1024). */
+size_t http_session_spares(void);
+
 /* Whether the session has become an opaque tunnel (Upgrade, CONNECT, non-HTTP under pass). */
 bool http_session_is_tunnel(const struct http_session *s);
 

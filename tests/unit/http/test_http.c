@@ -627,6 +627,66 @@ static void test_caller_passthrough(struct policy *resp)
 	mm_buf_free(&o);
 }
 
+/*
+ * Each direction keeps its last body's masking stream for the next body (counted over all
+ * sessions), gives it back on trim and on free, and reuses it: the second body's output is
+ * the first's.
+ */
+static void test_spares(struct policy *resp)
+{
+	size_t base = http_session_spares();
+	struct ctx c = {.resp_pol = resp};
+	struct http_hooks hooks = {
+		.policy_for = policy_for, .message_done = message_done, .ctx = &c};
+	struct http_session *s[3];
+	struct mm_buf out[3] = {{0}}, req_out = {0};
+	const char *rq = "GET / HTTP/1.1\r\n\r\nGET / HTTP/1.1\r\n\r\n";
+	char rs[512];
+	int k = snprintf(rs, sizeof(rs),
+			 "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %zu"
+			 "\r\n\r\n%s",
+			 strlen(JSON_BODY), JSON_BODY);
+	int rc = 0;
+	for (int i = 0; i < 3; i++) {
+		s[i] = http_session_new(&hooks, NULL);
+		rc |= http_session_feed(s[i], REQ, rq, strlen(rq), sink, &req_out);
+		rc |= http_session_feed(s[i], RESP, rs, (size_t)k, sink, &out[i]);
+	}
+	ok(!rc && http_session_spares() == base + 3, "spares: one kept per session after a body (%zu)",
+	   http_session_spares() - base);
+	size_t first = out[0].len;
+	rc = http_session_feed(s[0], RESP, rs, (size_t)k, sink, &out[0]);
+	ok(!rc && http_session_spares() == base + 3 && out[0].len == 2 * first &&
+		   !memcmp(out[0].data, out[0].data + first, first),
+	   "spares: the next body reuses it, same output");
+	http_session_trim(s[1]);
+	ok(http_session_spares() == base + 2, "spares: trim gives it back");
+	for (int i = 0; i < 3; i++) {
+		http_session_free(s[i]);
+		mm_buf_free(&out[i]);
+	}
+	ok(http_session_spares() == base, "spares: free gives them back");
+
+	/* No more than 1024 are kept however many sessions are busy. */
+	enum { MANY = 1100 };
+	struct http_session **many = calloc(MANY, sizeof(*many));
+	struct mm_buf o = {0};
+	for (int i = 0; i < MANY; i++) {
+		many[i] = http_session_new(&hooks, NULL);
+		http_session_feed(many[i], REQ, rq, strlen(rq), sink, &req_out);
+		http_session_feed(many[i], RESP, rs, (size_t)k, sink, &o);
+		o.len = 0;
+	}
+	ok(http_session_spares() == 1024, "spares: at most 1024 kept (%zu with %d sessions)",
+	   http_session_spares(), MANY);
+	for (int i = 0; i < MANY; i++)
+		http_session_free(many[i]);
+	free(many);
+	mm_buf_free(&o);
+	mm_buf_free(&req_out);
+	ok(http_session_spares() == base, "spares: all given back");
+}
+
 static void test_errors(void)
 {
 	static const char *const bad[] = {
@@ -1151,6 +1211,7 @@ int main(void)
 	ok(resp && both && obs && pass && fb, "test policies parse");
 	if (resp && both && obs && pass && fb) {
 		test_caller_passthrough(resp);
+		test_spares(resp);
 		test_mask_cl(resp);
 		test_mask_chunked(resp);
 		test_mask_large(resp);
