@@ -316,15 +316,22 @@ static void msg_done(struct hdir *d)
 #define HTTP_MAX_SPARES 1024
 static atomic_size_t spares_kept;
 
-static void spare_free(struct hdir *d)
+/* Take the kept stream out (its count and its policy reference go with it); NULL if none. */
+static struct mask_stream *spare_take(struct hdir *d)
 {
-	if (d->spare)
+	struct mask_stream *ms = d->spare;
+	if (ms)
 		atomic_fetch_sub(&spares_kept, 1);
-	mask_stream_free(d->spare);
 	d->spare = NULL;
 	if (d->spare_pol)
 		policy_unref(d->spare_pol);
 	d->spare_pol = NULL;
+	return ms;
+}
+
+static void spare_free(struct hdir *d)
+{
+	mask_stream_free(spare_take(d));
 }
 
 /*
@@ -334,14 +341,8 @@ static void spare_free(struct hdir *d)
  */
 static struct mask_stream *stream_for(struct hdir *d, const struct mask_opts *o)
 {
-	if (d->spare && d->spare_pol == o->policy && mask_stream_reuse(d->spare, o) == 0) {
-		struct mask_stream *ms = d->spare;
-		d->spare = NULL;
-		atomic_fetch_sub(&spares_kept, 1);
-		policy_unref(d->spare_pol);
-		d->spare_pol = NULL;
-		return ms;
-	}
+	if (d->spare && d->spare_pol == o->policy && mask_stream_reuse(d->spare, o) == 0)
+		return spare_take(d);
 	spare_free(d);
 	return mask_stream_new(o);
 }
