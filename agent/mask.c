@@ -1858,8 +1858,7 @@ int mask_stream_reuse(struct mask_stream *s, const struct mask_opts *o)
 	keep_buf(&s->act, &k.act);
 	keep_buf(&s->ts_val.win, &k.ts_val.win);
 	keep_buf(&s->ts_body.win, &k.ts_body.win);
-	int r = message_init(s, o);
-	return r;
+	return message_init(s, o);
 }
 
 static int wire_feed(struct mask_stream *s, const char *p, size_t n)

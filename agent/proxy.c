@@ -137,7 +137,19 @@ static size_t pending(const struct side *s)
 /* Everything still to be delivered to s: its queue and its pass-through pipe. */
 static size_t queued(const struct side *s)
 {
-	return s->out.len - s->out_off + s->pipe_len;
+	return pending(s) + s->pipe_len;
+}
+
+/* Close a side's pass-through pipe (what is still in it is dropped). */
+static void pipe_close(struct side *s)
+{
+	if (s->pipe[0] < 0)
+		return;
+	close(s->pipe[0]);
+	close(s->pipe[1]);
+	s->pipe[0] = s->pipe[1] = -1;
+	s->pipe_len = 0;
+	s->pipe_full = false;
 }
 
 static struct side *other(struct side *s)
@@ -193,13 +205,10 @@ static void conn_free(struct conn *c)
 		close(c->diag_fd);
 	if (c->hs)
 		http_session_free(c->hs);
-	struct side *sides[2] = {&c->cli, &c->srv};
-	for (int i = 0; i < 2; i++) {
-		for (int k = 0; k < 2; k++)
-			if (sides[i]->pipe[k] >= 0)
-				close(sides[i]->pipe[k]);
-		free(sides[i]->out.data);
-	}
+	pipe_close(&c->cli);
+	pipe_close(&c->srv);
+	free(c->cli.out.data);
+	free(c->srv.out.data);
 	free(c);
 }
 
@@ -400,12 +409,8 @@ static uint64_t pipe_allowed(struct side *s)
 /* Close a side's pass-through pipe if it is empty (an idle connection keeps no spare fds). */
 static void pipe_trim(struct side *s)
 {
-	if (s->pipe[0] < 0 || s->pipe_len)
-		return;
-	close(s->pipe[0]);
-	close(s->pipe[1]);
-	s->pipe[0] = s->pipe[1] = -1;
-	s->pipe_full = false;
+	if (!s->pipe_len)
+		pipe_close(s);
 }
 
 /*
