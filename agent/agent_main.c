@@ -71,6 +71,9 @@ static void usage(FILE *f)
 	      "  --idle-timeout SECS  close proxied connections idle this long (default 300)\n"
 	      "  --busy-poll-us N     after traffic, keep polling for N us (0..1000) before\n"
 	      "                       sleeping: lower latency on idle CPUs, costs CPU (default 0)\n"
+	      "  --tls-ring-kb N      TLS capture ring buffer in KiB, a power of two 64..262144\n"
+	      "                       (default 8192; records that find it full are counted as\n"
+	      "                       dropped)\n"
 	      "  --admin-max-body N   admin request body limit in bytes (default 1048576)\n"
 	      "  --admin-request-timeout SECS  close an admin connection whose request is not\n"
 	      "                       received and answered within SECS (default 30)\n"
@@ -135,6 +138,7 @@ static int parse_args(int argc, char **argv, struct agent_config *cfg)
 		O_DETACH,
 		O_SPLICE,
 		O_BUSY_POLL,
+		O_TLS_RING,
 		O_NO_ZERO_COPY,
 		O_IDLE,
 		O_KUBE_API,
@@ -166,6 +170,7 @@ static int parse_args(int argc, char **argv, struct agent_config *cfg)
 		{"detach-on-exit", no_argument, NULL, O_DETACH},
 		{"splice", no_argument, NULL, O_SPLICE},
 		{"busy-poll-us", required_argument, NULL, O_BUSY_POLL},
+		{"tls-ring-kb", required_argument, NULL, O_TLS_RING},
 		{"no-zero-copy", no_argument, NULL, O_NO_ZERO_COPY},
 		{"idle-timeout", required_argument, NULL, O_IDLE},
 		{"kube-api", required_argument, NULL, O_KUBE_API},
@@ -269,6 +274,17 @@ static int parse_args(int argc, char **argv, struct agent_config *cfg)
 				return 2;
 			}
 			cfg->busy_poll_us = (uint32_t)v;
+			break;
+		}
+		case O_TLS_RING: {
+			char *end;
+			long v = strtol(optarg, &end, 10);
+			if (!*optarg || *end || v < 64 || v > 262144 || (v & (v - 1))) {
+				fprintf(stderr, "meshmask-agent: --tls-ring-kb: a power of two, "
+						"64..262144\n");
+				return 2;
+			}
+			cfg->tls_ring_kb = (uint32_t)v;
 			break;
 		}
 		case O_IDLE: {

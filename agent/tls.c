@@ -1042,6 +1042,11 @@ int tls_start(struct tls **out, const struct agent_config *cfg, struct store *st
 		agent_log(AGENT_LOG_ERROR, "tls: opening the uprobe object: %s", strerror(-r));
 		goto fail;
 	}
+	uint32_t ring_kb = cfg->tls_ring_kb ? cfg->tls_ring_kb : TLS_RING_DEFAULT_KB;
+	if ((r = bpf_map__set_max_entries(t->skel->maps.events, ring_kb * 1024u)) < 0) {
+		agent_log(AGENT_LOG_ERROR, "tls: ring buffer of %u KiB: %s", ring_kb, strerror(-r));
+		goto fail;
+	}
 	t->skel->rodata->wakeup_bytes = bpf_map__max_entries(t->skel->maps.events) / 8;
 	t->skel->rodata->tracer_tgid = (uint32_t)getpid();
 	if ((r = ssl__load(t->skel)) < 0) {

@@ -17,6 +17,9 @@
 
 struct tls;
 
+/* The capture ring buffer's size when --tls-ring-kb does not set it. */
+#define TLS_RING_DEFAULT_KB 8192u
+
 /* Load the uprobe object, subscribe to the store, start the capture thread. 0 or -errno. */
 int tls_start(struct tls **out, const struct agent_config *cfg, struct store *st);
 /* Stop the thread, detach everything, free. NULL-safe. */

@@ -34,7 +34,7 @@ const VARIANTS = {
 	tls: { caps: BASE_CAPS, tls: true, headless: true, serviceMonitor: true },
 	loopback: { caps: BASE_CAPS, probeHost: '127.0.0.1', noService: true },
 	nobpf: { caps: [], noBpf: true, noIdentity: true },
-	latency: { caps: BASE_CAPS, args: ['--splice', '--busy-poll-us', '--no-zero-copy'] },
+	latency: { caps: BASE_CAPS, args: ['--splice', '--busy-poll-us', '--no-zero-copy'], ringKiB: '1024' },
 	noidentity: { caps: BASE_CAPS, noIdentity: true },
 	notls: { caps: ['BPF', 'NET_ADMIN', 'SYS_ADMIN', 'SYS_PTRACE'] },
 	// ServiceMonitor asked for on a cluster without the CRD: annotations instead.
@@ -50,7 +50,7 @@ if (!want) {
 // The agent's command line (notes/agent-flags.md); --help of a built agent overrides it.
 let agentFlags = new Set(['--policies', '--state-dir', '--admin', '--token-file', '--tls-cert',
 	'--tls-key', '--public-read', '--audit-log', '--cgroup-root', '--bpffs', '--proxy-port',
-	'--no-bpf', '--log-level', '--admin-max-body', '--admin-request-timeout', '--splice', '--busy-poll-us', '--no-zero-copy', '--version', '--help', '--kube-api', '--kube-token-file',
+	'--no-bpf', '--log-level', '--admin-max-body', '--admin-request-timeout', '--splice', '--busy-poll-us', '--no-zero-copy', '--tls-ring-kb', '--version', '--help', '--kube-api', '--kube-token-file',
 	'--kube-ca-file', '--node-name', '--no-kube']);
 if (opt.agentHelp) agentFlags = new Set(fs.readFileSync(opt.agentHelp, 'utf8').match(/--[a-z][a-z-]*/g));
 
@@ -263,6 +263,10 @@ check('agent flags exist and match the mounts', (ok) => {
 	for (const f of want.args || []) ok(args.has(f), `${f} not passed to the agent`);
 	if (!want.args) ok(!args.has('--splice') && !args.has('--busy-poll-us'), 'latency options on by default');
 	if (!want.args) ok(!args.has('--no-zero-copy'), 'zero copy off by default');
+	if (!want.noBpf && opt.variant !== 'notls')
+		ok(args.get('--tls-ring-kb') === (want.ringKiB || '8192'),
+			`--tls-ring-kb ${args.get('--tls-ring-kb')}, want ${want.ringKiB || '8192'}`);
+	else ok(!args.has('--tls-ring-kb'), '--tls-ring-kb without TLS capture');
 	const pol = mountOf(args.get('--policies'));
 	ok(pol && pol.readOnly, `--policies ${args.get('--policies')} is not a read-only mount`);
 	const polVol = pol && volumeOf(pol.name);

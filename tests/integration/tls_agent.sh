@@ -20,7 +20,12 @@ tls_server_start "mm-tls-agent-srv-$id" '{"ssn": "536-22-8841", "email": "ann@ex
 
 admin_port=$(free_port)
 mkdir -p "$tmp/policies" "$tmp/state"
-"$agent" --policies "$tmp/policies" --state-dir "$tmp/state" --admin "127.0.0.1:$admin_port" \
+# The capture ring buffer's size: a power of two in KiB, refused otherwise; 1 MiB here (the
+# default is 8 MiB), so the whole test runs on a small ring.
+timeout 10 "$agent" --tls-ring-kb 1000 --no-bpf 2>"$tmp/bad.err"
+[[ $? -eq 2 ]] && grep -q -- "--tls-ring-kb: a power of two" "$tmp/bad.err" &&
+	ok "--tls-ring-kb 1000 refused" || not_ok "--tls-ring-kb 1000 refused"
+"$agent" --tls-ring-kb 1024 --policies "$tmp/policies" --state-dir "$tmp/state" --admin "127.0.0.1:$admin_port" \
 	--audit-log "$tmp/audit.log" --bpffs /sys/fs/bpf --proxy-port "$(free_port)" \
 	--instance "tlsagent-$id" --attach-cgroup "$cgroot/$cg" --detach-on-exit \
 	2>"$tmp/agent.err" &
@@ -35,6 +40,17 @@ curl -sf "http://127.0.0.1:$admin_port/healthz" >/dev/null || {
 	sed 's/^/# /' "$tmp/agent.err"
 	exit 1
 }
+
+if command -v bpftool >/dev/null; then
+	bpftool -j map list | "$py" -c '
+import json, sys
+sys.exit(0 if any(m.get("type") == "ringbuf" and m.get("name") == "events" and
+                  m.get("max_entries") == 1 << 20 for m in json.load(sys.stdin)) else 1)' &&
+		ok "capture ring buffer of 1 MiB in the kernel" ||
+		not_ok "capture ring buffer of 1 MiB in the kernel"
+else
+	echo "ok - capture ring buffer size # SKIP bpftool not installed"
+fi
 
 in_cg "$cg" curl -sk "https://127.0.0.1:$port/" >/dev/null
 sleep 1.5

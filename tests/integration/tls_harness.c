@@ -3,7 +3,7 @@
  * Runs the agent's TLS capture module (agent/tls.c) on its own, exactly as the daemon starts
  * it, with the store, metrics and audit replaced by small stand-ins that print what they get:
  *
- *   tls_harness --policy FILE [--policy FILE...] [--cgroup-root DIR]
+ *   tls_harness --policy FILE [--policy FILE...] [--cgroup-root DIR] [--ring-kb N]
  *
  * stdout: "ready" once capture runs, then one line per audit event:
  *   finding policy=P entity=E count=N pid=PID caller=CGROUP dest=ADDR direction=D
@@ -168,6 +168,7 @@ int main(int argc, char **argv)
 		{"policy", required_argument, NULL, 'p'},
 		{"cgroup-root", required_argument, NULL, 'c'},
 		{"debug", no_argument, NULL, 'd'},
+		{"ring-kb", required_argument, NULL, 'r'},
 		{0},
 	};
 	int c;
@@ -183,11 +184,13 @@ int main(int argc, char **argv)
 			n++;
 		} else if (c == 'c') {
 			cfg.cgroup_root = optarg;
+		} else if (c == 'r') {
+			cfg.tls_ring_kb = (uint32_t)strtoul(optarg, NULL, 10);
 		} else if (c == 'd') {
 			agent_log_threshold = AGENT_LOG_DEBUG;
 		} else {
 			fprintf(stderr,
-				"usage: tls_harness --policy FILE... [--cgroup-root DIR]\n");
+				"usage: tls_harness --policy FILE... [--cgroup-root DIR] [--ring-kb N]\n");
 			return 2;
 		}
 	}
