@@ -5,6 +5,7 @@
  */
 #include <errno.h>
 #include <getopt.h>
+#include <malloc.h>
 #include <signal.h>
 #include <sys/resource.h>
 #include <stdarg.h>
@@ -417,6 +418,12 @@ int main(int argc, char **argv)
 		nofile.rlim_cur = nofile.rlim_max;
 		setrlimit(RLIMIT_NOFILE, &nofile);
 	}
+	/*
+	 * Held bodies (up to hold_body each) are the agent's large allocations. A fixed mmap
+	 * threshold hands each back to the system when its message is sent; glibc's default
+	 * raises the threshold after the first such free, and the heap then keeps the peak.
+	 */
+	mallopt(M_MMAP_THRESHOLD, 256 * 1024);
 
 	struct store *st = NULL;
 	struct admin *adm = NULL;

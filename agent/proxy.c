@@ -38,6 +38,11 @@
 #define PIPE_MIN (64 * 1024)
 /* A connection quiet this long frees the masking stream kept for its next message. */
 #define PROXY_TRIM_SECS 2
+/*
+ * A side's send queue that grew past this (a held masked body of up to hold_body) is freed
+ * once it drains, instead of keeping its capacity for the connection's life.
+ */
+#define OUT_KEEP_MAX (256 * 1024)
 
 struct pns;
 
@@ -300,6 +305,8 @@ static int flush(struct side *s)
 	if (!pending(s)) {
 		s->out.len = 0;
 		s->out_off = 0;
+		if (s->out.cap > OUT_KEEP_MAX)
+			mm_buf_free(&s->out);
 	} else if (s->out_off > s->out.len / 2) {
 		memmove(s->out.data, s->out.data + s->out_off, pending(s));
 		s->out.len -= s->out_off;

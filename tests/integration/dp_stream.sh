@@ -24,6 +24,40 @@ bytes=$(dp_in app-a sh -c "curl -s --max-time 60 --limit-rate 25M http://10.211.
 after=$(hwm)
 check "slow reader: 50 MiB intact ($bytes bytes)" test "$bytes" -eq $((50 * 1024 * 1024))
 check "slow reader: agent peak RSS grew by less than 16 MiB ($before -> $after KiB)" test $((after - before)) -lt $((16 * 1024))
+# Held bodies are handed back once sent: 16 keep-alive connections each get a 1 MiB masked
+# body (held whole for an exact Content-Length), then stay open and quiet. The agent's resident
+# size must come back down while they are still connected (no send queue keeps a body's size).
+rss() { awk '/VmRSS/ { print $2 }' /proc/$DP_AGENT_PID/status; }
+before=$(rss)
+rm -f "$DP_DIR/held.done"
+dp_in app-a python3 -c '
+import http.client, sys, threading, time
+ok = []
+def one():
+    c = http.client.HTTPConnection("10.211.1.1", '$DP_SPORT', timeout=30)
+    c.request("GET", "/big/1")
+    r = c.getresponse()
+    n = len(r.read())
+    ok.append(n == 1 << 20 and r.getheader("Content-Length") == str(1 << 20))
+    time.sleep(6)
+ts = [threading.Thread(target=one) for _ in range(16)]
+for t in ts:
+    t.start()
+while len(ok) < 16:
+    time.sleep(0.05)
+open(sys.argv[1], "w").write("%d\n" % sum(ok))
+for t in ts:
+    t.join()' "$DP_DIR/held.done" &
+held=$!
+for _ in $(seq 200); do [[ -s $DP_DIR/held.done ]] && break; sleep 0.1; done
+sleep 0.5
+after=$(rss)
+check "held bodies: 16 x 1 MiB with Content-Length ($(cat "$DP_DIR/held.done" 2>/dev/null | tr -d '\n') ok)" \
+	test "$(cat "$DP_DIR/held.done" 2>/dev/null)" = 16
+check "held bodies: resident size back within 8 MiB while the connections stay open ($before -> $after KiB)" \
+	test $((after - before)) -lt $((8 * 1024))
+wait $held
+
 # Zero copy: the upload policy covers requests only, so a response body from that port goes
 # from the server's socket to the app's through a pipe, never through the agent's memory
 # (except under --splice, whose app sends are budgeted and copied).
