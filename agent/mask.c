@@ -96,7 +96,7 @@ struct jlevel {
 	uint32_t index;
 	/*
 	 * Members whose name no path names (elements, when no path has an index) all get the
-	 * same path states: computed for the first one, kept in s->memo for the others.
+	 * same path states: computed for the first one, kept in s->pg.memo for the others.
 	 */
 	bool memo_ok, memo_alive;
 	int memo_rule;
@@ -139,6 +139,29 @@ struct scan_ctx {
 	struct mm_buf *dst; /* NULL: the stream's output */
 };
 
+/*
+ * What a stream derives from its policy (policy_init), with the scratch arrays whose size the
+ * policy sets: mask_stream_reuse keeps it as a whole, so a field added here is kept too.
+ */
+struct mask_prog {
+	uint32_t body_ents, all_ents;
+	int ent_rule[MM_ENT__COUNT]; /* first entity-only rule per entity */
+	int fb_rule[MM_ENT__COUNT]; /* first rule of any kind per entity (fallback) */
+
+	struct fpath *fp;
+	size_t n_fp;
+	struct fpword *fw; /* the paths of fp (those of at most MASK_PATH_MAX_SEGS segments) */
+	size_t n_fw; /* >= 1 when n_fp */
+	uint64_t *states; /* (MASK_MAX_DEPTH + 1) * n_fw */
+	uint64_t *memo; /* as many, after states: see jlevel.memo_ok */
+	bool has_idx; /* some path has an [n] segment */
+	uint64_t key_filter; /* fp_key_hash() bits of every named segment */
+	bool fp_simple; /* every path is `$..name`: no states, one name compare per path */
+
+	struct jlevel *lv; /* MASK_MAX_DEPTH + 1 levels, written on entry */
+	struct action_ctx *actx; /* per rule: prepared hash keys (NULL: no hash rule) */
+};
+
 struct mask_stream {
 	const struct policy *pol;
 	char *content_type, *content_encoding;
@@ -159,24 +182,11 @@ struct mask_stream {
 	enum mm_reason reason;
 	struct mask_stats st;
 
-	uint32_t body_ents, all_ents;
-	int ent_rule[MM_ENT__COUNT]; /* first entity-only rule per entity */
-	int fb_rule[MM_ENT__COUNT]; /* first rule of any kind per entity (fallback) */
-
-	struct fpath *fp;
-	size_t n_fp;
-	struct fpword *fw; /* the paths of fp (those of at most MASK_PATH_MAX_SEGS segments) */
-	size_t n_fw; /* >= 1 when n_fp */
-	uint64_t *states; /* (MASK_MAX_DEPTH + 1) * n_fw */
-	uint64_t *memo; /* as many, after states: see jlevel.memo_ok */
-	bool has_idx; /* some path has an [n] segment */
-	uint64_t key_filter; /* fp_key_hash() bits of every named segment */
-	bool fp_simple; /* every path is `$..name`: no states, one name compare per path */
+	struct mask_prog pg;
 
 	/* JSON */
 	enum jstate js;
 	int depth;
-	struct jlevel *lv; /* MASK_MAX_DEPTH + 1 levels, written on entry */
 	bool ndjson;
 	int v_rule;
 	enum vmode vm;
@@ -192,7 +202,6 @@ struct mask_stream {
 	size_t kview_len;
 	bool kview_chunk;
 	struct mm_buf raw, dec_buf, key, tmp, act;
-	struct action_ctx *actx; /* per rule: prepared hash keys (NULL: no hash rule) */
 	uint32_t v_ents;
 	unsigned v_flags;
 	struct textscan ts_val;
@@ -400,7 +409,7 @@ static enum policy_on_error note_error(struct mask_stream *s, enum mm_reason rea
 /* The action of `rule` on one value, appended to s->act. */
 static int apply_rule(struct mask_stream *s, int rule, int entity, const char *p, size_t n)
 {
-	return action_apply_ctx(&s->pol->rules[rule].action, s->actx ? &s->actx[rule] : NULL,
+	return action_apply_ctx(&s->pol->rules[rule].action, s->pg.actx ? &s->pg.actx[rule] : NULL,
 				entity, p, n, &s->act);
 }
 
@@ -532,8 +541,8 @@ static uint64_t fp_step(struct fpword *f, uint64_t st, const char *key, size_t k
 /* The rule and liveness that the states `cur` of the current value give. */
 static void fp_result(const struct mask_stream *s, const uint64_t *cur, int *rule, bool *alive)
 {
-	for (size_t k = 0; k < s->n_fw; k++) {
-		const struct fpword *f = &s->fw[k];
+	for (size_t k = 0; k < s->pg.n_fw; k++) {
+		const struct fpword *f = &s->pg.fw[k];
 		uint64_t m = cur[k] & f->done;
 		while (m) {
 			int r = f->rule[__builtin_ctzll(m)];
@@ -555,37 +564,37 @@ static void fp_value(struct mask_stream *s, const char *key, size_t key_len, uin
 		     int *rule, bool *alive)
 {
 	int d = s->depth;
-	int inherited = d ? s->lv[d - 1].rule : -1;
+	int inherited = d ? s->pg.lv[d - 1].rule : -1;
 	*rule = inherited;
 	*alive = false;
-	if (!s->n_fp)
+	if (!s->pg.n_fp)
 		return;
-	if (s->fp_simple) {
+	if (s->pg.fp_simple) {
 		/* `$..name` may match at any depth below the root, and only a member called name. */
 		*alive = true;
-		if (!d || !key || !(s->key_filter >> fp_key_hash(key, key_len) & 1))
+		if (!d || !key || !(s->pg.key_filter >> fp_key_hash(key, key_len) & 1))
 			return;
-		for (size_t k = 0; k < s->n_fp; k++) {
-			const struct jpath_seg *g = &s->fp[k].p->segs[1];
+		for (size_t k = 0; k < s->pg.n_fp; k++) {
+			const struct jpath_seg *g = &s->pg.fp[k].p->segs[1];
 			if (g->key_len == key_len && !memcmp(g->key, key, key_len) &&
-			    (*rule < 0 || s->fp[k].rule < *rule))
-				*rule = s->fp[k].rule;
+			    (*rule < 0 || s->pg.fp[k].rule < *rule))
+				*rule = s->pg.fp[k].rule;
 		}
 		return;
 	}
-	size_t nw = s->n_fw;
-	uint64_t *cur = s->states + (size_t)d * nw;
+	size_t nw = s->pg.n_fw;
+	uint64_t *cur = s->pg.states + (size_t)d * nw;
 	if (d == 0) {
 		for (size_t k = 0; k < nw; k++)
-			cur[k] = fp_closure(&s->fw[k], s->fw[k].start);
-	} else if (!s->lv[d - 1].alive) {
+			cur[k] = fp_closure(&s->pg.fw[k], s->pg.fw[k].start);
+	} else if (!s->pg.lv[d - 1].alive) {
 		/* Nothing reads the states of a level under a dead one: left as they are. */
 		return;
 	} else {
 		const uint64_t *par = cur - nw;
-		struct jlevel *pl = &s->lv[d - 1];
-		bool named = key ? s->key_filter >> fp_key_hash(key, key_len) & 1 : s->has_idx;
-		uint64_t *memo = s->memo + (size_t)d * nw;
+		struct jlevel *pl = &s->pg.lv[d - 1];
+		bool named = key ? s->pg.key_filter >> fp_key_hash(key, key_len) & 1 : s->pg.has_idx;
+		uint64_t *memo = s->pg.memo + (size_t)d * nw;
 		if (!named && pl->memo_ok) {
 			memcpy(cur, memo, nw * sizeof(*cur));
 			*rule = pl->memo_rule;
@@ -593,7 +602,7 @@ static void fp_value(struct mask_stream *s, const char *key, size_t key_len, uin
 			return;
 		}
 		for (size_t k = 0; k < nw; k++)
-			cur[k] = par[k] ? fp_step(&s->fw[k], par[k], key, key_len, index,
+			cur[k] = par[k] ? fp_step(&s->pg.fw[k], par[k], key, key_len, index,
 						  !key || named)
 					: 0;
 		fp_result(s, cur, rule, alive);
@@ -618,8 +627,8 @@ static void em_begin(struct mask_stream *s, enum mm_reason reason, bool line)
 		s->em = E_PASS;
 	} else {
 		s->em = E_FALLBACK;
-		s->sc_body = (struct scan_ctx){.s = s, .rule = -1, .map = s->fb_rule};
-		textscan_begin(&s->ts_body, s->all_ents, 0, scan_emit, &s->sc_body);
+		s->sc_body = (struct scan_ctx){.s = s, .rule = -1, .map = s->pg.fb_rule};
+		textscan_begin(&s->ts_body, s->pg.all_ents, 0, scan_emit, &s->sc_body);
 	}
 }
 
@@ -734,10 +743,10 @@ static int too_large(struct mask_stream *s, bool is_string)
 		return 0;
 	}
 	s->vm = V_SCAN;
-	s->v_ents = s->all_ents;
+	s->v_ents = s->pg.all_ents;
 	s->v_flags = 0;
 	s->v_rule = -1;
-	s->sc_val = (struct scan_ctx){.s = s, .rule = -1, .map = s->fb_rule, .escape = true};
+	s->sc_val = (struct scan_ctx){.s = s, .rule = -1, .map = s->pg.fb_rule, .escape = true};
 	return 0;
 }
 
@@ -951,12 +960,12 @@ static int value_begin(struct mask_stream *s, unsigned char c, bool *hold)
 	uint32_t index = 0;
 	bool alive;
 
-	if (d && s->lv[d - 1].is_obj) {
+	if (d && s->pg.lv[d - 1].is_obj) {
 		key = s->kview ? s->kview : "";
 		key_len = s->kview_len;
 		s->kview_chunk = false;
 	} else if (d) {
-		index = s->lv[d - 1].index;
+		index = s->pg.lv[d - 1].index;
 	}
 	fp_value(s, key, key_len, index, &s->v_rule, &alive);
 	*hold = false;
@@ -972,11 +981,11 @@ static int value_begin(struct mask_stream *s, unsigned char c, bool *hold)
 	}
 	switch (c) {
 	case '"':
-		if (s->vm == V_COPY && s->body_ents) {
+		if (s->vm == V_COPY && s->pg.body_ents) {
 			s->vm = V_SCAN;
-			s->v_ents = s->body_ents;
+			s->v_ents = s->pg.body_ents;
 			s->sc_val = (struct scan_ctx){
-				.s = s, .rule = -1, .map = s->ent_rule, .escape = true};
+				.s = s, .rule = -1, .map = s->pg.ent_rule, .escape = true};
 		}
 		s->js = J_STR;
 		s->str_key = false;
@@ -991,7 +1000,7 @@ static int value_begin(struct mask_stream *s, unsigned char c, bool *hold)
 	case '[':
 		if (d >= MASK_MAX_DEPTH)
 			return 1;
-		s->lv[d] = (struct jlevel){.is_obj = c == '{', .alive = alive, .rule = s->v_rule};
+		s->pg.lv[d] = (struct jlevel){.is_obj = c == '{', .alive = alive, .rule = s->v_rule};
 		s->depth++;
 		s->js = c == '{' ? J_OBJ_FIRST : J_ARR_FIRST;
 		return 0;
@@ -1136,7 +1145,7 @@ static int json_feed(struct mask_stream *s, const char *cp, size_t n)
 				goto bad;
 			s->js = J_STR;
 			s->str_key = true;
-			s->str_dec = s->lv[s->depth - 1].alive;
+			s->str_dec = s->pg.lv[s->depth - 1].alive;
 			s->lazy = s->str_dec;
 			s->esc = 0;
 			s->high = 0;
@@ -1167,7 +1176,7 @@ static int json_feed(struct mask_stream *s, const char *cp, size_t n)
 			}
 		after_value:
 			if (c == ',') {
-				struct jlevel *l = &s->lv[s->depth - 1];
+				struct jlevel *l = &s->pg.lv[s->depth - 1];
 				i++;
 				SKIP_BLANKS();
 				if (l->is_obj) {
@@ -1186,7 +1195,7 @@ static int json_feed(struct mask_stream *s, const char *cp, size_t n)
 				}
 				break;
 			}
-			if (c == (s->lv[s->depth - 1].is_obj ? '}' : ']')) {
+			if (c == (s->pg.lv[s->depth - 1].is_obj ? '}' : ']')) {
 				s->depth--;
 				i++;
 				value_end(s);
@@ -1504,12 +1513,12 @@ static int form_param(struct mask_stream *s)
 	size_t vn = n - name_len - 1;
 	mm_buf_reset(&s->dec_buf);
 	mm_buf_reset(&s->key);
-	if (s->n_fp) {
+	if (s->pg.n_fp) {
 		if ((r = pct_decode(&s->key, p, name_len)))
 			return r;
 		s->depth = 0;
 		fp_value(s, NULL, 0, 0, &rule, &alive);
-		s->lv[0] = (struct jlevel){.is_obj = true, .alive = alive, .rule = rule};
+		s->pg.lv[0] = (struct jlevel){.is_obj = true, .alive = alive, .rule = rule};
 		s->depth = 1;
 		fp_value(s, s->key.data ? s->key.data : "", s->key.len, 0, &rule, &alive);
 		s->depth = 0;
@@ -1537,9 +1546,9 @@ static int form_param(struct mask_stream *s)
 		s->v_flags = DETECT_FIELD_CONTEXT;
 		s->sc_val = (struct scan_ctx){.s = s, .rule = rule};
 	} else {
-		s->v_ents = s->body_ents;
+		s->v_ents = s->pg.body_ents;
 		s->v_flags = 0;
-		s->sc_val = (struct scan_ctx){.s = s, .rule = -1, .map = s->ent_rule};
+		s->sc_val = (struct scan_ctx){.s = s, .rule = -1, .map = s->pg.ent_rule};
 	}
 	if (!val_has_match(s, s->dec_buf.data, s->dec_buf.len))
 		return out_put(s, p, n);
@@ -1605,8 +1614,8 @@ static int fmt_start(struct mask_stream *s)
 		json_reset_doc(s);
 		break;
 	case MASK_FMT_TEXT:
-		s->sc_body = (struct scan_ctx){.s = s, .rule = -1, .map = s->ent_rule};
-		textscan_begin(&s->ts_body, s->body_ents, 0, scan_emit, &s->sc_body);
+		s->sc_body = (struct scan_ctx){.s = s, .rule = -1, .map = s->pg.ent_rule};
+		textscan_begin(&s->ts_body, s->pg.body_ents, 0, scan_emit, &s->sc_body);
 		break;
 	case MASK_FMT_RAW:
 		em_begin(s, MM_REASON_UNKNOWN_CONTENT_TYPE, false);
@@ -1724,72 +1733,72 @@ static int policy_init(struct mask_stream *s, const struct policy *pol)
 {
 	s->pol = pol;
 	s->st.n_rules = pol->n_rules;
-	if (!(s->lv = malloc((MASK_MAX_DEPTH + 1) * sizeof(*s->lv))))
+	if (!(s->pg.lv = malloc((MASK_MAX_DEPTH + 1) * sizeof(*s->pg.lv))))
 		return -ENOMEM;
 	if (pol->n_rules && !(s->st.rules = calloc(pol->n_rules, sizeof(*s->st.rules))))
 		return -ENOMEM;
 	for (int e = 0; e < MM_ENT__COUNT; e++)
-		s->ent_rule[e] = s->fb_rule[e] = -1;
+		s->pg.ent_rule[e] = s->pg.fb_rule[e] = -1;
 	size_t n_fp = 0;
 	for (size_t k = 0; k < pol->n_rules; k++) {
 		const struct policy_rule *ru = &pol->rules[k];
 		if (ru->n_fields)
 			n_fp += ru->n_fields;
-		s->all_ents |= ru->entities;
+		s->pg.all_ents |= ru->entities;
 		for (int e = 0; e < MM_ENT__COUNT; e++) {
 			if (!(ru->entities & MM_ENT_BIT(e)))
 				continue;
-			if (s->fb_rule[e] < 0)
-				s->fb_rule[e] = (int)k;
-			if (!ru->n_fields && !ru->n_headers && s->ent_rule[e] < 0)
-				s->ent_rule[e] = (int)k;
+			if (s->pg.fb_rule[e] < 0)
+				s->pg.fb_rule[e] = (int)k;
+			if (!ru->n_fields && !ru->n_headers && s->pg.ent_rule[e] < 0)
+				s->pg.ent_rule[e] = (int)k;
 		}
 		if (!ru->n_fields && !ru->n_headers)
-			s->body_ents |= ru->entities;
+			s->pg.body_ents |= ru->entities;
 	}
-	for (size_t k = 0; k < pol->n_rules && !s->actx; k++)
+	for (size_t k = 0; k < pol->n_rules && !s->pg.actx; k++)
 		if (pol->rules[k].action.type == POLICY_ACTION_HASH &&
-		    !(s->actx = calloc(pol->n_rules, sizeof(*s->actx))))
+		    !(s->pg.actx = calloc(pol->n_rules, sizeof(*s->pg.actx))))
 			return -ENOMEM;
 	if (n_fp) {
-		if (!(s->fp = calloc(n_fp, sizeof(*s->fp))))
+		if (!(s->pg.fp = calloc(n_fp, sizeof(*s->pg.fp))))
 			return -ENOMEM;
 		for (size_t k = 0; k < pol->n_rules; k++)
 			for (size_t f = 0; f < pol->rules[k].n_fields; f++)
-				s->fp[s->n_fp++] = (struct fpath){.p = &pol->rules[k].fields[f],
+				s->pg.fp[s->pg.n_fp++] = (struct fpath){.p = &pol->rules[k].fields[f],
 								  .rule = (int)k};
-		s->fp_simple = true;
-		for (size_t k = 0; k < s->n_fp; k++)
-			s->fp_simple &= s->fp[k].p->n == 2 &&
-					s->fp[k].p->segs[0].type == JPATH_DESCEND &&
-					s->fp[k].p->segs[1].type == JPATH_KEY;
+		s->pg.fp_simple = true;
+		for (size_t k = 0; k < s->pg.n_fp; k++)
+			s->pg.fp_simple &= s->pg.fp[k].p->n == 2 &&
+					s->pg.fp[k].p->segs[0].type == JPATH_DESCEND &&
+					s->pg.fp[k].p->segs[1].type == JPATH_KEY;
 		/* Written for each level as it is entered: no need to zero. */
-		if (!s->fp_simple) {
+		if (!s->pg.fp_simple) {
 			unsigned used = 0;
 			size_t nw = 0;
-			for (size_t k = 0; k < s->n_fp; k++)
-				fw_add(NULL, &nw, &used, s->fp[k].p, s->fp[k].rule);
+			for (size_t k = 0; k < s->pg.n_fp; k++)
+				fw_add(NULL, &nw, &used, s->pg.fp[k].p, s->pg.fp[k].rule);
 			/* one empty word when no path can match */
-			if (!(s->fw = calloc(nw ? nw : 1, sizeof(*s->fw))))
+			if (!(s->pg.fw = calloc(nw ? nw : 1, sizeof(*s->pg.fw))))
 				return -ENOMEM;
 			used = 0;
-			for (size_t k = 0; k < s->n_fp; k++)
-				fw_add(s->fw, &s->n_fw, &used, s->fp[k].p, s->fp[k].rule);
-			if (!s->n_fw)
-				s->n_fw = 1;
-			size_t per = (size_t)(MASK_MAX_DEPTH + 1) * s->n_fw;
-			if (!(s->states = malloc(2 * per * sizeof(*s->states))))
+			for (size_t k = 0; k < s->pg.n_fp; k++)
+				fw_add(s->pg.fw, &s->pg.n_fw, &used, s->pg.fp[k].p, s->pg.fp[k].rule);
+			if (!s->pg.n_fw)
+				s->pg.n_fw = 1;
+			size_t per = (size_t)(MASK_MAX_DEPTH + 1) * s->pg.n_fw;
+			if (!(s->pg.states = malloc(2 * per * sizeof(*s->pg.states))))
 				return -ENOMEM;
-			s->memo = s->states + per;
-			for (size_t k = 0; k < s->n_fw; k++)
-				s->has_idx |= s->fw[k].idx != 0;
+			s->pg.memo = s->pg.states + per;
+			for (size_t k = 0; k < s->pg.n_fw; k++)
+				s->pg.has_idx |= s->pg.fw[k].idx != 0;
 		}
-		for (size_t k = 0; k < s->n_fp; k++)
-			for (size_t g = 0; g < s->fp[k].p->n; g++)
-				if (s->fp[k].p->segs[g].type == JPATH_KEY)
-					s->key_filter |=
-						1ull << fp_key_hash(s->fp[k].p->segs[g].key,
-								    s->fp[k].p->segs[g].key_len);
+		for (size_t k = 0; k < s->pg.n_fp; k++)
+			for (size_t g = 0; g < s->pg.fp[k].p->n; g++)
+				if (s->pg.fp[k].p->segs[g].type == JPATH_KEY)
+					s->pg.key_filter |=
+						1ull << fp_key_hash(s->pg.fp[k].p->segs[g].key,
+								    s->pg.fp[k].p->segs[g].key_len);
 	}
 	return 0;
 }
@@ -1835,21 +1844,7 @@ int mask_stream_reuse(struct mask_stream *s, const struct mask_opts *o)
 	s->st.rules = k.st.rules;
 	if (s->st.rules)
 		memset(s->st.rules, 0, s->st.n_rules * sizeof(*s->st.rules));
-	s->body_ents = k.body_ents;
-	s->all_ents = k.all_ents;
-	memcpy(s->ent_rule, k.ent_rule, sizeof(s->ent_rule));
-	memcpy(s->fb_rule, k.fb_rule, sizeof(s->fb_rule));
-	s->fp = k.fp;
-	s->n_fp = k.n_fp;
-	s->fw = k.fw;
-	s->n_fw = k.n_fw;
-	s->states = k.states;
-	s->memo = k.memo;
-	s->has_idx = k.has_idx;
-	s->key_filter = k.key_filter;
-	s->fp_simple = k.fp_simple;
-	s->lv = k.lv;
-	s->actx = k.actx; /* keyed HMAC contexts: the same policy, the same keys */
+	s->pg = k.pg; /* keyed HMAC contexts too: the same policy, the same keys */
 	keep_buf(&s->out, &k.out);
 	keep_buf(&s->raw, &k.raw);
 	keep_buf(&s->dec_buf, &k.dec_buf);
@@ -1997,14 +1992,14 @@ void mask_stream_free(struct mask_stream *s)
 	mm_buf_free(&s->act);
 	textscan_free(&s->ts_val);
 	textscan_free(&s->ts_body);
-	for (size_t k = 0; s->actx && k < s->pol->n_rules; k++)
-		action_ctx_free(&s->actx[k]);
-	free(s->actx);
+	for (size_t k = 0; s->pg.actx && k < s->pol->n_rules; k++)
+		action_ctx_free(&s->pg.actx[k]);
+	free(s->pg.actx);
 	free(s->st.rules);
-	free(s->fp);
-	free(s->fw);
-	free(s->states);
-	free(s->lv);
+	free(s->pg.fp);
+	free(s->pg.fw);
+	free(s->pg.states);
+	free(s->pg.lv);
 	free(s);
 }
 
