@@ -26,9 +26,9 @@ configure() { # dir, meson args...
 # Plain build: everything, for the privileged suites.
 configure build || fail_build=1
 ((fail_build)) || ninja -C build >build.log 2>&1 || { tail -50 build.log; fail_build=1; }
-# Sanitizer build of the unprivileged suites (ASan + UBSan, abort on the first report).
-configure build-asan -Db_sanitize=address,undefined -Dbpf=disabled -Db_lundef=false ||
-	fail_build=1
+# Sanitizer build (ASan + UBSan, abort on the first report): the unit and fuzz suites, and the
+# kernel-path suites a second time, so the agent runs real traffic under the sanitizers too.
+configure build-asan -Db_sanitize=address,undefined -Db_lundef=false || fail_build=1
 ((fail_build)) || ninja -C build-asan >build-asan.log 2>&1 || { tail -50 build-asan.log; fail_build=1; }
 
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1}
@@ -54,6 +54,7 @@ if ((!fail_build)); then
 	for s in $suites; do
 		case $s in
 		unit | fuzz) asan_suites+=("$s") ;;
+		bpf | integration) asan_suites+=("$s") plain_suites+=("$s") ;;
 		*) plain_suites+=("$s") ;;
 		esac
 	done
