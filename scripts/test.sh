@@ -28,7 +28,7 @@ configure build || fail_build=1
 ((fail_build)) || ninja -C build >build.log 2>&1 || { tail -50 build.log; fail_build=1; }
 # Sanitizer build (ASan + UBSan, abort on the first report): the unit and fuzz suites, and the
 # kernel-path suites a second time, so the agent runs real traffic under the sanitizers too.
-configure build-asan -Db_sanitize=address,undefined -Db_lundef=false || fail_build=1
+configure build-asan -Db_sanitize=address,undefined -Db_lundef=false -Dbpf=auto || fail_build=1
 ((fail_build)) || ninja -C build-asan >build-asan.log 2>&1 || { tail -50 build-asan.log; fail_build=1; }
 
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1}
