@@ -4,7 +4,7 @@ results: what the plaintext data path adds to a flagged caller's requests, what 
 caller pays, and the aims of issue 3 checked against the figures of the same run.
 
   proxy_report.py --results DIR --command C --machine M --versions V --load L --duration S
-                  --rounds N --stream-mb N --plot-data DIR   > report.md
+                  --rounds N --stream-mb N --bulk-mb N --plot-data DIR   > report.md
   proxy_report.py --splice REPORT.md DOCS.md
 
 Exit status 1 when an aim was missed or could not be measured (the report is printed anyway).
@@ -116,11 +116,12 @@ def report(a):
              "round with the median req/s; agent CPU = its user+sys seconds per 1000 requests "
              "of that round." % (a.duration, a.rounds, a.duration))
     o.append("- %d MB: *masked* is one %d MB JSON document through the masking policy "
-             "(the engine's speed bounds it); *bulk* is the same document from a second origin "
+             "(the engine's speed bounds it). *Bulk* is a %d MiB file from a second origin "
              "port whose policy masks requests only, so the response crosses the agent (accept, "
              "upstream socket, HTTP framing, backpressure) without the engine: the data path "
-             "alone. Bulk: median of the rounds (%s), curl to /dev/null."
-             % (a.stream_mb, a.stream_mb, a.rounds))
+             "alone (long enough for direct to reach its steady rate, which it does not in "
+             "100 MB on loopback). Bulk: median of the rounds (%s), curl to /dev/null."
+             % (a.stream_mb, a.stream_mb, a.bulk_mb, a.rounds))
     o.append("")
     for s in SYSTEMS:
         for n in notes.get(s, []):
@@ -165,8 +166,8 @@ def report(a):
             common.leaked((r or {}).get("check"), s)))
     for s in SYSTEMS:
         v = bulk.get(s)
-        o.append("| bulk (not masked) | %s | %s%s | |" % (
-            LABEL[s], "%.0f" % v if v else "—",
+        o.append("| bulk %d MiB (not masked) | %s | %s%s | |" % (
+            a.bulk_mb, LABEL[s], "%.0f" % v if v else "—",
             "" if s == "direct" else " (%s)" % fmt_ratio(v, bulk.get("direct"))))
     o.append("")
 

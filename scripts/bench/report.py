@@ -262,6 +262,7 @@ def parse_args(command):
     ap.add_argument("--duration", default="10")
     ap.add_argument("--rounds", default="1")
     ap.add_argument("--stream-mb", type=int, default=100)
+    ap.add_argument("--bulk-mb", type=int, default=1000)  # proxy_report.py only
     ap.add_argument("--plot-data")
     a = ap.parse_args()
     if not a.splice and (not a.results or not a.plot_data):
