@@ -593,7 +593,8 @@ static void fp_value(struct mask_stream *s, const char *key, size_t key_len, uin
 	} else {
 		const uint64_t *par = cur - nw;
 		struct jlevel *pl = &s->pg.lv[d - 1];
-		bool named = key ? s->pg.key_filter >> fp_key_hash(key, key_len) & 1 : s->pg.has_idx;
+		bool named =
+			key ? s->pg.key_filter >> fp_key_hash(key, key_len) & 1 : s->pg.has_idx;
 		uint64_t *memo = s->pg.memo + (size_t)d * nw;
 		if (!named && pl->memo_ok) {
 			memcpy(cur, memo, nw * sizeof(*cur));
@@ -1000,7 +1001,8 @@ static int value_begin(struct mask_stream *s, unsigned char c, bool *hold)
 	case '[':
 		if (d >= MASK_MAX_DEPTH)
 			return 1;
-		s->pg.lv[d] = (struct jlevel){.is_obj = c == '{', .alive = alive, .rule = s->v_rule};
+		s->pg.lv[d] =
+			(struct jlevel){.is_obj = c == '{', .alive = alive, .rule = s->v_rule};
 		s->depth++;
 		s->js = c == '{' ? J_OBJ_FIRST : J_ARR_FIRST;
 		return 0;
@@ -1765,13 +1767,13 @@ static int policy_init(struct mask_stream *s, const struct policy *pol)
 			return -ENOMEM;
 		for (size_t k = 0; k < pol->n_rules; k++)
 			for (size_t f = 0; f < pol->rules[k].n_fields; f++)
-				s->pg.fp[s->pg.n_fp++] = (struct fpath){.p = &pol->rules[k].fields[f],
-								  .rule = (int)k};
+				s->pg.fp[s->pg.n_fp++] = (struct fpath){
+					.p = &pol->rules[k].fields[f], .rule = (int)k};
 		s->pg.fp_simple = true;
 		for (size_t k = 0; k < s->pg.n_fp; k++)
 			s->pg.fp_simple &= s->pg.fp[k].p->n == 2 &&
-					s->pg.fp[k].p->segs[0].type == JPATH_DESCEND &&
-					s->pg.fp[k].p->segs[1].type == JPATH_KEY;
+					   s->pg.fp[k].p->segs[0].type == JPATH_DESCEND &&
+					   s->pg.fp[k].p->segs[1].type == JPATH_KEY;
 		/* Written for each level as it is entered: no need to zero. */
 		if (!s->pg.fp_simple) {
 			unsigned used = 0;
@@ -1783,7 +1785,8 @@ static int policy_init(struct mask_stream *s, const struct policy *pol)
 				return -ENOMEM;
 			used = 0;
 			for (size_t k = 0; k < s->pg.n_fp; k++)
-				fw_add(s->pg.fw, &s->pg.n_fw, &used, s->pg.fp[k].p, s->pg.fp[k].rule);
+				fw_add(s->pg.fw, &s->pg.n_fw, &used, s->pg.fp[k].p,
+				       s->pg.fp[k].rule);
 			if (!s->pg.n_fw)
 				s->pg.n_fw = 1;
 			size_t per = (size_t)(MASK_MAX_DEPTH + 1) * s->pg.n_fw;

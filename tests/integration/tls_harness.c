@@ -189,8 +189,8 @@ int main(int argc, char **argv)
 		} else if (c == 'd') {
 			agent_log_threshold = AGENT_LOG_DEBUG;
 		} else {
-			fprintf(stderr,
-				"usage: tls_harness --policy FILE... [--cgroup-root DIR] [--ring-kb N]\n");
+			fprintf(stderr, "usage: tls_harness --policy FILE... [--cgroup-root DIR] "
+					"[--ring-kb N]\n");
 			return 2;
 		}
 	}
