@@ -475,12 +475,18 @@ int BPF_PROG(ssl_sys_enter, struct pt_regs *regs, long nr)
 	/* read, write, readv, writev, sendto, recvfrom, sendmsg, recvmsg */
 	if (!(nr == 0 || nr == 1 || nr == 19 || nr == 20 || (nr >= 44 && nr <= 47)))
 		return 0;
+	/*
+	 * Only covered callers have SSL calls in flight (enter() records none for others) and
+	 * reads worth remembering: every other process on the node costs one lookup.
+	 */
+	if (!covered())
+		return 0;
 	__u64 id = bpf_get_current_pid_tgid();
 	struct ssl_call *c = bpf_map_lookup_elem(&calls, &id);
 
 	if (!c) {
 		/* read, readv, recvfrom, recvmsg outside an SSL call: remember the fd. */
-		if ((nr == 0 || nr == 19 || nr == 45 || nr == 47) && covered()) {
+		if (nr == 0 || nr == 19 || nr == 45 || nr == 47) {
 			__s32 fd = (__s32)BPF_CORE_READ(regs, di);
 
 			bpf_map_update_elem(&last_read, &id, &fd, BPF_ANY);

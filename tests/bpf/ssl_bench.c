@@ -7,7 +7,9 @@
  *             covered: what every other TLS process on the node pays
  *   capture   caller covered: records copied to the ringbuf, drained by a consumer thread
  *             that runs the streaming detection over them, as the agent does
- * Prints ns per round trip (one write + one read) and plaintext MB/s. Needs root.
+ * Prints ns per round trip (one write + one read) and plaintext MB/s. Then what the
+ * sys_enter program (attached node-wide while TLS capture runs) adds to a read(2) of an empty
+ * pipe, the cheapest syscall it looks at: every process on the node pays it. Needs root.
  *   ssl_bench [--seconds S]
  */
 #include <errno.h>
@@ -138,6 +140,21 @@ static void *consumer(void *arg)
 struct pair {
 	SSL *cli, *srv;
 };
+
+/* ns per read(2) of an empty non-blocking pipe (EAGAIN), over `seconds`. */
+static double read_ns(int fd, double seconds)
+{
+	char b;
+	uint64_t n = 0;
+	double t0 = now_s(), t;
+	do {
+		for (int i = 0; i < 10000; i++)
+			if (read(fd, &b, 1) >= 0)
+				return -1; /* the pipe is never written */
+		n += 10000;
+	} while ((t = now_s()) - t0 < seconds);
+	return (t - t0) / (double)n * 1e9;
+}
 
 static double run(struct pair *p, size_t size, double seconds, uint64_t *rounds_out)
 {
@@ -283,6 +300,33 @@ int main(int argc, char **argv)
 	free(d);
 	printf("capture: %.1f MB scanned by the consumer, %llu findings, %llu records dropped\n",
 	       consumed_bytes / 1e6, (unsigned long long)findings, (unsigned long long)lost);
+
+	/* sys_enter: none, attached with this process uncovered, attached and covered. */
+	int pp[2];
+	struct bpf_link *se = NULL;
+	double sys[3] = {0};
+	if (pipe2(pp, O_NONBLOCK) == 0) {
+		sys[0] = read_ns(pp[0], seconds);
+		se = bpf_program__attach(skel->progs.ssl_sys_enter);
+		if (se) {
+			sys[1] = read_ns(pp[0], seconds);
+			struct mm_ssl_cover cover = {.slot = 0};
+			bpf_map__update_elem(skel->maps.covered_cgroups, &cgid, sizeof(cgid),
+					     &cover, sizeof(cover), BPF_ANY);
+			sys[2] = read_ns(pp[0], seconds);
+			bpf_map__delete_elem(skel->maps.covered_cgroups, &cgid, sizeof(cgid), 0);
+			bpf_link__destroy(se);
+		}
+		close(pp[0]);
+		close(pp[1]);
+	}
+	if (se && sys[0] > 0 && sys[1] > 0 && sys[2] > 0)
+		printf("read(2), empty pipe: %.0f ns; with sys_enter attached %.0f ns (%+.0f) for an "
+		       "uncovered caller, %.0f ns (%+.0f) for a covered one\n",
+		       sys[0], sys[1], sys[1] - sys[0], sys[2], sys[2] - sys[0]);
+	else
+		printf("read(2), empty pipe: sys_enter not measured (%s)\n",
+		       se ? "read failed" : "attach failed");
 	ssl__destroy(skel);
 	SSL_free(p.cli);
 	SSL_free(p.srv);
