@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include <bpf/bpf.h>
+#include <bpf/btf.h>
 #include <bpf/libbpf.h>
 
 #include "audit.h"
@@ -945,11 +946,16 @@ static void publish_stats(struct tls *t)
 		const char *event;
 		uint64_t v;
 	} ev[] = {
-		{"stopped", st.stops},	      {"rewritten", st.rewritten},
-		{"masked", st.masked},	      {"partial", st.partial},
-		{"watchdog", st.watchdog},    {"stale", st.stale},
-		{"failed", st.failed},	      {"skipped_traced", st.skip_traced},
-		{"skipped_signal", st.skip_signal}, {"skipped_denied", st.skip_denied},
+		{"stopped", st.stops},
+		{"rewritten", st.rewritten},
+		{"masked", st.masked},
+		{"partial", st.partial},
+		{"watchdog", st.watchdog},
+		{"stale", st.stale},
+		{"failed", st.failed},
+		{"skipped_traced", st.skip_traced},
+		{"skipped_signal", st.skip_signal},
+		{"skipped_denied", st.skip_denied},
 		{"unenforced", st.unenforced},
 	};
 	for (size_t i = 0; i < sizeof(ev) / sizeof(ev[0]); i++)
@@ -988,6 +994,18 @@ static void *tls_thread(void *arg)
 		while (t->streams[i])
 			stream_free(t, t->streams[i], true);
 	return NULL;
+}
+
+/* Whether the kernel has the socket-layer tracepoints sock_send_length/sock_recv_length. */
+static bool have_sock_tracepoints(void)
+{
+	struct btf *vm = btf__load_vmlinux_btf();
+	if (!vm)
+		return false;
+	bool ok = btf__find_by_name_kind(vm, "btf_trace_sock_send_length", BTF_KIND_TYPEDEF) > 0 &&
+		  btf__find_by_name_kind(vm, "btf_trace_sock_recv_length", BTF_KIND_TYPEDEF) > 0;
+	btf__free(vm);
+	return ok;
 }
 
 static void tls_free(struct tls *t)
@@ -1049,12 +1067,36 @@ int tls_start(struct tls **out, const struct agent_config *cfg, struct store *st
 	}
 	t->skel->rodata->wakeup_bytes = bpf_map__max_entries(t->skel->maps.events) / 8;
 	t->skel->rodata->tracer_tgid = (uint32_t)getpid();
+	/*
+	 * Socket I/O inside SSL calls names connections: seen in the socket layer where the
+	 * kernel has its tracepoints, else at every syscall's entry (a cost to every process on
+	 * the node; see ssl.bpf.c).
+	 */
+	bool sock_tp = !getenv("MESHMASK_TLS_SYSCALL_ATTRIBUTION") && have_sock_tracepoints();
+	bpf_program__set_autoload(t->skel->progs.ssl_sock_send, sock_tp);
+	bpf_program__set_autoload(t->skel->progs.ssl_sock_recv, sock_tp);
+	bpf_program__set_autoload(t->skel->progs.ssl_sys_enter, !sock_tp);
 	if ((r = ssl__load(t->skel)) < 0) {
 		agent_log(AGENT_LOG_ERROR, "tls: loading the uprobe object: %s", strerror(-r));
 		goto fail;
 	}
-	t->skel->links.ssl_sys_enter = bpf_program__attach(t->skel->progs.ssl_sys_enter);
-	if (!t->skel->links.ssl_sys_enter)
+	if (sock_tp) {
+		t->skel->links.ssl_sock_send = bpf_program__attach(t->skel->progs.ssl_sock_send);
+		t->skel->links.ssl_sock_recv = bpf_program__attach(t->skel->progs.ssl_sock_recv);
+	}
+	if (sock_tp && t->skel->links.ssl_sock_send && t->skel->links.ssl_sock_recv)
+		agent_log(AGENT_LOG_INFO, "tls: connections attributed through the socket-layer "
+					  "tracepoints");
+	else if (sock_tp)
+		agent_log(AGENT_LOG_WARN,
+			  "tls: socket tracepoints unavailable (%s): connections are attributed "
+			  "only through SSL_set_fd",
+			  strerror(errno));
+	else if ((t->skel->links.ssl_sys_enter = bpf_program__attach(t->skel->progs.ssl_sys_enter)))
+		agent_log(AGENT_LOG_INFO,
+			  "tls: connections attributed at syscall entry (sys_enter: "
+			  "every syscall on the node takes the tracing path)");
+	else
 		agent_log(AGENT_LOG_WARN,
 			  "tls: sys_enter tracing unavailable (%s): connections are attributed "
 			  "only through SSL_set_fd",

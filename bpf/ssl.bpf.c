@@ -76,7 +76,7 @@ struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, 16384);
 	__type(key, __u64);
-	__type(value, __s32);
+	__type(value, struct mm_ssl_conn);
 } last_read SEC(".maps");
 
 struct {
@@ -165,15 +165,10 @@ static __always_inline int enter(void *ssl, const void *buf, __u64 num, void *ou
 	if (direction != MM_SSL_DIR_READ)
 		return 0;
 	struct mm_ssl_key key = {.tgid = id >> 32, .ssl = (__u64)ssl};
-	__s32 *fd = bpf_map_lookup_elem(&last_read, &id);
+	struct mm_ssl_conn *last = bpf_map_lookup_elem(&last_read, &id);
 
-	if (!fd || bpf_map_lookup_elem(&ssl_conns, &key))
-		return 0;
-	struct mm_ssl_conn conn = {};
-
-	ssl_sock_of_fd(*fd, &conn);
-	if (conn.family)
-		bpf_map_update_elem(&ssl_conns, &key, &conn, BPF_NOEXIST);
+	if (last && !bpf_map_lookup_elem(&ssl_conns, &key))
+		bpf_map_update_elem(&ssl_conns, &key, last, BPF_NOEXIST);
 	return 0;
 }
 
@@ -465,9 +460,53 @@ int BPF_KPROBE(ssl_free, void *ssl)
 
 /*
  * Attribution for SSL objects whose fd was never given to SSL_set_fd (curl, s_client use a
- * socket BIO): the first socket read/write a thread makes inside an SSL call names the fd.
- * Outside SSL calls, only covered threads' reads are remembered (see last_read).
+ * socket BIO): the first socket read/write a thread makes inside an SSL call names the socket.
+ * Outside SSL calls, only covered threads' socket reads are remembered (see last_read).
+ *
+ * Two ways to see that I/O. The sock_send_length/sock_recv_length tracepoints (Linux 6.3+)
+ * fire in the socket layer only, with the socket at hand. Before them, sys_enter: attached, it
+ * puts every syscall of every process on the node through the tracing entry path, and the fd
+ * must be resolved. The agent loads the first where the kernel has it (tls.c).
  */
+static __always_inline void sock_io(struct sock *sk, bool recv)
+{
+	if (!covered())
+		return;
+	__u64 id = bpf_get_current_pid_tgid();
+	struct ssl_call *c = bpf_map_lookup_elem(&calls, &id);
+	struct mm_ssl_conn conn = {.fd = -1};
+
+	if (!c) {
+		if (recv) {
+			ssl_conn_of_sk(sk, &conn);
+			if (conn.family)
+				bpf_map_update_elem(&last_read, &id, &conn, BPF_ANY);
+		}
+		return;
+	}
+	struct mm_ssl_key key = {.tgid = id >> 32, .ssl = c->ssl};
+
+	if (bpf_map_lookup_elem(&ssl_conns, &key))
+		return;
+	ssl_conn_of_sk(sk, &conn);
+	if (conn.family)
+		bpf_map_update_elem(&ssl_conns, &key, &conn, BPF_NOEXIST);
+}
+
+SEC("tp_btf/sock_send_length")
+int BPF_PROG(ssl_sock_send, struct sock *sk, int ret, int flags)
+{
+	sock_io(sk, false);
+	return 0;
+}
+
+SEC("tp_btf/sock_recv_length")
+int BPF_PROG(ssl_sock_recv, struct sock *sk, int ret, int flags)
+{
+	sock_io(sk, true);
+	return 0;
+}
+
 SEC("tp_btf/sys_enter")
 int BPF_PROG(ssl_sys_enter, struct pt_regs *regs, long nr)
 {
@@ -483,13 +522,14 @@ int BPF_PROG(ssl_sys_enter, struct pt_regs *regs, long nr)
 		return 0;
 	__u64 id = bpf_get_current_pid_tgid();
 	struct ssl_call *c = bpf_map_lookup_elem(&calls, &id);
+	struct mm_ssl_conn conn = {};
 
 	if (!c) {
-		/* read, readv, recvfrom, recvmsg outside an SSL call: remember the fd. */
+		/* read, readv, recvfrom, recvmsg outside an SSL call: remember the socket. */
 		if (nr == 0 || nr == 19 || nr == 45 || nr == 47) {
-			__s32 fd = (__s32)BPF_CORE_READ(regs, di);
-
-			bpf_map_update_elem(&last_read, &id, &fd, BPF_ANY);
+			ssl_sock_of_fd((__s32)BPF_CORE_READ(regs, di), &conn);
+			if (conn.family)
+				bpf_map_update_elem(&last_read, &id, &conn, BPF_ANY);
 		}
 		return 0;
 	}
@@ -497,8 +537,6 @@ int BPF_PROG(ssl_sys_enter, struct pt_regs *regs, long nr)
 
 	if (bpf_map_lookup_elem(&ssl_conns, &key))
 		return 0;
-	struct mm_ssl_conn conn = {};
-
 	ssl_sock_of_fd((int)BPF_CORE_READ(regs, di), &conn);
 	/* Only a TCP/IP socket names the connection (not a pipe or an eventfd). */
 	if (conn.family)

@@ -8,8 +8,9 @@
  *   capture   caller covered: records copied to the ringbuf, drained by a consumer thread
  *             that runs the streaming detection over them, as the agent does
  * Prints ns per round trip (one write + one read) and plaintext MB/s. Then what the
- * sys_enter program (attached node-wide while TLS capture runs) adds to a read(2) of an empty
- * pipe, the cheapest syscall it looks at: every process on the node pays it. Needs root.
+ * connection attribution (sys_enter, or the socket-layer tracepoints where the kernel has them,
+ * attached node-wide while TLS capture runs) adds to a read(2) of an empty socket: every
+ * process on the node pays it. Needs root.
  *   ssl_bench [--seconds S]
  */
 #include <errno.h>
@@ -141,7 +142,7 @@ struct pair {
 	SSL *cli, *srv;
 };
 
-/* ns per read(2) of an empty non-blocking pipe (EAGAIN), over `seconds`. */
+/* ns per read(2) of an empty non-blocking fd (EAGAIN), over `seconds`. */
 static double read_ns(int fd, double seconds)
 {
 	char b;
@@ -301,32 +302,46 @@ int main(int argc, char **argv)
 	printf("capture: %.1f MB scanned by the consumer, %llu findings, %llu records dropped\n",
 	       consumed_bytes / 1e6, (unsigned long long)findings, (unsigned long long)lost);
 
-	/* sys_enter: none, attached with this process uncovered, attached and covered. */
-	int pp[2];
-	struct bpf_link *se = NULL;
-	double sys[3] = {0};
-	if (pipe2(pp, O_NONBLOCK) == 0) {
-		sys[0] = read_ns(pp[0], seconds);
-		se = bpf_program__attach(skel->progs.ssl_sys_enter);
-		if (se) {
-			sys[1] = read_ns(pp[0], seconds);
+	/*
+	 * What attribution costs every process on the node: read(2) of an empty non-blocking
+	 * socket (EAGAIN: the syscall and the socket layer, nothing else) with no program, with
+	 * sys_enter, and with the socket-layer tracepoints; the caller uncovered (every other
+	 * process), then covered.
+	 */
+	int sp[2] = {-1, -1};
+	double sys[3][2] = {{0}};
+	const char *how[] = {"no program", "sys_enter", "socket tracepoints"};
+	bool measured = socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sp) == 0;
+	for (int w = 0; measured && w < 3; w++) {
+		struct bpf_link *l1 = NULL, *l2 = NULL;
+		if (w == 1)
+			measured = (l1 = bpf_program__attach(skel->progs.ssl_sys_enter)) != NULL;
+		if (w == 2)
+			measured = (l1 = bpf_program__attach(skel->progs.ssl_sock_send)) != NULL &&
+				   (l2 = bpf_program__attach(skel->progs.ssl_sock_recv)) != NULL;
+		for (int covered = 0; measured && covered < 2; covered++) {
 			struct mm_ssl_cover cover = {.slot = 0};
-			bpf_map__update_elem(skel->maps.covered_cgroups, &cgid, sizeof(cgid),
-					     &cover, sizeof(cover), BPF_ANY);
-			sys[2] = read_ns(pp[0], seconds);
+			if (covered)
+				bpf_map__update_elem(skel->maps.covered_cgroups, &cgid,
+						     sizeof(cgid), &cover, sizeof(cover), BPF_ANY);
+			sys[w][covered] = read_ns(sp[0], seconds);
+			measured = sys[w][covered] > 0;
 			bpf_map__delete_elem(skel->maps.covered_cgroups, &cgid, sizeof(cgid), 0);
-			bpf_link__destroy(se);
 		}
-		close(pp[0]);
-		close(pp[1]);
+		bpf_link__destroy(l1);
+		bpf_link__destroy(l2);
 	}
-	if (se && sys[0] > 0 && sys[1] > 0 && sys[2] > 0)
-		printf("read(2), empty pipe: %.0f ns; with sys_enter attached %.0f ns (%+.0f) for an "
-		       "uncovered caller, %.0f ns (%+.0f) for a covered one\n",
-		       sys[0], sys[1], sys[1] - sys[0], sys[2], sys[2] - sys[0]);
-	else
-		printf("read(2), empty pipe: sys_enter not measured (%s)\n",
-		       se ? "read failed" : "attach failed");
+	if (measured) {
+		printf("read(2) of an empty socket, ns per call: %-18s %6s %6s\n", "", "other",
+		       "covered");
+		for (int w = 0; w < 3; w++)
+			printf("  %-18s %6.0f %6.0f  (%+.0f / %+.0f)\n", how[w], sys[w][0],
+			       sys[w][1], sys[w][0] - sys[0][0], sys[w][1] - sys[0][0]);
+	} else {
+		printf("read(2) of an empty socket: not measured (%s)\n", strerror(errno));
+	}
+	close(sp[0]);
+	close(sp[1]);
 	ssl__destroy(skel);
 	SSL_free(p.cli);
 	SSL_free(p.srv);

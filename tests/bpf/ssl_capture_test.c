@@ -10,6 +10,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -198,7 +200,7 @@ int main(void)
 		n_progs++;
 		n_loaded += bpf_program__fd(prog) >= 0;
 	}
-	ok(n_progs == 13 && n_loaded == n_progs, "all %zu programs loaded", n_progs);
+	ok(n_progs == 15 && n_loaded == n_progs, "all %zu programs loaded", n_progs);
 
 	char libssl[1024];
 	ok(find_libssl(libssl, sizeof(libssl)) == 0, "libssl is mapped: %s", libssl);
@@ -417,6 +419,77 @@ int main(void)
 		closed |=
 			records[i].ev.direction == MM_SSL_DIR_CLOSE && records[i].ev.ssl == cli_ptr;
 	ok(closed, "SSL_free ends the stream");
+
+	/*
+	 * SSL objects without SSL_set_fd (a socket BIO, as curl's): their connection is named by
+	 * the socket I/O inside their calls, seen at syscall entry (sys_enter, attached above),
+	 * then in the socket layer (the sock_send_length/sock_recv_length tracepoints) instead.
+	 */
+	int lfd = socket(AF_INET, SOCK_STREAM, 0);
+	struct sockaddr_in la = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	socklen_t llen = sizeof(la);
+	ok(lfd >= 0 && bind(lfd, (struct sockaddr *)&la, sizeof(la)) == 0 && listen(lfd, 4) == 0 &&
+		   getsockname(lfd, (struct sockaddr *)&la, &llen) == 0,
+	   "TCP listener on loopback");
+	unsigned port = ntohs(la.sin_port);
+	for (int way = 0; way < 2; way++) {
+		const char *how = way ? "socket tracepoints" : "sys_enter";
+		if (way == 1) {
+			bpf_link__destroy(skel->links.ssl_sys_enter);
+			skel->links.ssl_sys_enter = NULL;
+			skel->links.ssl_sock_send = bpf_program__attach(skel->progs.ssl_sock_send);
+			skel->links.ssl_sock_recv = bpf_program__attach(skel->progs.ssl_sock_recv);
+			ok(skel->links.ssl_sock_send && skel->links.ssl_sock_recv,
+			   "tp_btf/sock_send_length and sock_recv_length attached");
+		}
+		int cfd = socket(AF_INET, SOCK_STREAM, 0);
+		int afd = -1;
+		if (connect(cfd, (struct sockaddr *)&la, sizeof(la)) == 0)
+			afd = accept(lfd, NULL, NULL);
+		fcntl(cfd, F_SETFL, O_NONBLOCK);
+		fcntl(afd, F_SETFL, O_NONBLOCK);
+		SSL *bs = SSL_new(sctx), *bc = SSL_new(cctx);
+		BIO *sb = BIO_new_socket(afd, BIO_NOCLOSE), *cb = BIO_new_socket(cfd, BIO_NOCLOSE);
+		SSL_set_bio(bs, sb, sb);
+		SSL_set_bio(bc, cb, cb);
+		SSL_set_accept_state(bs);
+		SSL_set_connect_state(bc);
+		int hs = 0;
+		for (int i = 0; i < 10000 && hs != 3; i++) {
+			if (!(hs & 1) && SSL_do_handshake(bc) == 1)
+				hs |= 1;
+			if (!(hs & 2) && SSL_do_handshake(bs) == 1)
+				hs |= 2;
+		}
+		size_t from = n_records;
+		int wrote = SSL_write(bc, req, (int)strlen(req)), read_n = -1;
+		for (int i = 0; i < 1000 && read_n <= 0; i++) {
+			read_n = SSL_read(bs, buf, sizeof(buf));
+			if (read_n <= 0)
+				usleep(1000);
+		}
+		ring_buffer__consume(rb);
+		const struct record *bw = NULL, *br = NULL;
+		for (size_t i = from; i < n_records; i++) {
+			const struct record *x = &records[i];
+			if (x->ev.ssl == (__u64)bc && x->ev.direction == MM_SSL_DIR_WRITE)
+				bw = x;
+			if (x->ev.ssl == (__u64)bs && x->ev.direction == MM_SSL_DIR_READ)
+				br = x;
+		}
+		ok(hs == 3 && wrote == (int)strlen(req) && read_n == (int)strlen(req) && bw && br,
+		   "%s: TLS over a socket BIO captured", how);
+		ok(bw && bw->ev.conn.family == AF_INET && bw->ev.conn.rport == port && br &&
+			   br->ev.conn.family == AF_INET && br->ev.conn.lport == port &&
+			   !memcmp(br->ev.conn.laddr, &la.sin_addr, 4),
+		   "%s: its connection attributed (client to port %u: %u, server on %u)", how, port,
+		   bw ? bw->ev.conn.rport : 0, br ? br->ev.conn.lport : 0);
+		SSL_free(bs);
+		SSL_free(bc);
+		close(cfd);
+		close(afd);
+	}
+	close(lfd);
 
 	ok(drop_sum(skel, 7, MM_SSL_DROP_RINGBUF).events == 0 &&
 		   drop_sum(skel, 7, MM_SSL_DROP_READ).events == 0,

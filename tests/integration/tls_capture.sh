@@ -134,6 +134,15 @@ grep -Eq "^dropped policy=$pa n=0$" "$tmp/out" && ok "no record dropped" ||
 	not_ok "no record dropped"
 grep -q "in-place rewriting of TLS plaintext is" "$tmp/err" && ok "in-place capability reported" ||
 	not_ok "in-place capability reported"
+# Where the kernel has the socket-layer tracepoints, the attributions above came through them
+# (tls_agent runs the agent on the sys_enter fallback).
+if bpftool btf dump file /sys/kernel/btf/vmlinux 2>/dev/null | grep -c "btf_trace_sock_recv_length" >/dev/null; then
+	grep -q "attributed through the socket-layer tracepoints" "$tmp/err" &&
+		ok "connections attributed in the socket layer" ||
+		not_ok "connections attributed in the socket layer"
+else
+	echo "ok - connections attributed in the socket layer # SKIP kernel without sock_recv_length"
+fi
 # Policy A asks for in-place enforcement, which this agent does not apply: said, and the bodies
 # above arrived unmasked (observe only, nothing pretended).
 grep -q "policy $pa: spec.tls.enforce inplace is not applied" "$tmp/err" &&
