@@ -22,7 +22,6 @@
 #include <unistd.h>
 
 #include <bpf/bpf.h>
-#include <bpf/btf.h>
 #include <bpf/libbpf.h>
 
 #include "audit.h"
@@ -31,6 +30,7 @@
 #include "metrics.h"
 #include "meshmask/ssl.h"
 #include "ssl.skel.h"
+#include "ssl_attach.h"
 #include "tls.h"
 #include "tls_scan.h"
 #include "tls_stop.h"
@@ -996,18 +996,6 @@ static void *tls_thread(void *arg)
 	return NULL;
 }
 
-/* Whether the kernel has the socket-layer tracepoints sock_send_length/sock_recv_length. */
-static bool have_sock_tracepoints(void)
-{
-	struct btf *vm = btf__load_vmlinux_btf();
-	if (!vm)
-		return false;
-	bool ok = btf__find_by_name_kind(vm, "btf_trace_sock_send_length", BTF_KIND_TYPEDEF) > 0 &&
-		  btf__find_by_name_kind(vm, "btf_trace_sock_recv_length", BTF_KIND_TYPEDEF) > 0;
-	btf__free(vm);
-	return ok;
-}
-
 static void tls_free(struct tls *t)
 {
 	if (!t)
@@ -1072,7 +1060,7 @@ int tls_start(struct tls **out, const struct agent_config *cfg, struct store *st
 	 * kernel has its tracepoints, else at every syscall's entry (a cost to every process on
 	 * the node; see ssl.bpf.c).
 	 */
-	bool sock_tp = !getenv("MESHMASK_TLS_SYSCALL_ATTRIBUTION") && have_sock_tracepoints();
+	bool sock_tp = !getenv("MESHMASK_TLS_SYSCALL_ATTRIBUTION") && mm_have_sock_tracepoints();
 	bpf_program__set_autoload(t->skel->progs.ssl_sock_send, sock_tp);
 	bpf_program__set_autoload(t->skel->progs.ssl_sock_recv, sock_tp);
 	bpf_program__set_autoload(t->skel->progs.ssl_sys_enter, !sock_tp);

@@ -33,6 +33,7 @@
 
 #include "meshmask/ssl.h"
 #include "ssl.skel.h"
+#include "ssl_attach.h"
 #include "tls_scan.h"
 
 static double now_s(void)
@@ -224,7 +225,17 @@ int main(int argc, char **argv)
 		return 1;
 	}
 
-	struct ssl *skel = ssl__open_and_load();
+	/* Kernels before the socket-layer tracepoints load everything but those two. */
+	bool sock_tp = mm_have_sock_tracepoints();
+	struct ssl *skel = ssl__open();
+	if (skel) {
+		bpf_program__set_autoload(skel->progs.ssl_sock_send, sock_tp);
+		bpf_program__set_autoload(skel->progs.ssl_sock_recv, sock_tp);
+		if (ssl__load(skel)) {
+			ssl__destroy(skel);
+			skel = NULL;
+		}
+	}
 	if (!skel) {
 		fprintf(stderr, "ssl_bench: loading ssl.bpf.o: %s\n", strerror(errno));
 		return 1;
@@ -313,7 +324,7 @@ int main(int argc, char **argv)
 	const char *how[] = {"no program", "sys_enter", "socket tracepoints"};
 	bool measured = socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sp) == 0 &&
 			pipe2(pp, O_NONBLOCK) == 0;
-	for (int w = 0; measured && w < 3; w++) {
+	for (int w = 0; measured && w < (sock_tp ? 3 : 2); w++) {
 		struct bpf_link *l1 = NULL, *l2 = NULL;
 		if (w == 1)
 			measured = (l1 = bpf_program__attach(skel->progs.ssl_sys_enter)) != NULL;
@@ -336,7 +347,7 @@ int main(int argc, char **argv)
 	if (measured) {
 		printf("read(2) of an empty fd, ns per call (added): %18s %15s %15s\n",
 		       "socket, uncovered", "socket, covered", "pipe");
-		for (int w = 0; w < 3; w++)
+		for (int w = 0; w < (sock_tp ? 3 : 2); w++)
 			printf("  %-42s %11.0f (%+4.0f) %8.0f (%+4.0f) %8.0f (%+4.0f)\n", how[w],
 			       sys[w][0], sys[w][0] - sys[0][0], sys[w][1], sys[w][1] - sys[0][1],
 			       sys[w][2], sys[w][2] - sys[0][2]);

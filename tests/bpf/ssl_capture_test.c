@@ -27,6 +27,7 @@
 
 #include "meshmask/ssl.h"
 #include "ssl.skel.h"
+#include "ssl_attach.h"
 #include "tap.h"
 
 #define MAX_RECORDS 64
@@ -198,8 +199,12 @@ int main(void)
 
 	/* Stop-rewrite needs an agent: pretend it is pid 1 (which traces nothing here). */
 	struct ssl *skel = ssl__open();
+	/* Kernels before the socket-layer tracepoints load everything but those two. */
+	bool sock_tp = mm_have_sock_tracepoints();
 	if (skel) {
 		skel->rodata->tracer_tgid = 1;
+		bpf_program__set_autoload(skel->progs.ssl_sock_send, sock_tp);
+		bpf_program__set_autoload(skel->progs.ssl_sock_recv, sock_tp);
 		if (ssl__load(skel)) {
 			ssl__destroy(skel);
 			skel = NULL;
@@ -215,7 +220,8 @@ int main(void)
 		n_progs++;
 		n_loaded += bpf_program__fd(prog) >= 0;
 	}
-	ok(n_progs == 15 && n_loaded == n_progs, "all %zu programs loaded", n_progs);
+	ok(n_progs == 15 && n_loaded == n_progs - (sock_tp ? 0 : 2), "%zu of %zu programs loaded%s",
+	   n_loaded, n_progs, sock_tp ? "" : " (no socket tracepoints in this kernel)");
 
 	char libssl[1024];
 	ok(find_libssl(libssl, sizeof(libssl)) == 0, "libssl is mapped: %s", libssl);
@@ -439,6 +445,10 @@ int main(void)
 	   "TCP listener on loopback");
 	unsigned port = ntohs(la.sin_port);
 	for (int way = 0; way < 2; way++) {
+		if (way == 1 && !sock_tp) {
+			ok(1, "socket tracepoints: attribution # SKIP not in this kernel");
+			break;
+		}
 		const char *how = way ? "socket tracepoints" : "sys_enter";
 		if (way == 1) {
 			bpf_link__destroy(skel->links.ssl_sys_enter);
