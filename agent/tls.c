@@ -1068,27 +1068,25 @@ int tls_start(struct tls **out, const struct agent_config *cfg, struct store *st
 		agent_log(AGENT_LOG_ERROR, "tls: loading the uprobe object: %s", strerror(-r));
 		goto fail;
 	}
-	if (sock_tp) {
-		t->skel->links.ssl_sock_send = bpf_program__attach(t->skel->progs.ssl_sock_send);
-		t->skel->links.ssl_sock_recv = bpf_program__attach(t->skel->progs.ssl_sock_recv);
-	}
-	if (sock_tp && t->skel->links.ssl_sock_send && t->skel->links.ssl_sock_recv)
-		agent_log(AGENT_LOG_INFO, "tls: connections attributed through the socket-layer "
-					  "tracepoints");
-	else if (sock_tp)
-		agent_log(AGENT_LOG_WARN,
-			  "tls: socket tracepoints unavailable (%s): connections are attributed "
-			  "only through SSL_set_fd",
-			  strerror(errno));
-	else if ((t->skel->links.ssl_sys_enter = bpf_program__attach(t->skel->progs.ssl_sys_enter)))
-		agent_log(AGENT_LOG_INFO,
-			  "tls: connections attributed at syscall entry (sys_enter: "
-			  "every syscall on the node takes the tracing path)");
+	bool attached;
+	if (sock_tp)
+		attached = (t->skel->links.ssl_sock_send =
+				    bpf_program__attach(t->skel->progs.ssl_sock_send)) &&
+			   (t->skel->links.ssl_sock_recv =
+				    bpf_program__attach(t->skel->progs.ssl_sock_recv));
+	else
+		attached = (t->skel->links.ssl_sys_enter =
+				    bpf_program__attach(t->skel->progs.ssl_sys_enter)) != NULL;
+	if (attached)
+		agent_log(AGENT_LOG_INFO, "tls: connections attributed %s",
+			  sock_tp ? "through the socket-layer tracepoints"
+				  : "at syscall entry (sys_enter: every syscall on the node takes "
+				    "the tracing path)");
 	else
 		agent_log(AGENT_LOG_WARN,
-			  "tls: sys_enter tracing unavailable (%s): connections are attributed "
-			  "only through SSL_set_fd",
-			  strerror(errno));
+			  "tls: %s unavailable (%s): connections are attributed only through "
+			  "SSL_set_fd",
+			  sock_tp ? "socket tracepoints" : "sys_enter tracing", strerror(errno));
 	start_stopper(t);
 	t->rb = ring_buffer__new(bpf_map__fd(t->skel->maps.events), on_event, t, NULL);
 	if (!t->rb) {

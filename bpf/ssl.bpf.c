@@ -468,42 +468,49 @@ int BPF_KPROBE(ssl_free, void *ssl)
  * puts every syscall of every process on the node through the tracing entry path, and the fd
  * must be resolved. The agent loads the first where the kernel has it (tls.c).
  */
-static __always_inline void sock_io(struct sock *sk, bool recv)
+/*
+ * Socket I/O (sk, or else fd) of the current thread, a receive when `recv`. Only covered callers
+ * have SSL calls in flight (enter() records none for others) and reads worth remembering:
+ * every other process on the node costs one lookup.
+ */
+static __always_inline void sock_io(struct sock *sk, int fd, bool recv)
 {
 	if (!covered())
 		return;
 	__u64 id = bpf_get_current_pid_tgid();
 	struct ssl_call *c = bpf_map_lookup_elem(&calls, &id);
+	struct mm_ssl_key key = {.tgid = id >> 32, .ssl = c ? c->ssl : 0};
 	struct mm_ssl_conn conn = {.fd = -1};
 
-	if (!c) {
-		if (recv) {
-			ssl_conn_of_sk(sk, &conn);
-			if (conn.family)
-				bpf_map_update_elem(&last_read, &id, &conn, BPF_ANY);
-		}
+	if (!c && !recv)
 		return;
-	}
-	struct mm_ssl_key key = {.tgid = id >> 32, .ssl = c->ssl};
-
-	if (bpf_map_lookup_elem(&ssl_conns, &key))
+	if (c && bpf_map_lookup_elem(&ssl_conns, &key))
 		return;
-	ssl_conn_of_sk(sk, &conn);
-	if (conn.family)
+	/* The socket at hand (tracepoints), or behind the fd (sys_enter). */
+	if (sk)
+		ssl_conn_of_sk(sk, &conn);
+	else
+		ssl_sock_of_fd(fd, &conn);
+	/* Only a TCP/IP socket names the connection (not a pipe or an eventfd). */
+	if (!conn.family)
+		return;
+	if (c)
 		bpf_map_update_elem(&ssl_conns, &key, &conn, BPF_NOEXIST);
+	else /* a read outside an SSL call: remember the socket */
+		bpf_map_update_elem(&last_read, &id, &conn, BPF_ANY);
 }
 
 SEC("tp_btf/sock_send_length")
 int BPF_PROG(ssl_sock_send, struct sock *sk, int ret, int flags)
 {
-	sock_io(sk, false);
+	sock_io(sk, -1, false);
 	return 0;
 }
 
 SEC("tp_btf/sock_recv_length")
 int BPF_PROG(ssl_sock_recv, struct sock *sk, int ret, int flags)
 {
-	sock_io(sk, true);
+	sock_io(sk, -1, true);
 	return 0;
 }
 
@@ -512,35 +519,9 @@ int BPF_PROG(ssl_sys_enter, struct pt_regs *regs, long nr)
 {
 #if defined(__TARGET_ARCH_x86)
 	/* read, write, readv, writev, sendto, recvfrom, sendmsg, recvmsg */
-	if (!(nr == 0 || nr == 1 || nr == 19 || nr == 20 || (nr >= 44 && nr <= 47)))
-		return 0;
-	/*
-	 * Only covered callers have SSL calls in flight (enter() records none for others) and
-	 * reads worth remembering: every other process on the node costs one lookup.
-	 */
-	if (!covered())
-		return 0;
-	__u64 id = bpf_get_current_pid_tgid();
-	struct ssl_call *c = bpf_map_lookup_elem(&calls, &id);
-	struct mm_ssl_conn conn = {};
-
-	if (!c) {
-		/* read, readv, recvfrom, recvmsg outside an SSL call: remember the socket. */
-		if (nr == 0 || nr == 19 || nr == 45 || nr == 47) {
-			ssl_sock_of_fd((__s32)BPF_CORE_READ(regs, di), &conn);
-			if (conn.family)
-				bpf_map_update_elem(&last_read, &id, &conn, BPF_ANY);
-		}
-		return 0;
-	}
-	struct mm_ssl_key key = {.tgid = id >> 32, .ssl = c->ssl};
-
-	if (bpf_map_lookup_elem(&ssl_conns, &key))
-		return 0;
-	ssl_sock_of_fd((int)BPF_CORE_READ(regs, di), &conn);
-	/* Only a TCP/IP socket names the connection (not a pipe or an eventfd). */
-	if (conn.family)
-		bpf_map_update_elem(&ssl_conns, &key, &conn, BPF_NOEXIST);
+	if (nr == 0 || nr == 1 || nr == 19 || nr == 20 || (nr >= 44 && nr <= 47))
+		sock_io(NULL, (int)BPF_CORE_READ(regs, di),
+			nr == 0 || nr == 19 || nr == 45 || nr == 47);
 #endif
 	return 0;
 }
