@@ -22,6 +22,8 @@ enum policy_mode { POLICY_MODE_ENFORCE, POLICY_MODE_OBSERVE };
 enum policy_on_error { POLICY_ONERR_FALLBACK, POLICY_ONERR_BLOCK, POLICY_ONERR_PASS };
 enum policy_failure_mode { POLICY_FAIL_CLOSED, POLICY_FAIL_OPEN };
 enum policy_tls_enforce { POLICY_TLS_OFF, POLICY_TLS_INPLACE, POLICY_TLS_STOP_REWRITE };
+/* spec.tunnels: what a protocol switch (101 Upgrade, CONNECT) on a covered flow may do. */
+enum policy_tunnels { POLICY_TUNNELS_BLOCK, POLICY_TUNNELS_PASS };
 
 /* Bits of policy.directions. */
 #define POLICY_DIR_REQUEST 0x1u
@@ -84,6 +86,7 @@ struct policy {
 	enum policy_on_error on_error;
 	enum policy_failure_mode failure_mode;
 	enum policy_tls_enforce tls_enforce;
+	enum policy_tunnels tunnels; /* default block under enforce, pass under observe */
 	uint32_t directions; /* POLICY_DIR_* */
 
 	struct policy_dest *dests;

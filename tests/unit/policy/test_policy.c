@@ -171,6 +171,10 @@ static void test_spec(void)
 		   "must be one of \"fallback\", \"block\", \"pass\"");
 	expect_err(DOC_SPEC("'failureMode':'half','rules':[" RULE_OK "]"), "/spec/failureMode",
 		   "must be one of \"closed\", \"open\"");
+	expect_err(DOC_SPEC("'tunnels':'allow','rules':[" RULE_OK "]"), "/spec/tunnels",
+		   "must be one of \"block\", \"pass\"");
+	expect_err(DOC_SPEC("'tunnels':true,'rules':[" RULE_OK "]"), "/spec/tunnels",
+		   "must be one of \"block\", \"pass\"");
 	expect_err(DOC_SPEC("'tls':{'enforce':'on'},'rules':[" RULE_OK "]"), "/spec/tls/enforce",
 		   "must be one of \"off\", \"inplace\", \"stop-rewrite\"");
 	expect_err(DOC_SPEC("'tls':{'x':1},'rules':[" RULE_OK "]"), "/spec/tls/x", "unknown key");
@@ -195,7 +199,17 @@ static void test_spec(void)
 		is_int(p->on_error, POLICY_ONERR_BLOCK, "onError block");
 		is_int(p->failure_mode, POLICY_FAIL_OPEN, "failureMode open");
 		is_str(policy_mode_name(p->mode), "observe", "policy_mode_name");
+		is_int(p->tunnels, POLICY_TUNNELS_PASS, "observe: tunnels pass by default");
 	}
+	policy_unref(p);
+	p = expect_ok(DOC_SPEC("'mode':'observe','tunnels':'block','rules':[" RULE_OK "]"),
+		      "observe with tunnels block");
+	if (p)
+		is_int(p->tunnels, POLICY_TUNNELS_BLOCK, "tunnels block as written");
+	policy_unref(p);
+	p = expect_ok(DOC_SPEC("'tunnels':'pass','rules':[" RULE_OK "]"), "tunnels pass");
+	if (p)
+		is_int(p->tunnels, POLICY_TUNNELS_PASS, "tunnels pass as written");
 	policy_unref(p);
 	p = expect_ok(DOC_SPEC("'directions':['request'],'onError':'pass','rules':[" RULE_OK "]"),
 		      "request only");
@@ -798,6 +812,7 @@ static void test_defaults(void)
 	is_int(p->on_error, POLICY_ONERR_FALLBACK, "default onError fallback");
 	is_int(p->failure_mode, POLICY_FAIL_CLOSED, "default failureMode closed");
 	is_int(p->tls_enforce, POLICY_TLS_OFF, "default tls off");
+	is_int(p->tunnels, POLICY_TUNNELS_BLOCK, "default tunnels block (enforce)");
 	is_int(p->n_dests + p->n_sources + p->n_exempt, 0, "no selector");
 	is_int(p->refs, 1, "one reference");
 	is_int(p->body_entities, MM_ENT_BIT(MM_ENT_US_SSN), "body entities");
