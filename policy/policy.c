@@ -1073,10 +1073,9 @@ static void parse_rules(struct vctx *c, struct policy *p, json_t *spec)
 
 static void parse_spec(struct vctx *c, struct policy *p, json_t *root)
 {
-	static const char *const keys[] = {"mode",	 "selector", "exempt",
-					   "directions", "onError",  "failureMode",
-					   "tls",	 "rules",    "tunnels",
-					   NULL};
+	static const char *const keys[] = {"mode",    "selector",    "exempt", "directions",
+					   "onError", "failureMode", "tls",    "rules",
+					   "tunnels", NULL};
 	static const char *const tls_keys[] = {"enforce", NULL};
 	json_t *spec = get_obj(c, root, "spec", true);
 	json_t *tls;
