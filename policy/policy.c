@@ -46,6 +46,7 @@ static const char *const mode_names[] = {"enforce", "observe", NULL};
 static const char *const on_error_names[] = {"fallback", "block", "pass", NULL};
 static const char *const failure_names[] = {"closed", "open", NULL};
 static const char *const tls_names[] = {"off", "inplace", "stop-rewrite", NULL};
+static const char *const existing_names[] = {"reset", "keep", NULL};
 static const char *const tunnel_names[] = {"block", "pass", NULL};
 static const char *const action_names[] = {"mask", "replace", "redact", "hash", NULL};
 static const char *const direction_names[] = {"request", "response", NULL};
@@ -1073,9 +1074,9 @@ static void parse_rules(struct vctx *c, struct policy *p, json_t *spec)
 
 static void parse_spec(struct vctx *c, struct policy *p, json_t *root)
 {
-	static const char *const keys[] = {"mode",    "selector",    "exempt", "directions",
-					   "onError", "failureMode", "tls",    "rules",
-					   "tunnels", NULL};
+	static const char *const keys[] = {
+		"mode", "selector", "exempt",  "directions",	      "onError", "failureMode",
+		"tls",	"rules",    "tunnels", "existingConnections", NULL};
 	static const char *const tls_keys[] = {"enforce", NULL};
 	json_t *spec = get_obj(c, root, "spec", true);
 	json_t *tls;
@@ -1094,6 +1095,9 @@ static void parse_spec(struct vctx *c, struct policy *p, json_t *root)
 		p->on_error = (enum policy_on_error)v;
 	if ((v = get_enum(c, spec, "failureMode", failure_names, POLICY_FAIL_CLOSED, false)) >= 0)
 		p->failure_mode = (enum policy_failure_mode)v;
+	if ((v = get_enum(c, spec, "existingConnections", existing_names, POLICY_EXISTING_RESET,
+			  false)) >= 0)
+		p->existing = (enum policy_existing)v;
 	/* Observe changes nothing, so by default it does not refuse a protocol switch either. */
 	p->tunnels = p->mode == POLICY_MODE_OBSERVE ? POLICY_TUNNELS_PASS : POLICY_TUNNELS_BLOCK;
 	if ((v = get_enum(c, spec, "tunnels", tunnel_names, (int)p->tunnels, false)) >= 0)

@@ -21,6 +21,11 @@
 enum policy_mode { POLICY_MODE_ENFORCE, POLICY_MODE_OBSERVE };
 enum policy_on_error { POLICY_ONERR_FALLBACK, POLICY_ONERR_BLOCK, POLICY_ONERR_PASS };
 enum policy_failure_mode { POLICY_FAIL_CLOSED, POLICY_FAIL_OPEN };
+/*
+ * spec.existingConnections: what happens to a caller's connections that went straight to the
+ * server when the policy starts covering them.
+ */
+enum policy_existing { POLICY_EXISTING_RESET, POLICY_EXISTING_KEEP };
 enum policy_tls_enforce { POLICY_TLS_OFF, POLICY_TLS_INPLACE, POLICY_TLS_STOP_REWRITE };
 /* spec.tunnels: what a protocol switch (101 Upgrade, CONNECT) on a covered flow may do. */
 enum policy_tunnels { POLICY_TUNNELS_BLOCK, POLICY_TUNNELS_PASS };
@@ -85,6 +90,7 @@ struct policy {
 	enum policy_mode mode;
 	enum policy_on_error on_error;
 	enum policy_failure_mode failure_mode;
+	enum policy_existing existing; /* spec.existingConnections, default reset */
 	enum policy_tls_enforce tls_enforce;
 	enum policy_tunnels tunnels; /* default block under enforce, pass under observe */
 	uint32_t directions; /* POLICY_DIR_* */

@@ -175,6 +175,10 @@ static void test_spec(void)
 		   "must be one of \"block\", \"pass\"");
 	expect_err(DOC_SPEC("'tunnels':true,'rules':[" RULE_OK "]"), "/spec/tunnels",
 		   "must be one of \"block\", \"pass\"");
+	expect_err(DOC_SPEC("'existingConnections':'drop','rules':[" RULE_OK "]"),
+		   "/spec/existingConnections", "must be one of \"reset\", \"keep\"");
+	expect_err(DOC_SPEC("'existingConnections':1,'rules':[" RULE_OK "]"),
+		   "/spec/existingConnections", "must be one of \"reset\", \"keep\"");
 	expect_err(DOC_SPEC("'tls':{'enforce':'on'},'rules':[" RULE_OK "]"), "/spec/tls/enforce",
 		   "must be one of \"off\", \"inplace\", \"stop-rewrite\"");
 	expect_err(DOC_SPEC("'tls':{'x':1},'rules':[" RULE_OK "]"), "/spec/tls/x", "unknown key");
@@ -206,6 +210,11 @@ static void test_spec(void)
 		      "observe with tunnels block");
 	if (p)
 		is_int(p->tunnels, POLICY_TUNNELS_BLOCK, "tunnels block as written");
+	policy_unref(p);
+	p = expect_ok(DOC_SPEC("'existingConnections':'keep','rules':[" RULE_OK "]"),
+		      "existingConnections keep");
+	if (p)
+		is_int(p->existing, POLICY_EXISTING_KEEP, "existingConnections keep as written");
 	policy_unref(p);
 	p = expect_ok(DOC_SPEC("'tunnels':'pass','rules':[" RULE_OK "]"), "tunnels pass");
 	if (p)
@@ -813,6 +822,7 @@ static void test_defaults(void)
 	is_int(p->failure_mode, POLICY_FAIL_CLOSED, "default failureMode closed");
 	is_int(p->tls_enforce, POLICY_TLS_OFF, "default tls off");
 	is_int(p->tunnels, POLICY_TUNNELS_BLOCK, "default tunnels block (enforce)");
+	is_int(p->existing, POLICY_EXISTING_RESET, "default existingConnections reset");
 	is_int(p->n_dests + p->n_sources + p->n_exempt, 0, "no selector");
 	is_int(p->refs, 1, "one reference");
 	is_int(p->body_entities, MM_ENT_BIT(MM_ENT_US_SSN), "body entities");
