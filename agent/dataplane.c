@@ -98,11 +98,10 @@ static void on_change(struct ep_handler *h, uint32_t ev)
 	pthread_mutex_unlock(&dp->lock);
 	if (!set)
 		return;
-	if (steering_apply(dp->steer, set) == 0) {
+	if (steering_apply(dp->steer, set) == 0)
 		agent_log(AGENT_LOG_INFO, "steering: %zu policies (generation %llu)", set->n,
 			  (unsigned long long)set->generation);
-		dp->ready = steering_ready(dp->steer);
-	}
+	dp->ready = steering_ready(dp->steer);
 	policy_set_unref(set);
 }
 
@@ -113,6 +112,7 @@ static void on_timer(struct ep_handler *h, uint32_t ev)
 	steering_heartbeat(dp->steer, true);
 	/* Safety net for what inotify cannot see (a process changing netns, missed events). */
 	steering_rescan(dp->steer);
+	dp->ready = steering_ready(dp->steer);
 	steering_collect_stats(dp->steer);
 	proxy_sweep(dp->proxy);
 }
@@ -133,6 +133,7 @@ static void on_burst(struct ep_handler *h, uint32_t ev)
 	struct dataplane *dp = (void *)((char *)h - offsetof(struct dataplane, burst_h));
 	drain(dp->burst_fd);
 	steering_rescan(dp->steer);
+	dp->ready = steering_ready(dp->steer);
 	if (--dp->burst_left <= 0) {
 		struct itimerspec off = {0};
 		timerfd_settime(dp->burst_fd, 0, &off, NULL);
@@ -144,6 +145,7 @@ static void on_inotify(struct ep_handler *h, uint32_t ev)
 	struct dataplane *dp = (void *)((char *)h - offsetof(struct dataplane, inotify_h));
 	if (steering_on_inotify(dp->steer))
 		arm_burst(dp);
+	dp->ready = steering_ready(dp->steer);
 }
 
 /* Identity watcher thread: the pod table changed (a pod learnt, relabelled, gone). */
@@ -162,6 +164,7 @@ static void on_identity_event(struct ep_handler *h, uint32_t ev)
 	drain(dp->ident_fd);
 	agent_log(AGENT_LOG_DEBUG, "steering: rescan after a pod identity change");
 	steering_rescan(dp->steer);
+	dp->ready = steering_ready(dp->steer);
 }
 
 static void on_stop(struct ep_handler *h, uint32_t ev)
@@ -222,6 +225,10 @@ int dataplane_start(struct dataplane **out, const struct agent_config *cfg, stru
 				   .proxy_port = cfg->proxy_port,
 				   .self_cgroup = r < 0 ? NULL : self_cg,
 				   .splice = cfg->splice};
+	/* Tests fill steer_callers with a few pods: a full map is otherwise 16384 cgroups. */
+	const char *cmax = getenv("MESHMASK_TEST_CALLERS_MAX");
+	if (cmax)
+		lc.callers_max = (uint32_t)strtoul(cmax, NULL, 10);
 	dp->loader = loader_open(&lc);
 	if (!dp->loader) {
 		r = -errno;
@@ -244,7 +251,8 @@ int dataplane_start(struct dataplane **out, const struct agent_config *cfg, stru
 				     .attach_cgroup = attach,
 				     .maps = maps,
 				     .proxy = dp->proxy,
-				     .self_cgroup = lc.self_cgroup};
+				     .self_cgroup = lc.self_cgroup,
+				     .proxy_port = cfg->proxy_port};
 	dp->steer = dp->proxy ? steering_new(&sc) : NULL;
 	if (!dp->steer) {
 		r = -errno;
@@ -320,9 +328,12 @@ int dataplane_run(struct dataplane *dp)
 		}
 		proxy_reap(dp->proxy);
 	}
-	/* Shutdown: no new connections, open-mode traffic bypasses us at once. */
+	/*
+	 * Shutdown: no new connections, open-mode traffic bypasses us at once. Only our own
+	 * heartbeat and listener entries go: a newer agent may already serve beside us.
+	 */
 	dp->ready = 0;
-	steering_heartbeat(dp->steer, false);
+	steering_release(dp->steer);
 	proxy_stop_accepting(dp->proxy);
 	dp->stopped_cleanly = true;
 	return 0;
@@ -351,7 +362,7 @@ void dataplane_free(struct dataplane *dp)
 	/* Returns once no callback runs: none can write to ident_fd after this. */
 	identity_set_change_cb(NULL, NULL);
 	if (dp->steer)
-		steering_heartbeat(dp->steer, false);
+		steering_release(dp->steer);
 	proxy_free(dp->proxy);
 	steering_free(dp->steer);
 	loader_close(dp->loader);

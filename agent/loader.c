@@ -156,12 +156,37 @@ static void attach_splice(struct loader *l, const struct loader_config *cfg)
 		return;
 	}
 	if (!covered && !(l->splice_link = attach_dir(l->skel->progs.mm_sockops, self))) {
-		agent_log(AGENT_LOG_WARN, "--splice: sockops on own cgroup %s: %s: splice off", self,
-			  strerror(errno));
+		agent_log(AGENT_LOG_WARN, "--splice: sockops on own cgroup %s: %s: splice off",
+			  self, strerror(errno));
 		return;
 	}
 	l->splice = true;
 	agent_log(AGENT_LOG_INFO, "agent->app loopback splice on (sk_msg)");
+}
+
+/*
+ * A map pinned by an agent of another version whose shape differs (value size, capacity)
+ * cannot be reused: libbpf would refuse the whole load. Replace it: its state is only lost
+ * once, at that upgrade.
+ */
+static void drop_incompatible_pin(struct bpf_map *m, const char *path)
+{
+	int fd = bpf_obj_get(path);
+	if (fd < 0)
+		return;
+	struct bpf_map_info info;
+	__u32 len = sizeof(info);
+	memset(&info, 0, sizeof(info));
+	int r = bpf_obj_get_info_by_fd(fd, &info, &len);
+	close(fd);
+	if (r < 0)
+		return;
+	if (info.type == bpf_map__type(m) && info.key_size == bpf_map__key_size(m) &&
+	    info.value_size == bpf_map__value_size(m) &&
+	    info.max_entries == bpf_map__max_entries(m) && info.map_flags == bpf_map__map_flags(m))
+		return;
+	agent_log(AGENT_LOG_WARN, "pinned map %s has another shape (older agent?): replaced", path);
+	unlink(path);
 }
 
 struct loader *loader_open(const struct loader_config *cfg)
@@ -215,9 +240,14 @@ struct loader *loader_open(const struct loader_config *cfg)
 				goto err;
 			continue;
 		}
+		if (cfg->callers_max && !strcmp(bpf_map__name(m), "steer_callers") &&
+		    (r = bpf_map__set_max_entries(m, cfg->callers_max)) < 0)
+			goto err;
 		char path[PATH_MAX];
-		if ((r = pin_path(l, bpf_map__name(m), path, sizeof(path))) < 0 ||
-		    (r = bpf_map__set_pin_path(m, path)) < 0)
+		if ((r = pin_path(l, bpf_map__name(m), path, sizeof(path))) < 0)
+			goto err;
+		drop_incompatible_pin(m, path);
+		if ((r = bpf_map__set_pin_path(m, path)) < 0)
 			goto err;
 	}
 	r = steer__load(l->skel);
@@ -247,6 +277,9 @@ struct loader *loader_open(const struct loader_config *cfg)
 
 	l->maps = (struct loader_maps){
 		.callers = bpf_map__fd(l->skel->maps.steer_callers),
+		.callers_max = bpf_map__max_entries(l->skel->maps.steer_callers),
+		.overflow = bpf_map__fd(l->skel->maps.steer_overflow),
+		.slots = bpf_map__fd(l->skel->maps.steer_slots),
 		.dests = bpf_map__fd(l->skel->maps.steer_dests),
 		.by_cookie = bpf_map__fd(l->skel->maps.steer_by_cookie),
 		.by_port = bpf_map__fd(l->skel->maps.steer_by_port),

@@ -27,6 +27,7 @@ struct loader_config {
 	 * is outside attach_cgroup).
 	 */
 	bool splice;
+	uint32_t callers_max; /* capacity of steer_callers; 0 = the default (tests set it small) */
 };
 
 struct loader;
@@ -36,7 +37,8 @@ struct loader *loader_open(const struct loader_config *cfg);
 
 /* Map fds (owned by the loader). */
 struct loader_maps {
-	int callers, dests, by_cookie, by_port, listeners, state, stats;
+	int callers, dests, by_cookie, by_port, listeners, state, stats, overflow, slots;
+	uint32_t callers_max; /* capacity of steer_callers */
 	int splice_stats; /* -1 unless the splice is on */
 };
 const struct loader_maps *loader_maps(const struct loader *l);

@@ -32,6 +32,7 @@ enum metrics_family {
 	F_FALLBACKS,
 	F_BLOCKED,
 	F_PASSED,
+	F_TUNNELS,
 	F_ERRORS,
 	F_DURATION,
 	F_FLOWS_STEERED,
@@ -57,6 +58,8 @@ enum metrics_family {
 	F_MAP_ENTRIES,
 	F_MAP_CAPACITY,
 	F_AUDIT_SUPPRESSED,
+	F_EXISTING_CONNS,
+	F_CALLERS_UNSTEERED,
 	F__COUNT
 };
 
@@ -98,13 +101,20 @@ static const struct metrics_family_def families[F__COUNT] = {
 			 MT_COUNTER,
 			 {"policy", "direction", "reason"}},
 	[F_BLOCKED] = {"meshmask_blocked_total",
-		       "Messages cut because the policy says onError: block.",
+		       "Messages refused: onError: block, tunnels: block, or bytes the agent "
+		       "cannot frame on a covered connection.",
 		       MT_COUNTER,
 		       {"policy", "direction", "reason"}},
 	[F_PASSED] = {"meshmask_passed_unmasked_total",
-		      "Bodies passed unchanged because the policy says onError: pass.",
+		      "Bodies or streams passed unmasked because the policy says so (onError: pass, "
+		      "tunnels: pass).",
 		      MT_COUNTER,
 		      {"policy", "direction", "reason"}},
+	[F_TUNNELS] = {"meshmask_tunnels_total",
+		       "Protocol switches on covered connections: kind upgrade or connect; action "
+		       "stripped (Upgrade removed), refused or opened.",
+		       MT_COUNTER,
+		       {"policy", "kind", "action"}},
 	[F_ERRORS] = {"meshmask_errors_total",
 		      "Errors met while masking, by reason.",
 		      MT_COUNTER,
@@ -203,6 +213,17 @@ static const struct metrics_family_def families[F__COUNT] = {
 				"Audit lines dropped by the audit rate limit.",
 				MT_COUNTER,
 				{NULL}},
+	[F_EXISTING_CONNS] = {"meshmask_existing_connections_total",
+			      "Connections that bypassed the agent, found when a policy started "
+			      "covering their caller and destination: reset, or kept "
+			      "(existingConnections: keep).",
+			      MT_COUNTER,
+			      {"policy", "action"}},
+	[F_CALLERS_UNSTEERED] = {"meshmask_callers_unsteered",
+				 "Covered caller cgroups that could not be steered (steer_callers "
+				 "full): their flows follow failureMode.",
+				 MT_GAUGE,
+				 {NULL}},
 };
 
 /* Upper bounds of the masking-time histogram, in seconds. */
@@ -402,6 +423,11 @@ void metrics_message(const struct http_message_info *info, double seconds)
 		pl[2] = mm_reason_name(info->reason);
 		add_locked(of, pl, 1);
 	}
+	if (info->tunnel != HTTP_TUNNEL_NONE && p && p->name) {
+		const char *tl[] = {p->name, info->upgrade ? "upgrade" : "connect",
+				    http_tunnel_name(info->tunnel)};
+		add_locked(F_TUNNELS, tl, 1);
+	}
 	bool reason_counted = info->reason == MM_REASON_NONE;
 	for (int r = 1; st && r < MM_REASON__COUNT; r++) {
 		if (!st->errors[r])
@@ -516,6 +542,21 @@ void metrics_admin_request(const char *method, int code)
 void metrics_admin_timeout(void)
 {
 	add(F_ADMIN_TIMEOUTS, NULL, 1);
+}
+
+void metrics_existing_connections(const char *policy, bool reset, uint64_t n)
+{
+	const char *l[] = {policy ? policy : "", reset ? "reset" : "kept"};
+	add(F_EXISTING_CONNS, l, n);
+}
+
+void metrics_callers_unsteered(uint64_t n)
+{
+	pthread_mutex_lock(&lock);
+	struct series *s = series_get(F_CALLERS_UNSTEERED, NULL);
+	if (s)
+		s->value = n;
+	pthread_mutex_unlock(&lock);
 }
 
 void metrics_bpf_map(const char *map, uint64_t entries, uint64_t capacity)

@@ -43,6 +43,10 @@ void metrics_admin_request(const char *method, int code);
 /* An admin connection cut by --admin-request-timeout (a slow or stalled client). */
 void metrics_admin_timeout(void);
 void metrics_bpf_map(const char *map, uint64_t entries, uint64_t capacity);
+/* Connections that bypassed the agent when a policy started covering them: reset or kept. */
+void metrics_existing_connections(const char *policy, bool reset, uint64_t n);
+/* Covered callers that could not be steered (gauge). */
+void metrics_callers_unsteered(uint64_t n);
 /* Policies in force from one source ("file" or "api"), a gauge. */
 void metrics_policies_loaded(const char *source, uint64_t n);
 /* One admin API dry-run (kept out of the traffic counters). */

@@ -88,6 +88,11 @@ int netns_listen(int ns_fd, int family, uint16_t port)
 		return fd;
 	int one = 1;
 	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	/*
+	 * An overlapping restart: the new agent listens beside the old one until it exits (the
+	 * kernel spreads connections over both), instead of failing until the old one is gone.
+	 */
+	setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one));
 	int r;
 	if (family == AF_INET6) {
 		setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));

@@ -23,11 +23,15 @@ struct steering_config {
 	const struct loader_maps *maps;
 	struct proxy *proxy;
 	const char *self_cgroup; /* the agent's own cgroup (never a caller); NULL = unknown */
+	uint16_t proxy_port; /* the listeners' port, host order (their connections are steered) */
 };
 
 struct steering;
 
-/* NULL with errno. Clears stale listener entries left by a previous agent. */
+/*
+ * NULL with errno. Chooses this agent's instance id and claims the steering maps: an older
+ * agent still running (an overlapping restart) leaves them alone from then on.
+ */
 struct steering *steering_new(const struct steering_config *cfg);
 
 /* inotify fd to poll for readability; then call steering_on_inotify. */
@@ -54,10 +58,16 @@ struct policy *steering_policy_for(struct steering *s, const struct steer_orig *
 /* The cgroup path of a caller (borrowed until the next rescan) or NULL. */
 const char *steering_caller_name(struct steering *s, uint64_t cgroup_id);
 
-/* Whether a policy set has been applied and the tree scanned. */
+/*
+ * Whether a policy set has been applied, the tree scanned, this agent owns the maps and every
+ * covered netns has its listener entry.
+ */
 bool steering_ready(const struct steering *s);
 
-/* Close listeners' map entries and free (the BPF maps stay pinned). */
+/* Shutting down: clear our heartbeat and listener entries (never another agent's). */
+void steering_release(struct steering *s);
+
+/* steering_release and free (the BPF maps stay pinned). */
 void steering_free(struct steering *s);
 
 #endif

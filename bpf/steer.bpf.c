@@ -27,6 +27,22 @@ struct {
 	__type(value, struct steer_caller);
 } steer_callers SEC(".maps");
 
+/* Policy slot -> name: read and written by the agents only (see steer.h). */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, STEER_MAX_POLICIES);
+	__type(key, __u32);
+	__type(value, struct steer_slot);
+} steer_slots SEC(".maps");
+
+/* Callers that did not fit in steer_callers, by ancestor (see steer.h). */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 1024);
+	__type(key, __u64);
+	__type(value, struct steer_caller);
+} steer_overflow SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
 	__uint(max_entries, 4096);
@@ -135,25 +151,56 @@ static __always_inline int match_dest(__u64 mask, struct steer_dest_key *k, __u3
 	return -1;
 }
 
+/* Policies of the deepest ancestor of the current cgroup in steer_overflow, or 0. */
+static __always_inline __u64 overflow_mask(void)
+{
+	for (int lvl = STEER_OVERFLOW_LEVELS; lvl >= 0; lvl--) {
+		__u64 id = bpf_get_current_ancestor_cgroup_id(lvl);
+		if (!id)
+			continue;
+		struct steer_caller *c = bpf_map_lookup_elem(&steer_overflow, &id);
+		if (c)
+			return c->policy_mask;
+	}
+	return 0;
+}
+
 /*
- * Decide for a connect(): 1 = steer (orig filled), 0 = leave alone. With the agent down a
- * fail-open destination is left alone; a fail-closed one is still steered so the connection is
- * refused by the (absent) listener instead of leaking unmasked.
+ * Decide for a connect(): 1 = steer (orig filled), 0 = leave alone, -1 = refuse (EPERM). With
+ * the agent down a fail-open destination is left alone; a fail-closed one is still steered so
+ * the connection is refused by the (absent) listener instead of leaking unmasked. A covered
+ * caller the agent could not put in steer_callers (map full) cannot be steered: closed refuses,
+ * open passes, both counted.
  */
 static __always_inline int decide(void *ctx, struct steer_dest_key *k, struct steer_orig *orig)
 {
 	__u64 cg = bpf_get_current_cgroup_id();
+	__u32 zero = 0;
+	struct steer_state *st = bpf_map_lookup_elem(&steer_state, &zero);
 	struct steer_caller *c = bpf_map_lookup_elem(&steer_callers, &cg);
-	if (!c)
-		return 0;
-	__u64 mask = c->policy_mask;
 	__u32 flags = 0;
-	int pol = match_dest(mask, k, &flags);
+	int pol;
+	if (!c) {
+		if (!st || !st->overflow)
+			return 0;
+		__u64 omask = overflow_mask();
+		if (!omask)
+			return 0;
+		pol = match_dest(omask, k, &flags);
+		if (pol < 0 || pol >= STEER_MAX_POLICIES)
+			return 0;
+		if (flags & STEER_DEST_FAIL_OPEN) {
+			count(pol, STEER_STAT_UNSTEERED_PASSED);
+			return 0;
+		}
+		count(pol, STEER_STAT_UNSTEERED_REFUSED);
+		return -1;
+	}
+	__u64 mask = c->policy_mask;
+	pol = match_dest(mask, k, &flags);
 	if (pol < 0 || pol >= STEER_MAX_POLICIES)
 		return 0;
 
-	__u32 zero = 0;
-	struct steer_state *st = bpf_map_lookup_elem(&steer_state, &zero);
 	__u64 now = bpf_ktime_get_ns();
 	int alive = st && st->heartbeat_ns && now - st->heartbeat_ns < STEER_HEARTBEAT_NS;
 	if (alive) {
@@ -190,8 +237,9 @@ int mm_connect4(struct bpf_sock_addr *ctx)
 	k.port = (__be16)uport;
 	__builtin_memcpy(k.addr, &ip, 4);
 	struct steer_orig orig = {};
-	if (!decide(ctx, &k, &orig))
-		return 1;
+	int d = decide(ctx, &k, &orig);
+	if (d <= 0)
+		return d < 0 ? 0 : 1;
 	__u64 cookie = bpf_get_socket_cookie(ctx);
 	bpf_map_update_elem(&steer_by_cookie, &cookie, &orig, BPF_ANY);
 	ctx->user_ip4 = bpf_htonl(MM_LOOPBACK4);
@@ -223,8 +271,9 @@ int mm_connect6(struct bpf_sock_addr *ctx)
 		__builtin_memcpy(k.addr + 12, &w3, 4);
 	}
 	struct steer_orig orig = {};
-	if (!decide(ctx, &k, &orig))
-		return 1;
+	int d = decide(ctx, &k, &orig);
+	if (d <= 0)
+		return d < 0 ? 0 : 1;
 	__u64 cookie = bpf_get_socket_cookie(ctx);
 	bpf_map_update_elem(&steer_by_cookie, &cookie, &orig, BPF_ANY);
 	if (mapped) {

@@ -1095,7 +1095,9 @@ static void parse_spec(struct vctx *c, struct policy *p, json_t *root)
 		p->on_error = (enum policy_on_error)v;
 	if ((v = get_enum(c, spec, "failureMode", failure_names, POLICY_FAIL_CLOSED, false)) >= 0)
 		p->failure_mode = (enum policy_failure_mode)v;
-	if ((v = get_enum(c, spec, "existingConnections", existing_names, POLICY_EXISTING_RESET,
+	/* Observe changes nothing: it does not reset connections unless told to. */
+	p->existing = p->mode == POLICY_MODE_OBSERVE ? POLICY_EXISTING_KEEP : POLICY_EXISTING_RESET;
+	if ((v = get_enum(c, spec, "existingConnections", existing_names, (int)p->existing,
 			  false)) >= 0)
 		p->existing = (enum policy_existing)v;
 	/* Observe changes nothing, so by default it does not refuse a protocol switch either. */

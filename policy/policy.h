@@ -90,7 +90,7 @@ struct policy {
 	enum policy_mode mode;
 	enum policy_on_error on_error;
 	enum policy_failure_mode failure_mode;
-	enum policy_existing existing; /* spec.existingConnections, default reset */
+	enum policy_existing existing; /* default reset under enforce, keep under observe */
 	enum policy_tls_enforce tls_enforce;
 	enum policy_tunnels tunnels; /* default block under enforce, pass under observe */
 	uint32_t directions; /* POLICY_DIR_* */

@@ -12,12 +12,16 @@
 #include <linux/types.h>
 #endif
 
-/* Policies are numbered by their index in the current policy set; a caller's mask has 64 bits. */
+/*
+ * Policies are numbered by slot: a policy keeps its slot for as long as it is in force (across
+ * policy sets), a new one takes a free slot. A caller's mask has 64 bits, so a node holds at
+ * most 64 policies (more are refused when pushed or loaded).
+ */
 #define STEER_MAX_POLICIES 64
 
 /* steer_callers: cgroup id (inode of the cgroup v2 directory) -> policies covering it. */
 struct steer_caller {
-	__u64 policy_mask; /* bit i = policy index i of the current set */
+	__u64 policy_mask; /* bit i = policy slot i */
 };
 _Static_assert(sizeof(struct steer_caller) == 8, "steer_caller layout");
 
@@ -28,7 +32,7 @@ _Static_assert(sizeof(struct steer_caller) == 8, "steer_caller layout");
  */
 struct steer_dest_key {
 	__u32 prefixlen; /* 64 + address bits */
-	__u32 policy; /* policy index; always wholly inside the prefix */
+	__u32 policy; /* policy slot; always wholly inside the prefix */
 	__be16 port; /* destination port, network order; 0 = any */
 	__u8 family; /* AF_INET / AF_INET6 */
 	__u8 pad;
@@ -46,7 +50,7 @@ _Static_assert(sizeof(struct steer_dest_val) == 4, "steer_dest_val layout");
 /* The original destination of a steered connection (value of steer_by_cookie/steer_by_port). */
 struct steer_orig {
 	__u64 cgroup_id; /* caller's cgroup at connect() */
-	__u32 policy; /* policy index that matched (at connect time, for counters) */
+	__u32 policy; /* policy slot that matched (at connect time, for counters) */
 	__u8 family; /* AF_INET / AF_INET6 of the original destination */
 	__u8 pad;
 	__be16 port; /* network order */
@@ -79,26 +83,54 @@ _Static_assert(sizeof(struct steer_conn_key) == 16, "steer_conn_key layout");
 #define STEER_SO_ORIGINAL_DST 80
 #define STEER_SO_CALLER 0x4d4d
 
-/* steer_listeners: netns cookie -> 1 while the agent's listener in that netns is open. */
+/*
+ * steer_listeners: netns cookie -> the agent instance whose listener in that netns is open.
+ * Agents overlap during a restart: each deletes only the entries it owns (agent/steering.c).
+ */
 struct steer_listener {
-	__u32 ready;
-	__u32 pad;
+	__u64 owner; /* instance id of the agent (random, never 0) */
 };
 _Static_assert(sizeof(struct steer_listener) == 8, "steer_listener layout");
 
-/* steer_state[0]: refreshed every second by the agent; stale after STEER_HEARTBEAT_NS. */
+/*
+ * steer_state[0]: refreshed every second by the agent that owns it (the newest live one);
+ * stale after STEER_HEARTBEAT_NS.
+ */
 struct steer_state {
 	__u64 heartbeat_ns; /* CLOCK_MONOTONIC (bpf_ktime_get_ns) of the last heartbeat */
+	__u64 owner; /* instance id of the agent that wrote it */
+	__u32 overflow; /* 1 while steer_overflow has entries (callers that did not fit) */
+	__u32 pad;
 };
-_Static_assert(sizeof(struct steer_state) == 8, "steer_state layout");
+_Static_assert(sizeof(struct steer_state) == 24, "steer_state layout");
 
 #define STEER_HEARTBEAT_NS 3000000000ULL
 
-/* steer_stats: per-CPU __u64 counters at index policy * STEER_STAT__COUNT + stat. */
+/*
+ * steer_overflow: ancestor cgroup id -> policies of covered callers below it that did not fit
+ * in steer_callers. A caller missing from steer_callers is looked up here by its ancestors
+ * (deepest first, at most STEER_OVERFLOW_LEVELS levels): a match cannot be steered, so its
+ * flows follow the policy's failureMode (closed: connect() fails with EPERM; open: passed,
+ * counted).
+ */
+#define STEER_OVERFLOW_LEVELS 16
+
+/*
+ * steer_slots[slot]: the name of the policy holding that slot (userspace only). Pinned, so a
+ * restarted (or overlapping) agent numbers policies as the maps it inherits do.
+ */
+struct steer_slot {
+	__u8 name[256]; /* NUL-terminated policy name; empty = free */
+};
+_Static_assert(sizeof(struct steer_slot) == 256, "steer_slot layout");
+
+/* steer_stats: per-CPU __u64 counters at index slot * STEER_STAT__COUNT + stat. */
 #define STEER_STAT_STEERED 0 /* redirected to a live agent */
 #define STEER_STAT_PASSED 1 /* agent down, failureMode open: passed unmasked */
 #define STEER_STAT_REFUSED 2 /* agent down, failureMode closed: sent to a dead listener */
-#define STEER_STAT__COUNT 4
+#define STEER_STAT_UNSTEERED_PASSED 3 /* caller not in steer_callers (full), open: passed */
+#define STEER_STAT_UNSTEERED_REFUSED 4 /* caller not in steer_callers (full), closed: EPERM */
+#define STEER_STAT__COUNT 8
 #define STEER_STATS_SIZE (STEER_MAX_POLICIES * STEER_STAT__COUNT)
 
 /*

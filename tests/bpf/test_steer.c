@@ -71,7 +71,8 @@ int main(void)
 		return 77;
 	}
 	skel->rodata->proxy_port = 0; /* set below, once the "agent" listener has a port */
-	int proxy_fd = st_listen(AF_INET, 0), dest_fd = st_listen(AF_INET, 0), other_fd = st_listen(AF_INET, 0);
+	int proxy_fd = st_listen(AF_INET, 0), dest_fd = st_listen(AF_INET, 0),
+	    other_fd = st_listen(AF_INET, 0);
 	uint16_t proxy_port = st_port(proxy_fd), dest_port = st_port(dest_fd),
 		 other_port = st_port(other_fd);
 	skel->rodata->proxy_port = proxy_port;
@@ -149,7 +150,7 @@ int main(void)
 	uint64_t ns_cookie = 0;
 	socklen_t cl = sizeof(ns_cookie);
 	getsockopt(proxy_fd, SOL_SOCKET, SO_NETNS_COOKIE, &ns_cookie, &cl);
-	struct steer_listener lv = {.ready = 1};
+	struct steer_listener lv = {.owner = 1};
 	bpf_map_update_elem(listeners, &ns_cookie, &lv, BPF_ANY);
 	heartbeat(state, mono_ns());
 

@@ -204,6 +204,7 @@ static void test_spec(void)
 		is_int(p->failure_mode, POLICY_FAIL_OPEN, "failureMode open");
 		is_str(policy_mode_name(p->mode), "observe", "policy_mode_name");
 		is_int(p->tunnels, POLICY_TUNNELS_PASS, "observe: tunnels pass by default");
+		is_int(p->existing, POLICY_EXISTING_KEEP, "observe: existingConnections keep");
 	}
 	policy_unref(p);
 	p = expect_ok(DOC_SPEC("'mode':'observe','tunnels':'block','rules':[" RULE_OK "]"),
