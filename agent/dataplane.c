@@ -24,6 +24,9 @@
 #include "proxy.h"
 #include "steering.h"
 
+/* The store refuses what the steering maps could not number. */
+_Static_assert(STORE_MAX_POLICIES == STEER_MAX_POLICIES, "policy limit");
+
 struct dataplane {
 	int epfd, stop_fd, change_fd, timer_fd, burst_fd, ident_fd;
 	struct ep_handler stop_h, change_h, timer_h, inotify_h, burst_h, ident_h;

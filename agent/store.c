@@ -513,6 +513,50 @@ int store_rejections(struct store *st, struct store_rejection **out, size_t *n, 
 }
 
 /* Re-read --policies DIR; publish when something changed. wlock held. */
+/* Whether some file (in force or not) defines a policy called name. */
+static bool file_defines(const struct store *st, const char *name)
+{
+	for (size_t i = 0; i < st->n_files; i++)
+		if (st->files[i].p && !strcmp(st->files[i].p->name, name))
+			return true;
+	return false;
+}
+
+/*
+ * The steering maps number at most STORE_MAX_POLICIES policies: files past the limit (in file
+ * name order, after the pushed policies already in force) are refused like a shadowed file, and
+ * come back when room is made. Returns whether that changed what is in force. wlock held.
+ */
+static bool limit_files_locked(struct store *st)
+{
+	size_t api_only = 0, in = 0;
+	bool changed = false;
+	for (size_t i = 0; i < st->n_api; i++)
+		api_only += !file_defines(st, st->api[i]->name);
+	size_t room = api_only < STORE_MAX_POLICIES ? STORE_MAX_POLICIES - api_only : 0;
+	for (size_t i = 0; i < st->n_files; i++) {
+		struct store_file *f = &st->files[i];
+		if (!f->p || f->shadowed)
+			continue;
+		if (in < room) {
+			in++;
+			continue;
+		}
+		f->shadowed = true;
+		changed = true;
+		char msg[200];
+		snprintf(msg, sizeof(msg),
+			 "a node holds at most %d policies: this file would add one more (files "
+			 "count in name order)",
+			 STORE_MAX_POLICIES);
+		if (!f->rej || !f->rej_shadow)
+			agent_log(AGENT_LOG_ERROR, "policy file %s/%s: policy %s refused: %s",
+				  st->policies_dir, f->fname, f->p->name, msg);
+		file_reject_msg(f, "", msg, true);
+	}
+	return changed;
+}
+
 static void rescan_files_locked(struct store *st)
 {
 	if (!st->policies_dir)
@@ -662,6 +706,8 @@ static void rescan_files_locked(struct store *st)
 			file_accept(&st->files[i]);
 		}
 	}
+	if (limit_files_locked(st))
+		changed = true;
 	publish_rejections_locked(st);
 	if (changed) {
 		for (size_t i = 0; i < st->n_api; i++)
@@ -979,8 +1025,20 @@ int store_put(struct store *st, const char *name, const char *json, size_t len,
 	int r;
 	ssize_t idx = api_index(st, name);
 	struct policy *cur = idx >= 0 ? st->api[idx] : NULL;
+	size_t in_force = 0;
+	for (size_t i = 0; i < st->n_files; i++)
+		in_force += st->files[i].p && !st->files[i].shadowed;
+	for (size_t i = 0; i < st->n_api; i++)
+		in_force += !file_policy(st, st->api[i]->name);
 	if (file_policy(st, name)) {
 		r = -EEXIST;
+	} else if (!cur && in_force >= STORE_MAX_POLICIES) {
+		char msg[120];
+		snprintf(msg, sizeof(msg), "a node holds at most %d policies: delete one first",
+			 STORE_MAX_POLICIES);
+		add_error(errs, "/metadata/name", msg);
+		metrics_policy_reload("api", false);
+		r = -EINVAL;
 	} else if ((r = check_if_match(cur, if_match)) < 0) {
 	} else if (cur && !strcmp(cur->etag, p->etag)) {
 		r = 0; /* same document: nothing to do */

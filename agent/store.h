@@ -30,6 +30,9 @@ struct policy_set *store_get(struct store *st);
 typedef void (*store_change_fn)(void *ctx, struct policy_set *set);
 int store_subscribe(struct store *st, store_change_fn fn, void *ctx);
 
+/* Policies in force at once: the steering maps number them in 64-bit masks (steer.h). */
+#define STORE_MAX_POLICIES 64
+
 /*
  * Validate, compile, persist and publish a pushed policy document. `name` must equal its
  * metadata.name. `if_match` (may be NULL) must equal the current etag, "*" = must exist.

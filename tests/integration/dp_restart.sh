@@ -1,0 +1,145 @@
+#!/usr/bin/env bash
+# Overlapping restarts: a new agent starts before the old one has exited (SIGTERM first, and
+# both fully running first). The old agent's exit must not remove the new agent's listener
+# entries or heartbeat: clients keep getting masked answers in both failure modes, never the
+# raw secret, the entries in steer_listeners are the new agent's, and /readyz is true only
+# while every covered netns has its entry (a netns where the agent cannot listen keeps it false).
+source "$(dirname "$0")/dp_lib.sh"
+dp_init "$1"
+command -v bpftool >/dev/null || dp_skip "needs bpftool"
+OPEN_PORT=$((DP_SPORT + 1))
+PIN=$DP_BPFFS/meshmask/$DP_INSTANCE
+
+dp_policy strict closed 'app-*' 'none' $DP_SPORT
+dp_policy lenient open 'app-*' 'none' $OPEN_PORT
+dp_pod app-a 1
+masked() { grep -q '"XXX-XX-6789"' "$1" && ! grep -q '123-45-6789' "$1"; }
+
+# start_agent LOG ADMIN_PORT: one more agent of the same instance (pins, proxy port, cgroup);
+# prints its pid once it is ready.
+start_agent() {
+	local log=$1 port=$2
+	sh -c 'echo $$ >"$0/cgroup.procs" && exec "$@"' "$DP_CG_AGENT" "$DP_AGENT" \
+		--policies "$DP_DIR/policies" --state-dir "$DP_DIR/state" \
+		--admin 127.0.0.1:$port --audit-log "$DP_DIR/audit.log" \
+		--attach-cgroup "$DP_CG" --instance "$DP_INSTANCE" --proxy-port $DP_PPORT \
+		--log-level debug >>"$log" 2>&1 &
+	local pid=$!
+	DP_PIDS+=($pid)
+	for _ in $(seq 100); do
+		grep -q "ready (admin" "$log" 2>/dev/null && { echo $pid; return 0; }
+		kill -0 $pid 2>/dev/null || break
+		sleep 0.1
+	done
+	sed 's/^/#   /' "$log" >&2
+	return 1
+}
+free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+instance_of() { sed -n 's/.*steering: instance \([0-9a-f]*\).*/\1/p' "$1" | tail -n 1; }
+# The owners of the steer_listeners entries (hex, as the agent logs its id), one a line.
+owners() {
+	bpftool -j map dump pinned "$PIN/steer_listeners" | python3 -c '
+import json, sys
+for e in json.load(sys.stdin):
+    v = e.get("value")
+    b = bytes(int(x, 16) for x in v) if isinstance(v, list) else None
+    print("%016x" % int.from_bytes(b, "little") if b else v)'
+}
+ready() { curl -s --max-time 3 "http://127.0.0.1:$1/readyz" | python3 -c 'import json, sys; print(json.load(sys.stdin)["ready"])'; }
+wait_ready() { # wait_ready PORT True|False
+	for _ in $(seq 50); do [[ $(ready "$1") == "$2" ]] && return 0; sleep 0.1; done
+	return 1
+}
+# traffic OUT SECONDS: one new connection to each port every 50 ms; responses appended to OUT.
+traffic() {
+	local out=$1 end=$(($(date +%s) + $2))
+	while [[ $(date +%s) -lt $end ]]; do
+		for port in $DP_SPORT $OPEN_PORT; do
+			r=$(dp_in app-a curl -s --max-time 3 http://10.211.1.1:$port/customers)
+			echo "$(date +%s.%N) $port ${r:-FAILED}" >>"$out"
+		done
+		sleep 0.05
+	done
+}
+check_traffic() { # check_traffic OUT WHAT SINCE: SINCE = when the new agent was ready
+	local n raw raw_closed raw_after fail masked
+	n=$(wc -l <"$1")
+	raw_closed=$(grep -c "^[0-9.]* $DP_SPORT .*123-45-6789" "$1")
+	raw_after=$(awk -v t="$3" '$1 > t + 0.2 && /123-45-6789/' "$1" | wc -l)
+	fail=$(awk -v t="$3" -v p=$OPEN_PORT '$1 > t + 0.2 && $2 == p && $3 == "FAILED"' "$1" | wc -l)
+	masked=$(awk -v t="$3" '$1 > t + 0.2 && /XXX-XX-6789/' "$1" | wc -l)
+	after=$(awk -v t="$3" '$1 > t + 0.2' "$1" | wc -l)
+	check "$2: closed mode never got the raw secret ($n requests, $raw_closed raw)" test "$n" -gt 10 -a "$raw_closed" -eq 0
+	check "$2: once the new agent is ready, no raw secret ($raw_after of $after)" test "$after" -gt 10 -a "$raw_after" -eq 0
+	check "$2: once the new agent is ready, open mode never refused ($fail)" test "$fail" -le 1
+	check "$2: once the new agent is ready, masked answers ($masked of $after)" test "$masked" -ge $((after - 2))
+}
+
+for round in term-first both-running; do
+	A_LOG=$DP_DIR/a-$round.log B_LOG=$DP_DIR/b-$round.log
+	A_PORT=$(free_port)
+	A=$(start_agent "$A_LOG" $A_PORT) || { not_ok "$round: first agent starts"; continue; }
+	check "$round: first agent listens in the pod" dp_wait_listener app-a
+	check "$round: first agent ready" wait_ready $A_PORT True
+	traffic "$DP_DIR/t-$round.txt" 7 &
+	tpid=$!
+	sleep 1
+	B_PORT=$(free_port)
+	if [[ $round == term-first ]]; then
+		# The old agent is told to stop, the new one starts while it drains.
+		kill -TERM $A
+		B=$(start_agent "$B_LOG" $B_PORT) || not_ok "$round: second agent starts"
+		wait_ready $B_PORT True
+		b_ready=$(date +%s.%N)
+	else
+		# Both run (a surge rollout), then the old one stops.
+		B=$(start_agent "$B_LOG" $B_PORT) || not_ok "$round: second agent starts"
+		sleep 1.5
+		check "$round: both agents serve at once (the new one is ready)" wait_ready $B_PORT True
+		b_ready=$(date +%s.%N)
+		kill -TERM $A
+	fi
+	for _ in $(seq 100); do kill -0 $A 2>/dev/null || break; sleep 0.1; done
+	check "$round: old agent exited" bash -c "! kill -0 $A 2>/dev/null"
+	sleep 1.5 # longer than one rescan of the new agent
+	wait $tpid
+	check_traffic "$DP_DIR/t-$round.txt" "$round" "$b_ready"
+	b_id=$(instance_of "$B_LOG")
+	o=$(owners)
+	check "$round: steer_listeners holds the new agent's entry ($o, new $b_id)" \
+		test -n "$b_id" -a "$o" = "$b_id"
+	check "$round: new agent ready after the old one exited" wait_ready $B_PORT True
+	dp_in app-a curl -s --max-time 5 http://10.211.1.1:$OPEN_PORT/customers >"$DP_DIR/o.json"
+	check "$round: open mode masked after the old agent exited" masked "$DP_DIR/o.json"
+	dp_in app-a curl -s --max-time 5 http://10.211.1.1:$DP_SPORT/customers >"$DP_DIR/c.json"
+	check "$round: closed mode masked after the old agent exited" masked "$DP_DIR/c.json"
+	sleep 3.5 # past the heartbeat lifetime: a cleared or stale heartbeat would show now
+	dp_in app-a curl -s --max-time 5 http://10.211.1.1:$OPEN_PORT/customers >"$DP_DIR/o2.json"
+	check "$round: open mode still masked 3.5 s later (heartbeat the new agent's)" masked "$DP_DIR/o2.json"
+
+	# An entry removed behind the agent's back comes back at the next rescan.
+	bpftool map delete pinned "$PIN/steer_listeners" key $(bpftool -j map dump pinned "$PIN/steer_listeners" |
+		python3 -c 'import json, sys; print(" ".join(json.load(sys.stdin)[0]["key"]))') 2>/dev/null
+	for _ in $(seq 30); do [[ -n $(owners) ]] && break; sleep 0.1; done
+	check "$round: a deleted listener entry is restored by the rescan" test "$(owners)" = "$b_id"
+	kill -TERM $B
+	for _ in $(seq 100); do kill -0 $B 2>/dev/null || break; sleep 0.1; done
+	check "$round: the last agent's exit removes its own entry" test -z "$(owners)"
+done
+
+# /readyz honest: a netns where the agent cannot open its listener keeps it not ready.
+dp_pod app-b 2
+ip netns exec mmapp-b$DP_ID python3 -c "
+import socket, time
+s = socket.socket(); s.bind(('127.0.0.1', $DP_PPORT)); s.listen(); time.sleep(600)" &
+BLOCKER=$!
+DP_PIDS+=($BLOCKER)
+sleep 0.3
+C_LOG=$DP_DIR/c.log C_PORT=$(free_port)
+C=$(start_agent "$C_LOG" $C_PORT) || not_ok "third agent starts"
+sleep 1.5
+check "port taken in one covered netns: /readyz says not ready" test "$(ready $C_PORT)" = False
+kill $BLOCKER
+check "port free again: the listener opens and /readyz says ready" wait_ready $C_PORT True
+kill -TERM $C
+dp_done
