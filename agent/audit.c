@@ -186,14 +186,28 @@ void audit_message(const struct audit_who *who, const struct http_message_info *
 		if (info->header_rule_values[i])
 			rule_event_locked(who, p, &p->rules[i], info->direction, NULL,
 					  info->header_rule_values[i]);
+	if (info->tunnel != HTTP_TUNNEL_NONE) {
+		json_t *ev =
+			admit_locked() ? event_new("tunnel", who, p->name, info->direction) : NULL;
+		if (ev) {
+			json_object_set_new(ev, "kind",
+					    json_string(info->upgrade ? "upgrade" : "connect"));
+			json_object_set_new(ev, "action",
+					    json_string(http_tunnel_name(info->tunnel)));
+			emit_locked(ev);
+		}
+	}
 	if (info->outcome != MASK_OUTCOME_MASKED || info->reason != MM_REASON_NONE) {
-		json_t *ev = admit_locked() ? event_new("error", who, p->name, info->direction)
-					    : NULL;
+		json_t *ev =
+			admit_locked() ? event_new("error", who, p->name, info->direction) : NULL;
 		if (ev) {
 			json_object_set_new(ev, "outcome",
 					    json_string(mask_outcome_name(info->outcome)));
 			json_object_set_new(ev, "reason",
 					    json_string(mm_reason_name(info->reason)));
+			if (info->reply_status)
+				json_object_set_new(ev, "answered",
+						    json_integer(info->reply_status));
 			emit_locked(ev);
 		}
 	}

@@ -54,7 +54,7 @@ enum body_mode { BM_RAW, BM_OBSERVE, BM_MASK };
 enum out_framing { OF_HELD, OF_CHUNKED, OF_CLOSE };
 
 /* Entries of the request FIFO: what a response needs to know about its request. */
-enum { RQ_OTHER = 0, RQ_HEAD = 1, RQ_CONNECT = 2, RQ_HTTP10 = 4 };
+enum { RQ_OTHER = 0, RQ_HEAD = 1, RQ_CONNECT = 2, RQ_HTTP10 = 4, RQ_UPGRADE = 8 };
 
 /* Incremental check of a first line, so that non-HTTP bytes are recognised early. */
 enum fl_state {
@@ -107,6 +107,10 @@ struct hdir {
 	struct mm_buf trail;
 	int status;
 	bool reframed;
+	bool pushed; /* a request whose FIFO entry is pushed */
+	enum http_tunnel tunnel;
+	bool tunnel_upgrade;
+	int reply_status;
 	enum mm_reason reason;
 	enum mask_outcome outcome_override;
 	bool has_outcome_override;
@@ -127,6 +131,8 @@ struct http_session {
 	struct http_limits lim;
 	struct hdir d[2];
 	bool tunnel;
+	bool replied; /* the client was answered by the session itself: nothing more flows */
+	bool req_opaque; /* the request stream is forwarded unparsed (onError: pass) */
 	unsigned char *fifo;
 	size_t fifo_cap, fifo_head, fifo_len;
 };
@@ -137,7 +143,7 @@ struct hinfo {
 	int kind;
 	bool http10;
 	int status;
-	bool has_cl, has_te, te_chunked, expect_continue;
+	bool has_cl, has_te, te_chunked, expect_continue, upgrade;
 	uint64_t cl;
 	struct mm_span ct, ce;
 };
@@ -279,9 +285,16 @@ static bool covered(struct hdir *d)
 	return p && (p->directions & d->dir);
 }
 
+static struct policy *conn_policy(struct http_session *s);
+
 static void msg_done(struct hdir *d)
 {
 	struct http_session *s = d->s;
+	/* A protocol switch is reported under the connection's policy, whatever the direction. */
+	if (d->tunnel != HTTP_TUNNEL_NONE && !d->pol) {
+		d->have_policy = true;
+		d->pol = conn_policy(s);
+	}
 	if (s->hooks.message_done) {
 		struct http_message_info info = {
 			.direction = d->dir,
@@ -295,6 +308,9 @@ static void msg_done(struct hdir *d)
 			.header_rule_values = d->pol && d->n_rule_values >= d->pol->n_rules
 						      ? d->rule_values
 						      : NULL,
+			.tunnel = d->tunnel,
+			.upgrade = d->tunnel_upgrade,
+			.reply_status = d->reply_status,
 		};
 		if (d->ms) {
 			info.outcome = mask_stream_outcome(d->ms);
@@ -381,6 +397,10 @@ static void msg_reset(struct hdir *d)
 	mm_buf_reset(&d->trail);
 	d->status = 0;
 	d->reframed = false;
+	d->pushed = false;
+	d->tunnel = HTTP_TUNNEL_NONE;
+	d->tunnel_upgrade = false;
+	d->reply_status = 0;
 	d->reason = MM_REASON_NONE;
 	d->has_outcome_override = false;
 	d->header_values = 0;
@@ -407,6 +427,101 @@ static int fail(struct hdir *d, enum mm_reason reason, int err)
 		d->st = HS_DEAD;
 	}
 	return err;
+}
+
+/* The connection's policy, whatever the direction it masks (a new reference), or NULL. */
+static struct policy *conn_policy(struct http_session *s)
+{
+	return s->hooks.policy_for ? s->hooks.policy_for(s->hooks.ctx, ~0u) : NULL;
+}
+
+/*
+ * The policy a message is reported under: the direction's, else (a direction the policy does
+ * not mask) the connection's. Only once the message is ending: header rules and body modes
+ * go by the direction's policy alone.
+ */
+static void report_policy(struct hdir *d)
+{
+	dir_policy(d);
+	if (!d->pol)
+		d->pol = conn_policy(d->s);
+}
+
+static const char *status_text(int status)
+{
+	switch (status) {
+	case 400:
+		return "Bad Request";
+	case 403:
+		return "Forbidden";
+	case 431:
+		return "Request Header Fields Too Large";
+	default:
+		return "Bad Gateway";
+	}
+}
+
+/*
+ * Answer the client in HTTP in place of what d refuses, where HTTP can still be spoken: for a
+ * request, no response is under way or owed (but the one to this request); for a response,
+ * nothing of it has been sent. 0 when answered, -EAGAIN when it cannot be, or the sink's error.
+ * The answer names the reason, never anything from the traffic.
+ */
+static int local_reply(struct hdir *d, int status, enum mm_reason reason, const char *what)
+{
+	struct http_session *s = d->s;
+	const struct hdir *rd = &s->d[1];
+	char body[192], msg[512];
+	int r;
+	if (s->replied)
+		return -EAGAIN;
+	if (d->dir == POLICY_DIR_REQUEST) {
+		if (!s->hooks.reply || rd->st != HS_HEAD || rd->head.len ||
+		    s->fifo_len > (d->pushed ? 1u : 0u))
+			return -EAGAIN;
+	} else if (d->head_sent || s->req_opaque) {
+		return -EAGAIN;
+	}
+	int bn = snprintf(body, sizeof(body), "meshmask: %s\n", what);
+	int k = snprintf(msg, sizeof(msg),
+			 "HTTP/1.1 %d %s\r\nContent-Type: text/plain\r\nContent-Length: %d\r\n"
+			 "Connection: close\r\nx-meshmask-reason: %s\r\n\r\n%s",
+			 status, status_text(status), bn, mm_reason_name(reason), body);
+	if (d->dir == POLICY_DIR_REQUEST)
+		r = s->hooks.reply(s->hooks.ctx, msg, (size_t)k);
+	else if (!(r = flush_all(d)))
+		r = d->sink(d->sink_ctx, msg, (size_t)k);
+	if (r)
+		return r;
+	s->replied = true;
+	d->reply_status = status;
+	return 0;
+}
+
+/*
+ * Refuse what d is receiving: the message is reported as blocked for `reason` (under the
+ * connection's policy when the direction is not masked), the client gets an HTTP error with
+ * `status` (0: 400 for a request, 502 for a response) when it can still take one, and the
+ * stream is cut. Returns -EPROTO.
+ */
+static int refuse(struct hdir *d, enum mm_reason reason, int status, const char *what)
+{
+	if (d->st == HS_DEAD)
+		return -EPROTO;
+	report_policy(d);
+	if (d->reason == MM_REASON_NONE)
+		d->reason = reason;
+	if (d->reason == MM_REASON_NONE && d->ms)
+		d->reason = mask_stream_reason(d->ms);
+	d->has_outcome_override = true;
+	d->outcome_override = MASK_OUTCOME_BLOCKED;
+	if (!status)
+		status = d->dir == POLICY_DIR_REQUEST ? 400 : 502;
+	if (!what)
+		what = d->dir == POLICY_DIR_REQUEST ? "the request is not valid HTTP/1.1"
+						    : "the upstream response is not valid HTTP/1.1";
+	local_reply(d, status, d->reason, what);
+	return fail(d, d->reason, -EPROTO);
 }
 
 /* ---- masked body output ---- */
@@ -482,12 +597,9 @@ static int body_out(void *ctx, const char *p, size_t n)
 static int engine_err(struct hdir *d, int r)
 {
 	if (r == -EMSGSIZE)
-		return fail(d, MM_REASON_LIMIT, -EPROTO);
-	if (r == -EPROTO) {
-		d->has_outcome_override = true;
-		d->outcome_override = MASK_OUTCOME_BLOCKED;
-		return fail(d, MM_REASON_NONE, -EPROTO);
-	}
+		return refuse(d, MM_REASON_LIMIT, 0, "a body over the agent's limit was blocked");
+	if (r == -EPROTO)
+		return refuse(d, MM_REASON_NONE, 403, "the body was blocked by policy (onError)");
 	return fail(d, r == -ENOMEM ? MM_REASON_INTERNAL : MM_REASON_NONE, r);
 }
 
@@ -521,7 +633,7 @@ static int framing_bytes(struct hdir *d, const char *p, size_t n, bool trailer)
 		return fwd(d, p, n);
 	if (trailer) {
 		if (d->trail.len + n > d->s->lim.max_head)
-			return fail(d, MM_REASON_BAD_HTTP, -EPROTO);
+			return refuse(d, MM_REASON_BAD_HTTP, 0, NULL);
 		return mm_buf_append(&d->trail, p, n);
 	}
 	return 0;
@@ -819,8 +931,12 @@ static int parse_head(const char *h, size_t hlen, bool req, struct hinfo *hi, si
 			if (parse_te(l.val, l.val_len, hi))
 				return -1;
 		} else if (span_ieq(l.name, l.name_len, "content-type")) {
-			if (!hi->ct.base)
-				hi->ct = (struct mm_span){l.val, l.val_len};
+			/* Two labels: clients disagree on which one counts, so neither is guessed. */
+			if (hi->ct.base)
+				return -1;
+			hi->ct = (struct mm_span){l.val, l.val_len};
+		} else if (span_ieq(l.name, l.name_len, "upgrade")) {
+			hi->upgrade = l.val_len > 0;
 		} else if (span_ieq(l.name, l.name_len, "expect")) {
 			hi->expect_continue = span_ieq(l.val, l.val_len, "100-continue");
 		} else if (span_ieq(l.name, l.name_len, "content-encoding")) {
@@ -955,9 +1071,10 @@ static int header_apply(struct hdir *d, const struct hline *l, bool enforce, str
  * the body is re-framed, its framing headers removed. *changed tells whether it differs.
  */
 static int build_head(struct hdir *d, const char *h, size_t hlen, size_t first, bool enforce,
-		      bool reframe, bool *changed)
+		      bool reframe, bool strip_upgrade, bool *changed)
 {
 	bool rules = d->pol && has_header_rules(d->pol);
+	bool write = enforce || strip_upgrade;
 	struct mm_buf val = {0};
 	struct hline l;
 	size_t pos = first;
@@ -965,10 +1082,16 @@ static int build_head(struct hdir *d, const char *h, size_t hlen, size_t first, 
 	*changed = reframe;
 	mm_buf_reset(&d->ohead);
 	mm_buf_reset(&d->conn);
-	if (enforce)
+	if (write)
 		r = mm_buf_append(&d->ohead, h, first);
 	while (!r && (k = next_header(h, hlen, &pos, &l)) > 0) {
 		bool framing = framing_header(l.name, l.name_len);
+		/* tunnels: block. Without Upgrade the server answers in HTTP/1.1. */
+		if (strip_upgrade && (span_ieq(l.name, l.name_len, "upgrade") ||
+				      span_ieq(l.name, l.name_len, "http2-settings"))) {
+			*changed = true;
+			continue;
+		}
 		if (reframe && (span_ieq(l.name, l.name_len, "content-length") ||
 				span_ieq(l.name, l.name_len, "transfer-encoding")))
 			continue;
@@ -1000,7 +1123,7 @@ static int build_head(struct hdir *d, const char *h, size_t hlen, size_t first, 
 				continue;
 			}
 		}
-		if (enforce)
+		if (write)
 			r = mm_buf_append(&d->ohead, l.line, l.line_len);
 	}
 	mm_buf_free(&val);
@@ -1026,30 +1149,61 @@ static int head_done(struct hdir *d, const char *h, size_t hlen, bool in_place)
 
 	dir_policy(d);
 	if (parse_head(h, hlen, req, &hi, &first))
-		return fail(d, MM_REASON_BAD_HTTP, -EPROTO);
+		return refuse(d, MM_REASON_BAD_HTTP, 0, NULL);
 	d->started = true;
 
 	enum { B_NONE, B_CL, B_CHUNKED, B_CLOSE } framing = B_NONE;
-	bool tunnel = false;
+	bool tunnel = false, strip = false;
 	if (req) {
 		if (hi.has_te)
 			framing = B_CHUNKED;
 		else if (hi.has_cl && hi.cl)
 			framing = B_CL;
-		r = fifo_push(s, (unsigned char)(hi.kind | (hi.http10 ? RQ_HTTP10 : 0)));
+		bool pass = true; /* no policy left on the connection: nothing to mask */
+		if (hi.kind == RQ_CONNECT || hi.upgrade) {
+			struct policy *cp = conn_policy(s);
+			pass = !cp || cp->tunnels == POLICY_TUNNELS_PASS;
+			if (cp)
+				policy_unref(cp);
+		}
+		if (hi.kind == RQ_CONNECT && !pass) {
+			d->tunnel = HTTP_TUNNEL_REFUSED;
+			return refuse(d, MM_REASON_TUNNEL, 403,
+				      "CONNECT is refused by policy (spec.tunnels: block)");
+		}
+		strip = hi.upgrade && !pass;
+		if (strip) {
+			d->tunnel = HTTP_TUNNEL_STRIPPED;
+			d->tunnel_upgrade = true;
+		}
+		r = fifo_push(s, (unsigned char)(hi.kind | (hi.http10 ? RQ_HTTP10 : 0) |
+						 (hi.upgrade && pass ? RQ_UPGRADE : 0)));
 		if (r)
-			return fail(d, MM_REASON_LIMIT, -EPROTO);
+			return refuse(d, MM_REASON_LIMIT, 0, "too many pipelined requests");
+		d->pushed = true;
 		d->peer10 = hi.http10;
 	} else {
 		d->status = hi.status;
 		if (hi.status < 100)
-			return fail(d, MM_REASON_BAD_HTTP, -EPROTO);
+			return refuse(d, MM_REASON_BAD_HTTP, 0, NULL);
 		if (hi.status >= 200 || hi.status == 101) {
 			unsigned char rq = fifo_pop(s);
 			d->peer10 = hi.http10 || (rq & RQ_HTTP10);
-			if (hi.status == 101 || ((rq & 3) == RQ_CONNECT && hi.status < 300))
+			if (hi.status == 101) {
+				/* Only an upgrade a request asked for, and the server names. */
+				if (!(rq & RQ_UPGRADE) || !hi.upgrade) {
+					d->tunnel = HTTP_TUNNEL_REFUSED;
+					d->tunnel_upgrade = true;
+					return refuse(d, MM_REASON_TUNNEL, 502,
+						      "a protocol switch no request asked for");
+				}
 				tunnel = true;
-			else if ((rq & 3) == RQ_HEAD || hi.status == 204 || hi.status == 304)
+			} else if ((rq & 3) == RQ_CONNECT && hi.status < 300) {
+				/* RFC 9110 §9.3.6: no framing; a response with a body is not this. */
+				if (hi.has_cl || hi.has_te)
+					return refuse(d, MM_REASON_BAD_HTTP, 0, NULL);
+				tunnel = true;
+			} else if ((rq & 3) == RQ_HEAD || hi.status == 204 || hi.status == 304)
 				framing = B_NONE;
 			else if (hi.has_te)
 				framing = B_CHUNKED;
@@ -1089,11 +1243,12 @@ static int head_done(struct hdir *d, const char *h, size_t hlen, bool in_place)
 
 	/* The head. */
 	bool changed = false;
-	if (d->bm == BM_RAW || (d->pol && !has_header_rules(d->pol) && d->bm == BM_OBSERVE)) {
+	if (!strip &&
+	    (d->bm == BM_RAW || (d->pol && !has_header_rules(d->pol) && d->bm == BM_OBSERVE))) {
 		r = 0;
 	} else {
 		r = build_head(d, h, hlen, first, d->bm == BM_MASK, d->bm == BM_MASK && d->body,
-			       &changed);
+			       strip, &changed);
 		if (r)
 			return fail(d, MM_REASON_INTERNAL, r);
 	}
@@ -1120,6 +1275,15 @@ static int head_done(struct hdir *d, const char *h, size_t hlen, bool in_place)
 	d->head.len = 0;
 
 	if (tunnel) {
+		/* From here on nothing is masked: an explicit pass (tunnels: pass), counted. */
+		d->tunnel = HTTP_TUNNEL_OPENED;
+		d->tunnel_upgrade = hi.status == 101;
+		report_policy(d);
+		if (d->pol) {
+			d->has_outcome_override = true;
+			d->outcome_override = MASK_OUTCOME_PASSED;
+			d->reason = MM_REASON_TUNNEL;
+		}
 		msg_end(d);
 		set_tunnel(s);
 		d->st = HS_TUNNEL;
@@ -1146,40 +1310,116 @@ static int head_done(struct hdir *d, const char *h, size_t hlen, bool in_place)
 
 /* ---- not HTTP ---- */
 
+/* Whether what a client sent starts like an HTTP/1.x request (a method, then a blank). */
+static bool looks_http1(const struct hdir *d, const char *p, size_t n)
+{
+	char b[16];
+	size_t k = d->head.len < sizeof(b) ? d->head.len : sizeof(b);
+	memcpy(b, d->head.data, k);
+	if (k < sizeof(b)) {
+		size_t m = n < sizeof(b) - k ? n : sizeof(b) - k;
+		memcpy(b + k, p, m);
+		k += m;
+	}
+	if (k >= 6 && !memcmp(b, "PRI * ", 6))
+		return false; /* the HTTP/2 preface */
+	size_t i = 0;
+	while (i < k && b[i] >= 'A' && b[i] <= 'Z')
+		i++;
+	return i && i < k && (b[i] == ' ' || b[i] == '\t');
+}
+
+/* Whether a client's first bytes are a TLS handshake record (content type 22, version 3.x). */
+static bool looks_tls(const struct hdir *d, const char *p, size_t n)
+{
+	unsigned char b[2];
+	size_t k = 0;
+	for (size_t i = 0; i < d->head.len && k < 2; i++)
+		b[k++] = (unsigned char)d->head.data[i];
+	for (size_t i = 0; i < n && k < 2; i++)
+		b[k++] = (unsigned char)p[i];
+	return k == 2 && b[0] == 0x16 && b[1] == 0x03;
+}
+
+/* From here on this direction forwards its bytes unparsed (and only this direction). */
+static int go_opaque(struct hdir *d, const char *p, size_t n)
+{
+	if (d->dir == POLICY_DIR_REQUEST)
+		d->s->req_opaque = true;
+	d->st = HS_TUNNEL;
+	int r = emit(d, d->head.data, d->head.len);
+	d->head.len = 0;
+	return r ? r : fwd(d, p, n);
+}
+
 /*
  * The bytes at the start of a message are not HTTP/1.x: d->head holds what came before,
  * p[0, n) the rest of this input. `first` tells not_http (start of the connection) from
- * bad_http (mid-stream).
+ * bad_http (mid-stream). Each direction goes by the connection's policy (see http.h): an
+ * unparseable request never switches off response masking.
  */
 static int garbage(struct hdir *d, const char *p, size_t n)
 {
 	struct http_session *s = d->s;
-	bool first = !d->started;
-	struct policy *pol = dir_policy(d);
-	enum policy_on_error oe = pol ? pol->on_error : POLICY_ONERR_PASS;
+	bool first = !d->started, req = d->dir == POLICY_DIR_REQUEST;
 	int r;
 
+	if (req && first && n && d->head.len + n < 2 &&
+	    (d->head.len ? d->head.data[0] : *p) == 0x16)
+		return mm_buf_append(&d->head, p,
+				     n); /* what may be TLS: wait for its second byte */
+	report_policy(d);
+	struct policy *pol = d->pol;
 	d->reason = first ? MM_REASON_NOT_HTTP : MM_REASON_BAD_HTTP;
 	d->started = true;
-	if (!first && !pol)
+	if (!pol) {
+		/* No policy covers the connection (any more): nothing to mask, as before. */
+		if (!first)
+			return refuse(d, d->reason, 0, NULL);
+		msg_end(d);
+		set_tunnel(s);
+		return go_opaque(d, p, n);
+	}
+	if (!req && !(pol->directions & POLICY_DIR_RESPONSE)) {
+		/* Responses are not masked under this policy: what they are does not matter. */
+		msg_reset(d);
+		return go_opaque(d, p, n);
+	}
+	if (req && first && pol->tls_enforce != POLICY_TLS_OFF && looks_tls(d, p, n)) {
+		/*
+		 * TLS under a policy that masks TLS plaintext inside the process (spec.tls): the
+		 * agent relays the ciphertext; the OpenSSL probes mask what the caller reads.
+		 */
+		msg_reset(d);
+		set_tunnel(s);
+		return go_opaque(d, p, n);
+	}
+	enum policy_on_error oe = pol->on_error;
+	bool observe = pol->mode == POLICY_MODE_OBSERVE;
+	/*
+	 * fallback scans a response stream from its start; a request stream the agent cannot
+	 * frame is refused, since the responses to it could not be paired with anything.
+	 */
+	if (oe == POLICY_ONERR_FALLBACK && (req || !first))
 		oe = POLICY_ONERR_BLOCK;
-	if (oe == POLICY_ONERR_PASS || (first && oe == POLICY_ONERR_FALLBACK && !covered(d))) {
+	if (observe && oe == POLICY_ONERR_BLOCK)
+		oe = POLICY_ONERR_PASS; /* observe changes nothing, so it refuses nothing */
+	if (oe == POLICY_ONERR_PASS) {
 		d->has_outcome_override = true;
 		d->outcome_override = MASK_OUTCOME_PASSED;
 		msg_end(d);
-		if (oe == POLICY_ONERR_PASS)
-			set_tunnel(s);
-		d->st = HS_TUNNEL;
-		r = emit(d, d->head.data, d->head.len);
-		d->head.len = 0;
-		if (!r)
-			r = fwd(d, p, n);
-		return r;
+		return go_opaque(d, p, n);
 	}
-	if (oe == POLICY_ONERR_BLOCK || !first) {
-		d->has_outcome_override = true;
-		d->outcome_override = MASK_OUTCOME_BLOCKED;
-		return fail(d, d->reason, -EPROTO);
+	if (oe == POLICY_ONERR_BLOCK) {
+		int status = req && !first ? 400 : req ? (looks_http1(d, p, n) ? 400 : -1) : 502;
+		if (status < 0) {
+			/* Not HTTP at all: no answer it could read; the stream is cut. */
+			report_policy(d);
+			d->has_outcome_override = true;
+			d->outcome_override = MASK_OUTCOME_BLOCKED;
+			return fail(d, d->reason, -EPROTO);
+		}
+		return refuse(d, d->reason, status, NULL);
 	}
 	/* fallback: an entity scan of everything from here on */
 	struct mask_opts o = {.policy = pol, .direction = d->dir, .format = MASK_FMT_TEXT};
@@ -1188,7 +1428,7 @@ static int garbage(struct hdir *d, const char *p, size_t n)
 		return fail(d, MM_REASON_INTERNAL, errno ? -errno : -ENOMEM);
 	d->has_outcome_override = true;
 	d->outcome_override = MASK_OUTCOME_FALLBACK;
-	d->bm = pol->mode == POLICY_MODE_OBSERVE ? BM_OBSERVE : BM_MASK;
+	d->bm = observe ? BM_OBSERVE : BM_MASK;
 	d->of = OF_CLOSE;
 	d->st = HS_RAWSCAN;
 	if (d->bm == BM_OBSERVE) {
@@ -1207,6 +1447,14 @@ static int garbage(struct hdir *d, const char *p, size_t n)
 }
 
 /* ---- the per-state input loop ---- */
+
+static int head_too_large(struct hdir *d)
+{
+	bool req = d->dir == POLICY_DIR_REQUEST;
+	return refuse(d, d->started ? MM_REASON_BAD_HTTP : MM_REASON_NOT_HTTP, req ? 431 : 502,
+		      req ? "the request head is over the agent's limit"
+			  : "the upstream response head is over the agent's limit");
+}
 
 static int do_head(struct hdir *d, const char **pp, const char *end)
 {
@@ -1247,7 +1495,7 @@ static int do_head(struct hdir *d, const char **pp, const char *end)
 		if (e) {
 			size_t hlen = (size_t)(e - p) + 4;
 			if (hlen > max)
-				return fail(d, MM_REASON_BAD_HTTP, -EPROTO);
+				return head_too_large(d);
 			*pp = p + hlen;
 			return head_done(d, p, hlen, true);
 		}
@@ -1264,8 +1512,7 @@ static int do_head(struct hdir *d, const char **pp, const char *end)
 	const char *e = memmem(d->head.data + from, d->head.len - from, "\r\n\r\n", 4);
 	if (!e) {
 		if (d->head.len >= max)
-			return fail(d, d->started ? MM_REASON_BAD_HTTP : MM_REASON_NOT_HTTP,
-				    -EPROTO);
+			return head_too_large(d);
 		d->head_scan = d->head.len > 3 ? d->head.len - 3 : 0;
 		*pp = p + n;
 		return 0;
@@ -1283,7 +1530,7 @@ static int do_chunk_line(struct hdir *d, const char **pp, const char *end)
 	for (; q < end && !r; q++) {
 		unsigned char c = (unsigned char)*q;
 		if (++d->line_len > HTTP_CHUNK_LINE_MAX)
-			return fail(d, MM_REASON_BAD_HTTP, -EPROTO);
+			return refuse(d, MM_REASON_BAD_HTTP, 0, NULL);
 		if (d->st == HS_CHUNK_SIZE) {
 			int v = c >= '0' && c <= '9'   ? c - '0'
 				: c >= 'a' && c <= 'f' ? c - 'a' + 10
@@ -1291,27 +1538,27 @@ static int do_chunk_line(struct hdir *d, const char **pp, const char *end)
 						       : -1;
 			if (v >= 0) {
 				if (d->remaining > HTTP_MAX_SIZE >> 4)
-					return fail(d, MM_REASON_BAD_HTTP, -EPROTO);
+					return refuse(d, MM_REASON_BAD_HTTP, 0, NULL);
 				d->remaining = d->remaining * 16 + (uint64_t)v;
 				d->seen_digit = true;
 				continue;
 			}
 			if (!d->seen_digit)
-				return fail(d, MM_REASON_BAD_HTTP, -EPROTO);
+				return refuse(d, MM_REASON_BAD_HTTP, 0, NULL);
 			if (c == ';' || c == ' ' || c == '\t')
 				d->st = HS_CHUNK_EXT;
 			else if (c == '\r')
 				d->st = HS_CHUNK_LF;
 			else
-				return fail(d, MM_REASON_BAD_HTTP, -EPROTO);
+				return refuse(d, MM_REASON_BAD_HTTP, 0, NULL);
 		} else if (d->st == HS_CHUNK_EXT) {
 			if (c == '\r')
 				d->st = HS_CHUNK_LF;
 			else if ((c < 0x20 && c != '\t') || c == 0x7f)
-				return fail(d, MM_REASON_BAD_HTTP, -EPROTO);
+				return refuse(d, MM_REASON_BAD_HTTP, 0, NULL);
 		} else {
 			if (c != '\n')
-				return fail(d, MM_REASON_BAD_HTTP, -EPROTO);
+				return refuse(d, MM_REASON_BAD_HTTP, 0, NULL);
 			d->line_len = 0;
 			d->cr = false;
 			d->st = d->remaining ? HS_CHUNK_DATA : HS_TRAILER;
@@ -1332,7 +1579,7 @@ static int do_trailer(struct hdir *d, const char **pp, const char *end)
 		unsigned char c = (unsigned char)*q;
 		if (d->cr) {
 			if (c != '\n')
-				return fail(d, MM_REASON_BAD_HTTP, -EPROTO);
+				return refuse(d, MM_REASON_BAD_HTTP, 0, NULL);
 			d->cr = false;
 			if (!d->line_len) {
 				done = true;
@@ -1343,7 +1590,7 @@ static int do_trailer(struct hdir *d, const char **pp, const char *end)
 		} else if (c == '\r') {
 			d->cr = true;
 		} else if ((c < 0x20 && c != '\t') || c == 0x7f) {
-			return fail(d, MM_REASON_BAD_HTTP, -EPROTO);
+			return refuse(d, MM_REASON_BAD_HTTP, 0, NULL);
 		} else {
 			d->line_len++;
 		}
@@ -1378,7 +1625,7 @@ static int step(struct hdir *d, const char **pp, const char *end)
 	case HS_CHUNK_DATA_CR:
 	case HS_CHUNK_DATA_LF:
 		if (*p != (d->st == HS_CHUNK_DATA_CR ? '\r' : '\n'))
-			return fail(d, MM_REASON_BAD_HTTP, -EPROTO);
+			return refuse(d, MM_REASON_BAD_HTTP, 0, NULL);
 		r = framing_bytes(d, p, 1, false);
 		*pp = p + 1;
 		if (d->st == HS_CHUNK_DATA_LF) {
@@ -1464,7 +1711,7 @@ int http_session_feed(struct http_session *s, uint32_t direction, const void *da
 	struct hdir *d = s ? dir_of(s, direction) : NULL;
 	if (!d || (len && !data) || !sink)
 		return -EINVAL;
-	if (d->st == HS_DEAD)
+	if (d->st == HS_DEAD || s->replied)
 		return -EPROTO;
 	feed_begin(d, sink, sink_ctx);
 	const char *p = data, *end = p + len;
@@ -1480,6 +1727,8 @@ int http_session_eof(struct http_session *s, uint32_t direction, mask_sink_fn si
 	int r = 0;
 	if (!d || !sink)
 		return -EINVAL;
+	if (s->replied)
+		return -EPROTO;
 	if (d->eof)
 		return d->st == HS_DEAD ? -EPROTO : 0;
 	feed_begin(d, sink, sink_ctx);
@@ -1489,7 +1738,7 @@ int http_session_eof(struct http_session *s, uint32_t direction, mask_sink_fn si
 			if (!d->started && d->fl != FL_DONE)
 				r = garbage(d, NULL, 0); /* a short non-HTTP stream */
 			else
-				r = fail(d, MM_REASON_BAD_HTTP, -EPROTO);
+				r = refuse(d, MM_REASON_BAD_HTTP, 0, NULL);
 			if (!r && d->st == HS_RAWSCAN) {
 				r = mask_stream_finish(
 					d->ms, d->bm == BM_MASK ? body_out : discard_sink, d);
@@ -1526,7 +1775,7 @@ int http_session_eof(struct http_session *s, uint32_t direction, mask_sink_fn si
 	case HS_DEAD:
 		return -EPROTO;
 	default:
-		r = fail(d, MM_REASON_BAD_HTTP, -EPROTO); /* cut short inside a body */
+		r = refuse(d, MM_REASON_BAD_HTTP, 0, NULL); /* cut short inside a body */
 		break;
 	}
 	r = feed_end(d, r);
@@ -1560,6 +1809,8 @@ int http_session_skip(struct http_session *s, uint32_t direction, uint64_t n, ma
 	struct hdir *d = s ? dir_of(s, direction) : NULL;
 	if (!d || !sink || n > http_session_passthrough(s, direction))
 		return -EINVAL;
+	if (s->replied)
+		return -EPROTO;
 	if (!n || d->st == HS_TUNNEL || d->st == HS_BODY_CLOSE)
 		return 0;
 	/* As step() does for body bytes it forwards. */
@@ -1585,6 +1836,25 @@ void http_session_trim(struct http_session *s)
 	if (s)
 		for (int i = 0; i < 2; i++)
 			spare_free(&s->d[i]);
+}
+
+const char *http_tunnel_name(enum http_tunnel t)
+{
+	switch (t) {
+	case HTTP_TUNNEL_STRIPPED:
+		return "stripped";
+	case HTTP_TUNNEL_REFUSED:
+		return "refused";
+	case HTTP_TUNNEL_OPENED:
+		return "opened";
+	default:
+		return "none";
+	}
+}
+
+bool http_session_replied(const struct http_session *s)
+{
+	return s && s->replied;
 }
 
 bool http_session_is_tunnel(const struct http_session *s)

@@ -17,23 +17,37 @@
 #include "policy.h"
 
 struct http_limits {
-	size_t max_head;  /* request/status line + headers; default 64 KiB → bad_http */
+	size_t max_head; /* request/status line + headers; default 64 KiB → bad_http */
 	size_t hold_body; /* masked bodies up to this size are held and sent with an exact
 			     Content-Length; larger ones stream chunked. Default 1 MiB */
 };
 
+/* A protocol switch seen on a message (spec.tunnels decides which). */
+enum http_tunnel {
+	HTTP_TUNNEL_NONE,
+	HTTP_TUNNEL_STRIPPED, /* an upgrade request sent on without Upgrade (tunnels: block) */
+	HTTP_TUNNEL_REFUSED, /* CONNECT answered by the agent, or a switch the agent refused */
+	HTTP_TUNNEL_OPENED, /* 101 or 2xx to CONNECT: the connection is an opaque tunnel now */
+};
+
+/* "stripped", "refused", "opened" (metric label and audit value); "none" else. */
+const char *http_tunnel_name(enum http_tunnel t);
+
 /* What happened to one message, for metrics and audit (borrowed for the callback's duration). */
 struct http_message_info {
-	uint32_t direction;          /* POLICY_DIR_REQUEST / POLICY_DIR_RESPONSE */
+	uint32_t direction; /* POLICY_DIR_REQUEST / POLICY_DIR_RESPONSE */
 	const struct policy *policy; /* NULL when no policy applied */
-	int status;                  /* response status code, 0 for requests */
-	bool masked;                 /* the body went through the engine */
-	bool reframed;               /* Content-Length rewritten or switched to chunked */
+	int status; /* response status code, 0 for requests */
+	bool masked; /* the body went through the engine */
+	bool reframed; /* Content-Length rewritten or switched to chunked */
 	enum mask_outcome outcome;
-	enum mm_reason reason;          /* MM_REASON_NONE unless something went wrong */
+	enum mm_reason reason; /* MM_REASON_NONE unless something went wrong */
 	const struct mask_stats *stats; /* body stats, NULL if the body was not masked */
-	uint64_t header_values;         /* header values acted on by header rules */
+	uint64_t header_values; /* header values acted on by header rules */
 	const uint64_t *header_rule_values; /* per rule index (policy->n_rules), may be NULL */
+	enum http_tunnel tunnel;
+	bool upgrade; /* with tunnel: the switch was an Upgrade (else CONNECT) */
+	int reply_status; /* the agent answered the client itself with this status, 0 if not */
 };
 
 struct http_hooks {
@@ -45,6 +59,12 @@ struct http_hooks {
 	struct policy *(*policy_for)(void *ctx, uint32_t direction);
 	/* A message has been forwarded completely. May be NULL. */
 	void (*message_done)(void *ctx, const struct http_message_info *info);
+	/*
+	 * Bytes for the client (the side that sends requests) that the session answers itself,
+	 * while it is fed in the request direction: an HTTP error in place of a request it
+	 * refuses. May be NULL: then a refused request cuts the stream with no answer.
+	 */
+	int (*reply)(void *ctx, const char *data, size_t len);
 	void *ctx;
 };
 
@@ -55,10 +75,18 @@ struct http_session *http_session_new(const struct http_hooks *hooks,
 /*
  * Bytes that arrived from the client (direction POLICY_DIR_REQUEST) or from the server
  * (POLICY_DIR_RESPONSE). What must be sent to the other side goes to `sink`. Returns 0; the
- * sink's error; -EPROTO when the stream must be cut (malformed HTTP under onError=block, or a
- * body blocked by the engine): the caller closes both sides. Non-HTTP bytes on a session are
- * handled per the policy's onError (pass → tunnel; fallback → entity scan of the raw stream;
- * block → -EPROTO) and counted.
+ * sink's error; -EPROTO when the stream must be cut (bytes the session refuses, or a body
+ * blocked by the engine): the caller closes both sides, abortively unless
+ * http_session_replied() says the client was answered in HTTP.
+ *
+ * Fail closed: on a connection a policy covers, bytes reach the client only framed and masked
+ * as the policy says, or raw because the policy says so (onError: pass, tunnels: pass), and
+ * then counted. Bytes that are not HTTP/1.x are handled per direction with the connection's
+ * policy: a request stream under onError=pass is forwarded as it is (responses are still
+ * framed and masked), under fallback or block refused; a response stream under pass is
+ * forwarded, under fallback entity-scanned (only at the start of the connection), under block
+ * refused. A direction the policy does not mask is forwarded when it is not HTTP only if it is
+ * the response one. With no policy at all the session is a tunnel, as before.
  */
 int http_session_feed(struct http_session *s, uint32_t direction, const void *data, size_t len,
 		      mask_sink_fn sink, void *sink_ctx);
@@ -95,6 +123,13 @@ void http_session_trim(struct http_session *s);
 
 /* Masking streams kept for reuse, over all sessions (at most 1024). */
 size_t http_session_spares(void);
+
+/*
+ * Whether the session answered the client itself (an HTTP error in place of what it refused,
+ * through the reply hook or the response sink). The caller delivers what is queued for the
+ * client, then closes it gracefully; the server side is dropped.
+ */
+bool http_session_replied(const struct http_session *s);
 
 /* Whether the session has become an opaque tunnel (Upgrade, CONNECT, non-HTTP under pass). */
 bool http_session_is_tunnel(const struct http_session *s);

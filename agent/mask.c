@@ -213,6 +213,15 @@ struct mask_stream {
 	struct textscan ts_body;
 	struct scan_ctx sc_body;
 	bool body_started;
+
+	/* Content sniffing (sniff_end): the first bytes are held until the body's kind is known. */
+	unsigned char sniff[8];
+	uint8_t sniff_n;
+	bool sniff_done;
+	bool charset_bad; /* Content-Type names a charset the engine does not read (UTF-16/32) */
+	bool multi_doc; /* sniffed JSON: documents may follow one another (NDJSON, concatenated) */
+	bool sniff_text; /* labelled text, sniffed as JSON: a JSON error goes back to the text scan */
+	enum mm_reason raw_reason; /* why a MASK_FMT_RAW body is handed to onError */
 };
 
 /* Buffers larger than this are not kept by mask_stream_reuse. */
@@ -383,9 +392,14 @@ static void count(struct mask_stream *s, int rule, int entity)
 static enum policy_on_error note_error(struct mask_stream *s, enum mm_reason reason)
 {
 	enum policy_on_error oe = s->pol->on_error;
+	/* Encoded bytes, or text in a charset the scanner does not read, cannot be scanned. */
 	if (oe == POLICY_ONERR_FALLBACK &&
-	    (reason == MM_REASON_BAD_ENCODING || reason == MM_REASON_UNKNOWN_ENCODING))
+	    (reason == MM_REASON_BAD_ENCODING || reason == MM_REASON_UNKNOWN_ENCODING ||
+	     reason == MM_REASON_BAD_CHARSET))
 		oe = POLICY_ONERR_BLOCK;
+	/* A text body that only looked like JSON is scanned as the text it is labelled. */
+	if (s->sniff_text && reason == MM_REASON_BAD_JSON)
+		oe = POLICY_ONERR_FALLBACK;
 	s->st.errors[reason]++;
 	enum mask_outcome oc = oe == POLICY_ONERR_BLOCK	 ? MASK_OUTCOME_BLOCKED
 			       : oe == POLICY_ONERR_PASS ? MASK_OUTCOME_PASSED
@@ -1211,6 +1225,10 @@ static int json_feed(struct mask_stream *s, const char *cp, size_t n)
 				i++;
 				break;
 			}
+			if (s->multi_doc && !is_ws(c)) {
+				json_reset_doc(s); /* the next document starts at c */
+				break;
+			}
 			if (!is_ws(c))
 				goto bad;
 			i++;
@@ -1620,7 +1638,7 @@ static int fmt_start(struct mask_stream *s)
 		textscan_begin(&s->ts_body, s->pg.body_ents, 0, scan_emit, &s->sc_body);
 		break;
 	case MASK_FMT_RAW:
-		em_begin(s, MM_REASON_UNKNOWN_CONTENT_TYPE, false);
+		em_begin(s, s->raw_reason ? s->raw_reason : MM_REASON_UNKNOWN_CONTENT_TYPE, false);
 		break;
 	default:
 		break;
@@ -1628,13 +1646,90 @@ static int fmt_start(struct mask_stream *s)
 	return 0;
 }
 
+/*
+ * Whether the first bytes are text in UTF-16 or UTF-32: a byte-order mark, or ASCII
+ * characters with NUL bytes between them in the pattern of those encodings.
+ */
+static bool wide_text(const unsigned char *b, size_t k)
+{
+	if (k >= 2 && ((b[0] == 0xff && b[1] == 0xfe) || (b[0] == 0xfe && b[1] == 0xff)))
+		return true;
+	if (k >= 4 && !b[0] && !b[1] && b[2] == 0xfe && b[3] == 0xff)
+		return true;
+	if (k < 4)
+		return false;
+	unsigned nul = 0, text = 0;
+	for (size_t i = 0; i < 4; i++) {
+		if (!b[i])
+			nul |= 1u << i;
+		else if ((b[i] >= 0x20 && b[i] < 0x7f) || (b[i] >= '\t' && b[i] <= '\r'))
+			text |= 1u << i;
+	}
+	/* LE/BE UTF-16, LE/BE UTF-32 */
+	return (nul == 0xa && text == 0x5) || (nul == 0x5 && text == 0xa) ||
+	       (nul == 0xe && text == 0x1) || (nul == 0x7 && text == 0x8);
+}
+
+static int fmt_body(struct mask_stream *s, const char *p, size_t n);
+
+/*
+ * The first bytes of the decoded body are in: a body in a charset the engine does not read
+ * follows onError (fallback means block); a UTF-8 byte-order mark is passed on and skipped;
+ * then the held bytes go through as the body's start.
+ */
+static int sniff_end(struct mask_stream *s)
+{
+	const char *b = (const char *)s->sniff;
+	size_t k = s->sniff_n;
+	int r;
+	s->sniff_done = true;
+	if (s->charset_bad || wide_text(s->sniff, k)) {
+		s->fmt = MASK_FMT_RAW;
+		s->raw_reason = MM_REASON_BAD_CHARSET;
+	} else if (k >= 3 && !memcmp(b, "\xef\xbb\xbf", 3)) {
+		s->st.bytes_scanned += 3;
+		if ((r = out_put(s, b, 3)))
+			return r;
+		b += 3;
+		k -= 3;
+	}
+	return fmt_body(s, b, k);
+}
+
 static int fmt_feed(struct mask_stream *s, const char *p, size_t n)
+{
+	if (s->blocked || s->stopped || !n)
+		return 0;
+	if (!s->sniff_done) {
+		size_t k = sizeof(s->sniff) - s->sniff_n;
+		k = k < n ? k : n;
+		memcpy(s->sniff + s->sniff_n, p, k);
+		s->sniff_n += (uint8_t)k;
+		if (s->sniff_n < sizeof(s->sniff))
+			return 0;
+		int r = sniff_end(s);
+		if (r || s->blocked || s->stopped)
+			return r;
+		p += k;
+		n -= k;
+	}
+	return fmt_body(s, p, n);
+}
+
+/*
+ * Body bytes after sniffing. A body with no label is JSON when it starts like JSON, else
+ * text; one labelled text (text/any) or with a label the engine does not know that starts like JSON
+ * is read as JSON (documents one after another allowed), so field rules apply whatever the
+ * label says (docs/policy.md lists what is sniffed).
+ */
+static int fmt_body(struct mask_stream *s, const char *p, size_t n)
 {
 	int r;
 	if (s->blocked || s->stopped || !n)
 		return 0;
 	s->st.bytes_scanned += n;
-	if (s->fmt == MASK_FMT_AUTO) {
+	if (!s->body_started && (s->fmt == MASK_FMT_AUTO || s->fmt == MASK_FMT_TEXT ||
+				 (s->fmt == MASK_FMT_RAW && !s->raw_reason))) {
 		size_t i = 0;
 		while (i < n && is_ws((unsigned char)p[i]))
 			i++;
@@ -1642,7 +1737,14 @@ static int fmt_feed(struct mask_stream *s, const char *p, size_t n)
 			return r;
 		if (i == n)
 			return 0;
-		s->fmt = p[i] == '{' || p[i] == '[' ? MASK_FMT_JSON : MASK_FMT_TEXT;
+		bool json = p[i] == '{' || p[i] == '[';
+		if (s->fmt == MASK_FMT_AUTO) {
+			s->fmt = json ? MASK_FMT_JSON : MASK_FMT_TEXT;
+		} else if (json) {
+			s->sniff_text = s->fmt == MASK_FMT_TEXT;
+			s->fmt = MASK_FMT_JSON;
+			s->multi_doc = true;
+		}
 		p += i;
 		n -= i;
 	}
@@ -1663,6 +1765,11 @@ static int fmt_feed(struct mask_stream *s, const char *p, size_t n)
 
 static int fmt_finish(struct mask_stream *s)
 {
+	if (!s->sniff_done && !s->blocked && !s->stopped) {
+		int r = sniff_end(s);
+		if (r)
+			return r;
+	}
 	if (s->blocked || s->stopped || !s->body_started)
 		return 0;
 	switch (s->fmt) {
@@ -1714,6 +1821,26 @@ enum mask_format mask_format_for(const char *ct)
 	return MASK_FMT_RAW;
 }
 
+/* Whether a Content-Type's charset parameter names UTF-16 or UTF-32 (UCS-2/4). */
+static bool wide_charset(const char *ct)
+{
+	for (const char *q = ct; q && (q = strchr(q, ';'));) {
+		q++;
+		while (*q == ' ' || *q == '\t')
+			q++;
+		if (strncasecmp(q, "charset=", 8))
+			continue;
+		q += 8;
+		if (*q == '"')
+			q++;
+		return !strncasecmp(q, "utf-16", 6) || !strncasecmp(q, "utf-32", 6) ||
+		       !strncasecmp(q, "utf16", 5) || !strncasecmp(q, "utf32", 5) ||
+		       !strncasecmp(q, "ucs-2", 5) || !strncasecmp(q, "ucs-4", 5) ||
+		       !strncasecmp(q, "unicode", 7);
+	}
+	return false;
+}
+
 /* What a stream takes from the message it masks (the rest comes from its policy). */
 static int message_init(struct mask_stream *s, const struct mask_opts *o)
 {
@@ -1724,6 +1851,7 @@ static int message_init(struct mask_stream *s, const struct mask_opts *o)
 	    (o->content_encoding && !(s->content_encoding = strdup(o->content_encoding))))
 		return -ENOMEM;
 	s->fmt = o->format != MASK_FMT_AUTO ? o->format : mask_format_for(o->content_type);
+	s->charset_bad = wide_charset(o->content_type);
 	s->codec = codec_kind_for(o->content_encoding);
 	if (s->codec == CODEC_GZIP || s->codec == CODEC_DEFLATE)
 		codec_dec_init(&s->dec, s->codec);

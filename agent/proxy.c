@@ -339,8 +339,7 @@ static void update(struct conn *c)
 			continue;
 		}
 		if (!s->rd_eof && !conn_pending &&
-		    (c->closing ||
-		     (o->fd >= 0 && queued(o) < px->cfg.max_buffer && !o->pipe_full)))
+		    (c->closing || (o->fd >= 0 && queued(o) < px->cfg.max_buffer && !o->pipe_full)))
 			ev |= EPOLLIN | EPOLLRDHUP;
 		if ((pending(s) && !s->splice_wait) || s->pipe_len || conn_pending)
 			ev |= EPOLLOUT;
@@ -455,8 +454,8 @@ static ssize_t pipe_in(struct side *s, uint64_t want)
 unusable:
 	/* splice(2) refused here: copy from now on (level-triggered, so s is read again). */
 	if (!c->no_pipe)
-		agent_log(AGENT_LOG_DEBUG, "connection to %s: splice pass-through off: %s",
-			  c->dest, strerror(errno));
+		agent_log(AGENT_LOG_DEBUG, "connection to %s: splice pass-through off: %s", c->dest,
+			  strerror(errno));
 	c->no_pipe = true;
 	errno = EAGAIN;
 	return -1;
@@ -481,6 +480,41 @@ static void end_exchange(struct side *s)
 	s->out_off = 0;
 	s->pipe_len = 0;
 	o->shut_pending = true;
+}
+
+/*
+ * The HTTP layer cut the stream (-EPROTO, counted there) or the connection broke. When the
+ * session answered the client itself (an HTTP error in place of what it refused), the server
+ * side is dropped abortively, the answer is delivered and the client closed gracefully, its
+ * further bytes read and dropped until its FIN (as end_exchange does); otherwise both sides
+ * are reset.
+ */
+static void cut(struct conn *c, int err)
+{
+	struct side *srv = &c->srv;
+	agent_log(err == -EPROTO ? AGENT_LOG_DEBUG : AGENT_LOG_WARN, "connection to %s: %s%s",
+		  c->dest, strerror(-err),
+		  c->hs && http_session_replied(c->hs) ? " (answered in HTTP)" : "");
+	if (err != -EPROTO || !c->hs || !http_session_replied(c->hs)) {
+		conn_close(c, true);
+		return;
+	}
+	if (srv->fd >= 0) {
+		struct linger lg = {.l_onoff = 1, .l_linger = 0};
+		setsockopt(srv->fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+		side_close(srv);
+	}
+	c->connecting = false;
+	srv->out.len = 0;
+	srv->out_off = 0;
+	pipe_close(srv);
+	c->closing = true;
+	c->cli.shut_pending = true;
+	if (flush(&c->cli) < 0) {
+		conn_close(c, true);
+		return;
+	}
+	update(c);
 }
 
 static void on_side(struct ep_handler *h, uint32_t ev)
@@ -526,18 +560,13 @@ static void on_side(struct ep_handler *h, uint32_t ev)
 		} else if (n > 0 && pt) {
 			int r = http_session_skip(c->hs, dir_of(s), (uint64_t)n, sink_append, o);
 			if (r < 0) {
-				agent_log(AGENT_LOG_WARN, "connection to %s: %s", c->dest,
-					  strerror(-r));
-				conn_close(c, true);
+				cut(c, r);
 				return;
 			}
 		} else if (n > 0) {
 			int r = feed(s, buf, (size_t)n);
 			if (r < 0) {
-				/* -EPROTO: the HTTP layer cut the stream (counted there). */
-				agent_log(r == -EPROTO ? AGENT_LOG_DEBUG : AGENT_LOG_WARN,
-					  "connection to %s: %s", c->dest, strerror(-r));
-				conn_close(c, true);
+				cut(c, r);
 				return;
 			}
 			if (http_session_must_close(c->hs, dir_of(s)))
@@ -548,7 +577,7 @@ static void on_side(struct ep_handler *h, uint32_t ev)
 			s->rd_eof = true;
 			int r = http_session_eof(c->hs, dir_of(s), sink_append, o);
 			if (r < 0) {
-				conn_close(c, true);
+				cut(c, r);
 				return;
 			}
 			o->shut_pending = true;
@@ -566,6 +595,13 @@ static void on_side(struct ep_handler *h, uint32_t ev)
 		return;
 	}
 	update(c);
+}
+
+/* The session's own answer to the client (a refused request): queued for the app side. */
+static int hook_reply(void *ctx, const char *data, size_t len)
+{
+	struct conn *c = ctx;
+	return sink_append(&c->cli, data, len);
 }
 
 static struct policy *hook_policy_for(void *ctx, uint32_t direction)
@@ -696,8 +732,10 @@ static void accept_one(struct lsock *ls, int fd)
 	if (p)
 		policy_unref(p);
 
-	struct http_hooks hooks = {
-		.policy_for = hook_policy_for, .message_done = hook_message_done, .ctx = c};
+	struct http_hooks hooks = {.policy_for = hook_policy_for,
+				   .message_done = hook_message_done,
+				   .reply = hook_reply,
+				   .ctx = c};
 	c->hs = http_session_new(&hooks, NULL);
 	if (!c->hs) {
 		metrics_flow(c->policy, METRICS_FLOW_REFUSED, MM_REASON_INTERNAL);

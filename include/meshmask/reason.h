@@ -21,7 +21,9 @@
 	X(TIMEOUT, "timeout")                   /* idle or slow peer */                            \
 	X(LIMIT, "limit")                       /* a configured bound was hit */                   \
 	X(RINGBUF_FULL, "ringbuf_full")         /* event dropped: ringbuf had no room */           \
-	X(INTERNAL, "internal")                 /* allocation failure or a bug */
+	X(INTERNAL, "internal")                 /* allocation failure or a bug */                  \
+	X(TUNNEL, "tunnel")                     /* a protocol switch (Upgrade, CONNECT) */         \
+	X(BAD_CHARSET, "bad_charset")           /* a body in a charset the engine does not read */
 
 enum mm_reason {
 #define MM_REASON_ENUM_(name, label) MM_REASON_##name,

@@ -4,7 +4,9 @@
  * response stream, data[1] the policy, the chunk size and the limits; the two streams are fed
  * interleaved in chunks, then both sides see eof. With no policy, in observe mode and in a
  * direction the policy does not cover, the output must be a prefix of the input (identity when
- * nothing failed); the buffered bytes must stay within the limits. The same input is run a
+ * nothing failed) unless the session changed it on purpose: an upgrade request sent on without
+ * Upgrade (tunnels: block) or its own HTTP answer to the client (which goes, as in the proxy,
+ * where responses go); the buffered bytes must stay within the limits. The same input is run a
  * second time with the caller moving what http_session_passthrough allows (the proxy's splice
  * path): both runs must give the same results, and the same bytes (up to an error).
  */
@@ -43,21 +45,41 @@ static const char *const policy_texts[] = {
 
 static struct policy *policies[N_POLICIES];
 
+struct out {
+	struct mm_buf b;
+};
+
+struct fctx {
+	struct policy *pol;
+	struct out *resp_out; /* the client's side: responses and the session's own answers */
+	bool altered[2]; /* the session changed the bytes of a direction on purpose */
+};
+
 static struct policy *policy_for(void *ctx, uint32_t dir)
 {
-	struct policy *p = ctx;
-	return p ? policy_ref(p) : NULL;
+	struct fctx *c = ctx;
+	if (c->pol && dir != ~0u && !(c->pol->directions & dir))
+		return NULL; /* as the proxy: a direction the policy does not mask has none */
+	return c->pol ? policy_ref(c->pol) : NULL;
 }
 
 static void message_done(void *ctx, const struct http_message_info *info)
 {
+	struct fctx *c = ctx;
 	if (info->stats && info->stats->n_rules && !info->stats->rules)
 		abort();
+	if (info->tunnel == HTTP_TUNNEL_STRIPPED)
+		c->altered[0] = true;
+	if (info->reply_status)
+		c->altered[1] = true;
 }
 
-struct out {
-	struct mm_buf b;
-};
+static int reply(void *ctx, const char *p, size_t n)
+{
+	struct fctx *c = ctx;
+	c->altered[1] = true;
+	return mm_buf_append(&c->resp_out->b, p, n);
+}
 
 static int sink(void *ctx, const char *p, size_t n)
 {
@@ -98,13 +120,14 @@ static int feed_skipping(struct http_session *s, uint32_t dir, const char *p, si
  * allows is appended by the caller and reported with http_session_skip (the proxy's splice
  * path) instead of being fed.
  */
-static void run(struct policy *pol, const struct http_limits *lim, const char *const src[2],
+static void run(struct fctx *fc, const struct http_limits *lim, const char *const src[2],
 		const size_t len[2], size_t chunk, bool skip, struct out out[2], int rc[2])
 {
 	uint32_t dirs[2] = {POLICY_DIR_REQUEST, POLICY_DIR_RESPONSE};
 	size_t off[2] = {0, 0};
+	fc->resp_out = &out[1];
 	struct http_hooks hooks = {
-		.policy_for = policy_for, .message_done = message_done, .ctx = pol};
+		.policy_for = policy_for, .message_done = message_done, .reply = reply, .ctx = fc};
 	struct http_session *s = http_session_new(&hooks, lim);
 	if (!s)
 		abort();
@@ -166,8 +189,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		ident[d] = !pol || pol->mode == POLICY_MODE_OBSERVE || !(pol->directions & dirs[d]);
 	struct out out[2] = {{{0}}, {{0}}}, skipped[2] = {{{0}}, {{0}}};
 	int rc[2], rc_skip[2];
-	run(pol, &lim, src, len, chunk, false, out, rc);
-	run(pol, &lim, src, len, chunk, true, skipped, rc_skip);
+	struct fctx fc = {.pol = pol}, fc_skip = {.pol = pol};
+	run(&fc, &lim, src, len, chunk, false, out, rc);
+	run(&fc_skip, &lim, src, len, chunk, true, skipped, rc_skip);
 	for (int d = 0; d < 2; d++) {
 		/*
 		 * Moving pass-through bytes outside the session changes nothing. After an error
@@ -178,7 +202,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		if (rc[d] != rc_skip[d] || (!rc[d] && out[d].b.len != skipped[d].b.len) ||
 		    (common && memcmp(out[d].b.data, skipped[d].b.data, common)))
 			abort();
-		if (!ident[d])
+		if (!ident[d] || fc.altered[d])
 			continue;
 		if (out[d].b.len > len[d] ||
 		    memcmp(out[d].b.data ? out[d].b.data : "", src[d], out[d].b.len))

@@ -118,6 +118,7 @@ dp_in() {
 }
 
 # dp_policy NAME FAILURE_MODE SOURCE_GLOB EXEMPT_GLOB PORT [CIDR]
+# (DP_DIRECTIONS: the directions list; DP_SPEC_EXTRA: more spec keys, e.g. ' "tunnels": "pass",')
 dp_policy() {
 	local dest="{ \"port\": $5 }"
 	[[ -n ${6:-} ]] && dest="{ \"port\": $5, \"cidr\": \"$6\" }"
@@ -131,7 +132,7 @@ dp_policy() {
                   "sources": [ { "cgroup": "$DP_CG_REL/$3" } ] },
     "exempt": [ { "cgroup": "$DP_CG_REL/$4" } ],
     "directions": [ ${DP_DIRECTIONS:-\"response\"} ],
-    "failureMode": "$2",
+    "failureMode": "$2",${DP_SPEC_EXTRA:-}
     "rules": [
       { "name": "ssn", "fields": [ "\$..ssn" ], "action": { "type": "mask", "keepLast": 4, "char": "X" } },
       { "name": "cards", "entities": [ "CREDIT_CARD" ], "action": { "type": "mask", "keepLast": 4 } },

@@ -6,7 +6,9 @@
 source "$(dirname "$0")/dp_lib.sh"
 dp_init "$1"
 dp_policy pii closed 'app-*' 'none' $DP_SPORT
-DP_DIRECTIONS='"request"' dp_policy upload closed 'app-*' 'none' $((DP_SPORT + 1))
+# The tunnel below is an explicit choice of the policy (tunnels: pass), counted.
+DP_SPEC_EXTRA=' "tunnels": "pass",' DP_DIRECTIONS='"request"' \
+	dp_policy upload closed 'app-*' 'none' $((DP_SPORT + 1))
 dp_pod app-a 1
 dp_agent_start --idle-timeout 2 || { not_ok "agent starts"; dp_done; exit; }
 check "agent listens in the pod's netns" dp_wait_listener app-a
@@ -153,6 +155,10 @@ while True:
 t.join()
 print(head.split(b"\r\n")[0].decode(), n, h.hexdigest() == hashlib.sha256(data).hexdigest())')
 check "tunnel: 32 MiB echoed back intact through the agent ($res)" test "$res" = "HTTP/1.1 101 Switching Protocols $((32 << 20)) True"
+check "tunnel: counted as opened and as passed unmasked (tunnels: pass)" test \
+	"$(dp_metric 'meshmask_tunnels_total\{policy="upload",kind="upgrade",action="opened"\}')" -ge 1 -a \
+	"$(dp_metric 'meshmask_passed_unmasked_total\{policy="upload",direction="response",reason="tunnel"\}')" -ge 1
+check "tunnel: audited" grep -q '"event":"tunnel".*"policy":"upload".*"action":"opened"' "$DP_DIR/audit.log"
 zreq=$(( $(dp_metric 'meshmask_passthrough_spliced_bytes_total\{policy="upload",direction="request"\}') - zreq0 ))
 zres=$(( $(dp_metric 'meshmask_passthrough_spliced_bytes_total\{policy="upload",direction="response"\}') - zres0 ))
 if [[ ${DP_AGENT_EXTRA:-} == *--splice* ]]; then

@@ -386,6 +386,108 @@ static void test_formats(void)
 	is_int(mask_format_for(" "), MASK_FMT_AUTO, "format: blank");
 }
 
+/* UTF-16LE of an ASCII string (with a byte-order mark when bom). */
+static size_t utf16le(const char *a, bool bom, char *out)
+{
+	size_t k = 0;
+	if (bom) {
+		out[k++] = (char)0xff;
+		out[k++] = (char)0xfe;
+	}
+	for (; *a; a++) {
+		out[k++] = *a;
+		out[k++] = 0;
+	}
+	return k;
+}
+
+/*
+ * Fail closed on content labels (issue 13): JSON is read as JSON whatever the label says;
+ * text the engine cannot read (UTF-16/32) follows onError, with fallback meaning block.
+ */
+static void test_sniffing(void)
+{
+	const char *rules =
+		"[{\"name\":\"ssn\",\"fields\":[\"$..ssn\"],\"action\":{\"type\":\"mask\","
+		"\"keepLast\":4,\"char\":\"X\"}},{\"name\":\"card\",\"entities\":[\"CREDIT_CARD\"],"
+		"\"action\":{\"type\":\"mask\",\"keepLast\":4}}]";
+	struct policy *fb = mkpol(rules, "enforce", "fallback");
+	struct policy *bl = mkpol(rules, "enforce", "block");
+	struct policy *ps = mkpol(rules, "enforce", "pass");
+	const char *doc = "{\"ssn\":\"123-45-6789\",\"c\":\"4111111111111111\"}";
+	const char *want = "{\"ssn\":\"XXX-XX-6789\",\"c\":\"************1111\"}";
+	static const char *const labels[] = {"text/html",
+					     "text/plain",
+					     "application/octet-stream",
+					     "application/xml",
+					     "application/javascript",
+					     "text/html; charset=utf-8"};
+	for (size_t i = 0; i < sizeof(labels) / sizeof(*labels); i++)
+		CHECK(bl, labels[i], doc, want, labels[i]);
+	CHECK(bl, "text/plain", "\n {\"ssn\":\"123-45-6789\"}\n{\"a\":[{\"ssn\":\"123456789\"}]}\n",
+	      "\n {\"ssn\":\"XXX-XX-6789\"}\n{\"a\":[{\"ssn\":\"XXXXX6789\"}]}\n",
+	      "NDJSON labelled text/plain: every document");
+	CHECK(bl, "text/html", "\xef\xbb\xbf{\"ssn\":\"123-45-6789\"}",
+	      "\xef\xbb\xbf{\"ssn\":\"XXX-XX-6789\"}", "UTF-8 byte-order mark: read past, kept");
+	CHECK(bl, "application/json", "\xef\xbb\xbf{\"ssn\":\"123-45-6789\"}",
+	      "\xef\xbb\xbf{\"ssn\":\"XXX-XX-6789\"}", "UTF-8 BOM on application/json");
+	/* Text that only starts like JSON is scanned as the text it is, even under block. */
+	struct run_result rr;
+	char *o = run1(bl, "text/plain", "{name} paid with 4111 1111 1111 1111", &rr);
+	ok(rr.rc == 0 && !strcmp(o, "{name} paid with **** **** **** 1111"),
+	   "text/plain starting with '{' but not JSON: entity scan, not blocked");
+	free(o);
+	free(rr.st.rules);
+
+	/* UTF-16 and UTF-32 bodies, marked or not, and a UTF-16 charset label. */
+	struct wide_case {
+		const char *ct, *name;
+		size_t len;
+		char b[512];
+	} *wide = calloc(5, sizeof(*wide));
+	wide[0].ct = "application/json";
+	wide[0].name = "UTF-16LE with BOM";
+	wide[0].len = utf16le(doc, true, wide[0].b);
+	wide[1].ct = "text/plain";
+	wide[1].name = "UTF-16LE without BOM";
+	wide[1].len = utf16le(doc, false, wide[1].b);
+	wide[2].ct = "application/json";
+	wide[2].name = "UTF-16BE without BOM";
+	wide[2].len = utf16le(doc, false, wide[2].b + 1); /* shifted by one: big-endian */
+	for (const char *a = doc; *a; a++)
+		wide[3].b[wide[3].len += 4, wide[3].len - 4] = *a;
+	wide[3].ct = "application/json";
+	wide[3].name = "UTF-32LE without BOM";
+	wide[4].ct = "application/json; charset=UTF-16";
+	wide[4].name = "charset=UTF-16 label";
+	wide[4].len = strlen(doc);
+	memcpy(wide[4].b, doc, wide[4].len);
+	for (int i = 0; i < 5; i++) {
+		struct policy *pols[] = {fb, bl, ps};
+		for (int m = 0; m < 3; m++) {
+			struct mm_buf out = {0};
+			struct run_result r2 = run_cuts(pols[m], wide[i].ct, NULL, wide[i].b,
+							wide[i].len, NULL, 0, m == 0 ? 1 : 0, &out);
+			bool identical =
+				out.len == wide[i].len && !memcmp(out.data, wide[i].b, out.len);
+			if (m < 2)
+				ok(r2.rc == -EPROTO && r2.outcome == MASK_OUTCOME_BLOCKED &&
+					   r2.reason == MM_REASON_BAD_CHARSET && out.len == 0,
+				   "%s, onError=%s: blocked as bad_charset", wide[i].name,
+				   m ? "block" : "fallback (bytewise)");
+			else
+				ok(r2.rc == 0 && r2.outcome == MASK_OUTCOME_PASSED && identical,
+				   "%s, onError=pass: passed unchanged, counted", wide[i].name);
+			mm_buf_free(&out);
+			free(r2.st.rules);
+		}
+	}
+	free(wide);
+	policy_unref(fb);
+	policy_unref(bl);
+	policy_unref(ps);
+}
+
 static void test_on_error(void)
 {
 	const char *rules =
@@ -564,9 +666,13 @@ static void test_reuse(void)
 		{.ct = "application/json",
 		 .in = "{\"a\":[{\"ssn\":\"1\"},{\"ssn\":\"536-22-8105\",\"pw\":\"p\"}],"
 		       "\"e\":\"ann@example.com\",\"c\":\"4111 1111 1111 1111\"}"},
-		{.ct = "application/json", .in = "{\"a\":[{\"deep\":[[[[{\"pw\":\"x", .unfinished = true},
-		{.ct = "text/plain", .in = "mail bob@example.org card 4111111111111111 ssn 536-22-8105"},
-		{.ct = "application/x-www-form-urlencoded", .in = "pw=hunter2&e=ann%40example.com&z=1"},
+		{.ct = "application/json",
+		 .in = "{\"a\":[{\"deep\":[[[[{\"pw\":\"x",
+		 .unfinished = true},
+		{.ct = "text/plain",
+		 .in = "mail bob@example.org card 4111111111111111 ssn 536-22-8105"},
+		{.ct = "application/x-www-form-urlencoded",
+		 .in = "pw=hunter2&e=ann%40example.com&z=1"},
 		{.ct = "application/json", .ce = "gzip", .in = gz.data, .len = gz.len},
 		{.ct = "application/json", .in = "{\"a\": nope 536-22-8105"},
 		{.ct = "application/json", .in = "[{\"pw\":1},{\"e\":\"ann@example.com\"}]"},
@@ -608,7 +714,8 @@ static void test_reuse(void)
 			    !memcmp(sa.rules, sb.rules, sa.n_rules * sizeof(*sa.rules));
 		if (!same) {
 			bad++;
-			printf("# body %zu: rc %d/%d, outcome %d/%d, %zu/%zu bytes, %llu/%llu values\n",
+			printf("# body %zu: rc %d/%d, outcome %d/%d, %zu/%zu bytes, %llu/%llu "
+			       "values\n",
 			       i, ra, rb, (int)oa, (int)ob, a.len, b.len,
 			       (unsigned long long)sa.values, (unsigned long long)sb.values);
 		}
@@ -647,6 +754,7 @@ int main(void)
 	test_paths_and_actions();
 	test_observe();
 	test_formats();
+	test_sniffing();
 	test_on_error();
 	test_encodings();
 	test_buffer();

@@ -25,6 +25,7 @@ struct logent {
 	int status;
 	bool masked, reframed;
 	int outcome, reason;
+	int tunnel, reply_status;
 	uint64_t values, header_values;
 	uint64_t rule_values[8];
 	const struct policy *pol;
@@ -39,6 +40,7 @@ struct ctx {
 	struct logent log[MAX_LOG];
 	int n_log;
 	int done[2];
+	struct mm_buf reply; /* what the session answered the client itself */
 };
 
 static int di(uint32_t dir)
@@ -50,6 +52,11 @@ static struct policy *policy_for(void *vctx, uint32_t dir)
 {
 	struct ctx *c = vctx;
 	struct policy *p;
+	if (dir != POLICY_DIR_REQUEST && dir != POLICY_DIR_RESPONSE) {
+		/* the connection's policy, whatever the direction */
+		p = c->resp_pol ? c->resp_pol : c->req_pol;
+		return p ? policy_ref(p) : NULL;
+	}
 	c->calls[di(dir)]++;
 	if (dir == POLICY_DIR_REQUEST)
 		p = c->req_pol;
@@ -73,6 +80,8 @@ static void message_done(void *vctx, const struct http_message_info *info)
 	e->reframed = info->reframed;
 	e->outcome = info->outcome;
 	e->reason = info->reason;
+	e->tunnel = info->tunnel;
+	e->reply_status = info->reply_status;
 	e->values = info->stats ? info->stats->values : 0;
 	e->header_values = info->header_values;
 	e->pol = info->policy;
@@ -83,6 +92,12 @@ static void message_done(void *vctx, const struct http_message_info *info)
 static int sink(void *ctx, const char *p, size_t n)
 {
 	return mm_buf_append(ctx, p, n);
+}
+
+static int reply(void *vctx, const char *p, size_t n)
+{
+	struct ctx *c = vctx;
+	return mm_buf_append(&c->reply, p, n);
 }
 
 struct step {
@@ -136,9 +151,10 @@ static void run_script(struct ctx *c, const struct http_limits *lim, const struc
 		       size_t n, long split, struct run *r)
 {
 	struct http_hooks hooks = {
-		.policy_for = policy_for, .message_done = message_done, .ctx = c};
+		.policy_for = policy_for, .message_done = message_done, .reply = reply, .ctx = c};
 	struct http_session *s = http_session_new(&hooks, lim);
 	memset(r, 0, sizeof(*r));
+	mm_buf_free(&c->reply);
 	for (size_t i = 0; i < n && !r->rc; i++) {
 		const char *p = st[i].data;
 		size_t len = st[i].len ? st[i].len : strlen(p);
@@ -652,8 +668,8 @@ static void test_spares(struct policy *resp)
 		rc |= http_session_feed(s[i], REQ, rq, strlen(rq), sink, &req_out);
 		rc |= http_session_feed(s[i], RESP, rs, (size_t)k, sink, &out[i]);
 	}
-	ok(!rc && http_session_spares() == base + 3, "spares: one kept per session after a body (%zu)",
-	   http_session_spares() - base);
+	ok(!rc && http_session_spares() == base + 3,
+	   "spares: one kept per session after a body (%zu)", http_session_spares() - base);
 	size_t first = out[0].len;
 	rc = http_session_feed(s[0], RESP, rs, (size_t)k, sink, &out[0]);
 	ok(!rc && http_session_spares() == base + 3 && out[0].len == 2 * first &&
@@ -1087,9 +1103,9 @@ static void test_not_http(struct policy *pass, struct policy *fallback, struct p
 	struct ctx c = {.resp_pol = pass};
 	struct run r;
 	run_script(&c, NULL, (struct step[]){{RESP, raw, 0, true}}, 1, 0, &r);
-	ok(r.rc == 0 && r.tunnel && r.out[1].len == strlen(raw) &&
-		   !memcmp(r.out[1].data, raw, strlen(raw)),
-	   "not HTTP, onError=pass: tunnel, byte-identical");
+	ok(r.rc == 0 && r.out[1].len == strlen(raw) && !memcmp(r.out[1].data, raw, strlen(raw)),
+	   "not HTTP, onError=pass: forwarded byte-identical");
+	ok(c.n_log == 1 && c.log[0].outcome == MASK_OUTCOME_PASSED, "counted as passed");
 	ok(c.n_log == 1 && c.log[0].reason == MM_REASON_NOT_HTTP, "counted as not_http");
 	run_free(&r);
 
@@ -1112,8 +1128,231 @@ static void test_not_http(struct policy *pass, struct policy *fallback, struct p
 	memset(&c, 0, sizeof(c));
 	c.resp_pol = block;
 	run_script(&c, NULL, (struct step[]){{RESP, raw, 0, true}}, 1, 0, &r);
-	ok(r.rc == -EPROTO && r.out[1].len == 0, "not HTTP, onError=block: -EPROTO, nothing sent");
-	ok(c.n_log == 1 && c.log[0].reason == MM_REASON_NOT_HTTP, "block counted as not_http");
+	mm_buf_putc(&r.out[1], 0);
+	ok(r.rc == -EPROTO && !strstr(r.out[1].data, "536-22-8710") &&
+		   !strncmp(r.out[1].data, "HTTP/1.1 502 Bad Gateway\r\n", 26) &&
+		   strstr(r.out[1].data, "\r\nx-meshmask-reason: not_http\r\n"),
+	   "not HTTP, onError=block: -EPROTO, the client gets a 502 and nothing raw");
+	ok(c.n_log == 1 && c.log[0].reason == MM_REASON_NOT_HTTP &&
+		   c.log[0].outcome == MASK_OUTCOME_BLOCKED && c.log[0].reply_status == 502,
+	   "block counted as not_http");
+	run_free(&r);
+}
+
+/* Whether a buffer holds `needle` (also where it holds NULs). */
+static bool has(const struct mm_buf *b, const char *needle)
+{
+	return b->len && memmem(b->data, b->len, needle, strlen(needle)) != NULL;
+}
+
+#define RESP_JSON                                                                         \
+	"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 60\r\n\r\n" \
+	"{\"name\":\"Ann\",\"ssn\":\"123-45-6789\",\"card\":\"4111111111111111\"}"
+
+/*
+ * Fail closed (issue 13): a request stream the agent cannot frame never switches off response
+ * masking; it is refused (400 where the client speaks HTTP, a cut otherwise) unless the policy
+ * says onError: pass, and then the responses are still masked.
+ */
+static void test_fail_closed_requests(struct policy *block, struct policy *fb, struct policy *pass)
+{
+	_Static_assert(sizeof(RESP_JSON) - 1 == 71 + 60, "RESP_JSON: 71 head bytes, 60 body bytes");
+	static const char *const lenient[] = {
+		"GET  /x HTTP/1.1\r\nHost: a\r\n\r\n", /* two spaces */
+		"GET\t/x HTTP/1.1\r\nHost: a\r\n\r\n", /* a tab */
+		"GET /x HTTP/1.1\nHost: a\n\n", /* bare LF */
+		"GET /x\r\n\r\n", /* HTTP/0.9 */
+		"GET /x HTTP/1.1\r\nHost: a\r\n folded\r\n\r\n", /* obs-fold */
+		"GET /x HTTP/1.1\r\nContent-Type: a\r\nContent-Type: b\r\n\r\n",
+	};
+	struct policy *pols[] = {block, fb};
+	for (size_t pi = 0; pi < 2; pi++) {
+		for (size_t i = 0; i < sizeof(lenient) / sizeof(lenient[0]); i++) {
+			for (long split = -1; split <= 0; split++) {
+				struct ctx c = {.resp_pol = pols[pi]};
+				struct run r;
+				run_script(&c, NULL,
+					   (struct step[]){{REQ, lenient[i]}, {RESP, RESP_JSON}}, 2,
+					   split, &r);
+				mm_buf_putc(&c.reply, 0);
+				ok(r.rc == -EPROTO && !has(&r.out[1], "123-45-6789") &&
+					   !strncmp(c.reply.data, "HTTP/1.1 400 Bad Request\r\n",
+						    26) &&
+					   c.n_log >= 1 &&
+					   c.log[0].outcome == MASK_OUTCOME_BLOCKED &&
+					   c.log[0].pol == pols[pi],
+				   "lenient request %zu under onError=%s (%s): 400, nothing "
+				   "forwarded "
+				   "raw, counted under the policy",
+				   i, pi ? "fallback" : "block", split ? "bytewise" : "whole");
+				run_free(&r);
+				mm_buf_free(&c.reply);
+			}
+		}
+	}
+
+	/* Not HTTP at all (TLS, HTTP/2 prior knowledge): cut without an answer. */
+	static const char *const opaque[] = {"\x16\x03\x01\x00\x05hello",
+					     "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04"};
+	for (size_t i = 0; i < 2; i++) {
+		struct ctx c = {.resp_pol = fb};
+		struct run r;
+		run_script(&c, NULL, (struct step[]){{REQ, opaque[i]}, {RESP, RESP_JSON}}, 2, 0,
+			   &r);
+		ok(r.rc == -EPROTO && r.out[0].len == 0 && r.out[1].len == 0 && c.reply.len == 0 &&
+			   c.n_log == 1 && c.log[0].reason == MM_REASON_NOT_HTTP &&
+			   c.log[0].outcome == MASK_OUTCOME_BLOCKED,
+		   "not HTTP %zu, response-only policy, onError=fallback: cut, counted not_http",
+		   i);
+		run_free(&r);
+		mm_buf_free(&c.reply);
+	}
+
+	/* TLS under a policy that masks TLS plaintext in the process (spec.tls): relayed. */
+	struct policy *tls = mkpol(
+		"{\"apiVersion\":\"meshmask.io/v1alpha1\",\"kind\":\"MaskingPolicy\","
+		"\"metadata\":{\"name\":\"tls\"},\"spec\":{\"tls\":{\"enforce\":\"stop-rewrite\"},"
+		"\"onError\":\"block\",\"rules\":[{\"name\":\"e\",\"entities\":[\"US_SSN\"],"
+		"\"action\":{\"type\":\"mask\"}}]}}");
+	if (tls) {
+		struct ctx c = {.resp_pol = tls};
+		struct run r;
+		run_script(
+			&c, NULL,
+			(struct step[]){{REQ, opaque[0], 10}, {RESP, "\x16\x03\x03\x00\x02hi", 7}},
+			2, -1, &r);
+		ok(r.rc == 0 && r.out[0].len == 10 && !memcmp(r.out[0].data, opaque[0], 10) &&
+			   r.out[1].len == 7 && r.tunnel,
+		   "TLS under tls.enforce: stop-rewrite: relayed both ways");
+		run_free(&r);
+	}
+	ok(tls != NULL, "stop-rewrite policy parses");
+	policy_unref(tls);
+
+	/* onError: pass forwards the request stream as it is; responses are still masked. */
+	for (size_t i = 0; i < 2; i++) {
+		const char *rq = i ? "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" : lenient[0];
+		struct ctx c = {.resp_pol = pass};
+		struct run r;
+		run_script(&c, NULL, (struct step[]){{REQ, rq}, {RESP, RESP_JSON}}, 2, -1, &r);
+		ok(r.rc == 0 && r.out[0].len == strlen(rq) &&
+			   !memcmp(r.out[0].data, rq, strlen(rq)) &&
+			   has(&r.out[1], "\"XXX-XX-6789\"") && !has(&r.out[1], "123-45-6789") &&
+			   !has(&r.out[1], "4111111111111111"),
+		   "onError=pass, unparseable request %zu: forwarded, the response still masked",
+		   i);
+		ok(c.n_log == 2 && c.log[0].dir == REQ && c.log[0].outcome == MASK_OUTCOME_PASSED &&
+			   c.log[0].pol == pass,
+		   "the raw request stream counted as passed under its policy");
+		run_free(&r);
+	}
+}
+
+/* Protocol switches: only what a request asked for, and only under tunnels: pass. */
+static void test_tunnels(struct policy *block, struct policy *pass_tunnels)
+{
+	const char *up = "GET /ws HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: "
+			 "websocket\r\nHTTP2-Settings: AAMAAABkAAQCAAAAAAIAAAAA\r\n\r\n";
+	const char *sw = "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: "
+			 "websocket\r\n\r\n{\"ssn\":\"123-45-6789\"}";
+	struct ctx c = {.resp_pol = block};
+	struct run r;
+	run_script(&c, NULL, (struct step[]){{REQ, up}, {RESP, RESP_JSON}}, 2, -1, &r);
+	ok(r.rc == 0 &&
+		   has(&r.out[0], "GET /ws HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\n\r\n") &&
+		   !has(&r.out[0], "websocket") && !has(&r.out[0], "HTTP2-Settings") &&
+		   has(&r.out[1], "XXX-XX-6789") && !has(&r.out[1], "123-45-6789"),
+	   "tunnels: block: the upgrade request goes on without Upgrade, the answer is masked");
+	ok(c.n_log == 2 && c.log[0].tunnel == HTTP_TUNNEL_STRIPPED && c.log[0].pol == block,
+	   "the stripped upgrade is reported");
+	run_free(&r);
+
+	/* A server that switches anyway, or one nobody asked: refused, nothing raw. */
+	const char *plain = "GET /x HTTP/1.1\r\nHost: a\r\n\r\n";
+	struct policy *pols[] = {block, pass_tunnels};
+	for (int i = 0; i < 2; i++) {
+		memset(&c, 0, sizeof(c));
+		c.resp_pol = pols[i];
+		run_script(&c, NULL, (struct step[]){{REQ, i ? plain : up}, {RESP, sw}}, 2, 0, &r);
+		ok(r.rc == -EPROTO && !has(&r.out[1], "123-45-6789") &&
+			   has(&r.out[1], "HTTP/1.1 502 Bad Gateway") &&
+			   has(&r.out[1], "x-meshmask-reason: tunnel") && c.n_log == 2 &&
+			   c.log[1].tunnel == HTTP_TUNNEL_REFUSED &&
+			   c.log[1].outcome == MASK_OUTCOME_BLOCKED,
+		   "a 101 %s: 502, nothing raw",
+		   i ? "no request asked for" : "under tunnels: block");
+		run_free(&r);
+	}
+
+	/* tunnels: pass: the asked-for switch opens a tunnel, counted as passed. */
+	memset(&c, 0, sizeof(c));
+	c.resp_pol = pass_tunnels;
+	run_script(&c, NULL, (struct step[]){{REQ, up}, {RESP, sw}}, 2, 0, &r);
+	ok(r.rc == 0 && r.out[0].len == strlen(up) && r.out[1].len == strlen(sw) && r.tunnel &&
+		   c.n_log == 2 && c.log[1].tunnel == HTTP_TUNNEL_OPENED &&
+		   c.log[1].outcome == MASK_OUTCOME_PASSED && c.log[1].reason == MM_REASON_TUNNEL,
+	   "tunnels: pass: an asked-for 101 opens a tunnel, counted as passed (tunnel)");
+	run_free(&r);
+
+	/* CONNECT: answered by the agent under block; forwarded under pass. */
+	const char *conn = "CONNECT db:443 HTTP/1.1\r\nHost: db:443\r\n\r\n";
+	memset(&c, 0, sizeof(c));
+	c.resp_pol = block;
+	run_script(&c, NULL, (struct step[]){{REQ, conn}}, 1, -1, &r);
+	mm_buf_putc(&c.reply, 0);
+	ok(r.rc == -EPROTO && r.out[0].len == 0 &&
+		   !strncmp(c.reply.data, "HTTP/1.1 403 Forbidden\r\n", 24) &&
+		   strstr(c.reply.data, "x-meshmask-reason: tunnel") && c.n_log == 1 &&
+		   c.log[0].tunnel == HTTP_TUNNEL_REFUSED && c.log[0].reply_status == 403,
+	   "tunnels: block: CONNECT answered 403, never sent on");
+	run_free(&r);
+	mm_buf_free(&c.reply);
+
+	memset(&c, 0, sizeof(c));
+	c.resp_pol = pass_tunnels;
+	run_script(&c, NULL,
+		   (struct step[]){{REQ, conn},
+				   {RESP, "HTTP/1.1 200 Connection established\r\n\r\n\x16\x03"}},
+		   2, 0, &r);
+	ok(r.rc == 0 && r.tunnel && r.out[0].len == strlen(conn) &&
+		   c.log[c.n_log - 1].tunnel == HTTP_TUNNEL_OPENED,
+	   "tunnels: pass: CONNECT forwarded, its 200 opens a tunnel");
+	run_free(&r);
+
+	/*
+	 * A desync: the server ignores a GET's body, which holds a second request; its answer to
+	 * that one comes where the agent expects the CONNECT's. A 2xx with a body is no CONNECT
+	 * answer: refused, nothing raw (under block the CONNECT is never even sent).
+	 */
+	const char *smuggle = "GET /a HTTP/1.1\r\nHost: a\r\nContent-Length: 28\r\n\r\n"
+			      "GET /b HTTP/1.1\r\nHost: a\r\n\r\n\r\n"
+			      "CONNECT db:443 HTTP/1.1\r\nHost: db\r\n\r\n";
+	for (int i = 0; i < 2; i++) {
+		memset(&c, 0, sizeof(c));
+		c.resp_pol = pols[i];
+		run_script(&c, NULL,
+			   (struct step[]){{REQ, smuggle}, {RESP, RESP_JSON RESP_JSON RESP_JSON}},
+			   2, 0, &r);
+		ok(r.rc == -EPROTO && !has(&r.out[1], "123-45-6789") &&
+			   !has(&c.reply, "123-45-6789"),
+		   "request/response desync into CONNECT (tunnels: %s): cut, nothing raw",
+		   i ? "pass" : "block");
+		run_free(&r);
+		mm_buf_free(&c.reply);
+	}
+
+	/* Two Content-Type labels on a response: refused, not guessed. */
+	memset(&c, 0, sizeof(c));
+	c.resp_pol = block;
+	run_script(&c, NULL,
+		   (struct step[]){{REQ, plain},
+				   {RESP,
+				    "HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Type: "
+				    "application/json\r\nContent-Length: 22\r\n\r\n"
+				    "{\"ssn\":\"123-45-6789\"}"}},
+		   2, 0, &r);
+	ok(r.rc == -EPROTO && !has(&r.out[1], "123-45-6789") && has(&r.out[1], " 502 "),
+	   "two Content-Type headers: 502, nothing raw");
 	run_free(&r);
 }
 
@@ -1221,6 +1460,15 @@ int main(void)
 		test_expect_masked(both);
 		test_observe(obs);
 		test_not_http(pass, fb, resp);
+		test_fail_closed_requests(resp, fb, pass);
+		struct policy *tp =
+			mkpol("{\"apiVersion\":\"meshmask.io/v1alpha1\",\"kind\":\"MaskingPolicy\","
+			      "\"metadata\":{\"name\":\"tp\"},\"spec\":{\"tunnels\":\"pass\","
+			      "\"onError\":\"block\",\"rules\":[" RULES "]}}");
+		ok(tp != NULL, "tunnels: pass policy parses");
+		if (tp)
+			test_tunnels(resp, tp);
+		policy_unref(tp);
 		test_policy_calls(resp);
 		test_block_midbody(resp);
 		test_mask_splits(resp, both, obs, fb);
