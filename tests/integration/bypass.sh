@@ -1,0 +1,86 @@
+#!/usr/bin/env bash
+# Fail closed (issue 13), as an attacker inside a covered pod would try it, through the real
+# kernel path: raw-socket requests the agent cannot frame (lenient request lines, HTTP/2 prior
+# knowledge, TLS, a line protocol), protocol switches (Upgrade, CONNECT, a 101 nobody asked
+# for, a request/response desync into CONNECT), mislabelled and UTF-16 bodies, against a
+# deliberately lenient server (bypass_server.py). Under onError fallback and block no raw
+# secret reaches the caller (bytes, UTF-16, UTF-32); under onError: pass and tunnels: pass the
+# raw bytes pass because the policy says so, and every refusal and pass is counted in
+# /metrics and written to the audit log.
+source "$(dirname "$0")/dp_lib.sh"
+dp_init "$1"
+here=$(dirname "$0")
+PY=/usr/bin/python3 # Debian's python: the one the suite's other tools use
+PF=$((DP_SPORT + 10)) PB=$((DP_SPORT + 11)) PP=$((DP_SPORT + 12)) PT=$((DP_SPORT + 13))
+PL=$((DP_SPORT + 14))
+
+# bypass_policy NAME PORT SPEC_EXTRA: every secret is covered by a field rule and by an entity
+# rule too, so that a fallback entity scan has something to find.
+bypass_policy() {
+	cat >"$DP_DIR/policies/$1.json" <<JSON
+{ "apiVersion": "meshmask.io/v1alpha1", "kind": "MaskingPolicy",
+  "metadata": { "name": "$1" },
+  "spec": { "mode": "enforce", $3
+    "selector": { "destinations": [ { "port": $2 } ], "sources": [ { "cgroup": "$DP_CG_REL/app-*" } ] },
+    "rules": [
+      { "name": "ssn", "fields": [ "\$..ssn" ], "action": { "type": "mask", "keepLast": 4, "char": "X" } },
+      { "name": "ents", "entities": [ "US_SSN", "CREDIT_CARD", "EMAIL_ADDRESS" ], "action": { "type": "mask", "keepLast": 4 } }
+    ] } }
+JSON
+}
+bypass_policy bp-fallback $PF '"onError": "fallback",'
+bypass_policy bp-block $PB '"onError": "block",'
+bypass_policy bp-pass $PP '"onError": "pass",'
+bypass_policy bp-tunnels $PT '"onError": "block", "tunnels": "pass",'
+bypass_policy bp-line $PL '"onError": "fallback",'
+
+ip netns exec "$DP_NS_SRV" $PY "$here/bypass_server.py" "$PF,$PB,$PP,$PT" $PL &
+DP_PIDS+=($!)
+for _ in $(seq 50); do
+	ip netns exec "$DP_NS_SRV" ss -Hltn "sport = :$PL" | grep -q . && break
+	sleep 0.1
+done
+dp_pod app-a 1
+dp_agent_start || { not_ok "agent starts"; dp_done; exit; }
+check "agent listens in the pod's netns" dp_wait_listener app-a
+
+# The client's own TAP lines are this test's; its exit status says whether any failed.
+out=$(dp_in app-a $PY "$here/bypass_client.py" 10.211.1.1 $PF $PB $PP $PT $PL)
+echo "$out"
+dp_pass=$((dp_pass + $(grep -c '^ok - ' <<<"$out")))
+dp_fail=$((dp_fail + $(grep -c '^not ok - ' <<<"$out")))
+[[ -n $out ]] || not_ok "the client ran"
+
+# Counted and audited. The metrics are the agent's own, read once the client is done.
+sleep 0.3
+m() { dp_metric "$1"; }
+check "refused requests counted (blocked_total, request, not_http)" \
+	test "$(m 'meshmask_blocked_total\{policy="bp-block",direction="request",reason="not_http"\}')" -ge 4
+check "refused requests counted under fallback too" \
+	test "$(m 'meshmask_blocked_total\{policy="bp-fallback",direction="request",reason="not_http"\}')" -ge 4
+check "a malformed head counted as bad_http" \
+	test "$(m 'meshmask_blocked_total\{policy="bp-block",direction="request",reason="bad_http"\}')" -ge 1
+check "stripped upgrades counted" \
+	test "$(m 'meshmask_tunnels_total\{policy="bp-block",kind="upgrade",action="stripped"\}')" -ge 2
+check "refused switches counted (CONNECT and 101)" \
+	test "$(m 'meshmask_tunnels_total\{policy="bp-block",kind="connect",action="refused"\}')" -ge 1 -a \
+	"$(m 'meshmask_tunnels_total\{policy="bp-block",kind="upgrade",action="refused"\}')" -ge 2
+check "opened tunnels counted as passed unmasked (tunnels: pass)" \
+	test "$(m 'meshmask_passed_unmasked_total\{policy="bp-tunnels",direction="response",reason="tunnel"\}')" -ge 2
+check "the raw request under onError: pass counted" \
+	test "$(m 'meshmask_passed_unmasked_total\{policy="bp-pass",direction="request",reason="not_http"\}')" -ge 1
+check "the UTF-16 body under onError: pass counted" \
+	test "$(m 'meshmask_passed_unmasked_total\{policy="bp-pass",direction="response",reason="bad_charset"\}')" -ge 1
+check "UTF-16 bodies blocked as bad_charset" \
+	test "$(m 'meshmask_blocked_total\{policy="bp-fallback",direction="response",reason="bad_charset"\}')" -ge 2
+check "the server-first banner entity-scanned (fallback)" \
+	test "$(m 'meshmask_fallbacks_total\{policy="bp-line",direction="response",reason="not_http"\}')" -ge 1
+audit=$DP_DIR/audit.log
+check "audit: a refused request, with its answer" \
+	grep -q '"event":"error".*"policy":"bp-block".*"direction":"request".*"outcome":"blocked".*"answered":400' "$audit"
+check "audit: an opened tunnel" grep -q '"event":"tunnel".*"policy":"bp-tunnels".*"action":"opened"' "$audit"
+check "audit: a refused CONNECT" \
+	grep -q '"event":"tunnel".*"policy":"bp-block".*"kind":"connect","action":"refused"' "$audit"
+check "no secret in the agent's log or audit log" \
+	bash -c '! grep -q -e 123-45-6789 -e 4111111111111111 -e ann@example.com "$1" "$2"' _ "$audit" "$DP_DIR/agent.log"
+dp_done
