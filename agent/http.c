@@ -20,9 +20,8 @@
 #include <strings.h>
 
 #include "http.h"
-#include "action.h"
 #include "buf.h"
-#include "detect.h"
+#include "hdrrules.h"
 
 #define HTTP_DEF_MAX_HEAD (64u * 1024)
 #define HTTP_DEF_HOLD_BODY (1024u * 1024)
@@ -966,23 +965,9 @@ static bool framing_header(const char *n, size_t len)
 	return false;
 }
 
-static bool rule_names(const struct policy_rule *r, const char *n, size_t len)
-{
-	for (size_t i = 0; i < r->n_headers; i++)
-		if (span_ieq(n, len, r->headers[i]))
-			return true;
-	return false;
-}
-
-static bool has_header_rules(const struct policy *p)
-{
-	for (size_t i = 0; i < p->n_rules; i++)
-		if (p->rules[i].n_headers)
-			return true;
-	return false;
-}
-
-static int count_rule(struct hdir *d, size_t idx, uint64_t n)
+/* Header rules on one header line (see hdrrules.h), counted per rule for the message. */
+static int header_apply(struct hdir *d, const struct hline *l, bool enforce, struct mm_buf *out,
+			bool *changed, bool *removed)
 {
 	if (!d->rule_values || d->n_rule_values < d->pol->n_rules) {
 		uint64_t *v = calloc(d->pol->n_rules ? d->pol->n_rules : 1, sizeof(*v));
@@ -992,78 +977,8 @@ static int count_rule(struct hdir *d, size_t idx, uint64_t n)
 		d->rule_values = v;
 		d->n_rule_values = d->pol->n_rules;
 	}
-	d->rule_values[idx] += n;
-	d->header_values += n;
-	return 0;
-}
-
-/*
- * Apply every rule naming the header to its value, in rule order. `out` receives the new
- * value (enforce); *removed when a whole-value redact drops the header. Returns 0 or -errno.
- */
-static int header_apply(struct hdir *d, const struct hline *l, bool enforce, struct mm_buf *out,
-			bool *changed, bool *removed)
-{
-	const struct policy *p = d->pol;
-	struct mm_buf cur = {0}, nxt = {0};
-	int r = mm_buf_reserve(&cur, l->val_len + 1); /* never a NULL value, even if empty */
-	if (!r)
-		r = mm_buf_append(&cur, l->val, l->val_len);
-	*changed = *removed = false;
-	for (size_t i = 0; !r && i < p->n_rules && !*removed; i++) {
-		const struct policy_rule *rule = &p->rules[i];
-		if (!rule_names(rule, l->name, l->name_len))
-			continue;
-		mm_buf_reset(&nxt);
-		r = mm_buf_reserve(&nxt, 1);
-		if (r)
-			break;
-		if (!rule->entities) {
-			r = count_rule(d, i, 1);
-			if (r)
-				break;
-			if (rule->action.type == POLICY_ACTION_REDACT) {
-				*removed = true;
-				break;
-			}
-			r = action_apply(&rule->action, -1, cur.data, cur.len, &nxt);
-		} else {
-			struct detect_match m[16];
-			size_t start = 0, pos = 0, k, found = 0;
-			do {
-				k = detect_scan(cur.data, cur.len, start, rule->entities, 0, m, 16);
-				for (size_t j = 0; !r && j < k; j++) {
-					r = mm_buf_append(&nxt, cur.data + pos, m[j].off - pos);
-					if (!r && rule->action.type != POLICY_ACTION_REDACT)
-						r = action_apply(&rule->action, (int)m[j].entity,
-								 cur.data + m[j].off, m[j].len,
-								 &nxt);
-					pos = m[j].off + m[j].len;
-				}
-				found += k;
-				start = pos;
-			} while (!r && k == 16 && start < cur.len);
-			if (!r)
-				r = mm_buf_append(&nxt, cur.data + pos, cur.len - pos);
-			if (!r && found)
-				r = count_rule(d, i, found);
-			if (!found)
-				continue;
-		}
-		if (r)
-			break;
-		struct mm_buf t = cur;
-		cur = nxt;
-		nxt = t;
-		*changed = true;
-	}
-	if (!r && enforce && *changed && !*removed)
-		r = mm_buf_append(out, cur.data, cur.len);
-	mm_buf_free(&cur);
-	mm_buf_free(&nxt);
-	if (!enforce)
-		*changed = *removed = false;
-	return r;
+	return hdr_rules_apply(d->pol, l->name, l->name_len, l->val, l->val_len, enforce, out,
+			       changed, removed, d->rule_values, &d->header_values);
 }
 
 /*
@@ -1073,7 +988,7 @@ static int header_apply(struct hdir *d, const struct hline *l, bool enforce, str
 static int build_head(struct hdir *d, const char *h, size_t hlen, size_t first, bool enforce,
 		      bool reframe, bool strip_upgrade, bool *changed)
 {
-	bool rules = d->pol && has_header_rules(d->pol);
+	bool rules = d->pol && hdr_rules_any(d->pol);
 	bool write = enforce || strip_upgrade;
 	struct mm_buf val = {0};
 	struct hline l;
@@ -1244,7 +1159,7 @@ static int head_done(struct hdir *d, const char *h, size_t hlen, bool in_place)
 	/* The head. */
 	bool changed = false;
 	if (!strip &&
-	    (d->bm == BM_RAW || (d->pol && !has_header_rules(d->pol) && d->bm == BM_OBSERVE))) {
+	    (d->bm == BM_RAW || (d->pol && !hdr_rules_any(d->pol) && d->bm == BM_OBSERVE))) {
 		r = 0;
 	} else {
 		r = build_head(d, h, hlen, first, d->bm == BM_MASK, d->bm == BM_MASK && d->body,
@@ -1315,12 +1230,12 @@ static bool looks_http1(const struct hdir *d, const char *p, size_t n)
 {
 	char b[16];
 	size_t k = d->head.len < sizeof(b) ? d->head.len : sizeof(b);
-	memcpy(b, d->head.data, k);
-	if (k < sizeof(b)) {
-		size_t m = n < sizeof(b) - k ? n : sizeof(b) - k;
+	if (k)
+		memcpy(b, d->head.data, k);
+	size_t m = n < sizeof(b) - k ? n : sizeof(b) - k;
+	if (m)
 		memcpy(b + k, p, m);
-		k += m;
-	}
+	k += m;
 	if (k >= 6 && !memcmp(b, "PRI * ", 6))
 		return false; /* the HTTP/2 preface */
 	size_t i = 0;
