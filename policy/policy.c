@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "detect.h"
+#include "pbschema.h"
 #include "policy.h"
 
 /* Past this many, errors are counted but not stored: a bad generated document stays readable. */
@@ -1072,11 +1073,61 @@ static void parse_rules(struct vctx *c, struct policy *p, json_t *spec)
 			p->body_entities |= p->rules[i].entities;
 }
 
+/* spec.protobuf: descriptor sets are read and indexed now, like hash keys. */
+static void parse_protobuf(struct vctx *c, struct policy *p, json_t *spec)
+{
+	static const char *const keys[] = {"descriptorSets", NULL};
+	json_t *pb = get_obj(c, spec, "protobuf", false);
+	json_t *sets, *v;
+	size_t i, n_before = c->n_errs;
+	char err[512];
+
+	if (!pb)
+		return;
+	size_t mark = ptr_push(c, "protobuf");
+	check_keys(c, pb, keys);
+	if (!(sets = get_arr(c, pb, "descriptorSets", true)))
+		goto out;
+	size_t m2 = ptr_push(c, "descriptorSets");
+	if (!(p->pb_paths = xcalloc(c, json_array_size(sets), sizeof(*p->pb_paths))))
+		goto out2;
+	json_array_foreach(sets, i, v)
+	{
+		const char *s = json_string_value(v);
+		size_t m3 = ptr_push_idx(c, i);
+		if (!s || !s[0])
+			verr(c, "must be a non-empty string (a descriptor set file)");
+		else if ((p->pb_paths[p->n_pb_paths] = xstrdup(c, s)))
+			p->n_pb_paths++;
+		ptr_pop(c, m3);
+	}
+	if (c->n_errs != n_before || c->oom)
+		goto out2;
+	size_t at = 0;
+	p->pb_schema = pb_schema_load_at((const char *const *)p->pb_paths, p->n_pb_paths, err,
+					 sizeof(err), &at);
+	if (!p->pb_schema) {
+		if (errno == ENOMEM) {
+			c->oom = true;
+		} else if (at < p->n_pb_paths) {
+			size_t m3 = ptr_push_idx(c, at);
+			verr(c, "%s", err);
+			ptr_pop(c, m3);
+		} else {
+			verr(c, "%s", err);
+		}
+	}
+out2:
+	ptr_pop(c, m2);
+out:
+	ptr_pop(c, mark);
+}
+
 static void parse_spec(struct vctx *c, struct policy *p, json_t *root)
 {
 	static const char *const keys[] = {
-		"mode", "selector", "exempt",  "directions",	      "onError", "failureMode",
-		"tls",	"rules",    "tunnels", "existingConnections", NULL};
+		"mode", "selector", "exempt",  "directions",	      "onError",  "failureMode",
+		"tls",	"rules",    "tunnels", "existingConnections", "protobuf", NULL};
 	static const char *const tls_keys[] = {"enforce", NULL};
 	json_t *spec = get_obj(c, root, "spec", true);
 	json_t *tls;
@@ -1113,6 +1164,7 @@ static void parse_spec(struct vctx *c, struct policy *p, json_t *root)
 	}
 	c->tls = p->tls_enforce;
 	parse_rules(c, p, spec);
+	parse_protobuf(c, p, spec);
 	ptr_pop(c, mark);
 }
 
@@ -1144,6 +1196,10 @@ static void policy_free(struct policy *p)
 		action_free(&r->action);
 	}
 	free(p->rules);
+	pb_schema_free(p->pb_schema);
+	for (size_t i = 0; i < p->n_pb_paths; i++)
+		free(p->pb_paths[i]);
+	free(p->pb_paths);
 	for (size_t i = 0; i < p->n_sources; i++)
 		source_free(&p->sources[i]);
 	free(p->sources);

@@ -105,6 +105,11 @@ struct policy {
 	struct policy_rule *rules;
 	size_t n_rules;
 	uint32_t body_entities; /* union of entities of rules with no fields and no headers */
+
+	/* spec.protobuf.descriptorSets, loaded and indexed at parse time (NULL/0 when none). */
+	char **pb_paths;
+	size_t n_pb_paths;
+	struct pb_schema *pb_schema; /* owned; pbschema.h */
 };
 
 /* One validation or syntax error. */
@@ -123,7 +128,8 @@ struct policy_errors {
 /*
  * Parse, validate and compile one policy document. Returns a policy with one reference, or
  * NULL with every problem found appended to `errs` (errno = EINVAL), or NULL with errno =
- * ENOMEM. `origin` names the source in messages (copied). Hash keys are read here.
+ * ENOMEM. `origin` names the source in messages (copied). Hash keys and protobuf descriptor
+ * sets are read here.
  */
 struct policy *policy_parse(const char *text, size_t len, const char *origin,
 			    struct policy_errors *errs);

@@ -182,13 +182,13 @@ owner() {
 		dpkg -S "$c" 2>/dev/null | head -1 | cut -d: -f1 | cut -d, -f1 && return 0
 	done
 }
-for prog in cc clang llvm-strip bpftool meson ninja pkg-config; do
+for prog in cc clang llvm-strip bpftool meson ninja pkg-config protoc-c; do
 	p=$(command -v "$prog" || echo "/usr/sbin/$prog")
 	pkg=$(owner "$p")
 	[[ -n $pkg ]] && grep -qx "$pkg" "$tmp/build.closure" ||
 		echo "$prog ($p, package '${pkg:-?}') is not in the build stage's packages" >>"$tmp/unlisted"
 done
-for pc in jansson zlib libcrypto openssl libmicrohttpd libbpf libelf; do
+for pc in jansson zlib libcrypto openssl libmicrohttpd libbpf libelf libprotobuf-c protobuf; do
 	f=$(pkg-config --variable=pcfiledir "$pc" 2>/dev/null)/$pc.pc
 	pkg=$(owner "$f")
 	[[ -n $pkg ]] && grep -qx "$pkg" "$tmp/build.closure" ||

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "detect.h"
+#include "pbschema.h"
 #include "policy.h"
 #include "tap.h"
 
@@ -1017,6 +1018,98 @@ static void test_examples(const char *dir)
 	ok(loaded >= 3, "at least three examples (%d)", loaded);
 }
 
+/* spec.protobuf.descriptorSets: loaded at parse time, errors at the file's pointer. */
+static void test_protobuf(const char *dir, const char *desc)
+{
+	char doc[2048], msg[1024], path[512];
+	struct policy *p;
+
+#define DOC_PB(pb) DOC_SPEC("'rules':[" RULE_OK "],'protobuf':" pb)
+	snprintf(doc, sizeof(doc), DOC_PB("{'descriptorSets':['%s']}"), desc);
+	p = expect_ok(doc, "protobuf.descriptorSets");
+	ok(p && p->pb_schema && p->n_pb_paths == 1 && !strcmp(p->pb_paths[0], desc),
+	   "the descriptor set is loaded");
+	if (p && p->pb_schema) {
+		const struct pb_msgtype *in, *out;
+		const char *m = "/mm.test.Customers/Get";
+		in = pb_schema_method(p->pb_schema, m, strlen(m), POLICY_DIR_REQUEST);
+		out = pb_schema_method(p->pb_schema, m, strlen(m), POLICY_DIR_RESPONSE);
+		is_str(in ? in->full_name : NULL, "mm.test.GetRequest", "method input type");
+		is_str(out ? out->full_name : NULL, "mm.test.Customer", "method output type");
+		is_str(pb_schema_method_name(p->pb_schema, m, strlen(m)), m, "method name");
+		ok(!pb_schema_method(p->pb_schema, m, strlen(m) - 1, POLICY_DIR_REQUEST),
+		   "a prefix of a method is no method");
+		ok(!pb_schema_method_name(p->pb_schema, "/mm.test.Customers/Nope", 23),
+		   "an unknown method");
+		const struct pb_field *f = pb_msgtype_field(out, 4);
+		ok(f && !strcmp(f->name, "address") && f->kind == PB_KIND_MESSAGE && f->msg &&
+			   !strcmp(f->msg->full_name, "mm.common.Address"),
+		   "a field's message type comes from an imported file");
+		f = pb_msgtype_field(out, 7);
+		ok(f && f->repeated && f->msg && f->msg->map_entry, "a map is repeated entries");
+		f = pb_msgtype_field(out, 10);
+		ok(f && f->repeated && f->kind == PB_KIND_VARINT, "repeated int32");
+		ok(!pb_msgtype_field(out, 99), "no field 99");
+		ok(pb_schema_type(p->pb_schema, "mm.test.Customer.AttrsEntry") != NULL,
+		   "nested types are named after their parent");
+	}
+	policy_unref(p);
+	snprintf(doc, sizeof(doc), DOC_PB("{'descriptorSets':['%s','%s']}"), desc, desc);
+	p = expect_ok(doc, "the same set twice");
+	policy_unref(p);
+
+	snprintf(doc, sizeof(doc), DOC_PB("{'descriptorSets':['%s','%s/none.pb']}"), desc, dir);
+	snprintf(msg, sizeof(msg),
+		 "cannot read descriptor set \"%s/none.pb\": No such file or directory", dir);
+	expect_err(doc, "/spec/protobuf/descriptorSets/1", msg);
+	snprintf(path, sizeof(path), "%s/notaset.pb", dir);
+	write_file(path, "{\"SECRET\": 1}", 13);
+	snprintf(doc, sizeof(doc), DOC_PB("{'descriptorSets':['%s']}"), path);
+	snprintf(msg, sizeof(msg), "descriptor set \"%s\": not a FileDescriptorSet", path);
+	expect_err(doc, "/spec/protobuf/descriptorSets/0", msg);
+	write_file(path, "", 0);
+	expect_err(doc, "/spec/protobuf/descriptorSets/0", msg);
+	unlink(path);
+	snprintf(doc, sizeof(doc), DOC_PB("{'descriptorSets':['%s']}"), dir);
+	snprintf(msg, sizeof(msg), "cannot read descriptor set \"%s\": not a regular file", dir);
+	expect_err(doc, "/spec/protobuf/descriptorSets/0", msg);
+	expect_err(DOC_PB("{'descriptorSets':[]}"), "/spec/protobuf/descriptorSets",
+		   "must not be empty");
+	expect_err(DOC_PB("{}"), "/spec/protobuf/descriptorSets", "is required");
+	expect_err(DOC_PB("{'descriptorSets':[1]}"), "/spec/protobuf/descriptorSets/0",
+		   "must be a non-empty string (a descriptor set file)");
+	expect_err(DOC_PB("{'descriptorSets':['']}"), "/spec/protobuf/descriptorSets/0",
+		   "must be a non-empty string (a descriptor set file)");
+	expect_err(DOC_PB("{'descriptorSets':'x.pb'}"), "/spec/protobuf/descriptorSets",
+		   "must be an array");
+	expect_err(DOC_PB("{'descriptorSet':['x.pb']}"), "/spec/protobuf/descriptorSet",
+		   "unknown key");
+	expect_err(DOC_PB("[]"), "/spec/protobuf", "must be an object");
+#undef DOC_PB
+
+	/* A set without its imports cannot name the types it uses. */
+	char cmd[1024];
+	snprintf(path, sizeof(path), "%s/noimports.pb", dir);
+	snprintf(cmd, sizeof(cmd), "protoc --descriptor_set_out=%s --proto_path=%s %s/test.proto",
+		 path, getenv("MM_PB_PROTO_DIR") ? getenv("MM_PB_PROTO_DIR") : ".",
+		 getenv("MM_PB_PROTO_DIR") ? getenv("MM_PB_PROTO_DIR") : ".");
+	if (getenv("MM_PB_PROTO_DIR") && system(cmd) == 0) {
+		char err[512];
+		size_t at = 9;
+		const char *paths[] = {desc, path};
+		struct pb_schema *s = pb_schema_load_at(paths + 1, 1, err, sizeof(err), &at);
+		ok(!s && errno == EINVAL && at == 0 && strstr(err, "--include_imports"),
+		   "a set built without --include_imports: %s", err);
+		pb_schema_free(s);
+		s = pb_schema_load(paths, 2, err, sizeof(err));
+		ok(s != NULL, "... loads with the set that has the imports");
+		pb_schema_free(s);
+		unlink(path);
+	} else {
+		ok(0, "protoc builds a set without imports (MM_PB_PROTO_DIR)");
+	}
+}
+
 int main(int argc, char **argv)
 {
 	char dir[] = "/tmp/mm-policy-test-XXXXXX";
@@ -1039,6 +1132,10 @@ int main(int argc, char **argv)
 	test_etag();
 	test_refs_and_sets();
 	test_load_file(dir);
+	if (argc > 2)
+		test_protobuf(dir, argv[2]);
+	else
+		ok(0, "a descriptor set given as argv[2]");
 	if (argc > 1)
 		test_examples(argv[1]);
 	else
