@@ -14,13 +14,19 @@
 
 #include <jansson.h>
 
+#include "buf.h"
 #include "mask.h"
+#include "pbmask.h"
+#include "pbschema.h"
 #include "policy.h"
 #include "cli_remote.h"
 
 enum { EXIT_OK = 0, EXIT_POLICY = 1, EXIT_USAGE = 2, EXIT_IO = 3, EXIT_BLOCKED = 4 };
 
 #define CLI_READ_SIZE (64 * 1024)
+/* One gRPC message is held whole; gRPC's own default maximum is 4 MiB, this allows more. */
+#define CLI_GRPC_MAX (64u << 20)
+#define CLI_MAX_DESCRIPTOR_SETS 64
 
 struct cli_cmd {
 	const char *name;
@@ -57,18 +63,22 @@ static int stdout_sink(void *ctx, const char *p, size_t n)
 	return 0;
 }
 
-/* Stats as one JSON object on stderr. Counts and names only, never a value from the input. */
-static void print_stats(const struct policy *pol, const struct mask_stream *s)
+/*
+ * Stats as one JSON object on stderr. Counts and names only, never a value from the input.
+ * `reason` and `method` may be NULL.
+ */
+static void print_stats_of(const struct policy *pol, const struct mask_stats *st,
+			   const char *outcome, const char *reason, const char *method)
 {
-	const struct mask_stats *st = mask_stream_stats(s);
 	json_t *o = json_object(), *rules = json_object(), *errs = json_object();
 
 	json_object_set_new(o, "policy", json_string(pol->name ? pol->name : ""));
 	json_object_set_new(o, "mode", json_string(policy_mode_name(pol->mode)));
-	json_object_set_new(o, "outcome", json_string(mask_outcome_name(mask_stream_outcome(s))));
-	if (mask_stream_reason(s) != MM_REASON_NONE)
-		json_object_set_new(o, "reason",
-				    json_string(mm_reason_name(mask_stream_reason(s))));
+	if (method)
+		json_object_set_new(o, "method", json_string(method));
+	json_object_set_new(o, "outcome", json_string(outcome));
+	if (reason)
+		json_object_set_new(o, "reason", json_string(reason));
 	json_object_set_new(o, "bytes_in", json_integer((json_int_t)st->bytes_in));
 	json_object_set_new(o, "bytes_out", json_integer((json_int_t)st->bytes_out));
 	json_object_set_new(o, "bytes_scanned", json_integer((json_int_t)st->bytes_scanned));
@@ -97,6 +107,13 @@ static void print_stats(const struct policy *pol, const struct mask_stream *s)
 	json_decref(o);
 }
 
+static void print_stats(const struct policy *pol, const struct mask_stream *s)
+{
+	enum mm_reason r = mask_stream_reason(s);
+	print_stats_of(pol, mask_stream_stats(s), mask_outcome_name(mask_stream_outcome(s)),
+		       r != MM_REASON_NONE ? mm_reason_name(r) : NULL, NULL);
+}
+
 static struct policy *load_policy(const char *path, int *code)
 {
 	struct policy_errors errs = {0};
@@ -119,7 +136,127 @@ static struct policy *load_policy(const char *path, int *code)
 
 static const char mask_usage[] =
 	"mask --policy FILE [--content-type T] [--content-encoding gzip|deflate]\n"
-	"       [--direction request|response] [--stats] [FILE|-]";
+	"       [--direction request|response] [--stats] [FILE|-]\n"
+	"  meshmask mask --grpc --method /pkg.Service/Method [--descriptor-set F]...\n"
+	"       --policy FILE [--direction request|response] [--stats] [FILE|-]";
+
+/* Read all of fd into b, at most `max` bytes: 0, -EFBIG or -errno. */
+static int read_all(int fd, struct mm_buf *b, size_t max)
+{
+	for (;;) {
+		int r = mm_buf_reserve(b, CLI_READ_SIZE);
+		if (r)
+			return r;
+		ssize_t n = read(fd, b->data + b->len, CLI_READ_SIZE);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -errno;
+		if (n == 0)
+			return 0;
+		b->len += (size_t)n;
+		if (b->len > max)
+			return -EFBIG;
+	}
+}
+
+struct grpc_opts {
+	const char *method;
+	const char *sets[CLI_MAX_DESCRIPTOR_SETS];
+	size_t n_sets;
+	uint32_t dir;
+	bool stats;
+};
+
+/*
+ * One binary protobuf message in, the masked message out, as the agent does with one gRPC
+ * message: the method's type from the policy's descriptor sets and --descriptor-set; without
+ * one, or when the bytes are not a message of that type, onError decides (fallback: the
+ * same-length scan of pb_mask_raw).
+ */
+static int mask_grpc(struct policy *pol, const struct grpc_opts *g, int fd, const char *in_name)
+{
+	const char *paths[2 * CLI_MAX_DESCRIPTOR_SETS];
+	size_t n = 0, mlen = strlen(g->method);
+	struct mask_stats st = {.n_rules = pol->n_rules};
+	struct mm_buf in = {0}, out = {0};
+	struct pb_schema *schema = NULL;
+	const char *outcome = "masked", *reason = NULL;
+	int code = EXIT_OK, r;
+	char err[512];
+
+	for (size_t i = 0; i < pol->n_pb_paths && n < CLI_MAX_DESCRIPTOR_SETS; i++)
+		paths[n++] = pol->pb_paths[i];
+	for (size_t i = 0; i < g->n_sets; i++)
+		paths[n++] = g->sets[i];
+	if (n && !(schema = pb_schema_load(paths, n, err, sizeof(err)))) {
+		fprintf(stderr, "%s: %s\n", prog, err);
+		return errno == ENOMEM ? EXIT_IO : EXIT_POLICY;
+	}
+	if (pol->n_rules && !(st.rules = calloc(pol->n_rules, sizeof(*st.rules)))) {
+		code = EXIT_IO;
+		goto out;
+	}
+	if ((r = read_all(fd, &in, CLI_GRPC_MAX))) {
+		fprintf(stderr, "%s: %s: %s\n", prog, in_name,
+			r == -EFBIG ? "larger than 64 MiB" : strerror(-r));
+		code = EXIT_IO;
+		goto out;
+	}
+	const struct pb_msgtype *t = pb_schema_method(schema, g->method, mlen, g->dir);
+	const char *method = pb_schema_method_name(schema, g->method, mlen);
+	if (pol->directions && !(pol->directions & g->dir)) {
+		/* A direction the policy does not cover passes unchanged. */
+		r = mm_buf_append(&out, in.data, in.len);
+	} else if (t && !(r = pb_mask_message(pol, t, in.data, in.len, &out, &st))) {
+		/* masked */
+	} else if (t && r != -EPROTO) {
+		fprintf(stderr, "%s: %s\n", prog, strerror(-r));
+		code = EXIT_IO;
+		goto out;
+	} else {
+		reason = t ? "bad_protobuf" : "no_descriptor";
+		mm_buf_reset(&out);
+		r = 0;
+		if (pol->on_error == POLICY_ONERR_PASS) {
+			outcome = "passed";
+			r = mm_buf_append(&out, in.data, in.len);
+		} else if (pol->on_error == POLICY_ONERR_FALLBACK &&
+			   pb_mask_raw(pol, in.data, in.len, &st) >= 0) {
+			outcome = "fallback";
+			r = mm_buf_append(&out, in.data, in.len);
+		} else {
+			outcome = "blocked";
+		}
+	}
+	if (r) {
+		code = EXIT_IO;
+		goto out;
+	}
+	if (!strcmp(outcome, "blocked") && pol->mode != POLICY_MODE_OBSERVE) {
+		fprintf(stderr, "%s: %s: blocked (%s, onError=%s)\n", prog, in_name, reason,
+			pol->on_error == POLICY_ONERR_BLOCK ? "block" : "fallback");
+		code = EXIT_BLOCKED;
+	} else {
+		if (!strcmp(outcome, "blocked")) /* observe never blocks */
+			r = mm_buf_append(&out, in.data, in.len);
+		if (r || (r = stdout_sink(NULL, out.data, out.len))) {
+			fprintf(stderr, "%s: stdout: %s\n", prog, strerror(-r));
+			code = EXIT_IO;
+		}
+	}
+	if (g->stats) {
+		st.bytes_in = in.len;
+		st.bytes_out = code == EXIT_OK ? out.len : 0;
+		print_stats_of(pol, &st, outcome, reason, method);
+	}
+out:
+	free(st.rules);
+	mm_buf_free(&in);
+	mm_buf_free(&out);
+	pb_schema_free(schema);
+	return code;
+}
 
 static int cmd_mask(int argc, char **argv)
 {
@@ -129,17 +266,32 @@ static int cmd_mask(int argc, char **argv)
 		{"content-encoding", required_argument, NULL, 'e'},
 		{"direction", required_argument, NULL, 'd'},
 		{"stats", no_argument, NULL, 's'},
+		{"grpc", no_argument, NULL, 'g'},
+		{"descriptor-set", required_argument, NULL, 'D'},
+		{"method", required_argument, NULL, 'm'},
 		{"help", no_argument, NULL, 'h'},
 		{0},
 	};
 	const char *policy_path = NULL, *ct = NULL, *ce = NULL, *in_path = "-";
 	uint32_t dir = POLICY_DIR_RESPONSE;
-	bool stats = false;
+	bool stats = false, grpc = false;
+	struct grpc_opts g = {0};
 	int c, code = EXIT_OK;
 
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "p:t:e:d:sh", opts, NULL)) != -1) {
 		switch (c) {
+		case 'g':
+			grpc = true;
+			break;
+		case 'D':
+			if (g.n_sets == CLI_MAX_DESCRIPTOR_SETS)
+				return usage_error(mask_usage, "%s", "too many --descriptor-set");
+			g.sets[g.n_sets++] = optarg;
+			break;
+		case 'm':
+			g.method = optarg;
+			break;
 		case 'p':
 			policy_path = optarg;
 			break;
@@ -173,6 +325,13 @@ static int cmd_mask(int argc, char **argv)
 		return usage_error(mask_usage, "%s", "at most one input file");
 	if (optind < argc)
 		in_path = argv[optind];
+	if (grpc && (ct || ce))
+		return usage_error(mask_usage, "%s",
+				   "--grpc takes no --content-type or --content-encoding");
+	if (grpc && (!g.method || g.method[0] != '/'))
+		return usage_error(mask_usage, "%s", "--grpc needs --method /pkg.Service/Method");
+	if (!grpc && (g.method || g.n_sets))
+		return usage_error(mask_usage, "%s", "--method and --descriptor-set need --grpc");
 
 	struct policy *pol = load_policy(policy_path, &code);
 	if (!pol)
@@ -183,6 +342,15 @@ static int cmd_mask(int argc, char **argv)
 		fprintf(stderr, "%s: %s: %s\n", prog, in_path, strerror(errno));
 		policy_unref(pol);
 		return EXIT_IO;
+	}
+	if (grpc) {
+		g.dir = dir;
+		g.stats = stats;
+		code = mask_grpc(pol, &g, fd, in_name);
+		if (fd != STDIN_FILENO)
+			close(fd);
+		policy_unref(pol);
+		return code;
 	}
 	struct mask_opts mo = {
 		.policy = pol, .direction = dir, .content_type = ct, .content_encoding = ce};

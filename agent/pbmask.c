@@ -570,7 +570,13 @@ int pb_mask_message(const struct policy *p, const struct pb_msgtype *t, const vo
 		return -EINVAL;
 	if (!(m = malloc(sizeof(*m))))
 		return -ENOMEM;
-	if ((r = pbm_init(m, p, stats)))
+	/* Counted apart, and added to stats only for a message that was one. */
+	struct mask_stats mine = {.n_rules = p->n_rules};
+	if (stats && p->n_rules && !(mine.rules = calloc(p->n_rules, sizeof(*mine.rules)))) {
+		free(m);
+		return -ENOMEM;
+	}
+	if ((r = pbm_init(m, p, stats ? &mine : NULL)))
 		goto out;
 	r = mask_msg(m, t, in, len, -1, 0, out);
 	/* Observe: everything counted, nothing changed. */
@@ -584,10 +590,17 @@ int pb_mask_message(const struct policy *p, const struct pb_msgtype *t, const vo
 		stats->bytes_in += len;
 		stats->bytes_scanned += len;
 		stats->bytes_out += out->len - at;
+		stats->values += mine.values;
+		for (size_t k = 0; stats->rules && k < stats->n_rules && k < p->n_rules; k++) {
+			stats->rules[k].values += mine.rules[k].values;
+			for (int e = 0; e < MM_ENT__COUNT; e++)
+				stats->rules[k].by_entity[e] += mine.rules[k].by_entity[e];
+		}
 	}
 out:
 	pbm_fini(m);
 	free(m);
+	free(mine.rules);
 	return r;
 }
 
