@@ -732,37 +732,47 @@ static int raw_scan(struct rawctx *c, size_t off, size_t n)
 	return 0;
 }
 
+static int raw_msg(struct rawctx *c, size_t off, size_t n, int depth);
+
 /*
- * Read base[off, off + n) as a message: mark its tags and lengths, walk nested messages and
- * record the edits of text leaves. 1 if it is exactly a message, 0 if not (its marks and edits
- * then undone), or -errno. Groups are not accepted: a message with one is no message here.
+ * The fields of the message base[off, off + n) from *i on, up to its end (group 0) or to the end
+ * tag of group `group`: tags and lengths marked, nested messages walked, text leaves scanned.
+ * 1 if they are valid, 0 if not, or -errno.
  */
-static int raw_msg(struct rawctx *c, size_t off, size_t n, int depth)
+static int raw_fields(struct rawctx *c, size_t off, size_t n, size_t *i, int depth, uint32_t group)
 {
 	const uint8_t *p = c->base + off;
-	size_t i = 0, e0 = c->n_edits, r0 = c->reps.len;
-	int r = 0;
+	int r;
 
-	if (depth > PB_MAX_DEPTH)
-		goto no;
-	while (i < n) {
-		size_t s = i, len;
+	while (*i < n) {
+		size_t s = *i, len;
 		uint32_t num, wt;
-		if (rd_tag(p, n, &i, &num, &wt) || wt == PB_WIRE_SGROUP || wt == PB_WIRE_EGROUP)
-			goto no;
-		if (wt != PB_WIRE_LEN) {
-			memset(c->marks + off + s, 1, i - s);
-			if (skip_value(p, n, &i, num, wt, depth))
-				goto no;
+		if (rd_tag(p, n, i, &num, &wt))
+			return 0;
+		memset(c->marks + off + s, 1, *i - s);
+		if (wt == PB_WIRE_EGROUP)
+			return group && num == group;
+		if (wt == PB_WIRE_SGROUP) {
+			if (depth >= PB_MAX_DEPTH)
+				return 0;
+			if ((r = raw_fields(c, off, n, i, depth + 1, num)) != 1)
+				return r;
 			continue;
 		}
-		if (rd_len(p, n, &i, &len))
-			goto no;
-		memset(c->marks + off + s, 1, i - s);
+		if (wt != PB_WIRE_LEN) {
+			/* A number's bytes too: a digit masked there would change a value. */
+			if (skip_value(p, n, i, num, wt, depth))
+				return 0;
+			memset(c->marks + off + s, 1, *i - s);
+			continue;
+		}
+		if (rd_len(p, n, i, &len))
+			return 0;
+		memset(c->marks + off + s, 1, *i - s);
 		if (!len)
 			continue;
-		size_t q = off + i, e1 = c->n_edits, r1 = c->reps.len;
-		bool text = text_like(p + i, len);
+		size_t q = off + *i, e1 = c->n_edits, r1 = c->reps.len;
+		bool text = text_like(p + *i, len);
 		if ((r = raw_msg(c, q, len, depth + 1)) < 0)
 			return r;
 		if (r == 1 && text) {
@@ -772,14 +782,26 @@ static int raw_msg(struct rawctx *c, size_t off, size_t n, int depth)
 		}
 		if (text && (r = raw_scan(c, q, len)))
 			return r;
-		i += len;
+		*i += len;
 	}
-	return 1;
-no:
-	memset(c->marks + off, 0, n);
-	c->n_edits = e0;
-	c->reps.len = r0;
-	return 0;
+	return !group;
+}
+
+/*
+ * Read base[off, off + n) as a message: 1 if it is exactly one (its tags and lengths marked, the
+ * edits of its text leaves recorded), 0 if not (its marks and edits undone), or -errno.
+ */
+static int raw_msg(struct rawctx *c, size_t off, size_t n, int depth)
+{
+	size_t i = 0, e0 = c->n_edits, r0 = c->reps.len;
+	int r = depth > PB_MAX_DEPTH ? 0 : raw_fields(c, off, n, &i, depth, 0);
+
+	if (r == 0) {
+		memset(c->marks + off, 0, n);
+		c->n_edits = e0;
+		c->reps.len = r0;
+	}
+	return r;
 }
 
 long pb_mask_raw(const struct policy *p, void *data, size_t len, struct mask_stats *stats)

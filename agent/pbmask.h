@@ -43,7 +43,10 @@ int pb_mask_message(const struct policy *p, const struct pb_msgtype *t, const vo
  * keeps the length, else by a full "*" mask, which reveals no more). Only length-delimited
  * fields whose whole content is printable UTF-8 text are scanned (nested messages are walked),
  * and a match is left alone if masking it would change a byte that some valid reading of the
- * message takes for a tag or a length: the message's structure never changes. Mode observe:
+ * message takes for anything but string content (a tag, a length, a number): the message's
+ * structure never changes (groups are walked; nesting past PB_MAX_DEPTH is opaque bytes). A
+ * text value that also reads as a valid message (e.g. a bare "145-22-1289") may thus stay
+ * unmasked: only a descriptor resolves that. Mode observe:
  * counted, data unchanged. Returns the values masked (or, observe, found), -EPROTO if data is
  * not a wire-format message (nothing changed), -ENOMEM.
  */
