@@ -30,6 +30,7 @@ struct agent_config {
 	bool no_zero_copy; /* --no-zero-copy: copy pass-through bytes instead of splice(2) */
 	uint32_t idle_timeout;     /* --idle-timeout SECS for proxied connections, 0 = 300 */
 	uint32_t busy_poll_us;     /* --busy-poll-us: poll this long after traffic, 0 = off */
+	uint32_t grpc_max_message_kb; /* --grpc-max-message-kb: 0 = 4096 (gRPC's default) */
 	uint32_t tls_ring_kb; /* --tls-ring-kb: TLS capture ring buffer, 0 = TLS_RING_DEFAULT_KB */
 	enum agent_log_level log_level;
 	/* Pod identity (identity.c): the Kubernetes API, NULL = in-cluster from the env. */

@@ -72,6 +72,8 @@ static void usage(FILE *f)
 	      "  --idle-timeout SECS  close proxied connections idle this long (default 300)\n"
 	      "  --busy-poll-us N     after traffic, keep polling for N us (0..1000) before\n"
 	      "                       sleeping: lower latency on idle CPUs, costs CPU (default 0)\n"
+	      "  --grpc-max-message-kb N  largest gRPC message masked, in KiB (1..262144,\n"
+	      "                       default 4096 as gRPC's own); a larger one follows onError\n"
 	      "  --tls-ring-kb N      TLS capture ring buffer in KiB, a power of two 64..262144\n"
 	      "                       (default 8192; records that find it full are counted as\n"
 	      "                       dropped)\n"
@@ -148,6 +150,7 @@ static int parse_args(int argc, char **argv, struct agent_config *cfg)
 		O_NODE,
 		O_NO_KUBE,
 		O_MAXBODY,
+		O_GRPC_MAX,
 		O_REQ_TIMEOUT,
 		O_VERSION,
 		O_HELP
@@ -172,6 +175,7 @@ static int parse_args(int argc, char **argv, struct agent_config *cfg)
 		{"splice", no_argument, NULL, O_SPLICE},
 		{"busy-poll-us", required_argument, NULL, O_BUSY_POLL},
 		{"tls-ring-kb", required_argument, NULL, O_TLS_RING},
+		{"grpc-max-message-kb", required_argument, NULL, O_GRPC_MAX},
 		{"no-zero-copy", no_argument, NULL, O_NO_ZERO_COPY},
 		{"idle-timeout", required_argument, NULL, O_IDLE},
 		{"kube-api", required_argument, NULL, O_KUBE_API},
@@ -275,6 +279,16 @@ static int parse_args(int argc, char **argv, struct agent_config *cfg)
 				return 2;
 			}
 			cfg->busy_poll_us = (uint32_t)v;
+			break;
+		}
+		case O_GRPC_MAX: {
+			char *end;
+			long v = strtol(optarg, &end, 10);
+			if (!*optarg || *end || v < 1 || v > 262144) {
+				fprintf(stderr, "meshmask-agent: --grpc-max-message-kb: 1..262144\n");
+				return 2;
+			}
+			cfg->grpc_max_message_kb = (uint32_t)v;
 			break;
 		}
 		case O_TLS_RING: {

@@ -245,6 +245,7 @@ int dataplane_start(struct dataplane **out, const struct agent_config *cfg, stru
 		.idle_secs = cfg->idle_timeout,
 		.splice = loader_splice(dp->loader),
 		.zero_copy = !cfg->no_zero_copy,
+		.grpc_max_message = (size_t)cfg->grpc_max_message_kb * 1024,
 		.resolver = {.policy_for = resolve_policy,
 			     .caller_name = resolve_caller,
 			     .ctx = dp},

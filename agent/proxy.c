@@ -20,6 +20,7 @@
 #include "agent.h"
 #include "audit.h"
 #include "buf.h"
+#include "h2.h"
 #include "http.h"
 #include "identity.h"
 #include "metrics.h"
@@ -90,6 +91,12 @@ struct conn {
 	struct proxy *px;
 	struct side cli, srv;
 	struct http_session *hs;
+	struct h2_conn *h2; /* the client started with the HTTP/2 preface (hs is then NULL) */
+	char pre[H2_PREFACE_LEN]; /* the client's first bytes, while they may be that preface */
+	size_t pre_n;
+	bool decided; /* HTTP/2 or not is known */
+	struct mm_buf
+		early; /* the server's first bytes while undecided: an HTTP/2 SETTINGS frame */
 	struct steer_orig orig;
 	char dest[INET6_ADDRSTRLEN + 8];
 	char policy[128];
@@ -210,6 +217,8 @@ static void conn_free(struct conn *c)
 		close(c->diag_fd);
 	if (c->hs)
 		http_session_free(c->hs);
+	h2_conn_free(c->h2);
+	mm_buf_free(&c->early);
 	pipe_close(&c->cli);
 	pipe_close(&c->srv);
 	free(c->cli.out.data);
@@ -381,18 +390,122 @@ static uint32_t dir_of(const struct side *s)
 	return s == &s->c->cli ? POLICY_DIR_REQUEST : POLICY_DIR_RESPONSE;
 }
 
+static size_t room(const struct side *s)
+{
+	size_t max = s->c->px->cfg.max_buffer, q = queued(s);
+	return q < max ? max - q : 0;
+}
+
+/*
+ * HTTP/2: what the sessions have to send goes to the sides with room; once both sessions are
+ * over, the connection closes gracefully.
+ */
+static int h2_pump(struct conn *c)
+{
+	int r = h2_conn_pump(c->h2, room(&c->cli), room(&c->srv));
+	if (!r && h2_conn_done(c->h2))
+		c->cli.shut_pending = c->srv.shut_pending = true;
+	return r;
+}
+
+static struct policy *hook_policy_for(void *ctx, uint32_t direction);
+static void hook_message_done(void *ctx, const struct http_message_info *info);
+
+/* The client sent the HTTP/2 preface: the connection is HTTP/2 from here on. */
+static int start_h2(struct conn *c)
+{
+	struct http_hooks hooks = {
+		.policy_for = hook_policy_for, .message_done = hook_message_done, .ctx = c};
+	struct h2_io io = {.to_client = sink_append,
+			   .client = &c->cli,
+			   .to_server = sink_append,
+			   .server = &c->srv};
+	struct h2_limits lim = {.max_grpc_message = c->px->cfg.grpc_max_message};
+	c->h2 = h2_conn_new(&hooks, &io, &lim);
+	if (!c->h2)
+		return -ENOMEM;
+	http_session_free(c->hs);
+	c->hs = NULL;
+	agent_log(AGENT_LOG_DEBUG, "connection to %s: HTTP/2", c->dest);
+	return 0;
+}
+
+/*
+ * Whether b[0, n) can be the start of an HTTP/2 server's first frame (SETTINGS on stream 0):
+ * an h2c server may speak before the client, and must not make the connection HTTP/1.1.
+ */
+static bool h2_server_start(const unsigned char *b, size_t n)
+{
+	static const unsigned char want[6] = {0x04, 0x00, 0, 0, 0, 0}; /* type, flags, stream */
+	for (size_t i = 3; i < n && i < 9; i++)
+		if (b[i] != want[i - 3])
+			return false;
+	return n < 3 || ((size_t)b[0] << 16 | (size_t)b[1] << 8 | b[2]) % 6 == 0;
+}
+
+static int feed_early(struct side *s);
+
 /* Bytes read from s: through the HTTP session into the other side's queue. */
 static int feed(struct side *s, const char *data, size_t len)
 {
 	struct conn *c = s->c;
 	struct side *o = other(s);
+	uint32_t dir = dir_of(s);
+	int r;
+	if (!c->decided && dir == POLICY_DIR_RESPONSE && c->early.len + len <= 16384) {
+		/* Held (bounded) until the client's first bytes say whether this is HTTP/2. */
+		if ((r = mm_buf_append(&c->early, data, len)))
+			return r;
+		if (h2_server_start((const unsigned char *)c->early.data, c->early.len))
+			return 0;
+		c->decided = true; /* a server that speaks first: not HTTP/2 prior knowledge */
+		return feed_early(s);
+	}
+	if (!c->decided && dir == POLICY_DIR_REQUEST) {
+		/* Hold the client's first bytes while they may be the HTTP/2 preface. */
+		size_t k = H2_PREFACE_LEN - c->pre_n < len ? H2_PREFACE_LEN - c->pre_n : len;
+		if (!memcmp(data, H2_PREFACE + c->pre_n, k)) {
+			memcpy(c->pre + c->pre_n, data, k);
+			c->pre_n += k;
+			if (c->pre_n < H2_PREFACE_LEN)
+				return 0;
+			c->decided = true;
+			if ((r = start_h2(c)) || (r = h2_conn_feed(c->h2, dir, c->pre, c->pre_n)) ||
+			    (r = h2_conn_feed(c->h2, dir, data + k, len - k)) ||
+			    (r = feed_early(&c->srv)))
+				return r;
+			return h2_pump(c);
+		}
+		c->decided = true;
+		if (c->pre_n &&
+		    (r = http_session_feed(c->hs, dir, c->pre, c->pre_n, sink_append, o)))
+			return r;
+		if ((r = feed_early(&c->srv)))
+			return r;
+	}
+	c->decided = true;
+	if (c->h2) {
+		if ((r = h2_conn_feed(c->h2, dir, data, len)))
+			return r;
+		return h2_pump(c);
+	}
 	if (!c->hs)
 		return sink_append(o, data, len);
-	uint32_t dir = dir_of(s);
 	struct timespec *t0 = &c->msg_start[dir == POLICY_DIR_RESPONSE];
 	if (!t0->tv_sec && !t0->tv_nsec)
 		clock_gettime(CLOCK_MONOTONIC, t0);
 	return http_session_feed(c->hs, dir, data, len, sink_append, o);
+}
+
+/* The server's bytes held while undecided, fed now that the connection's protocol is known. */
+static int feed_early(struct side *srv)
+{
+	struct conn *c = srv->c;
+	struct mm_buf b = c->early;
+	c->early = (struct mm_buf){0};
+	int r = b.len ? feed(srv, b.data, b.len) : 0;
+	mm_buf_free(&b);
+	return r;
 }
 
 /*
@@ -573,6 +686,14 @@ static void on_side(struct ep_handler *h, uint32_t ev)
 				end_exchange(s);
 		} else if (n == 0 && c->closing) {
 			s->rd_eof = true;
+		} else if (n == 0 && c->h2) {
+			s->rd_eof = true;
+			h2_conn_eof(c->h2, dir_of(s));
+			if (h2_pump(c) < 0) {
+				cut(c, -EPROTO);
+				return;
+			}
+			o->shut_pending = true;
 		} else if (n == 0) {
 			s->rd_eof = true;
 			int r = http_session_eof(c->hs, dir_of(s), sink_append, o);
@@ -585,6 +706,10 @@ static void on_side(struct ep_handler *h, uint32_t ev)
 			side_gone(s, true);
 			return;
 		}
+	}
+	if (c->h2 && !c->dead && h2_pump(c) < 0) {
+		cut(c, -EPROTO);
+		return;
 	}
 	if (!c->connecting && flush(o) < 0) {
 		side_gone(o, true);

@@ -48,6 +48,7 @@ struct proxy_config {
 	 * socket by splice(2), never copied through the agent (on by default; --no-zero-copy).
 	 */
 	bool zero_copy;
+	size_t grpc_max_message; /* a larger gRPC message follows onError; 0 = 4 MiB */
 };
 
 struct proxy;

@@ -23,7 +23,9 @@
 	X(RINGBUF_FULL, "ringbuf_full")         /* event dropped: ringbuf had no room */           \
 	X(INTERNAL, "internal")                 /* allocation failure or a bug */                  \
 	X(TUNNEL, "tunnel")                     /* a protocol switch (Upgrade, CONNECT) */         \
-	X(BAD_CHARSET, "bad_charset")           /* a body in a charset the engine does not read */
+	X(BAD_CHARSET, "bad_charset")           /* a body in a charset the engine does not read */ \
+	X(NO_DESCRIPTOR, "no_descriptor")       /* a gRPC method no descriptor set describes */    \
+	X(BAD_PROTOBUF, "bad_protobuf")         /* a gRPC message that is not its type */
 
 enum mm_reason {
 #define MM_REASON_ENUM_(name, label) MM_REASON_##name,
