@@ -146,9 +146,18 @@ static json_t *event_new(const char *kind, const struct audit_who *who, const ch
 	return ev;
 }
 
+/* The message's protocol, and its gRPC method when a descriptor set names it. */
+static void with_protocol(json_t *ev, const struct http_message_info *info)
+{
+	json_object_set_new(ev, "protocol",
+			    json_string(info && info->protocol ? info->protocol : "http1"));
+	if (info && info->method)
+		json_object_set_new(ev, "method", json_string(info->method));
+}
+
 static void rule_event_locked(const struct audit_who *who, const struct policy *p,
 			      const struct policy_rule *r, uint32_t direction, const char *entity,
-			      uint64_t count)
+			      uint64_t count, const struct http_message_info *info)
 {
 	json_t *ev = admit_locked() ? event_new("mask", who, p->name, direction) : NULL;
 	if (!ev)
@@ -158,6 +167,7 @@ static void rule_event_locked(const struct audit_who *who, const struct policy *
 	json_object_set_new(ev, "action", json_string(policy_action_name(r->action.type)));
 	json_object_set_new(ev, "mode", json_string(policy_mode_name(p->mode)));
 	json_object_set_new(ev, "count", json_integer((json_int_t)count));
+	with_protocol(ev, info);
 	emit_locked(ev);
 }
 
@@ -175,17 +185,17 @@ void audit_message(const struct audit_who *who, const struct http_message_info *
 			if (!rs->by_entity[e])
 				continue;
 			rule_event_locked(who, p, &p->rules[i], info->direction,
-					  detect_entity_name(e), rs->by_entity[e]);
+					  detect_entity_name(e), rs->by_entity[e], info);
 			by_entity += rs->by_entity[e];
 		}
 		if (rs->values > by_entity)
 			rule_event_locked(who, p, &p->rules[i], info->direction, NULL,
-					  rs->values - by_entity);
+					  rs->values - by_entity, info);
 	}
 	for (size_t i = 0; info->header_rule_values && i < p->n_rules; i++)
 		if (info->header_rule_values[i])
 			rule_event_locked(who, p, &p->rules[i], info->direction, NULL,
-					  info->header_rule_values[i]);
+					  info->header_rule_values[i], info);
 	if (info->tunnel != HTTP_TUNNEL_NONE) {
 		json_t *ev =
 			admit_locked() ? event_new("tunnel", who, p->name, info->direction) : NULL;
@@ -194,6 +204,7 @@ void audit_message(const struct audit_who *who, const struct http_message_info *
 					    json_string(info->upgrade ? "upgrade" : "connect"));
 			json_object_set_new(ev, "action",
 					    json_string(http_tunnel_name(info->tunnel)));
+			with_protocol(ev, info);
 			emit_locked(ev);
 		}
 	}
@@ -208,6 +219,7 @@ void audit_message(const struct audit_who *who, const struct http_message_info *
 			if (info->reply_status)
 				json_object_set_new(ev, "answered",
 						    json_integer(info->reply_status));
+			with_protocol(ev, info);
 			emit_locked(ev);
 		}
 	}

@@ -15,8 +15,10 @@ struct grpc_framer {
 	unsigned char hdr[5];
 	size_t hdr_n;
 	uint32_t len; /* of the message being read */
+	bool pass_oversize;
+	uint32_t skip; /* bytes of an oversize message still to forward unread */
 	struct mm_buf msg, plain, out, packed;
-	uint64_t messages;
+	uint64_t messages, oversize;
 	int err;
 };
 
@@ -32,7 +34,7 @@ enum grpc_coding grpc_coding_for(const char *v, size_t n)
 }
 
 struct grpc_framer *grpc_framer_new(size_t max_message, enum grpc_coding coding, grpc_msg_fn fn,
-				    void *ctx)
+				    void *ctx, bool pass_oversize)
 {
 	struct grpc_framer *g = calloc(1, sizeof(*g));
 	if (!g)
@@ -41,6 +43,7 @@ struct grpc_framer *grpc_framer_new(size_t max_message, enum grpc_coding coding,
 	g->coding = coding;
 	g->fn = fn;
 	g->ctx = ctx;
+	g->pass_oversize = pass_oversize;
 	return g;
 }
 
@@ -151,6 +154,19 @@ int grpc_framer_feed(struct grpc_framer *g, const void *data, size_t len, mask_s
 	if (g->err)
 		return g->err;
 	while (len) {
+		if (g->skip) {
+			/* An oversize message under onError: pass, forwarded as it comes. */
+			size_t k = g->skip < len ? g->skip : len;
+			int r = sink(sink_ctx, (const char *)p, k);
+			if (r)
+				return g->err = r;
+			g->skip -= (uint32_t)k;
+			p += k;
+			len -= k;
+			if (!g->skip)
+				g->hdr_n = 0;
+			continue;
+		}
 		if (g->hdr_n < 5) {
 			size_t k = 5 - g->hdr_n < len ? 5 - g->hdr_n : len;
 			memcpy(g->hdr + g->hdr_n, p, k);
@@ -161,8 +177,19 @@ int grpc_framer_feed(struct grpc_framer *g, const void *data, size_t len, mask_s
 				break;
 			g->len = (uint32_t)g->hdr[1] << 24 | (uint32_t)g->hdr[2] << 16 |
 				 (uint32_t)g->hdr[3] << 8 | g->hdr[4];
-			if (g->len > g->max)
-				return g->err = -EMSGSIZE;
+			if (g->len > g->max) {
+				if (!g->pass_oversize)
+					return g->err = -EMSGSIZE;
+				int r = sink(sink_ctx, (const char *)g->hdr, 5);
+				if (r)
+					return g->err = r;
+				g->messages++;
+				g->oversize++;
+				g->skip = g->len;
+				if (!g->skip)
+					g->hdr_n = 0;
+				continue;
+			}
 			mm_buf_reset(&g->msg);
 		}
 		size_t want = g->len - g->msg.len, k = want < len ? want : len;
@@ -192,12 +219,17 @@ int grpc_framer_finish(struct grpc_framer *g)
 {
 	if (g->err)
 		return g->err;
-	return g->hdr_n ? -EPROTO : 0;
+	return g->hdr_n || g->skip ? -EPROTO : 0;
 }
 
 uint64_t grpc_framer_messages(const struct grpc_framer *g)
 {
 	return g ? g->messages : 0;
+}
+
+uint64_t grpc_framer_oversize(const struct grpc_framer *g)
+{
+	return g ? g->oversize : 0;
 }
 
 size_t grpc_framer_buffered(const struct grpc_framer *g)

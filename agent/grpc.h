@@ -31,9 +31,13 @@ typedef int (*grpc_msg_fn)(void *ctx, const char *msg, size_t len, struct mm_buf
 
 struct grpc_framer;
 
-/* A framer; max_message 0 = GRPC_DEF_MAX_MESSAGE. NULL with errno. */
+/*
+ * A framer; max_message 0 = GRPC_DEF_MAX_MESSAGE. pass_oversize: a message over the maximum is
+ * forwarded as it comes, unread (onError: pass), instead of failing with -EMSGSIZE. NULL with
+ * errno.
+ */
 struct grpc_framer *grpc_framer_new(size_t max_message, enum grpc_coding coding, grpc_msg_fn fn,
-				    void *ctx);
+				    void *ctx, bool pass_oversize);
 
 /*
  * Bytes of the stream's body. Each complete message goes through fn and out to sink with its
@@ -47,8 +51,9 @@ int grpc_framer_feed(struct grpc_framer *g, const void *data, size_t len, mask_s
 /* End of the body: 0, or -EPROTO when it ends inside a message. */
 int grpc_framer_finish(struct grpc_framer *g);
 
-/* Messages seen so far. */
+/* Messages seen so far, and of them those forwarded unread for their size. */
 uint64_t grpc_framer_messages(const struct grpc_framer *g);
+uint64_t grpc_framer_oversize(const struct grpc_framer *g);
 
 /* Bytes held (a partial message). */
 size_t grpc_framer_buffered(const struct grpc_framer *g);

@@ -309,11 +309,22 @@ static void wake_receiver(struct h2_half *x)
 		nghttp2_session_resume_data(s, id);
 }
 
+static void grpc_note(struct h2_half *x, enum mask_outcome oc, enum mm_reason reason)
+{
+	if (x->outcome == MASK_OUTCOME_MASKED || oc == MASK_OUTCOME_BLOCKED) {
+		x->outcome = oc;
+		x->reason = reason;
+	}
+	x->gst.errors[reason]++;
+}
+
 static void report(struct h2_conn *c, struct h2_half *x)
 {
 	if (x->reported || (!x->started && !x->failed) || !c->hooks.message_done)
 		return;
 	x->reported = true;
+	if (x->kind == BK_GRPC && grpc_framer_oversize(x->gf))
+		grpc_note(x, MASK_OUTCOME_PASSED, MM_REASON_LIMIT);
 	struct http_message_info info = {
 		.direction = x->dir,
 		.policy = x->pol,
@@ -323,6 +334,11 @@ static void report(struct h2_conn *c, struct h2_half *x)
 		.reason = x->reason,
 		.header_values = x->header_values,
 		.header_rule_values = x->rule_values,
+		.protocol = x->st->grpc ? "grpc" : "h2",
+		.method = x->st->grpc && x->pol && x->pol->pb_schema && x->st->path
+				  ? pb_schema_method_name(x->pol->pb_schema, x->st->path,
+							  strlen(x->st->path))
+				  : NULL,
 	};
 	if (x->ms) {
 		info.outcome = mask_stream_outcome(x->ms);
@@ -351,15 +367,6 @@ static int discard_sink(void *ctx, const char *p, size_t n)
 
 /* ---- gRPC messages ---- */
 
-static void grpc_note(struct h2_half *x, enum mask_outcome oc, enum mm_reason reason)
-{
-	if (x->outcome == MASK_OUTCOME_MASKED || oc == MASK_OUTCOME_BLOCKED) {
-		x->outcome = oc;
-		x->reason = reason;
-	}
-	x->gst.errors[reason]++;
-}
-
 /* One whole gRPC message: masked by its descriptor, or as onError says without one. */
 static int grpc_message(void *ctx, const char *msg, size_t len, struct mm_buf *out)
 {
@@ -371,12 +378,7 @@ static int grpc_message(void *ctx, const char *msg, size_t len, struct mm_buf *o
 	x->gst.bytes_scanned += len;
 	if (x->pbt) {
 		size_t before = out->len;
-		r = pb_mask_message(p, x->pbt, msg, len, out, &x->gst);
-		if (!r && observe) {
-			/* observe: counted, and the message goes on as it came */
-			out->len = before;
-			return mm_buf_append(out, msg, len);
-		}
+		r = pb_mask_message(p, x->pbt, msg, len, out, &x->gst); /* observe: unchanged */
 		if (r != -EPROTO)
 			return r;
 		out->len = before;
@@ -585,10 +587,11 @@ static void half_start(struct h2_conn *c, struct h2_half *x, const struct hdrs *
 						  x->dir);
 		x->gst.n_rules = x->pol->n_rules;
 		x->gst.rules = calloc(x->pol->n_rules ? x->pol->n_rules : 1, sizeof(*x->gst.rules));
+		/* Under onError: pass (and observe) a message too large to hold goes on unread. */
 		x->gf = grpc_framer_new(
 			c->lim.max_grpc_message,
 			grpc_coding_for(enc ? enc->value : NULL, enc ? enc->vlen : 0), grpc_message,
-			x);
+			x, x->pol->on_error == POLICY_ONERR_PASS || observe);
 		if (!x->gst.rules || !x->gf)
 			c->err = -ENOMEM;
 		return;

@@ -48,6 +48,10 @@ struct http_message_info {
 	enum http_tunnel tunnel;
 	bool upgrade; /* with tunnel: the switch was an Upgrade (else CONNECT) */
 	int reply_status; /* the agent answered the client itself with this status, 0 if not */
+	const char *protocol; /* "http1", "h2" or "grpc"; NULL = "http1" */
+	/* gRPC: the method as the policy's descriptor set names it ("/pkg.Svc/M"), else NULL:
+	   never text from the traffic that no descriptor vouches for */
+	const char *method;
 };
 
 struct http_hooks {

@@ -80,10 +80,12 @@ static const struct metrics_family_def families[F__COUNT] = {
 			       "Values a policy in observe mode would have changed.",
 			       MT_COUNTER,
 			       {"policy", "rule", "entity", "action", "direction"}},
-	[F_MESSAGES] = {"meshmask_messages_total",
-			"HTTP requests and responses processed under a policy.",
-			MT_COUNTER,
-			{"policy", "direction"}},
+	[F_MESSAGES] =
+		{"meshmask_messages_total",
+		 "HTTP requests and responses processed under a policy, by protocol (http1, "
+		 "h2, grpc) and gRPC method (from the policy's descriptor sets, else empty).",
+		 MT_COUNTER,
+		 {"policy", "direction", "protocol", "method"}},
 	[F_BYTES_SCANNED] = {"meshmask_bytes_scanned_total",
 			     "Decoded body bytes the masking engine looked at.",
 			     MT_COUNTER,
@@ -105,11 +107,12 @@ static const struct metrics_family_def families[F__COUNT] = {
 		       "cannot frame on a covered connection.",
 		       MT_COUNTER,
 		       {"policy", "direction", "reason"}},
-	[F_PASSED] = {"meshmask_passed_unmasked_total",
-		      "Bodies or streams passed unmasked because the policy says so (onError: pass, "
-		      "tunnels: pass).",
-		      MT_COUNTER,
-		      {"policy", "direction", "reason"}},
+	[F_PASSED] =
+		{"meshmask_passed_unmasked_total",
+		 "Bodies or streams passed unmasked because the policy says so (onError: pass, "
+		 "tunnels: pass).",
+		 MT_COUNTER,
+		 {"policy", "direction", "reason"}},
 	[F_TUNNELS] = {"meshmask_tunnels_total",
 		       "Protocol switches on covered connections: kind upgrade or connect; action "
 		       "stripped (Upgrade removed), refused or opened.",
@@ -151,29 +154,32 @@ static const struct metrics_family_def families[F__COUNT] = {
 			    "Sensitive values found in TLS plaintext.",
 			    MT_COUNTER,
 			    {"policy", "entity"}},
-	[F_TLS_STOP] = {"meshmask_tls_stop_events_total",
-			"TLS stop-rewrite enforcement: threads held, reads rewritten, values masked, "
-			"partial values, watchdog resumes, skipped processes, reads not held.",
-			MT_COUNTER,
-			{"event"}},
+	[F_TLS_STOP] =
+		{"meshmask_tls_stop_events_total",
+		 "TLS stop-rewrite enforcement: threads held, reads rewritten, values masked, "
+		 "partial values, watchdog resumes, skipped processes, reads not held.",
+		 MT_COUNTER,
+		 {"event"}},
 	[F_TLS_STOP_SEIZED] = {"meshmask_tls_stop_traced_processes",
 			       "Processes under the stop-rewrite tracer now.",
 			       MT_GAUGE,
 			       {NULL}},
-	[F_SPLICE_BYTES] = {"meshmask_splice_bytes_total",
-			    "Response bytes the agent passed to apps through the sk_msg splice (--splice).",
-			    MT_COUNTER,
-			    {NULL}},
+	[F_SPLICE_BYTES] =
+		{"meshmask_splice_bytes_total",
+		 "Response bytes the agent passed to apps through the sk_msg splice (--splice).",
+		 MT_COUNTER,
+		 {NULL}},
 	[F_PASSTHROUGH] = {"meshmask_passthrough_spliced_bytes_total",
 			   "Bytes no rule covers (uncovered bodies, tunnels) moved from socket to "
 			   "socket by splice(2), never copied through the agent.",
 			   MT_COUNTER,
 			   {"policy", "direction"}},
-	[F_SPLICE_MSGS] = {"meshmask_splice_messages_total",
-			   "Agent sends seen by the splice, redirected into the app socket or passed to "
-			   "TCP (no spliced peer).",
-			   MT_COUNTER,
-			   {"verdict"}},
+	[F_SPLICE_MSGS] =
+		{"meshmask_splice_messages_total",
+		 "Agent sends seen by the splice, redirected into the app socket or passed to "
+		 "TCP (no spliced peer).",
+		 MT_COUNTER,
+		 {"verdict"}},
 	[F_SPLICE_SOCKS] = {"meshmask_splice_sockets_total",
 			    "Sockets put into the splice maps, app and agent ends.",
 			    MT_COUNTER,
@@ -384,7 +390,9 @@ void metrics_message(const struct http_message_info *info, double seconds)
 	const struct mask_stats *st = info->stats;
 
 	pthread_mutex_lock(&lock);
-	add_locked(F_MESSAGES, pl, 1);
+	const char *ml[] = {pl[0], dir, info->protocol ? info->protocol : "http1",
+			    info->method ? info->method : ""};
+	add_locked(F_MESSAGES, ml, 1);
 	if (st) {
 		add_locked(F_BYTES_SCANNED, pl, st->bytes_scanned);
 		add_locked(F_BYTES_IN, pl, st->bytes_in);

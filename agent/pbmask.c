@@ -776,9 +776,14 @@ static int raw_fields(struct rawctx *c, size_t off, size_t n, size_t *i, int dep
 		if ((r = raw_msg(c, q, len, depth + 1)) < 0)
 			return r;
 		if (r == 1 && text) {
-			/* Both: scanned as the text it most likely is, its tags and lengths kept. */
+			/*
+			 * Both: scanned as the text it most likely is. Masking keeps every length,
+			 * so no enclosing framing can change; were it a nested message after all,
+			 * the receiver gets a garbled field, never the value.
+			 */
 			c->n_edits = e1;
 			c->reps.len = r1;
+			memset(c->marks + q, 0, len);
 		}
 		if (text && (r = raw_scan(c, q, len)))
 			return r;

@@ -42,11 +42,11 @@ int pb_mask_message(const struct policy *p, const struct pb_msgtype *t, const vo
  * entity of the policy's rules (each masked by the first rule naming it if that rule's action
  * keeps the length, else by a full "*" mask, which reveals no more). Only length-delimited
  * fields whose whole content is printable UTF-8 text are scanned (nested messages are walked),
- * and a match is left alone if masking it would change a byte that some valid reading of the
- * message takes for anything but string content (a tag, a length, a number): the message's
- * structure never changes (groups are walked; nesting past PB_MAX_DEPTH is opaque bytes). A
- * text value that also reads as a valid message (e.g. a bare "145-22-1289") may thus stay
- * unmasked: only a descriptor resolves that. Mode observe:
+ * also one that could be read as a nested message too (e.g. a bare "145-22-1289"): masking
+ * keeps every length, so the message's framing never changes, and were it a nested message
+ * after all it would arrive garbled, never in clear. Outside text, no byte a valid reading
+ * takes for a tag, a length or a number is changed (groups are walked; nesting past
+ * PB_MAX_DEPTH is opaque bytes). Mode observe:
  * counted, data unchanged. Returns the values masked (or, observe, found), -EPROTO if data is
  * not a wire-format message (nothing changed), -ENOMEM.
  */

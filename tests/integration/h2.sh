@@ -123,7 +123,7 @@ fi
 # Counted per policy, never a value in the log or audit.
 sleep 0.3
 check "h2 messages counted under the policy" \
-	test "$(dp_metric 'meshmask_messages_total\{policy="h2-py",direction="response"\}')" -ge 50
+	test "$(dp_metric 'meshmask_messages_total\{policy="h2-py",direction="response",protocol="h2",method=""\}')" -ge 50
 check "masked values counted" \
 	test "$(dp_metric 'meshmask_values_masked_total\{policy="h2-py",rule="ssn"')" -ge 100
 check "no secret in the agent's log or audit log" \
