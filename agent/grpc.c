@@ -203,6 +203,9 @@ int grpc_framer_feed(struct grpc_framer *g, const void *data, size_t len, mask_s
 				return g->err = r;
 			g->hdr_n = 0;
 			mm_buf_reset(&g->msg);
+			mm_buf_reset(&g->plain);
+			mm_buf_reset(&g->out);
+			mm_buf_reset(&g->packed);
 			/* One message's buffers are not kept past a large one. */
 			if (g->msg.cap > 256 * 1024) {
 				mm_buf_free(&g->msg);
