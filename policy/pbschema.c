@@ -365,13 +365,14 @@ struct pb_schema *pb_schema_load_at(const char *const *paths, size_t n, char *er
 		}
 		s->sets[i] = google__protobuf__file_descriptor_set__unpack(NULL, len, buf);
 		free(buf);
+		if (s->sets[i])
+			s->n_sets++; /* freed with the schema, even when it is refused below */
 		if (!s->sets[i] || !s->sets[i]->n_file) {
 			r = -EINVAL;
 			seterr(err, errlen, "descriptor set \"%s\": not a FileDescriptorSet",
 			       paths[i]);
 			goto fail;
 		}
-		s->n_sets++;
 		for (size_t f = 0; f < s->sets[i]->n_file; f++) {
 			const pb_fdp *fd = s->sets[i]->file[f];
 			const char *pkg = fd->package ? fd->package : "";
