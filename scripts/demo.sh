@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # meshmask in two minutes: builds the agent, creates two "pods" (a network namespace and a
-# cgroup each) that call the same HTTP service, and shows what each receives. "frontend" is
-# covered by the policy, "internal" is exempt. Needs root (netns, cgroups, BPF). Everything it
+# cgroup each) that call the same services (HTTP/1.1 JSON, HTTP/2 JSON over h2c, and gRPC),
+# and shows what each receives. "frontend" is covered by the policy, "internal" is exempt. Needs root (netns, cgroups, BPF). Everything it
 # creates is removed on exit.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -42,6 +42,16 @@ ip netns add "$srv"
 ip -n "$srv" link set lo up
 ip netns exec "$srv" python3 tests/integration/dp_server.py 8080 &
 pids+=($!)
+# HTTP/2 (h2c) and gRPC services; the gRPC one's descriptor set, made by protoc, is what the
+# policy names protobuf fields from.
+ip netns exec "$srv" /usr/bin/python3 tests/integration/h2_server.py 8082 &
+pids+=($!)
+mkdir -p "$tmp/gen"
+protoc -I tests/integration/grpc --python_out="$tmp/gen" tests/integration/grpc/customers.proto
+protoc -I tests/integration/grpc --descriptor_set_out="$tmp/customers.pb" --include_imports \
+	tests/integration/grpc/customers.proto
+ip netns exec "$srv" /usr/bin/python3 tests/integration/grpc/grpc_server.py "$tmp/gen" 50051 &
+pids+=($!)
 i=0
 for pod in frontend internal; do
 	i=$((i + 1))
@@ -66,18 +76,20 @@ cat >"$tmp/policies/customer-pii.json" <<JSON
 { "apiVersion": "meshmask.io/v1alpha1", "kind": "MaskingPolicy",
   "metadata": { "name": "customer-pii" },
   "spec": {
-    "selector": { "destinations": [ { "port": 8080 } ],
+    "selector": { "destinations": [ { "port": 8080 }, { "port": 8082 }, { "port": 50051 } ],
                   "sources": [ { "cgroup": "/meshmask-demo-$id/*" } ] },
     "exempt": [ { "cgroup": "/meshmask-demo-$id/internal" } ],
     "directions": [ "response" ],
     "failureMode": "closed",
+    "protobuf": { "descriptorSets": [ "$tmp/customers.pb" ] },
     "rules": [
       { "name": "ssn", "fields": [ "\$..ssn" ], "action": { "type": "mask", "keepLast": 4, "char": "X" } },
       { "name": "cards", "entities": [ "CREDIT_CARD" ], "action": { "type": "mask", "keepLast": 4 } },
       { "name": "email", "entities": [ "EMAIL_ADDRESS" ], "action": { "type": "replace", "value": "<EMAIL>" } }
     ] } }
 JSON
-echo "== policy customer-pii: callers /meshmask-demo-$id/* except internal, destination port 8080"
+echo "== policy customer-pii: callers /meshmask-demo-$id/* except internal, destination ports" \
+	"8080 (HTTP/1.1), 8082 (HTTP/2), 50051 (gRPC)"
 
 build-demo/agent/meshmask-agent --policies "$tmp/policies" --state-dir "$tmp/state" \
 	--admin 127.0.0.1:19477 --audit-log "$tmp/audit.log" --attach-cgroup "$cg" \
@@ -102,8 +114,32 @@ import itertools, sys
 a, b = (open(f).read().splitlines() for f in sys.argv[1:3])
 for l, r in itertools.zip_longest(a, b, fillvalue=""):
     print("%-60s %s" % (l, r))' "$tmp/frontend.txt" "$tmp/internal.txt"
+in_pod() { # pod, command...
+	local pod=$1
+	shift
+	sh -c "echo \$\$ > $cg/$pod/cgroup.procs; exec ip netns exec mmdemo-$pod-$id \"\$@\"" sh "$@"
+}
+echo
+echo "== HTTP/2 (curl --http2-prior-knowledge, h2c): the same JSON over HTTP/2"
+for pod in frontend internal; do
+	n=$([[ $pod == frontend ]] && echo 1 || echo 2)
+	printf '%-9s %s\n' "$pod:" "$(in_pod $pod curl -s --http2-prior-knowledge --max-time 5 \
+		http://10.213.$n.1:8082/json | head -c 120)"
+done
+echo
+echo "== gRPC (grpcio) /mm.it.Customers/Get: protobuf fields masked by name"
+for pod in frontend internal; do
+	n=$([[ $pod == frontend ]] && echo 1 || echo 2)
+	printf '%-9s %s\n' "$pod:" "$(in_pod $pod /usr/bin/python3 -c '
+import sys, grpc
+sys.path.insert(0, sys.argv[1])
+import customers_pb2 as pb
+get = grpc.insecure_channel(sys.argv[2]).unary_unary("/mm.it.Customers/Get",
+    pb.Query.SerializeToString, pb.Customer.FromString)
+print(" ".join(str(get(pb.Query(id="1"), timeout=5)).split()))' "$tmp/gen" 10.213.$n.1:50051)"
+done
 echo
 echo "== audit log (no sensitive values in it):"
 head -n 3 "$tmp/audit.log" || true
 echo "== metrics:"
-curl -s http://127.0.0.1:19477/metrics | grep -E '^meshmask_(flows_steered|values_masked)_total' | head -n 8 || true
+curl -s http://127.0.0.1:19477/metrics | grep -E '^meshmask_(flows_steered|values_masked|messages)_total' | head -n 10 || true
