@@ -8,12 +8,14 @@
 #   scripts/bench.sh all [options]       meshmask beside nginx+Lua (scripts/bench/compare.sh)
 #   scripts/bench.sh proxy [options]     the plaintext data path: direct, steered, unflagged;
 #                                        ratios and aims (compare.sh --proxy; exit 1 = missed)
+#   scripts/bench.sh h2 [options]        HTTP/2 beside HTTP/1.1 through the agent (h2load,
+#                                        nginx h2c): ratios, agent CPU per 1000 requests
 set -euo pipefail
 cd "$(dirname "$0")/.."
 dir=build-bench
 
 usage() {
-	echo "usage: $0 engine [--seconds S] [--stream-mb N] | tls [--seconds S] [--mb N] [--runs N] | all [...] | proxy [...]" >&2
+	echo "usage: $0 engine [--seconds S] [--stream-mb N] | tls [--seconds S] [--mb N] [--runs N] | all [...] | proxy [...] | h2 [...]" >&2
 	exit 2
 }
 
@@ -44,6 +46,9 @@ all)
 	;;
 proxy)
 	scripts/bench/compare.sh --proxy "$@"
+	;;
+h2)
+	scripts/bench/h2.sh "$@"
 	;;
 tls)
 	# TLS uprobe cost to an application (none / idle / capture), then a real download through
