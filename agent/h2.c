@@ -610,31 +610,53 @@ static void half_start(struct h2_conn *c, struct h2_half *x, const struct hdrs *
 	x->kind = observe ? BK_OBSERVE : BK_MASK;
 }
 
+/*
+ * A half's headers go to its receiver: its policy and body kind decided, header rules applied,
+ * then submitted as a request (toward the upstream) or a response (toward the app), with a
+ * data provider unless the sender already ended. The request's id, 0, or a negative nghttp2
+ * error.
+ */
+static int32_t send_head(struct h2_conn *c, struct h2_half *x, bool end)
+{
+	struct h2_stream *st = x->st;
+	nghttp2_nv *nv = NULL;
+	size_t n;
+	struct hdrs vals = {0};
+	int32_t r;
+	half_start(c, x, &st->hdrs);
+	if (c->err)
+		return NGHTTP2_ERR_CALLBACK_FAILURE;
+	r = build_nv(x, &st->hdrs, x->kind == BK_MASK || x->kind == BK_GRPC, &nv, &n, &vals);
+	if (!r) {
+		nghttp2_data_provider prd = {.source.ptr = st, .read_callback = read_half};
+		r = x->dir == POLICY_DIR_REQUEST
+			    ? nghttp2_submit_request(c->cli, NULL, nv, n, end ? NULL : &prd, st)
+			    : nghttp2_submit_response(c->srv, st->app_id, nv, n, end ? NULL : &prd);
+	} else {
+		r = NGHTTP2_ERR_CALLBACK_FAILURE;
+	}
+	free(nv);
+	hdrs_free(&vals);
+	hdrs_clear(&st->hdrs);
+	if (r < 0)
+		return r;
+	x->started = true;
+	if (end) {
+		x->in_end = x->out_end = true;
+		report(c, x);
+	}
+	return r;
+}
+
 static int on_request(struct h2_conn *c, struct h2_stream *st, bool end)
 {
 	const struct hdr *path = hdrs_get(&st->hdrs, ":path");
 	if (path && !(st->path = strdup(path->value)))
 		return NGHTTP2_ERR_CALLBACK_FAILURE;
 	st->grpc = is_grpc(&st->hdrs);
-	struct h2_half *x = &st->req;
-	half_start(c, x, &st->hdrs);
-	if (c->err)
-		return NGHTTP2_ERR_CALLBACK_FAILURE;
-	nghttp2_nv *nv = NULL;
-	size_t n;
-	struct hdrs vals = {0};
-	int r = build_nv(x, &st->hdrs, x->kind == BK_MASK || x->kind == BK_GRPC, &nv, &n, &vals);
-	if (r) {
-		free(nv);
-		hdrs_free(&vals);
-		return NGHTTP2_ERR_CALLBACK_FAILURE;
-	}
-	nghttp2_data_provider prd = {.source.ptr = st, .read_callback = read_half};
-	int32_t id = nghttp2_submit_request(c->cli, NULL, nv, n, end ? NULL : &prd, st);
-	free(nv);
-	hdrs_free(&vals);
-	hdrs_clear(&st->hdrs);
-	x->started = true;
+	int32_t id = send_head(c, &st->req, end);
+	if (id == NGHTTP2_ERR_CALLBACK_FAILURE)
+		return id;
 	if (id < 0) {
 		/* The upstream takes no more streams (GOAWAY): the app may retry elsewhere. */
 		nghttp2_submit_rst_stream(c->srv, NGHTTP2_FLAG_NONE, st->app_id,
@@ -643,10 +665,6 @@ static int on_request(struct h2_conn *c, struct h2_stream *st, bool end)
 		return 0;
 	}
 	st->up_id = id;
-	if (end) {
-		x->in_end = x->out_end = true;
-		report(c, x);
-	}
 	return 0;
 }
 
@@ -655,36 +673,12 @@ static int on_response(struct h2_conn *c, struct h2_stream *st, bool end)
 	struct h2_half *x = &st->resp;
 	const struct hdr *status = hdrs_get(&st->hdrs, ":status");
 	x->status = status ? atoi(status->value) : 0;
-	if (x->status >= 100 && x->status < 200) {
-		hdrs_clear(&st->hdrs); /* interim responses are not forwarded */
-		return 0;
-	}
-	if (st->req.failed || x->started) {
+	/* Interim responses are not forwarded; nor anything after a refusal or a second head. */
+	if ((x->status >= 100 && x->status < 200) || st->req.failed || x->started) {
 		hdrs_clear(&st->hdrs);
 		return 0;
 	}
-	half_start(c, x, &st->hdrs);
-	if (c->err)
-		return NGHTTP2_ERR_CALLBACK_FAILURE;
-	nghttp2_nv *nv = NULL;
-	size_t n;
-	struct hdrs vals = {0};
-	int r = build_nv(x, &st->hdrs, x->kind == BK_MASK || x->kind == BK_GRPC, &nv, &n, &vals);
-	if (!r) {
-		nghttp2_data_provider prd = {.source.ptr = st, .read_callback = read_half};
-		r = nghttp2_submit_response(c->srv, st->app_id, nv, n, end ? NULL : &prd);
-	}
-	free(nv);
-	hdrs_free(&vals);
-	hdrs_clear(&st->hdrs);
-	if (r)
-		return NGHTTP2_ERR_CALLBACK_FAILURE;
-	x->started = true;
-	if (end) {
-		x->in_end = x->out_end = true;
-		report(c, x);
-	}
-	return 0;
+	return send_head(c, x, end) < 0 ? NGHTTP2_ERR_CALLBACK_FAILURE : 0;
 }
 
 /* ---- nghttp2 callbacks, both sessions ---- */

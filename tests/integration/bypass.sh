@@ -46,9 +46,7 @@ check "agent listens in the pod's netns" dp_wait_listener app-a
 
 # The client's own TAP lines are this test's; its exit status says whether any failed.
 out=$(dp_in app-a $PY "$here/bypass_client.py" 10.211.1.1 $PF $PB $PP $PT $PL)
-echo "$out"
-dp_pass=$((dp_pass + $(grep -c '^ok - ' <<<"$out")))
-dp_fail=$((dp_fail + $(grep -c '^not ok - ' <<<"$out")))
+dp_tap "$out"
 [[ -n $out ]] || not_ok "the client ran"
 
 # Counted and audited. The metrics are the agent's own, read once the client is done.

@@ -17,6 +17,12 @@ check() { # check DESC CMD...
 	local d=$1; shift
 	if "$@"; then ok "$d"; else not_ok "$d"; fi
 }
+# dp_tap OUTPUT: a client's own "ok - " / "not ok - " lines become this test's.
+dp_tap() {
+	echo "$1"
+	dp_pass=$((dp_pass + $(grep -c '^ok - ' <<<"$1")))
+	dp_fail=$((dp_fail + $(grep -c '^not ok - ' <<<"$1")))
+}
 dp_done() {
 	echo "# $dp_pass passed, $dp_fail failed"
 	[[ $dp_fail -eq 0 ]]

@@ -48,9 +48,7 @@ dp_agent_start --grpc-max-message-kb 64 || { not_ok "agent starts"; dp_done; exi
 check "agent listens in the pod's netns" dp_wait_listener app-a
 
 out=$(dp_in app-a $PY "$here/grpc_client.py" "$gen" 10.211.1.1 $G1 $G2 $G3 2>&1)
-echo "$out"
-dp_pass=$((dp_pass + $(grep -c '^ok - ' <<<"$out")))
-dp_fail=$((dp_fail + $(grep -c '^not ok - ' <<<"$out")))
+dp_tap "$out"
 grep -q '^# 0 failed' <<<"$out" || not_ok "the client ran to its end"
 
 sleep 0.3
