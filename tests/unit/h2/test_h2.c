@@ -37,6 +37,7 @@ struct peer {
 	struct mm_buf body;
 	char status[8], ctype[64], grpc_status[8];
 	bool has_length, reset, closed;
+	bool goaway; /* the upstream side: a GOAWAY arrived */
 };
 
 static ssize_t up_read(nghttp2_session *s, int32_t id, uint8_t *buf, size_t len, uint32_t *flags,
@@ -58,6 +59,8 @@ static ssize_t up_read(nghttp2_session *s, int32_t id, uint8_t *buf, size_t len,
 static int up_frame(nghttp2_session *s, const nghttp2_frame *f, void *ud)
 {
 	struct peer *p = ud;
+	if (f->hd.type == NGHTTP2_GOAWAY)
+		p->goaway = true;
 	if (f->hd.type != NGHTTP2_HEADERS || f->headers.cat != NGHTTP2_HCAT_REQUEST ||
 	    !(f->hd.flags & NGHTTP2_FLAG_END_STREAM))
 		return 0;
@@ -306,6 +309,22 @@ static void test_reset(void)
 	world_free(&w);
 }
 
+static void test_goaway_from_app(void)
+{
+	const char *doc = "{\"ssn\":\"123-45-6789\"}";
+	struct scenario sc = {
+		.ctype = "application/json", .body = doc, .body_len = strlen(doc), .repeat = 1};
+	struct world w;
+	world_init(&w, &sc, "text/plain");
+	skip_preface(&w);
+	int r = settle(&w, false);
+	nghttp2_submit_goaway(w.app.s, 0, 0, NGHTTP2_NO_ERROR, NULL, 0);
+	r |= settle(&w, false);
+	ok(!r && w.app.closed && !w.app.reset && w.up.goaway,
+	   "GOAWAY from the app reaches the upstream, the stream before it complete");
+	world_free(&w);
+}
+
 static void test_backpressure(void)
 {
 	/* 8 MiB of one JSON array toward an app that reads nothing. */
@@ -338,6 +357,7 @@ int main(void)
 	test_json();
 	test_grpc_block();
 	test_reset();
+	test_goaway_from_app();
 	test_backpressure();
 	ok(messages > 0, "messages reported (%d)", messages);
 	policy_unref(pol);
