@@ -841,9 +841,11 @@ struct h2_conn *h2_conn_new(const struct http_hooks *hooks, const struct h2_io *
 	nghttp2_settings_entry iv[] = {
 		{NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, H2_MAX_STREAMS},
 		{NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, H2_MAX_HEADER_BYTES},
+		/* toward the upstream: no server push (a pushed stream would have no app stream) */
+		{NGHTTP2_SETTINGS_ENABLE_PUSH, 0},
 	};
 	if (nghttp2_submit_settings(c->srv, NGHTTP2_FLAG_NONE, iv, 2) ||
-	    nghttp2_submit_settings(c->cli, NGHTTP2_FLAG_NONE, iv + 1, 1))
+	    nghttp2_submit_settings(c->cli, NGHTTP2_FLAG_NONE, iv + 1, 2))
 		goto fail;
 	nghttp2_option_del(opt);
 	nghttp2_session_callbacks_del(cb);
