@@ -860,6 +860,30 @@ fail:
 	return NULL;
 }
 
+struct h2_conn *h2_conn_upgrade(const struct http_hooks *hooks, const struct h2_io *io,
+				const struct h2_limits *lim, const uint8_t *settings, size_t len,
+				bool head)
+{
+	struct h2_conn *c = h2_conn_new(hooks, io, lim);
+	struct h2_stream *st = c ? stream_new(c) : NULL;
+	if (!st) {
+		h2_conn_free(c);
+		errno = ENOMEM;
+		return NULL;
+	}
+	/* Stream 1: the HTTP/1.1 request (masked and reported by http.c), its answer to come. */
+	st->app_id = st->up_id = 1;
+	st->req.started = st->req.in_end = st->req.out_end = st->req.reported = true;
+	if (nghttp2_session_upgrade2(c->srv, settings, len, head, st) ||
+	    nghttp2_session_set_stream_user_data(c->srv, 1, st) ||
+	    nghttp2_session_upgrade2(c->cli, settings, len, head, st)) {
+		h2_conn_free(c);
+		errno = EPROTO;
+		return NULL;
+	}
+	return c;
+}
+
 int h2_conn_feed(struct h2_conn *c, uint32_t direction, const void *data, size_t len)
 {
 	nghttp2_session *s = direction == POLICY_DIR_REQUEST ? c->srv : c->cli;

@@ -46,6 +46,16 @@ struct h2_conn *h2_conn_new(const struct http_hooks *hooks, const struct h2_io *
 			    const struct h2_limits *lim);
 
 /*
+ * The same for a connection that switched from HTTP/1.1 by an h2c upgrade the upstream took
+ * (http_session_h2c): stream 1 is the upgrade request, already sent and ended; its response
+ * comes from the upstream as HTTP/2. settings: the request's decoded HTTP2-Settings; head:
+ * the request was HEAD. The client's preface comes next in the request direction.
+ */
+struct h2_conn *h2_conn_upgrade(const struct http_hooks *hooks, const struct h2_io *io,
+				const struct h2_limits *lim, const uint8_t *settings, size_t len,
+				bool head);
+
+/*
  * Bytes from the client (POLICY_DIR_REQUEST, the preface first) or from the server
  * (POLICY_DIR_RESPONSE). Returns 0, or -EPROTO when the connection must be cut (a peer broke
  * the protocol beyond what a GOAWAY settles), -ENOMEM.

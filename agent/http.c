@@ -19,6 +19,8 @@
 #include <string.h>
 #include <strings.h>
 
+#include <openssl/evp.h>
+
 #include "http.h"
 #include "buf.h"
 #include "hdrrules.h"
@@ -47,13 +49,14 @@ enum hstate {
 	HS_RAWSCAN, /* not HTTP under onError=fallback: entity scan of the raw stream */
 	HS_CLOSED, /* output was closed-delimited or the peer sent eof: input is dropped */
 	HS_DEAD, /* an error cut the stream */
+	HS_H2C, /* the upstream accepted an h2c upgrade: its bytes are HTTP/2, kept for h2.c */
 };
 
 enum body_mode { BM_RAW, BM_OBSERVE, BM_MASK };
 enum out_framing { OF_HELD, OF_CHUNKED, OF_CLOSE };
 
 /* Entries of the request FIFO: what a response needs to know about its request. */
-enum { RQ_OTHER = 0, RQ_HEAD = 1, RQ_CONNECT = 2, RQ_HTTP10 = 4, RQ_UPGRADE = 8 };
+enum { RQ_OTHER = 0, RQ_HEAD = 1, RQ_CONNECT = 2, RQ_HTTP10 = 4, RQ_UPGRADE = 8, RQ_H2C = 16 };
 
 /* Incremental check of a first line, so that non-HTTP bytes are recognised early. */
 enum fl_state {
@@ -132,6 +135,11 @@ struct http_session {
 	bool tunnel;
 	bool replied; /* the client was answered by the session itself: nothing more flows */
 	bool req_opaque; /* the request stream is forwarded unparsed (onError: pass) */
+	/* h2c upgrade (RFC 7540 §3.2): the request's HTTP2-Settings, decoded; the switch */
+	uint8_t h2c_settings[512];
+	size_t h2c_settings_len;
+	bool h2c_head, h2c;
+	struct mm_buf h2c_rest; /* the server's bytes after its 101 */
 	unsigned char *fifo;
 	size_t fifo_cap, fifo_head, fifo_len;
 };
@@ -142,7 +150,8 @@ struct hinfo {
 	int kind;
 	bool http10;
 	int status;
-	bool has_cl, has_te, te_chunked, expect_continue, upgrade;
+	bool has_cl, has_te, te_chunked, expect_continue, upgrade, h2c;
+	struct mm_span h2settings;
 	uint64_t cl;
 	struct mm_span ct, ce;
 };
@@ -694,6 +703,34 @@ static int enter_head(struct hdir *d)
 	return 0;
 }
 
+/* ---- h2c upgrade ---- */
+
+/* Decode a request's HTTP2-Settings (base64url, no padding) into the session: 0 or -EINVAL. */
+static int h2c_settings(struct http_session *s, struct mm_span v)
+{
+	char b64[sizeof(s->h2c_settings) / 3 * 4 + 4];
+	size_t n = 0;
+	if (!v.base || v.len > sizeof(b64) - 4)
+		return -EINVAL;
+	for (size_t i = 0; i < v.len; i++) {
+		char c = v.base[i];
+		if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+		      c == '-' || c == '_'))
+			return -EINVAL;
+		b64[n++] = c == '-' ? '+' : c == '_' ? '/' : c;
+	}
+	size_t pad = (4 - n % 4) % 4;
+	if (pad == 3)
+		return -EINVAL;
+	memset(b64 + n, '=', pad);
+	n += pad;
+	int k = n ? EVP_DecodeBlock(s->h2c_settings, (const unsigned char *)b64, (int)n) : 0;
+	if (k < 0 || (size_t)k < pad || ((size_t)k - pad) % 6)
+		return -EINVAL; /* SETTINGS entries are 6 bytes each */
+	s->h2c_settings_len = (size_t)k - pad;
+	return 0;
+}
+
 /* ---- head parsing ---- */
 
 static bool is_tchar(unsigned char c)
@@ -936,6 +973,9 @@ static int parse_head(const char *h, size_t hlen, bool req, struct hinfo *hi, si
 			hi->ct = (struct mm_span){l.val, l.val_len};
 		} else if (span_ieq(l.name, l.name_len, "upgrade")) {
 			hi->upgrade = l.val_len > 0;
+			hi->h2c = span_ieq(l.val, l.val_len, "h2c");
+		} else if (span_ieq(l.name, l.name_len, "http2-settings")) {
+			hi->h2settings = (struct mm_span){l.val, l.val_len};
 		} else if (span_ieq(l.name, l.name_len, "expect")) {
 			hi->expect_continue = span_ieq(l.val, l.val_len, "100-continue");
 		} else if (span_ieq(l.name, l.name_len, "content-encoding")) {
@@ -1068,7 +1108,7 @@ static int head_done(struct hdir *d, const char *h, size_t hlen, bool in_place)
 	d->started = true;
 
 	enum { B_NONE, B_CL, B_CHUNKED, B_CLOSE } framing = B_NONE;
-	bool tunnel = false, strip = false;
+	bool tunnel = false, strip = false, to_h2 = false;
 	if (req) {
 		if (hi.has_te)
 			framing = B_CHUNKED;
@@ -1086,13 +1126,19 @@ static int head_done(struct hdir *d, const char *h, size_t hlen, bool in_place)
 			return refuse(d, MM_REASON_TUNNEL, 403,
 				      "CONNECT is refused by policy (spec.tunnels: block)");
 		}
-		strip = hi.upgrade && !pass;
+		/* Upgrade: h2c is masked as HTTP/2 when the server takes it, not tunnelled. */
+		bool h2c = hi.h2c && hi.kind != RQ_CONNECT && !hi.http10 &&
+			   h2c_settings(s, hi.h2settings) == 0;
+		if (h2c)
+			s->h2c_head = hi.kind == RQ_HEAD;
+		strip = hi.upgrade && !pass && !h2c;
 		if (strip) {
 			d->tunnel = HTTP_TUNNEL_STRIPPED;
 			d->tunnel_upgrade = true;
 		}
 		r = fifo_push(s, (unsigned char)(hi.kind | (hi.http10 ? RQ_HTTP10 : 0) |
-						 (hi.upgrade && pass ? RQ_UPGRADE : 0)));
+						 (hi.upgrade && (pass || h2c) ? RQ_UPGRADE : 0) |
+						 (h2c ? RQ_H2C : 0)));
 		if (r)
 			return refuse(d, MM_REASON_LIMIT, 0, "too many pipelined requests");
 		d->pushed = true;
@@ -1112,7 +1158,10 @@ static int head_done(struct hdir *d, const char *h, size_t hlen, bool in_place)
 					return refuse(d, MM_REASON_TUNNEL, 502,
 						      "a protocol switch no request asked for");
 				}
-				tunnel = true;
+				if ((rq & RQ_H2C) && hi.h2c)
+					to_h2 = true;
+				else
+					tunnel = true;
 			} else if ((rq & 3) == RQ_CONNECT && hi.status < 300) {
 				/* RFC 9110 §9.3.6: no framing; a response with a body is not this. */
 				if (hi.has_cl || hi.has_te)
@@ -1189,6 +1238,13 @@ static int head_done(struct hdir *d, const char *h, size_t hlen, bool in_place)
 		return fail(d, MM_REASON_NONE, r);
 	d->head.len = 0;
 
+	if (to_h2) {
+		/* HTTP/2 from the next byte on: h2.c takes the connection over (proxy.c). */
+		msg_end(d);
+		s->h2c = true;
+		d->st = HS_H2C;
+		return 0;
+	}
 	if (tunnel) {
 		/* From here on nothing is masked: an explicit pass (tunnels: pass), counted. */
 		d->tunnel = HTTP_TUNNEL_OPENED;
@@ -1571,6 +1627,9 @@ static int step(struct hdir *d, const char **pp, const char *end)
 	case HS_CLOSED:
 		*pp = end;
 		return 0;
+	case HS_H2C:
+		*pp = end;
+		return mm_buf_append(&d->s->h2c_rest, p, n);
 	case HS_DEAD:
 		return -EPROTO;
 	}
@@ -1686,6 +1745,7 @@ int http_session_eof(struct http_session *s, uint32_t direction, mask_sink_fn si
 		d->head.len = 0;
 		break;
 	case HS_CLOSED:
+	case HS_H2C:
 		break;
 	case HS_DEAD:
 		return -EPROTO;
@@ -1767,6 +1827,19 @@ const char *http_tunnel_name(enum http_tunnel t)
 	}
 }
 
+bool http_session_h2c(struct http_session *s, const uint8_t **settings, size_t *len, bool *head,
+		      struct mm_buf *rest)
+{
+	if (!s || !s->h2c)
+		return false;
+	*settings = s->h2c_settings;
+	*len = s->h2c_settings_len;
+	*head = s->h2c_head;
+	*rest = s->h2c_rest;
+	s->h2c_rest = (struct mm_buf){0};
+	return true;
+}
+
 bool http_session_replied(const struct http_session *s)
 {
 	return s && s->replied;
@@ -1814,5 +1887,6 @@ void http_session_free(struct http_session *s)
 		free(d->rule_values);
 	}
 	free(s->fifo);
+	mm_buf_free(&s->h2c_rest);
 	free(s);
 }

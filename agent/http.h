@@ -135,6 +135,16 @@ size_t http_session_spares(void);
  */
 bool http_session_replied(const struct http_session *s);
 
+/*
+ * Whether the upstream took an h2c upgrade (its 101 with Upgrade: h2c to a request that asked
+ * with HTTP2-Settings): the connection is HTTP/2 from the server's next byte on, to be handed
+ * to h2.c (h2_conn_upgrade). settings and len: the request's HTTP2-Settings, decoded (borrowed
+ * from s); head: the request was HEAD; rest receives the server's bytes after the 101 (the
+ * caller owns them). The session takes no more input.
+ */
+bool http_session_h2c(struct http_session *s, const uint8_t **settings, size_t *len, bool *head,
+		      struct mm_buf *rest);
+
 /* Whether the session has become an opaque tunnel (Upgrade, CONNECT, non-HTTP under pass). */
 bool http_session_is_tunnel(const struct http_session *s);
 

@@ -411,6 +411,42 @@ static int h2_pump(struct conn *c)
 static struct policy *hook_policy_for(void *ctx, uint32_t direction);
 static void hook_message_done(void *ctx, const struct http_message_info *info);
 
+/*
+ * The upstream took an h2c upgrade: the connection is HTTP/2 from the bytes after its 101 on
+ * (the 101 itself already went to the app through the HTTP/1.1 session).
+ */
+static int maybe_h2c(struct conn *c)
+{
+	const uint8_t *settings;
+	size_t len;
+	bool head;
+	struct mm_buf rest = {0};
+	if (!http_session_h2c(c->hs, &settings, &len, &head, &rest))
+		return 0;
+	struct http_hooks hooks = {
+		.policy_for = hook_policy_for, .message_done = hook_message_done, .ctx = c};
+	struct h2_io io = {.to_client = sink_append,
+			   .client = &c->cli,
+			   .to_server = sink_append,
+			   .server = &c->srv};
+	struct h2_limits lim = {.max_grpc_message = c->px->cfg.grpc_max_message};
+	int r = 0;
+	c->h2 = h2_conn_upgrade(&hooks, &io, &lim, settings, len, head);
+	if (!c->h2)
+		r = -errno;
+	http_session_free(c->hs);
+	c->hs = NULL;
+	if (!r) {
+		agent_log(AGENT_LOG_DEBUG, "connection to %s: HTTP/2 by h2c upgrade", c->dest);
+		if (rest.len)
+			r = h2_conn_feed(c->h2, POLICY_DIR_RESPONSE, rest.data, rest.len);
+		if (!r)
+			r = h2_pump(c);
+	}
+	mm_buf_free(&rest);
+	return r;
+}
+
 /* The client sent the HTTP/2 preface: the connection is HTTP/2 from here on. */
 static int start_h2(struct conn *c)
 {
@@ -494,7 +530,10 @@ static int feed(struct side *s, const char *data, size_t len)
 	struct timespec *t0 = &c->msg_start[dir == POLICY_DIR_RESPONSE];
 	if (!t0->tv_sec && !t0->tv_nsec)
 		clock_gettime(CLOCK_MONOTONIC, t0);
-	return http_session_feed(c->hs, dir, data, len, sink_append, o);
+	r = http_session_feed(c->hs, dir, data, len, sink_append, o);
+	if (!r && dir == POLICY_DIR_RESPONSE)
+		r = maybe_h2c(c);
+	return r;
 }
 
 /* The server's bytes held while undecided, fed now that the connection's protocol is known. */

@@ -118,7 +118,7 @@ def main():
              want_reason="tunnel")
         case(host, port, f"[{name}] 101 nobody asked for", [req(b"/upgrade")], 502,
              want_reason="tunnel")
-        case(host, port, f"[{name}] Upgrade: h2c is stripped, the answer masked",
+        case(host, port, f"[{name}] Upgrade: h2c the server ignores: answered in HTTP/1.1, masked",
              [req(b"/json", b"Connection: Upgrade, HTTP2-Settings", b"Upgrade: h2c",
                   b"HTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA")], 200, want_masked=True)
         case(host, port, f"[{name}] CONNECT", [req(b"x:443", method=b"CONNECT")], 403,

@@ -67,6 +67,15 @@ check "curl h2c, a caller the policy does not cover: byte-identical" cmp -s "$or
 
 dp_in app-a curl -s --http2-prior-knowledge --max-time 20 "http://10.211.1.1:$PN/customers.json" -o "$DP_DIR/n.json"
 check "nghttpd upstream, curl h2c: masked" masked "$DP_DIR/n.json"
+# Upgrade: h2c from HTTP/1.1 (curl --http2 on http://), the python3-h2 server takes it:
+# masked as HTTP/2.
+dp_in app-a curl -s --http2 --max-time 10 -o "$DP_DIR/u.json" -w '%{http_version}' \
+	"http://10.211.1.1:$PH/json" >"$DP_DIR/u.meta"
+check "Upgrade: h2c taken by the server: HTTP/2 ($(cat "$DP_DIR/u.meta"))" test "$(cat "$DP_DIR/u.meta")" = 2
+check "Upgrade: h2c: the answer (stream 1) masked" masked "$DP_DIR/u.json"
+dp_in app-a curl -s --http2 --max-time 10 "http://10.211.1.1:$PH/json" \
+	"http://10.211.1.1:$PH/json" -o "$DP_DIR/u1.json" -o "$DP_DIR/u2.json"
+check "Upgrade: h2c: the next request on the connection (stream 3) masked too" masked "$DP_DIR/u2.json"
 dp_in app-a curl -s --http2-prior-knowledge --max-time 20 "http://10.211.1.1:$PH/html" -o "$DP_DIR/h.json"
 check "JSON labelled text/html over h2: masked" masked "$DP_DIR/h.json"
 

@@ -96,25 +96,52 @@ class Conn:
                 self.h2.close_connection()
                 self.flush()
 
-    def run(self):
+    def upgrade(self):
+        """An HTTP/1.1 request with Upgrade: h2c (RFC 7540 §3.2): 101, then HTTP/2, its
+        answer on stream 1. Returns the bytes after the request head, or None."""
+        data = b""
+        while b"\r\n\r\n" not in data:
+            b = self.sock.recv(65536)
+            if not b:
+                return None
+            data += b
+            if data.startswith(b"PRI "):
+                return data  # prior knowledge after all
+        head, rest = data.split(b"\r\n\r\n", 1)
+        lines = head.decode().split("\r\n")
+        method, path, _ = lines[0].split(" ")
+        hdrs = {k.strip().lower(): v.strip() for k, v in (l.split(":", 1) for l in lines[1:])}
+        if hdrs.get("upgrade", "").lower() != "h2c" or "http2-settings" not in hdrs:
+            self.sock.sendall(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
+            return None
+        self.sock.sendall(b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\n"
+                          b"Upgrade: h2c\r\n\r\n")
         with self.lock:
-            self.h2.initiate_connection()
+            self.h2.initiate_upgrade_connection(hdrs["http2-settings"])
             self.flush()
-        heads = {}
-        while True:
-            try:
-                data = self.sock.recv(65536)
-            except OSError:
-                break
-            if not data:
-                break
+        threading.Thread(target=self.respond, daemon=True,
+                         args=(1, {":path": path, ":method": method}, b"")).start()
+        return rest
+
+    def run(self):
+        first = self.sock.recv(4, socket.MSG_PEEK)
+        pending = b""
+        if first and first != b"PRI ":
+            pending = self.upgrade()
+            if pending is None:
+                self.sock.close()
+                return
+        else:
             with self.lock:
-                try:
-                    events = self.h2.receive_data(data)
-                except Exception:
-                    break
+                self.h2.initiate_connection()
                 self.flush()
-                self.window.notify_all()
+        heads = {}
+        if pending:
+            with self.lock:
+                events = self.h2.receive_data(pending)
+                self.flush()
+        events = events if pending else []
+        while True:
             for ev in events:
                 if isinstance(ev, h2.events.RequestReceived):
                     heads[ev.stream_id] = {k.decode() if isinstance(k, bytes) else k:
@@ -131,6 +158,19 @@ class Conn:
                     threading.Thread(target=self.respond, daemon=True,
                                      args=(ev.stream_id, heads[ev.stream_id],
                                            self.bodies.get(ev.stream_id, b""))).start()
+            try:
+                data = self.sock.recv(65536)
+            except OSError:
+                break
+            if not data:
+                break
+            with self.lock:
+                try:
+                    events = self.h2.receive_data(data)
+                except Exception:
+                    break
+                self.flush()
+                self.window.notify_all()
         self.sock.close()
 
 

@@ -1343,6 +1343,36 @@ static void test_tunnels(struct policy *block, struct policy *pass_tunnels)
 		run_free(&r);
 	}
 
+	/* Upgrade: h2c (with HTTP2-Settings) is kept: the server's 101 hands over to HTTP/2. */
+	const char *h2c = "GET /h HTTP/1.1\r\nHost: a\r\nConnection: Upgrade, HTTP2-Settings\r\n"
+			  "Upgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQCAAAAAAIAAAAA\r\n\r\n";
+	for (int i = 0; i < 2; i++) {
+		struct http_hooks hooks = {
+			.policy_for = policy_for, .message_done = message_done, .ctx = &c};
+		memset(&c, 0, sizeof(c));
+		c.resp_pol = pols[i];
+		struct http_session *hs = http_session_new(&hooks, NULL);
+		struct mm_buf o[2] = {0};
+		int r1 = http_session_feed(hs, REQ, h2c, strlen(h2c), sink, &o[0]);
+		const char *sw101 = "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\n"
+				    "Upgrade: h2c\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00";
+		int r2 = http_session_feed(hs, RESP, sw101, strlen(sw101) + 9, sink, &o[1]);
+		const uint8_t *set;
+		size_t setn;
+		bool head;
+		struct mm_buf rest = {0};
+		bool switched = http_session_h2c(hs, &set, &setn, &head, &rest);
+		ok(!r1 && !r2 && o[0].len == strlen(h2c) && switched && setn == 18 && !head &&
+			   rest.len == 9 && o[1].len == strlen(sw101),
+		   "Upgrade: h2c (tunnels: %s): forwarded whole, the 101 to the app, the HTTP/2 "
+		   "bytes after it handed over, HTTP2-Settings decoded (%zu bytes)",
+		   i ? "pass" : "block", setn);
+		mm_buf_free(&rest);
+		mm_buf_free(&o[0]);
+		mm_buf_free(&o[1]);
+		http_session_free(hs);
+	}
+
 	/* Two Content-Type labels on a response: refused, not guessed. */
 	memset(&c, 0, sizeof(c));
 	c.resp_pol = block;
