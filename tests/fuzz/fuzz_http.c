@@ -150,6 +150,19 @@ static void run(struct fctx *fc, const struct http_limits *lim, const char *cons
 				abort();
 		}
 	}
+	/* An h2c switch hands the server's bytes after its 101 over (to h2.c in the proxy). */
+	const uint8_t *set;
+	size_t setn;
+	bool head;
+	struct mm_buf rest = {0};
+	if (http_session_h2c(s, &set, &setn, &head, &rest)) {
+		if (setn % 6 || setn > 512)
+			abort();
+		mm_buf_append(&out[1].b, rest.data, rest.len);
+		mm_buf_free(&rest);
+		http_session_free(s);
+		return;
+	}
 	for (int d = 0; d < 2; d++)
 		if (!rc[d])
 			rc[d] = http_session_eof(s, dirs[d], sink, &out[d]);
