@@ -470,7 +470,9 @@ static void half_input(struct h2_conn *c, struct h2_half *x, const uint8_t *data
 {
 	int r = 0;
 	x->unconsumed += len;
-	if (x->failed) {
+	/* Refused, or nobody left to receive it: dropped, the window given back. */
+	if (x->failed || (x->dir == POLICY_DIR_RESPONSE ? x->st->app_done : x->st->up_done)) {
+		x->q.len = x->q_off = 0;
 		give_window(x);
 		return;
 	}
@@ -673,12 +675,20 @@ static int on_response(struct h2_conn *c, struct h2_stream *st, bool end)
 	struct h2_half *x = &st->resp;
 	const struct hdr *status = hdrs_get(&st->hdrs, ":status");
 	x->status = status ? atoi(status->value) : 0;
-	/* Interim responses are not forwarded; nor anything after a refusal or a second head. */
-	if ((x->status >= 100 && x->status < 200) || st->req.failed || x->started) {
+	/*
+	 * Interim responses are not forwarded; nor anything after a refusal, a second head, or
+	 * once the app's stream is gone (it reset the stream while the answer was on its way).
+	 */
+	if ((x->status >= 100 && x->status < 200) || st->req.failed || x->started || st->app_done) {
 		hdrs_clear(&st->hdrs);
 		return 0;
 	}
-	return send_head(c, x, end) < 0 ? NGHTTP2_ERR_CALLBACK_FAILURE : 0;
+	int32_t r = send_head(c, x, end);
+	if (r == NGHTTP2_ERR_CALLBACK_FAILURE)
+		return r;
+	if (r < 0) /* the app's stream cannot take it: this stream ends, not the connection */
+		nghttp2_submit_rst_stream(c->cli, NGHTTP2_FLAG_NONE, st->up_id, NGHTTP2_CANCEL);
+	return 0;
 }
 
 /* ---- nghttp2 callbacks, both sessions ---- */
