@@ -49,7 +49,7 @@ cg_rel=/mmh2b-$id
 cg=$cgroot$cg_rel
 cg_direct=$cgroot/mmh2b-direct-$id
 cg_agent=$cgroot/mmh2b-agent-$id
-h1_port=18180 h2_port=18181 proxy_port=18190 admin_port=$((30000 + id % 20000))
+h1_port=18180 h2_port=18181 grpc_port=18182 proxy_port=18190 admin_port=$((30000 + id % 20000))
 instance=h2b$id
 pids=()
 agent_pid=
@@ -112,6 +112,17 @@ ip netns exec "$ns" nginx -c "$tmp/nginx.conf" >"$tmp/ngx/out.log" 2>&1 &
 pids+=($!)
 sed -e "s#{ \"port\": @ORIGIN_PORT@ }#{ \"port\": $h1_port }, { \"port\": $h2_port }#" \
 	-e "s#@FLAGGED_CGROUP@#$cg_rel/flagged#g" "$bench/policy.json.in" >"$tmp/policies/bench-pii.json"
+# gRPC unary: the grpc suite's service (python grpcio) with its descriptor set; one Query per call.
+grpc_dir=$root/tests/integration/grpc
+mkdir -p "$tmp/gen"
+protoc -I "$grpc_dir" --python_out="$tmp/gen" "$grpc_dir/customers.proto"
+protoc -I "$grpc_dir" --descriptor_set_out="$tmp/customers.pb" --include_imports "$grpc_dir/customers.proto"
+sed -e "s#{ \"port\": @ORIGIN_PORT@ }#{ \"port\": $grpc_port }#" -e "s#@FLAGGED_CGROUP@#$cg_rel/flagged#g" \
+	-e "s#\"rules\": \[#\"protobuf\": { \"descriptorSets\": [ \"$tmp/customers.pb\" ] },\n    \"rules\": [#" \
+	-e 's#"bench-pii"#"bench-grpc"#' "$bench/policy.json.in" >"$tmp/policies/bench-grpc.json"
+ip netns exec "$ns" /usr/bin/python3 "$grpc_dir/grpc_server.py" "$tmp/gen" $grpc_port >"$tmp/grpc.log" 2>&1 &
+pids+=($!)
+printf '\x00\x00\x00\x00\x03\x0a\x01\x31' >"$tmp/query.bin" # a gRPC message: Query{id: "1"}
 sh -c 'echo $$ >"$0/cgroup.procs" && exec "$@"' "$cg_agent" "$agent_bin" \
 	--policies "$tmp/policies" --state-dir "$tmp/state" --admin 127.0.0.1:$admin_port \
 	--audit-log /dev/null --attach-cgroup "$cg" --instance "$instance" --proxy-port $proxy_port \
@@ -136,6 +147,36 @@ done
 
 cpu() { awk '{ print $14 + $15 }' "/proc/$agent_pid/stat"; }
 : >"$tmp/results"
+for _ in $(seq 100); do
+	ip netns exec "$ns" ss -Hltn "sport = :$grpc_port" | grep -q . && break
+	sleep 0.1
+done
+grpc_load() { # cgroup dir: h2load with the gRPC-framed Query, unary, 8 connections
+	run_in "$1" h2load -c 8 -m 1 -D "$seconds" --warm-up-time 1 -d "$tmp/query.bin" \
+		-H 'content-type: application/grpc' -H 'te: trailers' \
+		"http://127.0.0.1:$grpc_port/mm.it.Customers/Get" 2>&1 || true
+}
+# Correctness: the answer through the agent holds no raw secret.
+run_in "$cg/flagged" curl -s --http2-prior-knowledge -H 'content-type: application/grpc' \
+	-H 'te: trailers' --data-binary "@$tmp/query.bin" \
+	"http://127.0.0.1:$grpc_port/mm.it.Customers/Get" -o "$tmp/grpc-answer.bin"
+if grep -q -e 536-22-8710 -e 4111111111111111 "$tmp/grpc-answer.bin" || ! grep -q XXX-XX-8710 "$tmp/grpc-answer.bin"; then
+	echo "check grpc: RAW or not masked"
+else
+	echo "check grpc: masked, nothing raw"
+fi
+for r in $(seq "$rounds"); do
+	for sys in direct agent; do
+		d=$cg_direct
+		[[ $sys == agent ]] && d=$cg/flagged
+		c0=$(cpu)
+		out=$(grpc_load "$d")
+		c1=$(cpu)
+		rps=$(sed -n 's/^finished in .*, \([0-9.]*\) req\/s.*/\1/p' <<<"$out")
+		done_n=$(sed -n 's/^requests: .* \([0-9]*\) succeeded.*/\1/p' <<<"$out")
+		echo "grpc h2 $sys $r ${rps:-0} ${done_n:-0} $((c1 - c0))" >>"$tmp/results"
+	done
+done
 for p in ${payloads//,/ }; do
 	for r in $(seq "$rounds"); do
 		for proto in h1 h2; do
@@ -170,15 +211,18 @@ ratio = {}
 for p in dict.fromkeys(r[0] for r in rows):
     for proto in ("h1", "h2"):
         sel = [r for r in rows if r[0] == p and r[1] == proto]
+        if not sel:
+            continue
         d = med([float(r[4]) for r in sel if r[2] == "direct"])
         a = med([float(r[4]) for r in sel if r[2] == "agent"])
         # per round: agent CPU over requests done through the agent
         cpu = [int(r[6]) / tck / max(int(r[5]), 1) * 1000 for r in sel if r[2] == "agent"]
         ratio[p, proto] = a / d if d else 0
-        print(f"| {p} | {'HTTP/1.1' if proto == 'h1' else 'HTTP/2'} | {d:,.0f} | {a:,.0f} | "
+        name = "gRPC unary" if p == "grpc" else "HTTP/1.1" if proto == "h1" else "HTTP/2"
+        print(f"| {p} | {name} | {d:,.0f} | {a:,.0f} | "
               f"{ratio[p, proto]:.2f}x | {med(cpu):.4f} |")
 print()
-for p in dict.fromkeys(r[0] for r in rows):
+for p in dict.fromkeys(r[0] for r in rows if r[0] != "grpc"):
     h1, h2 = ratio[p, "h1"], ratio[p, "h2"]
     rel = h2 / h1 if h1 else 0
     print(f"{p}: HTTP/2 ratio {h2:.2f}x vs HTTP/1.1 {h1:.2f}x = {rel:.2f} of it "
