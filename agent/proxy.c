@@ -412,6 +412,31 @@ static struct policy *hook_policy_for(void *ctx, uint32_t direction);
 static void hook_message_done(void *ctx, const struct http_message_info *info);
 
 /*
+ * The connection is HTTP/2 from here on: the client sent the preface (settings NULL), or the
+ * upstream took an h2c upgrade (settings: the request's decoded HTTP2-Settings; head: it was
+ * a HEAD). The HTTP/1.1 session goes.
+ */
+static int start_h2(struct conn *c, const uint8_t *settings, size_t len, bool head)
+{
+	struct http_hooks hooks = {
+		.policy_for = hook_policy_for, .message_done = hook_message_done, .ctx = c};
+	struct h2_io io = {.to_client = sink_append,
+			   .client = &c->cli,
+			   .to_server = sink_append,
+			   .server = &c->srv};
+	struct h2_limits lim = {.max_grpc_message = c->px->cfg.grpc_max_message};
+	c->h2 = settings ? h2_conn_upgrade(&hooks, &io, &lim, settings, len, head)
+			 : h2_conn_new(&hooks, &io, &lim);
+	if (!c->h2)
+		return errno ? -errno : -ENOMEM;
+	http_session_free(c->hs);
+	c->hs = NULL;
+	agent_log(AGENT_LOG_DEBUG, "connection to %s: HTTP/2%s", c->dest,
+		  settings ? " by h2c upgrade" : "");
+	return 0;
+}
+
+/*
  * The upstream took an h2c upgrade: the connection is HTTP/2 from the bytes after its 101 on
  * (the 101 itself already went to the app through the HTTP/1.1 session).
  */
@@ -423,47 +448,13 @@ static int maybe_h2c(struct conn *c)
 	struct mm_buf rest = {0};
 	if (!http_session_h2c(c->hs, &settings, &len, &head, &rest))
 		return 0;
-	struct http_hooks hooks = {
-		.policy_for = hook_policy_for, .message_done = hook_message_done, .ctx = c};
-	struct h2_io io = {.to_client = sink_append,
-			   .client = &c->cli,
-			   .to_server = sink_append,
-			   .server = &c->srv};
-	struct h2_limits lim = {.max_grpc_message = c->px->cfg.grpc_max_message};
-	int r = 0;
-	c->h2 = h2_conn_upgrade(&hooks, &io, &lim, settings, len, head);
-	if (!c->h2)
-		r = -errno;
-	http_session_free(c->hs);
-	c->hs = NULL;
-	if (!r) {
-		agent_log(AGENT_LOG_DEBUG, "connection to %s: HTTP/2 by h2c upgrade", c->dest);
-		if (rest.len)
-			r = h2_conn_feed(c->h2, POLICY_DIR_RESPONSE, rest.data, rest.len);
-		if (!r)
-			r = h2_pump(c);
-	}
+	int r = start_h2(c, settings, len, head);
+	if (!r && rest.len)
+		r = h2_conn_feed(c->h2, POLICY_DIR_RESPONSE, rest.data, rest.len);
+	if (!r)
+		r = h2_pump(c);
 	mm_buf_free(&rest);
 	return r;
-}
-
-/* The client sent the HTTP/2 preface: the connection is HTTP/2 from here on. */
-static int start_h2(struct conn *c)
-{
-	struct http_hooks hooks = {
-		.policy_for = hook_policy_for, .message_done = hook_message_done, .ctx = c};
-	struct h2_io io = {.to_client = sink_append,
-			   .client = &c->cli,
-			   .to_server = sink_append,
-			   .server = &c->srv};
-	struct h2_limits lim = {.max_grpc_message = c->px->cfg.grpc_max_message};
-	c->h2 = h2_conn_new(&hooks, &io, &lim);
-	if (!c->h2)
-		return -ENOMEM;
-	http_session_free(c->hs);
-	c->hs = NULL;
-	agent_log(AGENT_LOG_DEBUG, "connection to %s: HTTP/2", c->dest);
-	return 0;
 }
 
 /*
@@ -506,7 +497,8 @@ static int feed(struct side *s, const char *data, size_t len)
 			if (c->pre_n < H2_PREFACE_LEN)
 				return 0;
 			c->decided = true;
-			if ((r = start_h2(c)) || (r = h2_conn_feed(c->h2, dir, c->pre, c->pre_n)) ||
+			if ((r = start_h2(c, NULL, 0, false)) ||
+			    (r = h2_conn_feed(c->h2, dir, c->pre, c->pre_n)) ||
 			    (r = h2_conn_feed(c->h2, dir, data + k, len - k)) ||
 			    (r = feed_early(&c->srv)))
 				return r;
