@@ -1335,10 +1335,10 @@ static int garbage(struct hdir *d, const char *p, size_t n)
 	bool first = !d->started, req = d->dir == POLICY_DIR_REQUEST;
 	int r;
 
+	/* What may be a TLS record: wait for its second byte before deciding. */
 	if (req && first && n && d->head.len + n < 2 &&
 	    (d->head.len ? d->head.data[0] : *p) == 0x16)
-		return mm_buf_append(&d->head, p,
-				     n); /* what may be TLS: wait for its second byte */
+		return mm_buf_append(&d->head, p, n);
 	report_policy(d);
 	struct policy *pol = d->pol;
 	d->reason = first ? MM_REASON_NOT_HTTP : MM_REASON_BAD_HTTP;
@@ -1385,7 +1385,6 @@ static int garbage(struct hdir *d, const char *p, size_t n)
 		int status = req && !first ? 400 : req ? (looks_http1(d, p, n) ? 400 : -1) : 502;
 		if (status < 0) {
 			/* Not HTTP at all: no answer it could read; the stream is cut. */
-			report_policy(d);
 			d->has_outcome_override = true;
 			d->outcome_override = MASK_OUTCOME_BLOCKED;
 			return fail(d, d->reason, -EPROTO);
