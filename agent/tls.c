@@ -33,6 +33,8 @@
 #include "ssl_attach.h"
 #include "tls.h"
 #include "tls_scan.h"
+#include "h2.h"
+#include "h2obs.h"
 #include "tls_stop.h"
 
 #define TLS_SCAN_INTERVAL_NS 1000000000ull
@@ -90,7 +92,23 @@ struct tls_stream {
 	char peer[64]; /* the server's "ip:port", "" when unknown */
 	uint64_t last_ns;
 	struct tls_scan scan;
+	/*
+	 * HTTP/2 (ALPN h2): the first bytes are held until h2obs_sniff decides; then frames are
+	 * parsed and each stream's body scanned on its own (values split by frame headers found),
+	 * header fields decoded (HPACK) and scanned. At most TLS_H2_SCANNERS streams at once get
+	 * their own scanner; the others share `scan`.
+	 */
+	char pre[H2_PREFACE_LEN];
+	uint8_t pre_n;
+	int8_t h2; /* 0 undecided, 1 HTTP/2, -1 not */
+	struct h2obs *obs;
+	struct tls_h2_scan {
+		int32_t id; /* 0: free */
+		struct tls_scan scan;
+	} * h2s;
 };
+
+#define TLS_H2_SCANNERS 4
 
 struct tls {
 	struct ssl *skel;
@@ -729,6 +747,97 @@ static void count_match(void *ctx, enum mm_entity entity, uint64_t off, size_t l
 	counts[entity]++;
 }
 
+struct h2_scan_ctx {
+	struct tls_stream *s;
+	uint32_t entities;
+	uint64_t *counts;
+};
+
+/* The scanner of HTTP/2 stream `id`: its own while there is room, else the shared one. */
+static struct tls_scan *h2_scanner(struct tls_stream *s, int32_t id, bool take)
+{
+	struct tls_h2_scan *spare = NULL;
+	if (!s->h2s && take)
+		s->h2s = calloc(TLS_H2_SCANNERS, sizeof(*s->h2s));
+	for (int i = 0; s->h2s && i < TLS_H2_SCANNERS; i++) {
+		if (s->h2s[i].id == id)
+			return &s->h2s[i].scan;
+		if (!s->h2s[i].id && !spare)
+			spare = &s->h2s[i];
+	}
+	if (!take || !spare)
+		return &s->scan;
+	memset(spare, 0, sizeof(*spare));
+	spare->id = id;
+	return &spare->scan;
+}
+
+static void h2_data(void *ctx, int32_t id, const char *p, size_t n)
+{
+	struct h2_scan_ctx *c = ctx;
+	struct tls_scan *sc = h2_scanner(c->s, id, p != NULL);
+	if (p) {
+		tls_scan_feed(sc, p, n, c->entities, count_match, c->counts);
+		return;
+	}
+	/* The stream ended: what its own scanner held is decided, its slot freed. */
+	for (int i = 0; c->s->h2s && i < TLS_H2_SCANNERS; i++) {
+		if (c->s->h2s[i].id == id) {
+			tls_scan_finish(&c->s->h2s[i].scan, c->entities, count_match, c->counts);
+			c->s->h2s[i].id = 0;
+		}
+	}
+}
+
+static void h2_header(void *ctx, int32_t id, const char *name, size_t nl, const char *val,
+		      size_t vl)
+{
+	struct h2_scan_ctx *c = ctx;
+	struct detect_match m[16];
+	size_t start = 0, k;
+	do {
+		k = detect_scan(val, vl, start, c->entities, 0, m, 16);
+		for (size_t j = 0; j < k; j++)
+			c->counts[m[j].entity]++;
+		start = k ? m[k - 1].off + m[k - 1].len : vl;
+	} while (k == 16 && start < vl);
+}
+
+/*
+ * A record of the stream's plaintext: flat, or through the HTTP/2 watcher once its first bytes
+ * say HTTP/2. Counts per entity into counts.
+ */
+static void stream_feed(struct tls_stream *s, const char *data, size_t len, uint32_t entities,
+			uint64_t *counts)
+{
+	struct h2_scan_ctx c = {.s = s, .entities = entities, .counts = counts};
+	if (!s->h2) {
+		size_t k = sizeof(s->pre) - s->pre_n < len ? sizeof(s->pre) - s->pre_n : len;
+		memcpy(s->pre + s->pre_n, data, k);
+		s->pre_n += (uint8_t)k;
+		data += k;
+		len -= k;
+		int r = h2obs_sniff(s->pre, s->pre_n);
+		if (r < 0 && s->pre_n < sizeof(s->pre))
+			return; /* held until it is known */
+		s->h2 = r == 1 ? 1 : -1;
+		if (s->h2 == 1 && !(s->obs = h2obs_new(!memcmp(s->pre, "PRI ", 4))))
+			s->h2 = -1;
+		stream_feed(s, s->pre, s->pre_n, entities, counts);
+	}
+	if (!len)
+		return;
+	if (s->h2 == 1 && h2obs_feed(s->obs, data, len, h2_data, h2_header, &c) == 0)
+		return;
+	if (s->h2 == 1) {
+		/* Not HTTP/2 after all: flat from here on. */
+		h2obs_free(s->obs);
+		s->obs = NULL;
+		s->h2 = -1;
+	}
+	tls_scan_feed(&s->scan, data, len, entities, count_match, counts);
+}
+
 /* Feed a record to the stream's detection (NULL data = the stream ends or has a gap), and
  * report what was found: metrics per value, one audit event per entity. */
 static void stream_scan(struct tls *t, struct tls_stream *s, const char *data, size_t len)
@@ -736,10 +845,15 @@ static void stream_scan(struct tls *t, struct tls_stream *s, const char *data, s
 	const struct tls_slot *slot = &t->slots[s->slot < MM_SSL_MAX_SLOTS ? s->slot : 0];
 	uint64_t counts[MM_ENT__COUNT] = {0};
 
-	if (data)
-		tls_scan_feed(&s->scan, data, len, slot->entities, count_match, counts);
-	else
+	if (data) {
+		stream_feed(s, data, len, slot->entities, counts);
+	} else {
 		tls_scan_finish(&s->scan, slot->entities, count_match, counts);
+		for (int i = 0; s->h2s && i < TLS_H2_SCANNERS; i++)
+			if (s->h2s[i].id)
+				tls_scan_finish(&s->h2s[i].scan, slot->entities, count_match,
+						counts);
+	}
 
 	const char *policy = slot->name ? slot->name : "";
 	struct tls_cgroup *cg = NULL;
@@ -777,6 +891,8 @@ static void stream_free(struct tls *t, struct tls_stream *s, bool flush)
 		}
 	}
 	t->n_streams--;
+	h2obs_free(s->obs);
+	free(s->h2s);
 	free(s);
 }
 
@@ -867,8 +983,15 @@ static int on_event(void *ctx, void *data, size_t size)
 	stream_conn(s, &ev.conn);
 	stream_scan(t, s, payload, ev.len);
 	/* Bytes are missing after this record: what follows is not contiguous. */
-	if ((ev.flags & MM_SSL_F_TRUNCATED) && (ev.flags & MM_SSL_F_LAST))
+	if ((ev.flags & MM_SSL_F_TRUNCATED) && (ev.flags & MM_SSL_F_LAST)) {
 		stream_scan(t, s, NULL, 0);
+		if (s->h2 == 1) {
+			/* HTTP/2 frames cannot be followed across a gap: flat from here on. */
+			h2obs_free(s->obs);
+			s->obs = NULL;
+			s->h2 = -1;
+		}
+	}
 	return 0;
 }
 

@@ -1,12 +1,13 @@
 #!/usr/bin/env python3
 """An h2c (HTTP/2 over cleartext, prior knowledge) upstream for the h2 suite, on python3-h2.
 
-  h2_server.py PORT
+  h2_server.py PORT [CERT KEY]
 
-Paths: /json (customer JSON with secrets), /html (the same JSON labelled text/html), /big/N
+With CERT and KEY it speaks TLS with ALPN h2 (PORT 0: a free port, printed). Paths: /json (customer JSON with secrets), /html (the same JSON labelled text/html), /big/N
 (N MiB of JSON records, streamed as the peer's window allows), /reset (half a body, then
 RST_STREAM), /goaway (a JSON answer, then GOAWAY), /trailers (JSON, then trailers), /echo
-(the request body back, with the request's content-type).
+(the request body back, with the request's content-type), /straddle (an SSN that the first
+16 KiB DATA frame's end cuts in two).
 """
 import json
 import socket
@@ -25,8 +26,9 @@ RECORD = json.dumps(SECRETS).encode() + b",\n"
 
 
 class Conn:
-    def __init__(self, sock):
+    def __init__(self, sock, tls=False):
         self.sock = sock
+        self.tls = tls
         self.h2 = h2.connection.H2Connection(h2.config.H2Configuration(client_side=False))
         self.lock = threading.Lock()
         self.window = threading.Condition(self.lock)
@@ -83,6 +85,8 @@ class Conn:
             trailers = [("x-checksum", "abc"), ("x-note", "ann@example.com")]
         elif path == "/goaway":
             goaway = True
+        elif path == "/straddle":
+            chunks = [b'{"pad":"' + b"x" * 16362 + b'","ssn":"536-22-8841"}']
         elif path == "/echo":
             ctype = headers.get("content-type", "application/octet-stream")
             chunks = [body_req]
@@ -124,7 +128,7 @@ class Conn:
         return rest
 
     def run(self):
-        first = self.sock.recv(4, socket.MSG_PEEK)
+        first = b"PRI " if self.tls else self.sock.recv(4, socket.MSG_PEEK)
         pending = b""
         if first and first != b"PRI ":
             pending = self.upgrade()
@@ -179,9 +183,22 @@ def main():
     ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     ls.bind(("0.0.0.0", int(sys.argv[1])))
     ls.listen(64)
+    ctx = None
+    if len(sys.argv) > 3:
+        import ssl
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(sys.argv[2], sys.argv[3])
+        ctx.set_alpn_protocols(["h2"])
+        print(ls.getsockname()[1], flush=True)
     while True:
         c, _ = ls.accept()
-        threading.Thread(target=Conn(c).run, daemon=True).start()
+        if ctx:
+            try:
+                c = ctx.wrap_socket(c, server_side=True)
+            except OSError:
+                c.close()
+                continue
+        threading.Thread(target=Conn(c, ctx is not None).run, daemon=True).start()
 
 
 if __name__ == "__main__":

@@ -5,6 +5,8 @@
 #   node https (skipped if node is missing): covered by policy B (EMAIL_ADDRESS only); node
 #     starts after the agent and has OpenSSL linked in, so its executable must be discovered
 #   a value split across two TLS records is still found (hold-back window)
+#   HTTP/2 (ALPN h2, curl --http2): each stream's body scanned without its frame headers, so
+#     an SSN that a DATA frame boundary cuts in two is found
 #   an uncovered caller and an exempt caller produce nothing
 #   spec.tls.enforce inplace is reported as not applied (observe + audit only)
 #   a private copy of libssl bind-mounted in another mount namespace is discovered and probed
@@ -35,7 +37,7 @@ cat >"$tmp/b.json" <<EOF
     "rules": [ { "name": "email", "entities": [ "EMAIL_ADDRESS" ], "action": { "type": "mask" } } ] } }
 EOF
 
-for c in srv a-curl a-sclient a-py a-big a-mnt a-exempt b-node u-curl; do mkcg "mm-tls-$id-$c"; done
+for c in srv a-curl a-sclient a-py a-big a-mnt a-exempt b-node u-curl a-h2; do mkcg "mm-tls-$id-$c"; done
 
 # The server (tls_server.py: / with an SSN, a card and an email; /big puts the card across the
 # first 16 KiB TLS record boundary of the body; /slow answers after 2.5 s) runs in an uncovered
@@ -57,6 +59,16 @@ c = ssl.create_default_context(); c.check_hostname = False; c.verify_mode = ssl.
 sys.stdout.write(urllib.request.urlopen(sys.argv[1], context=c).read().decode())' "$url/" \
 	>"$tmp/py.body"
 in_cg "mm-tls-$id-a-big" curl -sk "$url/big" >"$tmp/big.body"
+# HTTP/2 over TLS (python3-h2 server with ALPN h2, in the server's uncovered cgroup).
+h2port=
+if /usr/bin/python3 -c 'import h2' 2>/dev/null && curl -V | grep -q HTTP2; then
+	spawn_in_cg "mm-tls-$id-srv" /usr/bin/python3 "$(dirname "$0")/h2_server.py" 0 \
+		"$tmp/cert.pem" "$tmp/key.pem" >"$tmp/h2port" 2>"$tmp/h2server.err"
+	for _ in $(seq 50); do [[ -s $tmp/h2port ]] && break; sleep 0.1; done
+	h2port=$(cat "$tmp/h2port")
+	in_cg "mm-tls-$id-a-h2" curl -sk --http2 -o "$tmp/h2.body" -w '%{http_version}' \
+		"https://127.0.0.1:$h2port/straddle" >"$tmp/h2.ver"
+fi
 in_cg "mm-tls-$id-a-exempt" curl -sk "$url/" >/dev/null
 in_cg "mm-tls-$id-u-curl" curl -sk "$url/" >/dev/null
 
@@ -101,6 +113,14 @@ for c in a-curl a-sclient a-py; do
 done
 found "$pa" CREDIT_CARD a-big && ok "card split across TLS records found" ||
 	not_ok "card split across TLS records found"
+if [[ -n $h2port ]]; then
+	check "HTTP/2 over TLS: the client spoke HTTP/2 ($(cat "$tmp/h2.ver"))" test "$(cat "$tmp/h2.ver")" = 2
+	check "HTTP/2 over TLS: the body arrived (observe)" grep -q '"ssn":"536-22-8841"' "$tmp/h2.body"
+	found "$pa" US_SSN a-h2 "127.0.0.1:$h2port" && ok "HTTP/2: an SSN cut by a DATA frame boundary found" ||
+		not_ok "HTTP/2: an SSN cut by a DATA frame boundary found"
+else
+	echo "ok - HTTP/2 over TLS # SKIP python3-h2 or curl HTTP/2 missing"
+fi
 if grep -q "caller=/mm-tls-$id-a-exempt " "$tmp/out"; then not_ok "exempt caller silent"; else
 	ok "exempt caller silent"; fi
 if grep -q "caller=/mm-tls-$id-u-curl " "$tmp/out"; then not_ok "uncovered caller silent"; else
