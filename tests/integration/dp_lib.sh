@@ -17,6 +17,12 @@ check() { # check DESC CMD...
 	local d=$1; shift
 	if "$@"; then ok "$d"; else not_ok "$d"; fi
 }
+# Whether the agent is a sanitizer build (its memory figures then say nothing). Not
+# `ldd | grep -q`: under pipefail, ldd killed by SIGPIPE after grep's early exit fails it.
+dp_sanitized() {
+	[[ $(ldd "$DP_AGENT" 2>/dev/null) == *libasan* ]]
+}
+
 # dp_tap OUTPUT: a client's own "ok - " / "not ok - " lines become this test's.
 dp_tap() {
 	echo "$1"

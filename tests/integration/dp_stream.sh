@@ -16,7 +16,7 @@ hwm() { awk '/VmHWM/ { print $2 }' /proc/$DP_AGENT_PID/status; }
 # mem_check NAME KIB LIMIT_MIB: a memory bound, skipped for a sanitizer build of the agent (ASan
 # keeps freed memory in its quarantine, so its resident size says nothing about the agent's).
 mem_check() {
-	if ldd "$DP_AGENT" 2>/dev/null | grep -q libasan; then
+	if dp_sanitized; then
 		echo "ok - $1 # SKIP sanitizer build"
 	else
 		check "$1" test "$2" -lt $(($3 * 1024))

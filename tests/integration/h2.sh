@@ -122,7 +122,7 @@ wait $slow
 sz=$(stat -c %s "$DP_DIR/big.json")
 check "slow reader: the whole body arrives ($sz bytes; $(cat "$DP_DIR/big.err"))" test "$sz" -gt $((64 << 20))
 check "slow reader: masked throughout" bash -c "! grep -q -e 123-45-6789 -e 4111111111111111 '$DP_DIR/big.json'"
-if ldd "$DP_AGENT" 2>/dev/null | grep -q libasan; then
+if dp_sanitized; then
 	echo "ok - slow reader: memory # SKIP sanitizer build"
 else
 	check "slow reader: agent RSS grew by less than 16 MiB mid-transfer ($before -> $mid KiB)" \
