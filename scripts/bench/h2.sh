@@ -146,6 +146,13 @@ for p in ${payloads//,/ }; do
 done
 
 cpu() { awk '{ print $14 + $15 }' "/proc/$agent_pid/stat"; }
+# pct FILE: p50 and p99 of h2load's per-request times (--log-file: microseconds, column 3).
+pct() {
+	sort -n -k3,3 "$1" | awk '{ v[NR] = $3 } END {
+		if (!NR) { print "0 0"; exit }
+		i50 = int(NR * 0.50); i99 = int(NR * 0.99); if (i50 < 1) i50 = 1; if (i99 < 1) i99 = 1
+		print v[i50], v[i99] }'
+}
 : >"$tmp/results"
 for _ in $(seq 100); do
 	ip netns exec "$ns" ss -Hltn "sport = :$grpc_port" | grep -q . && break
@@ -153,6 +160,7 @@ for _ in $(seq 100); do
 done
 grpc_load() { # cgroup dir: h2load with the gRPC-framed Query, unary, 8 connections
 	run_in "$1" h2load -c 8 -m 1 -D "$seconds" --warm-up-time 1 -d "$tmp/query.bin" \
+		--log-file "$tmp/lat.log" \
 		-H 'content-type: application/grpc' -H 'te: trailers' \
 		"http://127.0.0.1:$grpc_port/mm.it.Customers/Get" 2>&1 || true
 }
@@ -174,7 +182,7 @@ for r in $(seq "$rounds"); do
 		c1=$(cpu)
 		rps=$(sed -n 's/^finished in .*, \([0-9.]*\) req\/s.*/\1/p' <<<"$out")
 		done_n=$(sed -n 's/^requests: .* \([0-9]*\) succeeded.*/\1/p' <<<"$out")
-		echo "grpc h2 $sys $r ${rps:-0} ${done_n:-0} $((c1 - c0))" >>"$tmp/results"
+		echo "grpc h2 $sys $r ${rps:-0} ${done_n:-0} $((c1 - c0)) $(pct "$tmp/lat.log")" >>"$tmp/results"
 	done
 done
 for p in ${payloads//,/ }; do
@@ -187,11 +195,12 @@ for p in ${payloads//,/ }; do
 				[[ $sys == agent ]] && d=$cg/flagged
 				c0=$(cpu)
 				out=$(run_in "$d" h2load $flag -c "$conns" -m "$streams" -D "$seconds" \
-					--warm-up-time 1 "http://127.0.0.1:$port/$p.json" 2>&1 || true)
+					--warm-up-time 1 --log-file "$tmp/lat.log" \
+					"http://127.0.0.1:$port/$p.json" 2>&1 || true)
 				c1=$(cpu)
 				rps=$(sed -n 's/^finished in .*, \([0-9.]*\) req\/s.*/\1/p' <<<"$out")
 				done_n=$(sed -n 's/^requests: .* \([0-9]*\) succeeded.*/\1/p' <<<"$out")
-				echo "$p $proto $sys $r ${rps:-0} ${done_n:-0} $((c1 - c0))" >>"$tmp/results"
+				echo "$p $proto $sys $r ${rps:-0} ${done_n:-0} $((c1 - c0)) $(pct "$tmp/lat.log")" >>"$tmp/results"
 			done
 		done
 	done
@@ -205,8 +214,8 @@ import statistics, sys
 rows = [l.split() for l in open(sys.argv[1])]
 tck = float(sys.argv[2])
 med = lambda xs: statistics.median(xs) if xs else 0
-print("| payload | protocol | direct req/s | agent req/s | agent/direct | agent CPU s per 1000 req |")
-print("|---|---|---|---|---|---|")
+print("| payload | protocol | direct req/s | agent req/s | agent/direct | added p50 / p99 (µs) | agent CPU s per 1000 req |")
+print("|---|---|---|---|---|---|---|")
 ratio = {}
 for p in dict.fromkeys(r[0] for r in rows):
     for proto in ("h1", "h2"):
@@ -218,9 +227,14 @@ for p in dict.fromkeys(r[0] for r in rows):
         # per round: agent CPU over requests done through the agent
         cpu = [int(r[6]) / tck / max(int(r[5]), 1) * 1000 for r in sel if r[2] == "agent"]
         ratio[p, proto] = a / d if d else 0
+        # added latency: medians over rounds of (agent - direct) per round
+        lat = {sys_: [(int(r[7]), int(r[8])) for r in sel if r[2] == sys_ and len(r) > 8]
+               for sys_ in ("direct", "agent")}
+        add50 = med([a_[0] - d_[0] for a_, d_ in zip(lat["agent"], lat["direct"])])
+        add99 = med([a_[1] - d_[1] for a_, d_ in zip(lat["agent"], lat["direct"])])
         name = "gRPC unary" if p == "grpc" else "HTTP/1.1" if proto == "h1" else "HTTP/2"
         print(f"| {p} | {name} | {d:,.0f} | {a:,.0f} | "
-              f"{ratio[p, proto]:.2f}x | {med(cpu):.4f} |")
+              f"{ratio[p, proto]:.2f}x | {add50:+,.0f} / {add99:+,.0f} | {med(cpu):.4f} |")
 print()
 for p in dict.fromkeys(r[0] for r in rows if r[0] != "grpc"):
     h1, h2 = ratio[p, "h1"], ratio[p, "h2"]
