@@ -160,7 +160,6 @@ for _ in $(seq 100); do
 done
 grpc_load() { # cgroup dir: h2load with the gRPC-framed Query, unary, 8 connections
 	run_in "$1" h2load -c 8 -m 1 -D "$seconds" --warm-up-time 1 -d "$tmp/query.bin" \
-		--log-file "$tmp/lat.log" \
 		-H 'content-type: application/grpc' -H 'te: trailers' \
 		"http://127.0.0.1:$grpc_port/mm.it.Customers/Get" 2>&1 || true
 }
@@ -182,7 +181,7 @@ for r in $(seq "$rounds"); do
 		c1=$(cpu)
 		rps=$(sed -n 's/^finished in .*, \([0-9.]*\) req\/s.*/\1/p' <<<"$out")
 		done_n=$(sed -n 's/^requests: .* \([0-9]*\) succeeded.*/\1/p' <<<"$out")
-		echo "grpc h2 $sys $r ${rps:-0} ${done_n:-0} $((c1 - c0)) $(pct "$tmp/lat.log")" >>"$tmp/results"
+		echo "grpc h2 $sys $r ${rps:-0} ${done_n:-0} $((c1 - c0))" >>"$tmp/results"
 	done
 done
 for p in ${payloads//,/ }; do
@@ -195,13 +194,34 @@ for p in ${payloads//,/ }; do
 				[[ $sys == agent ]] && d=$cg/flagged
 				c0=$(cpu)
 				out=$(run_in "$d" h2load $flag -c "$conns" -m "$streams" -D "$seconds" \
-					--warm-up-time 1 --log-file "$tmp/lat.log" \
-					"http://127.0.0.1:$port/$p.json" 2>&1 || true)
+					--warm-up-time 1 "http://127.0.0.1:$port/$p.json" 2>&1 || true)
 				c1=$(cpu)
 				rps=$(sed -n 's/^finished in .*, \([0-9.]*\) req\/s.*/\1/p' <<<"$out")
 				done_n=$(sed -n 's/^requests: .* \([0-9]*\) succeeded.*/\1/p' <<<"$out")
-				echo "$p $proto $sys $r ${rps:-0} ${done_n:-0} $((c1 - c0)) $(pct "$tmp/lat.log")" >>"$tmp/results"
+				echo "$p $proto $sys $r ${rps:-0} ${done_n:-0} $((c1 - c0))" >>"$tmp/results"
 			done
+		done
+	done
+done
+
+# Added latency at a fixed rate well below saturation (open loop: h2load --rps), 1 KB and the
+# gRPC call: p50/p99 from h2load's per-request log, direct and through the agent, interleaved.
+: >"$tmp/latency"
+for r in $(seq "$rounds"); do
+	for proto in h1 h2 grpc; do
+		for sys in direct agent; do
+			d=$cg_direct
+			[[ $sys == agent ]] && d=$cg/flagged
+			case $proto in
+			h1) args=(--h1 "http://127.0.0.1:$h1_port/1k.json") ;;
+			h2) args=("http://127.0.0.1:$h2_port/1k.json") ;;
+			grpc) args=(-d "$tmp/query.bin" -H 'content-type: application/grpc' -H 'te: trailers'
+				"http://127.0.0.1:$grpc_port/mm.it.Customers/Get") ;;
+			esac
+			rm -f "$tmp/lat.log" # h2load appends to its log
+			run_in "$d" h2load -c 4 -m 1 --rps 50 -D "$seconds" --warm-up-time 1 \
+				--log-file "$tmp/lat.log" "${args[@]}" >/dev/null 2>&1 || true
+			echo "$proto $sys $r $(pct "$tmp/lat.log")" >>"$tmp/latency"
 		done
 	done
 done
@@ -214,8 +234,8 @@ import statistics, sys
 rows = [l.split() for l in open(sys.argv[1])]
 tck = float(sys.argv[2])
 med = lambda xs: statistics.median(xs) if xs else 0
-print("| payload | protocol | direct req/s | agent req/s | agent/direct | added p50 / p99 (µs) | agent CPU s per 1000 req |")
-print("|---|---|---|---|---|---|---|")
+print("| payload | protocol | direct req/s | agent req/s | agent/direct | agent CPU s per 1000 req |")
+print("|---|---|---|---|---|---|")
 ratio = {}
 for p in dict.fromkeys(r[0] for r in rows):
     for proto in ("h1", "h2"):
@@ -227,18 +247,32 @@ for p in dict.fromkeys(r[0] for r in rows):
         # per round: agent CPU over requests done through the agent
         cpu = [int(r[6]) / tck / max(int(r[5]), 1) * 1000 for r in sel if r[2] == "agent"]
         ratio[p, proto] = a / d if d else 0
-        # added latency: medians over rounds of (agent - direct) per round
-        lat = {sys_: [(int(r[7]), int(r[8])) for r in sel if r[2] == sys_ and len(r) > 8]
-               for sys_ in ("direct", "agent")}
-        add50 = med([a_[0] - d_[0] for a_, d_ in zip(lat["agent"], lat["direct"])])
-        add99 = med([a_[1] - d_[1] for a_, d_ in zip(lat["agent"], lat["direct"])])
+
         name = "gRPC unary" if p == "grpc" else "HTTP/1.1" if proto == "h1" else "HTTP/2"
         print(f"| {p} | {name} | {d:,.0f} | {a:,.0f} | "
-              f"{ratio[p, proto]:.2f}x | {add50:+,.0f} / {add99:+,.0f} | {med(cpu):.4f} |")
+              f"{ratio[p, proto]:.2f}x | {med(cpu):.4f} |")
 print()
 for p in dict.fromkeys(r[0] for r in rows if r[0] != "grpc"):
     h1, h2 = ratio[p, "h1"], ratio[p, "h2"]
     rel = h2 / h1 if h1 else 0
     print(f"{p}: HTTP/2 ratio {h2:.2f}x vs HTTP/1.1 {h1:.2f}x = {rel:.2f} of it "
           f"(aim >= 0.90: {'met' if rel >= 0.9 else 'missed'})")
+PY
+echo
+echo "Added latency at 200 requests/s (4 connections, 50 req/s each, open loop), medians of the"
+echo "rounds' paired differences:"
+python3 - "$tmp/latency" <<'PY'
+import statistics, sys
+rows = [l.split() for l in open(sys.argv[1])]
+print("| protocol | direct p50 / p99 (µs) | added p50 | added p99 |")
+print("|---|---|---|---|")
+for proto, name in (("h1", "HTTP/1.1, 1 KB"), ("h2", "HTTP/2, 1 KB"), ("grpc", "gRPC unary")):
+    d = [(int(r[3]), int(r[4])) for r in rows if r[0] == proto and r[1] == "direct"]
+    a = [(int(r[3]), int(r[4])) for r in rows if r[0] == proto and r[1] == "agent"]
+    if not d or not a:
+        continue
+    add50 = statistics.median(x[0] - y[0] for x, y in zip(a, d))
+    add99 = statistics.median(x[1] - y[1] for x, y in zip(a, d))
+    print(f"| {name} | {statistics.median(x[0] for x in d):,.0f} / "
+          f"{statistics.median(x[1] for x in d):,.0f} | {add50:+,.0f} µs | {add99:+,.0f} µs |")
 PY
