@@ -62,6 +62,13 @@ struct h2_half {
 	bool reported;
 	struct hdrs trailers;
 	bool has_trailers;
+	/*
+	 * A masked response's head waits for the first masked byte (or the end), so that a body
+	 * the policy blocks can still be answered with an HTTP error instead of a reset.
+	 */
+	struct hdrs held;
+	bool head_held;
+	int reply_status;
 	size_t unconsumed; /* sender bytes not yet given back as window */
 	int status;
 	uint64_t header_values;
@@ -239,6 +246,7 @@ static void half_free(struct h2_half *x)
 	free(x->rule_values);
 	mm_buf_free(&x->q);
 	hdrs_free(&x->trailers);
+	hdrs_free(&x->held);
 }
 
 static void report(struct h2_conn *c, struct h2_half *x);
@@ -351,6 +359,7 @@ static void report(struct h2_conn *c, struct h2_half *x)
 	}
 	if (x->failed)
 		info.outcome = MASK_OUTCOME_BLOCKED;
+	info.reply_status = x->reply_status;
 	c->hooks.message_done(c->hooks.ctx, &info);
 }
 
@@ -433,6 +442,9 @@ static int submit_grpc_error(struct h2_conn *c, struct h2_stream *st, const char
  * upstream stream is cancelled; the app gets a gRPC error status when the stream is gRPC and
  * can still take one, else the stream is reset. Counted as blocked.
  */
+static ssize_t read_half(nghttp2_session *session, int32_t id, uint8_t *buf, size_t len,
+			 uint32_t *flags, nghttp2_data_source *src, void *user_data);
+
 static void half_refuse(struct h2_conn *c, struct h2_half *x, enum mm_reason reason)
 {
 	struct h2_stream *st = x->st;
@@ -461,7 +473,53 @@ static void half_refuse(struct h2_conn *c, struct h2_half *x, enum mm_reason rea
 		submit_grpc_error(c, st, "meshmask: blocked by policy");
 		return;
 	}
+	if (x == r && r->head_held) {
+		/* Nothing of the answer went out yet: an HTTP error in its place. */
+		static const char body[] = "meshmask: the body was blocked by policy\n";
+		const char *why = mm_reason_name(x->reason);
+		nghttp2_nv nv[] = {
+			{(uint8_t *)":status", (uint8_t *)"403", 7, 3, NGHTTP2_NV_FLAG_NONE},
+			{(uint8_t *)"content-type", (uint8_t *)"text/plain", 12, 10,
+			 NGHTTP2_NV_FLAG_NONE},
+			{(uint8_t *)"x-meshmask-reason", (uint8_t *)why, 17, strlen(why),
+			 NGHTTP2_NV_FLAG_NONE},
+		};
+		nghttp2_data_provider prd = {.source.ptr = st, .read_callback = read_half};
+		r->q.len = r->q_off = 0;
+		hdrs_free(&r->held);
+		r->head_held = false;
+		r->in_end = true;
+		if (!mm_buf_append(&r->q, body, sizeof(body) - 1) &&
+		    !nghttp2_submit_response(c->srv, st->app_id, nv, 3, &prd)) {
+			r->reply_status = 403;
+			return;
+		}
+	}
 	nghttp2_submit_rst_stream(c->srv, NGHTTP2_FLAG_NONE, st->app_id, NGHTTP2_INTERNAL_ERROR);
+}
+
+/* A held response head goes out (header rules applied), with the body's data provider. */
+static void release_head(struct h2_conn *c, struct h2_half *x)
+{
+	nghttp2_nv *nv = NULL;
+	size_t n;
+	struct hdrs vals = {0};
+	if (!x->head_held)
+		return;
+	x->head_held = false;
+	int r = build_nv(x, &x->held, true, &nv, &n, &vals);
+	if (!r) {
+		nghttp2_data_provider prd = {.source.ptr = x->st, .read_callback = read_half};
+		r = nghttp2_submit_response(c->srv, x->st->app_id, nv, n, &prd);
+	}
+	free(nv);
+	hdrs_free(&vals);
+	hdrs_free(&x->held);
+	if (r == -ENOMEM)
+		c->err = r;
+	else if (r)
+		nghttp2_submit_rst_stream(c->srv, NGHTTP2_FLAG_NONE, x->st->app_id,
+					  NGHTTP2_INTERNAL_ERROR);
 }
 
 /* ---- bodies ---- */
@@ -471,8 +529,10 @@ static void half_input(struct h2_conn *c, struct h2_half *x, const uint8_t *data
 	int r = 0;
 	x->unconsumed += len;
 	/* Refused, or nobody left to receive it: dropped, the window given back. */
-	if (x->failed || (x->dir == POLICY_DIR_RESPONSE ? x->st->app_done : x->st->up_done)) {
-		x->q.len = x->q_off = 0;
+	bool gone = x->dir == POLICY_DIR_RESPONSE ? x->st->app_done : x->st->up_done;
+	if (x->failed || gone) {
+		if (gone)
+			x->q.len = x->q_off = 0;
 		give_window(x);
 		return;
 	}
@@ -502,6 +562,8 @@ static void half_input(struct h2_conn *c, struct h2_half *x, const uint8_t *data
 			    r == -EMSGSIZE  ? MM_REASON_LIMIT
 			    : r == -EBADMSG ? MM_REASON_BAD_ENCODING
 					    : MM_REASON_NONE);
+	else if (pending(x))
+		release_head(c, x);
 	wake_receiver(x);
 	give_window(x);
 }
@@ -527,6 +589,8 @@ static void half_end(struct h2_conn *c, struct h2_half *x)
 		half_refuse(c, x,
 			    r == -EPROTO && x->kind == BK_GRPC ? MM_REASON_BAD_HTTP
 							       : MM_REASON_NONE);
+	else
+		release_head(c, x);
 	wake_receiver(x);
 }
 
@@ -628,6 +692,14 @@ static int32_t send_head(struct h2_conn *c, struct h2_half *x, bool end)
 	half_start(c, x, &st->hdrs);
 	if (c->err)
 		return NGHTTP2_ERR_CALLBACK_FAILURE;
+	if (x->dir == POLICY_DIR_RESPONSE && x->kind == BK_MASK && !end) {
+		/* Held until the first masked byte (release_head) or a refusal (half_refuse). */
+		hdrs_free(&x->held);
+		x->held = st->hdrs;
+		st->hdrs = (struct hdrs){0};
+		x->head_held = x->started = true;
+		return 0;
+	}
 	r = build_nv(x, &st->hdrs, x->kind == BK_MASK || x->kind == BK_GRPC, &nv, &n, &vals);
 	if (!r) {
 		nghttp2_data_provider prd = {.source.ptr = st, .read_callback = read_half};

@@ -80,7 +80,8 @@ class Conn:
             block = RECORD * (65536 // len(RECORD))
             chunks = [b"["] + [block] * (n // len(block) + 1) + [b"{}]"]  # one JSON array
         elif path == "/reset":
-            chunks, reset_after = [BODY * 200], len(BODY) * 50
+            # one JSON array, cut by RST_STREAM a quarter of the way through
+            chunks, reset_after = [b"[" + b",".join([BODY] * 200) + b"]"], len(BODY) * 50
         elif path == "/trailers":
             trailers = [("x-checksum", "abc"), ("x-note", "ann@example.com")]
         elif path == "/goaway":

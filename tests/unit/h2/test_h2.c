@@ -35,7 +35,7 @@ struct peer {
 	struct scenario *sc;
 	/* the app side: what it received */
 	struct mm_buf body;
-	char status[8], ctype[64], grpc_status[8];
+	char status[8], ctype[64], grpc_status[8], reason[24];
 	bool has_length, reset, closed;
 	bool goaway; /* the upstream side: a GOAWAY arrived */
 };
@@ -95,7 +95,10 @@ static int app_header(nghttp2_session *s, const nghttp2_frame *f, const uint8_t 
 		dst = p->ctype;
 	else if (nlen == 11 && !memcmp(name, "grpc-status", 11))
 		dst = p->grpc_status;
-	else if (nlen == 14 && !memcmp(name, "content-length", 14))
+	else if (nlen == 17 && !memcmp(name, "x-meshmask-reason", 17)) {
+		snprintf(p->reason, sizeof(p->reason), "%.*s", (int)vlen, value);
+		return 0;
+	} else if (nlen == 14 && !memcmp(name, "content-length", 14))
 		p->has_length = true;
 	if (dst)
 		snprintf(dst, 8, "%.*s", (int)(vlen < 7 ? vlen : 7), value);
@@ -280,6 +283,24 @@ static void test_json(void)
 	}
 }
 
+static void test_blocked_body(void)
+{
+	/* A JSON body that does not parse, under onError: block: nothing of it went out, so the
+	 * app gets an HTTP error with the reason instead of a reset. */
+	const char *doc = "{\"ssn\":\"123-45-6789\",}}}";
+	struct scenario sc = {
+		.ctype = "application/json", .body = doc, .body_len = strlen(doc), .repeat = 1};
+	struct world w;
+	world_init(&w, &sc, "text/plain");
+	skip_preface(&w);
+	int r = settle(&w, false);
+	mm_buf_putc(&w.app.body, 0);
+	ok(!r && !strcmp(w.app.status, "403") && !strcmp(w.app.reason, "bad_json") &&
+		   !strstr(w.app.body.data, "123-45-6789") && !w.app.reset,
+	   "a blocked body: 403 with x-meshmask-reason %s, nothing raw", w.app.reason);
+	world_free(&w);
+}
+
 static void test_grpc_block(void)
 {
 	/* A gRPC message with no descriptor under onError: block: a gRPC error, not a cut. */
@@ -355,6 +376,7 @@ int main(void)
 	if (!pol)
 		return tap_done();
 	test_json();
+	test_blocked_body();
 	test_grpc_block();
 	test_reset();
 	test_goaway_from_app();
