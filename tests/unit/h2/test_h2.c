@@ -226,9 +226,8 @@ static void world_init(struct world *w, struct scenario *sc, const char *ctype_r
 	nghttp2_submit_settings(w->up.s, 0, NULL, 0);
 	struct http_hooks hooks = {.policy_for = policy_for, .message_done = message_done};
 	struct h2_io io = {to_buf, &w->to_app, to_buf, &w->to_up};
+	/* The app's own first bytes are its preface: settle() hands them over with the rest. */
 	w->c = h2_conn_new(&hooks, &io, NULL);
-	/* The app's first bytes are the preface, as the proxy hands them over. */
-	h2_conn_feed(w->c, POLICY_DIR_REQUEST, H2_PREFACE, H2_PREFACE_LEN);
 	nghttp2_nv nv[] = {
 		{(uint8_t *)":method", (uint8_t *)"GET", 7, 3, 0},
 		{(uint8_t *)":scheme", (uint8_t *)"http", 7, 4, 0},
@@ -249,17 +248,6 @@ static void world_free(struct world *w)
 	mm_buf_free(&w->to_up);
 }
 
-/* The app's own preface bytes are already given to the agent: drop them from its output. */
-static void skip_preface(struct world *w)
-{
-	const uint8_t *d;
-	ssize_t n = nghttp2_session_mem_send(w->app.s, &d);
-	/* nghttp2 sends the 24-byte magic first, in its own piece or at the head of one */
-	if (n >= H2_PREFACE_LEN)
-		h2_conn_feed(w->c, POLICY_DIR_REQUEST, d + H2_PREFACE_LEN,
-			     (size_t)n - H2_PREFACE_LEN);
-}
-
 static void test_json(void)
 {
 	const char *doc = "{\"a\":1,\"ssn\":\"123-45-6789\"}";
@@ -270,7 +258,6 @@ static void test_json(void)
 				      .repeat = 1};
 		struct world w;
 		world_init(&w, &sc, "text/plain");
-		skip_preface(&w);
 		int r = settle(&w, bytewise);
 		mm_buf_putc(&w.app.body, 0);
 		ok(!r && !strcmp(w.app.status, "200") &&
@@ -292,7 +279,6 @@ static void test_blocked_body(void)
 		.ctype = "application/json", .body = doc, .body_len = strlen(doc), .repeat = 1};
 	struct world w;
 	world_init(&w, &sc, "text/plain");
-	skip_preface(&w);
 	int r = settle(&w, false);
 	mm_buf_putc(&w.app.body, 0);
 	ok(!r && !strcmp(w.app.status, "403") && !strcmp(w.app.reason, "bad_json") &&
@@ -308,7 +294,6 @@ static void test_grpc_block(void)
 	struct scenario sc = {.ctype = "application/grpc", .body = msg, .body_len = 8, .repeat = 1};
 	struct world w;
 	world_init(&w, &sc, "application/grpc");
-	skip_preface(&w);
 	int r = settle(&w, false);
 	ok(!r && !strcmp(w.app.grpc_status, "7") && w.app.body.len == 0 && w.app.closed,
 	   "gRPC, no descriptor, onError block: grpc-status 7 (%s), no body", w.app.grpc_status);
@@ -324,7 +309,6 @@ static void test_reset(void)
 			      .reset = true};
 	struct world w;
 	world_init(&w, &sc, "text/plain");
-	skip_preface(&w);
 	int r = settle(&w, false);
 	ok(!r && w.app.closed && w.app.reset, "a reset from the upstream reaches the app");
 	world_free(&w);
@@ -337,7 +321,6 @@ static void test_goaway_from_app(void)
 		.ctype = "application/json", .body = doc, .body_len = strlen(doc), .repeat = 1};
 	struct world w;
 	world_init(&w, &sc, "text/plain");
-	skip_preface(&w);
 	int r = settle(&w, false);
 	nghttp2_submit_goaway(w.app.s, 0, 0, NGHTTP2_NO_ERROR, NULL, 0);
 	r |= settle(&w, false);
@@ -355,7 +338,6 @@ static void test_backpressure(void)
 		.ctype = "text/plain", .body = rec, .body_len = strlen(rec), .repeat = rep};
 	struct world w;
 	world_init(&w, &sc, "text/plain");
-	skip_preface(&w);
 	w.app_stalled = true; /* it sends its request and settings, and reads nothing */
 	settle(&w, false);
 	size_t held = h2_conn_buffered(w.c) + w.to_app.len;
