@@ -483,7 +483,7 @@ int mm_sockops(struct bpf_sock_ops *skops)
  * queue, from the first to the last: mixing with the TCP path would reorder them. Never
  * SK_DROP: on this kernel a drop verdict sticks to the socket (psock->eval is only reset after
  * a successful verdict), so every later send fails with EACCES. The agent bounds what it
- * sends by the app's unread bytes instead (agent/splice.c). No spliced peer (never inserted,
+ * sends by the app's unread bytes instead (agent/dataplane/splice.c). No spliced peer (never inserted,
  * or the app closed its socket): TCP, which is then the only path this connection ever used
  * or one nobody reads any more.
  */

@@ -17,7 +17,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "detect.h"
+#include "meshmask/entity.h"
 #include "pbschema.h"
 #include "policy.h"
 
@@ -941,7 +941,7 @@ static void parse_entities(struct vctx *c, json_t *rule, struct policy_rule *r)
 	{
 		size_t m2 = ptr_push_idx(c, i);
 		const char *s = json_string_value(e);
-		int ent = s ? detect_entity_from_name(s) : -1;
+		int ent = s ? mm_entity_from_name(s) : -1;
 
 		if (!s) {
 			verr(c, "must be a string");
@@ -950,7 +950,7 @@ static void parse_entities(struct vctx *c, json_t *rule, struct policy_rule *r)
 			size_t off = 0;
 			list[0] = '\0';
 			for (int k = 0; k < MM_ENT__COUNT && off < sizeof(list); k++) {
-				const char *n = detect_entity_name((enum mm_entity)k);
+				const char *n = mm_entity_name((enum mm_entity)k);
 				off += snprintf(list + off, sizeof(list) - off, "%s%s",
 						k ? ", " : "", n ? n : "?");
 			}

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * ABI between bpf/ssl.bpf.c (OpenSSL uprobes) and agent/tls.c: map keys and values, the
+ * ABI between bpf/ssl.bpf.c (OpenSSL uprobes) and agent/tls/tls.c: map keys and values, the
  * ringbuf record that carries captured plaintext, drop reasons. Only <linux/types.h> types.
  */
 #ifndef MESHMASK_SSL_H

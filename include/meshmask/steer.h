@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * ABI between bpf/steer.bpf.c and the agent (agent/loader.c, agent/steering.c, agent/proxy.c):
+ * ABI between bpf/steer.bpf.c and the agent (agent/dataplane/loader.c, agent/dataplane/steering.c, agent/dataplane/proxy.c):
  * map keys and values of the connection steering programs. Only <linux/types.h> types,
  * explicit padding, sizes checked on both sides. Every key is zeroed before it is filled.
  */
@@ -85,7 +85,7 @@ _Static_assert(sizeof(struct steer_conn_key) == 16, "steer_conn_key layout");
 
 /*
  * steer_listeners: netns cookie -> the agent instance whose listener in that netns is open.
- * Agents overlap during a restart: each deletes only the entries it owns (agent/steering.c).
+ * Agents overlap during a restart: each deletes only the entries it owns (agent/dataplane/steering.c).
  */
 struct steer_listener {
 	__u64 owner; /* instance id of the agent (random, never 0) */
@@ -141,7 +141,7 @@ _Static_assert(sizeof(struct steer_slot) == 256, "steer_slot layout");
  * whole life of the connection, so redirected and TCP bytes never interleave (only the FIN
  * takes the TCP path, after them). The kernel charges unread redirected bytes to the app
  * socket's rmem_alloc but never limits them: the agent keeps them under a budget itself
- * (agent/splice.c, through sock_diag). The app->agent direction stays on TCP.
+ * (agent/dataplane/splice.c, through sock_diag). The app->agent direction stays on TCP.
  * Both sockhashes and splice_peers use this key: one loopback connection, seen from the app.
  */
 struct steer_splice_key {

@@ -56,12 +56,21 @@ static int on_event(void *ctx, void *data, size_t size)
 /* Stop-rewrite records seen on the `stops` ringbuf. */
 static struct mm_ssl_stop stops_seen[64];
 static size_t n_stops;
+static pid_t our_child; /* the child this test forked last */
 
+/*
+ * Only this process's records and its child's: the covered cgroup is the test's own, which
+ * processes of other tests (run in parallel) may share and exec in.
+ */
 static int on_stop(void *ctx, void *data, size_t size)
 {
 	(void)ctx;
-	if (size >= sizeof(struct mm_ssl_stop) && n_stops < 64)
-		memcpy(&stops_seen[n_stops++], data, sizeof(struct mm_ssl_stop));
+	struct mm_ssl_stop st;
+	if (size < sizeof(st) || n_stops >= 64)
+		return 0;
+	memcpy(&st, data, sizeof(st));
+	if (st.pid == (__u32)getpid() || (our_child && st.pid == (__u32)our_child))
+		stops_seen[n_stops++] = st;
 	return 0;
 }
 
@@ -391,6 +400,7 @@ int main(void)
 		execl("/bin/true", "true", (char *)NULL);
 		_exit(127);
 	}
+	our_child = child;
 	int wst = 0;
 	waitpid(child, &wst, 0);
 	ring_buffer__consume(srb);
@@ -407,6 +417,7 @@ int main(void)
 		execl("/bin/true", "true", (char *)NULL);
 		_exit(127);
 	}
+	our_child = child;
 	waitpid(child, &wst, 0);
 	ring_buffer__consume(srb);
 	ok(n_stops == 0, "observe-only cgroup: no stop-rewrite records");

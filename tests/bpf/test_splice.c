@@ -36,6 +36,7 @@
 #include <bpf/libbpf.h>
 
 #include "meshmask/steer.h"
+#include "sockdiag.h"
 #include "splice.h"
 #include "steer.skel.h"
 #include "socktest.h"
@@ -173,7 +174,7 @@ static void agent_send(int fd, uint32_t seed, uint64_t len, size_t chunk, double
 	uint8_t *buf = malloc(chunk);
 	double blocked_since = 0;
 	size_t credit = 0;
-	int diag = splice_diag_open(-1);
+	int diag = sockdiag_open(-1);
 	memset(st, 0, sizeof(*st));
 	while (buf && diag >= 0 && st->sent < len) {
 		size_t n = len - st->sent < chunk ? len - st->sent : chunk;
@@ -377,7 +378,7 @@ static void test_msg_size(void)
 	ok(w == (ssize_t)len && rmem >= (int)len,
 	   "kernel alone: 1 MiB redirected to an idle app at once (%zd, rmem_alloc %d)", w, rmem);
 	printf("# 1 MiB send: %llu sk_msg verdict(s)\n", (unsigned long long)(m1 - m0));
-	int diag = splice_diag_open(-1);
+	int diag = sockdiag_open(-1);
 	int unread = splice_unread(diag, agent);
 	ok(unread == rmem, "sock_diag from the agent's socket reports the app's unread bytes (%d)",
 	   unread);

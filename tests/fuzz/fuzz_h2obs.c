@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * The HTTP/2 watcher of the TLS path (agent/h2obs.c) on arbitrary bytes, in fuzz_h2's input
+ * The HTTP/2 watcher of the TLS path (agent/h2/h2obs.c) on arbitrary bytes, in fuzz_h2's input
  * format (2 bytes client length L, a selector, a chunk size, the client's bytes after the
  * preface, the server's bytes): each direction is watched whole and in chunks, and both runs
  * must hand out the same stream bytes, the same header fields and the same verdict, up to an

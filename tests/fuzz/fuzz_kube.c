@@ -14,17 +14,8 @@
 
 #include <jansson.h>
 
-#include "agent.h"
 #include "identity.h"
 #include "kube.h"
-
-enum agent_log_level agent_log_threshold = AGENT_LOG_ERROR;
-
-void agent_log(enum agent_log_level level, const char *fmt, ...)
-{
-	(void)level;
-	(void)fmt;
-}
 
 struct feed {
 	const uint8_t *data;

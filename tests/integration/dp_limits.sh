@@ -60,7 +60,7 @@ dp_pod app-3 3 # cgroup ids grow: the agent fills the map in id order, so app-3 
 dp_pod other 4
 orig=$DP_DIR/orig.json
 ip netns exec "$DP_NS_SRV" curl -s --max-time 5 http://127.0.0.1:$DP_SPORT/customers >"$orig"
-MESHMASK_TEST_CALLERS_MAX=2 dp_agent_start || { not_ok "agent starts (callers map of 2)"; dp_done; exit; }
+DP_AGENT_EXTRA="${DP_AGENT_EXTRA:-} --max-callers 2" dp_agent_start || { not_ok "agent starts (callers map of 2)"; dp_done; exit; }
 check "agent listens in a pod that fits" dp_wait_listener app-1
 sleep 1.2
 dp_in app-1 curl -s --max-time 5 http://10.211.1.1:$DP_SPORT/customers >"$DP_DIR/1.json"

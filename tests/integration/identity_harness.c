@@ -15,21 +15,8 @@
 #include <string.h>
 #include <time.h>
 
-#include "agent.h"
 #include "identity.h"
-
-enum agent_log_level agent_log_threshold = AGENT_LOG_DEBUG;
-
-void agent_log(enum agent_log_level level, const char *fmt, ...)
-{
-	static const char *const names[] = {"error", "warn", "info", "debug"};
-	va_list ap;
-	va_start(ap, fmt);
-	fprintf(stderr, "%s: ", names[level]);
-	vfprintf(stderr, fmt, ap);
-	fputc('\n', stderr);
-	va_end(ap);
-}
+#include "log.h"
 
 static int changes; /* atomic */
 

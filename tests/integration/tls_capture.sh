@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# TLS data path, end to end: the capture module (tls_harness, which runs agent/tls.c as the
+# TLS data path, end to end: the capture module (tls_harness, which runs agent/tls/tls.c as the
 # daemon does) against a TLS server on loopback and real clients, each in its own cgroup.
 #   curl, openssl s_client, python3 urllib: covered by policy A (all entities)
 #   node https (skipped if node is missing): covered by policy B (EMAIL_ADDRESS only); node

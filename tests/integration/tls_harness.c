@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * Runs the agent's TLS capture module (agent/tls.c) on its own, exactly as the daemon starts
- * it, with the store, metrics and audit replaced by small stand-ins that print what they get:
+ * Runs the agent's TLS capture module (agent/tls/) on its own, exactly as the daemon starts
+ * it, with the real store (policies put from files), metrics and audit log (read back here):
  *
  *   tls_harness --policy FILE [--policy FILE...] [--cgroup-root DIR] [--ring-kb N]
  *
@@ -16,6 +16,7 @@
  * SIGUSR1 prints the stop line at once (the run goes on).
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <pthread.h>
 #include <signal.h>
@@ -25,109 +26,118 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "agent.h"
+#include <jansson.h>
+
 #include "audit.h"
+#include "log.h"
 #include "metrics.h"
 #include "policy.h"
 #include "store.h"
 #include "tls.h"
 
-enum agent_log_level agent_log_threshold = AGENT_LOG_INFO;
-
-void agent_log(enum agent_log_level level, const char *fmt, ...)
-{
-	if (level > agent_log_threshold)
-		return;
-	va_list ap;
-	va_start(ap, fmt);
-	fprintf(stderr, "tls_harness: ");
-	vfprintf(stderr, fmt, ap);
-	fputc('\n', stderr);
-	va_end(ap);
-}
-
 static pthread_mutex_t out_lock = PTHREAD_MUTEX_INITIALIZER;
 static unsigned long long findings;
 
-/* Per-policy totals, printed at exit. */
-struct total {
-	char name[128];
-	unsigned long long records, bytes, dropped;
-};
-static struct total totals[64];
-
-static struct total *total_of(const char *policy)
+/*
+ * Findings: the real audit log, written to a pipe this thread reads, printed as one line each
+ * as they come (the scripts wait for them).
+ */
+static void *audit_reader(void *arg)
 {
-	for (size_t i = 0; i < 64; i++) {
-		if (!totals[i].name[0])
-			snprintf(totals[i].name, sizeof(totals[i].name), "%s",
-				 policy ? policy : "");
-		if (!strcmp(totals[i].name, policy ? policy : ""))
-			return &totals[i];
+	FILE *in = fdopen((int)(intptr_t)arg, "r");
+	char *line = NULL;
+	size_t cap = 0;
+	while (in && getline(&line, &cap, in) > 0) {
+		json_t *ev = json_loads(line, 0, NULL);
+		const char *kind = json_string_value(json_object_get(ev, "event"));
+		if (kind && !strcmp(kind, "tls_finding")) {
+			const char *caller = json_string_value(json_object_get(ev, "caller"));
+			const char *dest = json_string_value(json_object_get(ev, "destination"));
+			json_int_t count = json_integer_value(json_object_get(ev, "count"));
+			pthread_mutex_lock(&out_lock);
+			findings += (unsigned long long)count;
+			printf("finding policy=%s entity=%s count=%lld pid=%lld caller=%s dest=%s "
+			       "direction=%s\n",
+			       json_string_value(json_object_get(ev, "policy")),
+			       json_string_value(json_object_get(ev, "entity")), (long long)count,
+			       (long long)json_integer_value(json_object_get(ev, "pid")),
+			       caller ? caller : "-", dest ? dest : "-",
+			       json_string_value(json_object_get(ev, "direction")));
+			fflush(stdout);
+			pthread_mutex_unlock(&out_lock);
+		}
+		json_decref(ev);
 	}
-	return &totals[63];
+	free(line);
+	if (in)
+		fclose(in);
+	return NULL;
 }
 
-void metrics_tls_record(const char *policy, uint64_t bytes, bool dropped)
+/* The value of `name{policy="<policy>"}` in the rendered metrics, 0 if absent. */
+static unsigned long long metric(const char *text, const char *name, const char *policy)
 {
-	pthread_mutex_lock(&out_lock);
-	struct total *t = total_of(policy);
-	if (dropped) {
-		t->dropped++;
-	} else {
-		t->records++;
-		t->bytes += bytes;
+	char key[256];
+	snprintf(key, sizeof(key), "\n%s{policy=\"%s\"} ", name, policy);
+	const char *p = strstr(text, key);
+	return p ? strtoull(p + strlen(key), NULL, 10) : 0;
+}
+
+/* Per-policy record totals from the real metrics, printed at exit. */
+static void print_records(char **names, size_t n)
+{
+	struct mm_buf m = {0};
+	if (metrics_render(&m) < 0 || mm_buf_append(&m, "", 1) < 0) {
+		mm_buf_free(&m);
+		return;
 	}
-	pthread_mutex_unlock(&out_lock);
+	for (size_t i = 0; i < n; i++) {
+		printf("records policy=%s n=%llu bytes=%llu\n", names[i],
+		       metric(m.data, "meshmask_tls_records_total", names[i]),
+		       metric(m.data, "meshmask_tls_bytes_scanned_total", names[i]));
+		printf("dropped policy=%s n=%llu\n", names[i],
+		       metric(m.data, "meshmask_tls_records_dropped_total", names[i]));
+	}
+	mm_buf_free(&m);
 }
 
-void metrics_bpf_map(const char *map, uint64_t entries, uint64_t capacity)
+/* Log lines on stderr, prefixed with the harness's name. */
+static void log_line(enum agent_log_level level, const char *line)
 {
-	(void)map;
-	(void)entries;
-	(void)capacity;
+	fprintf(stderr, "tls_harness: %s\n", line);
 }
 
-void metrics_tls_finding(const char *policy, const char *entity)
-{
-	(void)policy;
-	(void)entity;
-}
+static char *policy_names[64];
+static size_t n_policies;
 
-/* Stop-rewrite counters: the harness reports them from tls_get_stats instead. */
-void metrics_tls_stop(const char *event, uint64_t total)
+/* Validate the policy file at `path` and put it into the store under its own name. 0 or -1. */
+static int put_policy(struct store *st, const char *path)
 {
-	(void)event;
-	(void)total;
-}
-
-void metrics_tls_stop_traced(uint64_t n)
-{
-	(void)n;
-}
-
-void audit_tls(const struct audit_who *who, const char *policy, const char *entity, uint64_t count,
-	       uint32_t direction)
-{
-	pthread_mutex_lock(&out_lock);
-	findings += count;
-	printf("finding policy=%s entity=%s count=%llu pid=%d caller=%s dest=%s direction=%s\n",
-	       policy, entity, (unsigned long long)count, who->pid, who->caller ? who->caller : "-",
-	       who->dest ? who->dest : "-",
-	       direction == POLICY_DIR_REQUEST ? "request" : "response");
-	fflush(stdout);
-	pthread_mutex_unlock(&out_lock);
-}
-
-/* The store: a fixed set of policies loaded from files. */
-struct store {
-	struct policy_set *set;
-};
-
-int store_subscribe(struct store *st, store_change_fn fn, void *ctx)
-{
-	fn(ctx, st->set);
-	return 0;
+	struct policy_errors errs = {0};
+	struct policy *p = policy_load_file(path, &errs);
+	if (!p) {
+		policy_errors_print(stderr, path, &errs);
+		policy_errors_free(&errs);
+		return -1;
+	}
+	FILE *f = fopen(path, "r");
+	char *text = NULL;
+	size_t cap = 0;
+	ssize_t len = f ? getdelim(&text, &cap, 0, f) : -1;
+	char etag[65];
+	int r = len < 0 ? -EIO : store_put(st, p->name, text, (size_t)len, NULL, &errs, etag);
+	if (r < 0) {
+		fprintf(stderr, "tls_harness: %s: %s\n", path, strerror(-r));
+		policy_errors_print(stderr, path, &errs);
+	}
+	policy_errors_free(&errs);
+	if (r >= 0 && n_policies < 64)
+		policy_names[n_policies++] = strdup(p->name);
+	policy_unref(p);
+	free(text);
+	if (f)
+		fclose(f);
+	return r < 0 ? -1 : 0;
 }
 
 static volatile sig_atomic_t stop, want_stats;
@@ -161,9 +171,26 @@ static void print_stop(struct tls *t)
 
 int main(int argc, char **argv)
 {
-	struct agent_config cfg = {.bpffs = "/sys/fs/bpf", .log_level = AGENT_LOG_INFO};
-	struct policy *pol[16];
-	size_t n = 0;
+	struct tls_config cfg = {0};
+	struct store *st = NULL;
+	struct store_config sc = {0}; /* policies come from --policy, not persisted */
+	if (store_open(&st, &sc) < 0)
+		return 1;
+	agent_log_set_sink(log_line);
+	int pfd[2];
+	char audit_path[64];
+	if (pipe2(pfd, O_CLOEXEC) < 0)
+		return 1;
+	/* The capture thread writes audit lines synchronously: room for bursts. */
+	fcntl(pfd[1], F_SETPIPE_SZ, 1 << 20);
+	snprintf(audit_path, sizeof(audit_path), "/proc/self/fd/%d", pfd[1]);
+	if (metrics_init() < 0 || audit_open(audit_path) < 0)
+		return 1;
+	close(pfd[1]);
+	audit_set_rate(1e9, 1e9);
+	pthread_t reader;
+	if (pthread_create(&reader, NULL, audit_reader, (void *)(intptr_t)pfd[0]))
+		return 1;
 	static const struct option opts[] = {
 		{"policy", required_argument, NULL, 'p'},
 		{"cgroup-root", required_argument, NULL, 'c'},
@@ -173,32 +200,21 @@ int main(int argc, char **argv)
 	};
 	int c;
 	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-		if (c == 'p' && n < 16) {
-			struct policy_errors errs = {0};
-			pol[n] = policy_load_file(optarg, &errs);
-			if (!pol[n]) {
-				policy_errors_print(stderr, optarg, &errs);
-				policy_errors_free(&errs);
+		if (c == 'p') {
+			if (put_policy(st, optarg) < 0)
 				return 2;
-			}
-			n++;
 		} else if (c == 'c') {
 			cfg.cgroup_root = optarg;
 		} else if (c == 'r') {
-			cfg.tls_ring_kb = (uint32_t)strtoul(optarg, NULL, 10);
+			cfg.ring_kb = (uint32_t)strtoul(optarg, NULL, 10);
 		} else if (c == 'd') {
-			agent_log_threshold = AGENT_LOG_DEBUG;
+			agent_log_set_level(AGENT_LOG_DEBUG);
 		} else {
 			fprintf(stderr, "usage: tls_harness --policy FILE... [--cgroup-root DIR] "
 					"[--ring-kb N]\n");
 			return 2;
 		}
 	}
-	struct store st = {.set = policy_set_new(pol, n, 1)};
-	for (size_t i = 0; i < n; i++)
-		policy_unref(pol[i]);
-	if (!st.set)
-		return 1;
 
 	struct sigaction sa = {.sa_handler = on_signal};
 	sigaction(SIGINT, &sa, NULL);
@@ -213,11 +229,11 @@ int main(int argc, char **argv)
 	sigaddset(&ctl, SIGUSR1);
 	pthread_sigmask(SIG_BLOCK, &ctl, NULL);
 	struct tls *t;
-	int r = tls_start(&t, &cfg, &st);
+	int r = tls_start(&t, &cfg, st);
 	pthread_sigmask(SIG_UNBLOCK, &ctl, NULL);
 	if (r < 0) {
 		fprintf(stderr, "tls_harness: tls_start: %s\n", strerror(-r));
-		policy_set_unref(st.set);
+		store_close(st);
 		return 1;
 	}
 	pthread_mutex_lock(&out_lock);
@@ -239,16 +255,16 @@ int main(int argc, char **argv)
 	print_stop(t);
 	tls_get_stats(t, &s);
 	tls_stop(t);
-	for (size_t i = 0; i < 64 && totals[i].name[0]; i++) {
-		printf("records policy=%s n=%llu bytes=%llu\n", totals[i].name, totals[i].records,
-		       totals[i].bytes);
-		printf("dropped policy=%s n=%llu\n", totals[i].name, totals[i].dropped);
-	}
+	audit_close(); /* the reader sees the end of the pipe once it printed every finding */
+	pthread_join(reader, NULL);
+	print_records(policy_names, n_policies);
 	printf("stats records=%llu bytes=%llu findings=%llu dropped=%llu targets=%llu covered=%llu "
 	       "scans=%llu inplace=%d\n",
 	       (unsigned long long)s.records, (unsigned long long)s.bytes, findings,
 	       (unsigned long long)s.dropped, (unsigned long long)s.targets,
 	       (unsigned long long)s.covered, (unsigned long long)s.scans, inplace);
-	policy_set_unref(st.set);
+	store_close(st);
+	for (size_t i = 0; i < n_policies; i++)
+		free(policy_names[i]);
 	return 0;
 }

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# spec.tls.enforce: stop-rewrite, end to end: tls_harness (agent/tls.c + agent/tls_stop.c as the
+# spec.tls.enforce: stop-rewrite, end to end: tls_harness (agent/tls/tls.c + agent/tls/tls_stop.c as the
 # daemon runs them) against a TLS server on loopback (self-signed certificate made here) that
 # serves JSON with an SSN and a card. Clients run in their own cgroups:
 #   curl and python3 urllib, covered: they print the masked values

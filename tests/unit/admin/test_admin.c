@@ -171,10 +171,10 @@ int main(void)
 			 "\"x\",\"fields\":[\"$.a\"],\"action\":{\"type\":\"explode\"}}]}}");
 	write_token("s3cret-token\n");
 
-	struct agent_config cfg = {
-		.policies_dir = pol, .state_dir = state, .token_file = token_path};
+	struct store_config sc = {.policies_dir = pol, .state_dir = state};
+	struct admin_config cfg = {.token_file = token_path};
 	struct store *st = NULL;
-	if (store_open(&st, &cfg) < 0)
+	if (store_open(&st, &sc) < 0)
 		return 1;
 	adm = admin_new(&cfg, st, status_fn, NULL);
 	ok(adm != NULL, "admin_new");

@@ -106,12 +106,10 @@ int main(void)
 	snprintf(pol, sizeof(pol), "%s/pol", root);
 	snprintf(state, sizeof(state), "%s/state", root);
 	mkdir(pol, 0755);
-	struct agent_config cfg = {.policies_dir = pol,
-				   .state_dir = state,
-				   .admin_addr = "127.0.0.1:0",
-				   .admin_request_timeout = DEADLINE_S};
+	struct store_config sc = {.policies_dir = pol, .state_dir = state};
+	struct admin_config cfg = {.addr = "127.0.0.1:0", .request_timeout = DEADLINE_S};
 	struct store *st = NULL;
-	if (store_open(&st, &cfg) < 0)
+	if (store_open(&st, &sc) < 0)
 		return 1;
 	struct admin *a = NULL;
 	is_int(admin_start(&a, &cfg, st, NULL, NULL), 0, "admin server started");

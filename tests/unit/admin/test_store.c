@@ -128,7 +128,7 @@ int main(void)
 	snprintf(path, sizeof(path), "%s/README.md", pol);
 	write_file(path, "not a policy");
 
-	struct agent_config cfg = {.policies_dir = pol, .state_dir = state};
+	struct store_config cfg = {.policies_dir = pol, .state_dir = state};
 	struct store *st = NULL;
 	is_int(store_open(&st, &cfg), 0, "store_open");
 	if (!st)
@@ -304,7 +304,7 @@ int main(void)
 
 	/* A policies directory that appears after the start is watched once it exists. */
 	snprintf(path, sizeof(path), "%s/later", root);
-	struct agent_config cfg2 = {.policies_dir = path, .state_dir = state};
+	struct store_config cfg2 = {.policies_dir = path, .state_dir = state};
 	st = NULL;
 	is_int(store_open(&st, &cfg2), 0, "open with a missing policies dir");
 	if (st) {

@@ -35,10 +35,10 @@ static void one_f(const char *t, enum mm_entity e, const char *want, unsigned fl
 	const char *at = strstr(t, want);
 	size_t off = at ? (size_t)(at - t) : (size_t)-1;
 	int good = n == 1 && m[0].entity == e && m[0].off == off && m[0].len == strlen(want);
-	if (!ok(good, "%s: \"%s\" found in \"%s\"", detect_entity_name(e), esc(want), esc(t))) {
+	if (!ok(good, "%s: \"%s\" found in \"%s\"", mm_entity_name(e), esc(want), esc(t))) {
 		printf("#   %zu matches\n", n);
 		for (size_t i = 0; i < n; i++)
-			printf("#   %s at %zu len %zu\n", detect_entity_name(m[i].entity), m[i].off,
+			printf("#   %s at %zu len %zu\n", mm_entity_name(m[i].entity), m[i].off,
 			       m[i].len);
 	}
 }
@@ -54,9 +54,9 @@ static void none_f(const char *t, enum mm_entity e, unsigned flags)
 	struct detect_match m[MAXM];
 	size_t n1 = scan_all(t, MM_ENT_BIT(e), flags, m);
 	size_t n2 = scan_all(t, MM_ENT_ALL, flags, m);
-	if (!ok(n1 == 0 && n2 == 0, "%s: nothing in \"%s\"", detect_entity_name(e), esc(t)))
+	if (!ok(n1 == 0 && n2 == 0, "%s: nothing in \"%s\"", mm_entity_name(e), esc(t)))
 		printf("#   got %zu / %zu matches, first %s at %zu len %zu\n", n1, n2,
-		       detect_entity_name(m[0].entity), m[0].off, m[0].len);
+		       mm_entity_name(m[0].entity), m[0].off, m[0].len);
 }
 
 static void none(const char *t, enum mm_entity e)
@@ -72,17 +72,17 @@ static void none(const char *t, enum mm_entity e)
 
 static void test_names(void)
 {
-	is_str(detect_entity_name(MM_ENT_US_SSN), "US_SSN", "name of US_SSN");
-	is_str(detect_entity_name(MM_ENT_AWS_ACCESS_KEY_ID), "AWS_ACCESS_KEY_ID", "name of AWS");
-	ok(detect_entity_name(MM_ENT__COUNT) == NULL, "name out of range is NULL");
-	ok(detect_entity_name((enum mm_entity) - 1) == NULL, "negative entity is NULL");
-	is_int(detect_entity_from_name("IBAN_CODE"), MM_ENT_IBAN_CODE, "IBAN_CODE by name");
-	is_int(detect_entity_from_name("EMAIL_ADDRESS"), MM_ENT_EMAIL_ADDRESS, "EMAIL by name");
-	is_int(detect_entity_from_name("email_address"), -ENOENT, "names are case-sensitive");
-	is_int(detect_entity_from_name("NOPE"), -ENOENT, "unknown name");
-	is_int(detect_entity_from_name(NULL), -ENOENT, "NULL name");
+	is_str(mm_entity_name(MM_ENT_US_SSN), "US_SSN", "name of US_SSN");
+	is_str(mm_entity_name(MM_ENT_AWS_ACCESS_KEY_ID), "AWS_ACCESS_KEY_ID", "name of AWS");
+	ok(mm_entity_name(MM_ENT__COUNT) == NULL, "name out of range is NULL");
+	ok(mm_entity_name((enum mm_entity) - 1) == NULL, "negative entity is NULL");
+	is_int(mm_entity_from_name("IBAN_CODE"), MM_ENT_IBAN_CODE, "IBAN_CODE by name");
+	is_int(mm_entity_from_name("EMAIL_ADDRESS"), MM_ENT_EMAIL_ADDRESS, "EMAIL by name");
+	is_int(mm_entity_from_name("email_address"), -ENOENT, "names are case-sensitive");
+	is_int(mm_entity_from_name("NOPE"), -ENOENT, "unknown name");
+	is_int(mm_entity_from_name(NULL), -ENOENT, "NULL name");
 	for (int e = 0; e < MM_ENT__COUNT; e++)
-		is_int(detect_entity_from_name(detect_entity_name(e)), e, "round trip %d", e);
+		is_int(mm_entity_from_name(mm_entity_name(e)), e, "round trip %d", e);
 }
 
 static void test_validators(void)

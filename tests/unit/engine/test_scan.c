@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * The JSON string scanner (agent/jsonscan.h): the SSE2 and word-at-a-time variants find the
+ * The JSON string scanner (agent/engine/jsonscan.h): the SSE2 and word-at-a-time variants find the
  * same byte as the byte loop, at every start offset and length, over bytes that include every
  * special byte, the bytes around the control range and bytes >= 0x80 (a signed compare would
  * take them for control bytes). Buffers are exact-size copies so ASan sees any read past them.

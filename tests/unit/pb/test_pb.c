@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * Protobuf masking by field names (agent/pbmask.c) over the descriptor set of test.proto
+ * Protobuf masking by field names (agent/engine/pbmask.c) over the descriptor set of test.proto
  * (argv[1], built by protoc). Messages are encoded and the results decoded with protobuf-c code
  * generated from the same protos: a decoded result proves every length prefix is right, and
  * assertions name fields.

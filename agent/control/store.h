@@ -1,0 +1,84 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The agent's policy store: policies from --policies DIR (hot-reloaded with inotify, including
+ * a ConfigMap's symlink swap) and policies pushed through the admin API (persisted atomically
+ * under --state-dir). Readers get an immutable struct policy_set; every change publishes a new
+ * set with an atomic pointer swap and notifies subscribers.
+ */
+#ifndef MESHMASK_STORE_H
+#define MESHMASK_STORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "policy.h"
+
+struct store;
+
+struct store_config {
+	const char *policies_dir; /* policy files, hot-reloaded; NULL = none */
+	const char *state_dir; /* pushed policies persist in <state_dir>/policies; NULL = not */
+};
+
+/* Load both sources and start watching the directory. NULL-safe out; 0 or -errno. */
+int store_open(struct store **out, const struct store_config *cfg);
+
+/* The current set, with a new reference (policy_set_unref when done). Never NULL. */
+struct policy_set *store_get(struct store *st);
+
+/*
+ * Called after every change with the new set (borrowed for the call), from the thread that
+ * made the change. Also called once at subscription with the current set.
+ */
+typedef void (*store_change_fn)(void *ctx, struct policy_set *set);
+int store_subscribe(struct store *st, store_change_fn fn, void *ctx);
+/* Remove the subscription (fn, ctx): when this returns, fn is running nowhere and is not
+ * called again. Unknown pairs are ignored. */
+void store_unsubscribe(struct store *st, store_change_fn fn, void *ctx);
+
+/* Policies in force at once: the steering maps number them in 64-bit masks (steer.h). */
+#define STORE_MAX_POLICIES 64
+
+/*
+ * Validate, compile, persist and publish a pushed policy document. `name` must equal its
+ * metadata.name. `if_match` (may be NULL) must equal the current etag, "*" = must exist.
+ * Returns 0 (replaced or unchanged) or 1 (created), etag_out filled; -EINVAL (errs filled),
+ * -ESTALE (etag mismatch, or "*" and absent), -EEXIST (the name belongs to a file policy:
+ * files from --policies win, the ConfigMap is owned by Helm), or another -errno.
+ */
+int store_put(struct store *st, const char *name, const char *json, size_t len,
+	      const char *if_match, struct policy_errors *errs, char etag_out[65]);
+
+/* Remove a pushed policy (and its persisted file). -ENOENT, -ESTALE as store_put; -EPERM for a
+ * file policy. */
+int store_delete(struct store *st, const char *name, const char *if_match);
+
+/*
+ * A file in --policies DIR whose current content is refused. Its previous version, if any,
+ * stays in force. Errors locate the problem in the file; they quote the policy at most (never
+ * traffic, which the store never sees).
+ */
+struct store_rejection {
+	char *file; /* file name within --policies DIR */
+	char *name; /* policy name: of the version in force, else metadata.name, or NULL */
+	char *etag_in_force; /* etag of the previous version still in force; NULL = none */
+	int64_t time; /* when this content was refused (Unix seconds) */
+	struct policy_errors errs;
+};
+
+/*
+ * A copy of the current rejections, sorted by file name, and a version that changes whenever
+ * they do (version may be NULL). 0 or -ENOMEM; store_rejections_free() the copy.
+ */
+int store_rejections(struct store *st, struct store_rejection **out, size_t *n, uint64_t *version);
+void store_rejections_free(struct store_rejection *v, size_t n);
+
+/* Initial load of both sources done (for /readyz). */
+bool store_ready(struct store *st);
+/* Whether `name` is acceptable as a policy name (RFC 1123 subdomain; it names a file). */
+bool store_name_valid(const char *name);
+
+void store_close(struct store *st);
+
+#endif

@@ -1,0 +1,348 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Actions applied to one value. mask is format-preserving: a "maskable" unit is an ASCII letter
+ * or digit or one non-ASCII UTF-8 code point (an invalid byte counts as one unit, so the output
+ * is never left with half a character); everything else (separators, punctuation, spaces) is
+ * copied. Detected entities are ASCII, so masking them with a one-byte char keeps their length.
+ */
+#include <errno.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <openssl/core_names.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <openssl/params.h>
+
+#include "action.h"
+#include "detect.h"
+
+#define HASH_LEN_DEFAULT 16
+#define HASH_LEN_MAX 64
+
+/* Length of the UTF-8 sequence at s[i] (1 for ASCII and for an invalid byte). */
+static size_t utf8_unit(const unsigned char *s, size_t n, size_t i)
+{
+	unsigned char c = s[i];
+	size_t want;
+	unsigned char lo = 0x80, hi = 0xbf;
+
+	if (c < 0x80)
+		return 1;
+	if (c >= 0xc2 && c <= 0xdf) {
+		want = 2;
+	} else if (c >= 0xe0 && c <= 0xef) {
+		want = 3;
+		if (c == 0xe0)
+			lo = 0xa0; /* overlong */
+		else if (c == 0xed)
+			hi = 0x9f; /* surrogates */
+	} else if (c >= 0xf0 && c <= 0xf4) {
+		want = 4;
+		if (c == 0xf0)
+			lo = 0x90; /* overlong */
+		else if (c == 0xf4)
+			hi = 0x8f; /* above U+10FFFF */
+	} else {
+		return 1;
+	}
+	if (i + want > n || s[i + 1] < lo || s[i + 1] > hi)
+		return 1;
+	for (size_t k = 2; k < want; k++)
+		if (s[i + k] < 0x80 || s[i + k] > 0xbf)
+			return 1;
+	return want;
+}
+
+static bool maskable(const unsigned char *s, size_t i)
+{
+	unsigned char c = s[i];
+	return c >= 0x80 || (c >= '0' && c <= '9') || ((c | 0x20) >= 'a' && (c | 0x20) <= 'z');
+}
+
+static const char *mask_char(const struct policy_action *a, size_t *len)
+{
+	size_t l = strnlen(a->mask_char, sizeof(a->mask_char));
+	if (l == 0 || l == sizeof(a->mask_char)) {
+		*len = 1;
+		return "*";
+	}
+	*len = l;
+	return a->mask_char;
+}
+
+/* Bytes per unit at s[i]: 1 for ASCII without a call, else utf8_unit(). */
+static inline size_t unit_len(const unsigned char *s, size_t n, size_t i)
+{
+	return s[i] < 0x80 ? 1 : utf8_unit(s, n, i);
+}
+
+/* ASCII letters and digits: the maskable units of an ASCII value. */
+static const unsigned char ascii_alnum[128] = {
+	['0' ... '9'] = 1,
+	['A' ... 'Z'] = 1,
+	['a' ... 'z'] = 1,
+};
+
+static bool all_ascii(const unsigned char *s, size_t n)
+{
+	uint64_t acc = 0, w;
+	size_t i = 0;
+	for (; i + 8 <= n; i += 8) {
+		memcpy(&w, s + i, 8);
+		acc |= w;
+	}
+	for (; i < n; i++)
+		acc |= s[i];
+	return !(acc & 0x8080808080808080ull);
+}
+
+/*
+ * do_mask() for an ASCII value and a one-byte mask char (every detected entity): one unit per
+ * byte, so the output is the input with the hidden units replaced, without a branch per byte.
+ */
+static void mask_ascii(const unsigned char *s, size_t len, char mc, uint64_t kf, uint64_t kl,
+		       char *o)
+{
+	uint64_t units = 0, u = 0;
+	for (size_t i = 0; i < len; i++)
+		units += ascii_alnum[s[i]];
+	if (kf + kl >= units)
+		kf = kl = 0;
+	uint64_t lim = units - kl;
+	for (size_t i = 0; i < len; i++) {
+		unsigned m = ascii_alnum[s[i]];
+		bool hide = m & (u >= kf) & (u < lim);
+		o[i] = hide ? mc : (char)s[i];
+		u += m;
+	}
+}
+
+static int do_mask(const struct policy_action *a, const char *val, size_t len, struct mm_buf *out)
+{
+	const unsigned char *s = (const unsigned char *)val;
+	size_t mlen, units = 0;
+	const char *mc = mask_char(a, &mlen);
+
+	if (len == 0)
+		return 0;
+	if (mlen == 1 && all_ascii(s, len)) {
+		int r = mm_buf_reserve(out, len);
+		if (r)
+			return r;
+		mask_ascii(s, len, mc[0], a->keep_first, a->keep_last, out->data + out->len);
+		out->len += len;
+		return 0;
+	}
+	for (size_t i = 0; i < len; i += unit_len(s, len, i))
+		units += maskable(s, i);
+
+	/*
+	 * Keep the first/last units only when something is left to hide: a value no longer than
+	 * keep_first + keep_last would come out in clear, so it is masked entirely instead.
+	 */
+	uint64_t kf = a->keep_first, kl = a->keep_last;
+	if (kf + kl >= units)
+		kf = kl = 0;
+
+	if (len > SIZE_MAX / sizeof(a->mask_char))
+		return -ENOMEM;
+	int r = mm_buf_reserve(out, len * (mlen > 1 ? mlen : 1));
+	if (r)
+		return r;
+
+	char *o = out->data + out->len;
+	size_t u = 0;
+	for (size_t i = 0; i < len;) {
+		size_t l = unit_len(s, len, i);
+		if (maskable(s, i)) {
+			bool keep = u < kf || u >= units - kl;
+			u++;
+			if (!keep) {
+				if (mlen == 1)
+					*o = mc[0];
+				else
+					memcpy(o, mc, mlen);
+				o += mlen;
+				i += l;
+				continue;
+			}
+		}
+		if (l == 1)
+			*o = (char)s[i];
+		else
+			memcpy(o, s + i, l);
+		o += l;
+		i += l;
+	}
+	out->len = (size_t)(o - out->data);
+	return 0;
+}
+
+static int do_replace(const struct policy_action *a, int entity, struct mm_buf *out)
+{
+	if (a->value)
+		return mm_buf_puts(out, a->value);
+	const char *name = entity >= 0 ? mm_entity_name((enum mm_entity)entity) : NULL;
+	if (!name)
+		return mm_buf_puts(out, "<MASKED>");
+	int r = mm_buf_putc(out, '<');
+	if (!r)
+		r = mm_buf_puts(out, name);
+	if (!r)
+		r = mm_buf_putc(out, '>');
+	return r;
+}
+
+/*
+ * HMAC-SHA256 without a key, set up once per process: a fetch takes locks and walks tables, and
+ * a context duplicated from this one needs no digest fetch either. It is never changed after
+ * creation, so threads may duplicate it concurrently.
+ */
+static EVP_MAC *hmac_alg;
+static EVP_MAC_CTX *hmac_tmpl;
+static pthread_once_t hmac_once = PTHREAD_ONCE_INIT;
+
+static void hmac_setup(void)
+{
+	char digest[] = "SHA256";
+	OSSL_PARAM params[] = {
+		OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, digest, 0),
+		OSSL_PARAM_construct_end(),
+	};
+	hmac_alg = EVP_MAC_fetch(NULL, "HMAC", NULL);
+	if (hmac_alg && (hmac_tmpl = EVP_MAC_CTX_new(hmac_alg)) &&
+	    !EVP_MAC_CTX_set_params(hmac_tmpl, params)) {
+		EVP_MAC_CTX_free(hmac_tmpl);
+		hmac_tmpl = NULL;
+	}
+}
+
+/* A new HMAC-SHA256 context keyed with `key`; NULL on failure. */
+static EVP_MAC_CTX *hmac_new(const unsigned char *key, size_t key_len)
+{
+	static const unsigned char empty[1];
+	char digest[] = "SHA256";
+	OSSL_PARAM params[] = {
+		OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, digest, 0),
+		OSSL_PARAM_construct_end(),
+	};
+	/* OpenSSL rejects a NULL key even with length 0. */
+	const unsigned char *k = key && key_len ? key : empty;
+
+	pthread_once(&hmac_once, hmac_setup);
+	EVP_MAC_CTX *m = hmac_tmpl ? EVP_MAC_CTX_dup(hmac_tmpl) : NULL;
+	if (m && EVP_MAC_init(m, k, key_len, NULL))
+		return m;
+	/* Some OpenSSL 3 releases cannot duplicate a context before it has a key. */
+	EVP_MAC_CTX_free(m);
+	m = hmac_alg ? EVP_MAC_CTX_new(hmac_alg) : NULL;
+	if (m && !EVP_MAC_init(m, k, key_len, params)) {
+		EVP_MAC_CTX_free(m);
+		m = NULL;
+	}
+	return m;
+}
+
+/* HMAC-SHA256 of val into md[32]: with the prepared context of c, else one-shot. */
+static int hmac_sha256(const struct policy_action *a, struct action_ctx *c, const char *val,
+		       size_t len, unsigned char *md)
+{
+	static const unsigned char empty[1];
+	const unsigned char *v = len ? (const unsigned char *)val : empty;
+	size_t mdlen = 0;
+
+	if (!c) {
+		unsigned int l = 0;
+		const void *key = a->hash_key && a->hash_key_len ? a->hash_key : empty;
+		if (!HMAC(EVP_sha256(), key, (int)a->hash_key_len, v, len, md, &l) || l != 32)
+			return -EIO;
+		return 0;
+	}
+	if (c->mac && c->key != a->hash_key)
+		action_ctx_free(c);
+	if (!c->mac) {
+		/* Keyed once; later values only re-initialise (the key schedule is kept). */
+		if (!(c->mac = hmac_new(a->hash_key, a->hash_key_len)))
+			return -EIO;
+		c->key = a->hash_key;
+	} else if (!EVP_MAC_init(c->mac, NULL, 0, NULL)) {
+		return -EIO;
+	}
+	if (!EVP_MAC_update(c->mac, v, len) || !EVP_MAC_final(c->mac, md, &mdlen, 32) ||
+	    mdlen != 32)
+		return -EIO;
+	return 0;
+}
+
+static int do_hash(const struct policy_action *a, struct action_ctx *c, const char *val, size_t len,
+		   struct mm_buf *out)
+{
+	static const char hex[] = "0123456789abcdef";
+	unsigned char md[EVP_MAX_MD_SIZE];
+	char txt[HASH_LEN_MAX];
+	size_t hl = a->hash_len ? a->hash_len : HASH_LEN_DEFAULT;
+
+	if (hl > HASH_LEN_MAX)
+		hl = HASH_LEN_MAX;
+	if (a->hash_key_len > INT_MAX)
+		return -EINVAL;
+	int r = hmac_sha256(a, c, val, len, md);
+	if (r)
+		return r;
+	for (size_t i = 0; i < hl; i++)
+		txt[i] = hex[(md[i / 2] >> (i & 1 ? 0 : 4)) & 0xf];
+	OPENSSL_cleanse(md, sizeof(md));
+
+	if (a->hash_prefix)
+		r = mm_buf_puts(out, a->hash_prefix);
+	if (!r)
+		r = mm_buf_append(out, txt, hl);
+	return r;
+}
+
+int action_apply(const struct policy_action *a, int entity, const char *val, size_t len,
+		 struct mm_buf *out)
+{
+	return action_apply_ctx(a, NULL, entity, val, len, out);
+}
+
+void action_ctx_free(struct action_ctx *c)
+{
+	if (!c)
+		return;
+	EVP_MAC_CTX_free(c->mac); /* cleanses the key schedule */
+	c->mac = NULL;
+	c->key = NULL;
+}
+
+int action_apply_ctx(const struct policy_action *a, struct action_ctx *c, int entity,
+		     const char *val, size_t len, struct mm_buf *out)
+{
+	if (!a || !out || (!val && len))
+		return -EINVAL;
+	switch (a->type) {
+	case POLICY_ACTION_MASK:
+		return do_mask(a, val, len, out);
+	case POLICY_ACTION_REPLACE:
+		return do_replace(a, entity, out);
+	case POLICY_ACTION_REDACT:
+		return 0;
+	case POLICY_ACTION_HASH:
+		return do_hash(a, c, val, len, out);
+	}
+	return -EINVAL;
+}
+
+int action_length_preserving(const struct policy_action *a)
+{
+	size_t mlen;
+	if (!a || a->type != POLICY_ACTION_MASK)
+		return 0;
+	mask_char(a, &mlen);
+	return mlen == 1;
+}

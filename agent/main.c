@@ -1,0 +1,461 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * meshmask-agent: the node daemon. Parses the flags (one table: name, bounds, destination,
+ * help) and wires the layers: the policy store, the admin API (libmicrohttpd's threads), the
+ * audit log, pod identity, the data plane (BPF + proxy event loop on the main thread) and the
+ * TLS capture. docs/architecture.md maps the layers.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <malloc.h>
+#include <signal.h>
+#include <stddef.h>
+#include <sys/resource.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <bpf/libbpf.h>
+
+#include "admin.h"
+#include "audit.h"
+#include "dataplane.h"
+#include "identity.h"
+#include "log.h"
+#include "metrics.h"
+#include "store.h"
+#include "tls.h"
+
+/* The command line. Each layer gets its own config struct from it (see main). */
+struct agent_config {
+	const char *policies_dir, *state_dir;
+	const char *admin_addr, *token_file, *tls_cert, *tls_key;
+	bool public_read;
+	size_t admin_max_body;
+	uint32_t admin_request_timeout;
+	const char *audit_log;
+	const char *cgroup_root, *bpffs, *attach_cgroup, *instance;
+	uint16_t proxy_port;
+	bool no_bpf, detach_on_exit, splice, no_zero_copy;
+	uint32_t idle_timeout, busy_poll_us, grpc_max_message_kb, tls_ring_kb, max_callers;
+	enum agent_log_level log_level;
+	const char *kube_api, *kube_token_file, *kube_ca_file, *node_name;
+	bool no_kube;
+};
+
+/* Timestamped lines on stderr (the container log). */
+static void log_to_stderr(enum agent_log_level level, const char *msg)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	struct tm tm;
+	gmtime_r(&ts.tv_sec, &tm);
+	fprintf(stderr, "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ %s: %s\n", tm.tm_year + 1900,
+		tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, ts.tv_nsec / 1000000,
+		agent_log_level_name(level), msg);
+}
+
+/* libbpf's own messages into the agent log: warnings as warnings, the rest at debug. */
+static int libbpf_print(enum libbpf_print_level level, const char *fmt, va_list ap)
+{
+	enum agent_log_level l = level == LIBBPF_WARN ? AGENT_LOG_WARN : AGENT_LOG_DEBUG;
+	if (level == LIBBPF_DEBUG || !agent_log_enabled(l))
+		return 0;
+	char line[512];
+	int n = vsnprintf(line, sizeof(line), fmt, ap);
+	size_t len = strnlen(line, sizeof(line));
+	while (len && line[len - 1] == '\n')
+		line[--len] = 0;
+	agent_log(l, "libbpf: %s", line);
+	return n;
+}
+
+/* ---- flags ---- */
+
+enum flag_kind {
+	F_STR, /* const char * */
+	F_BOOL, /* bool, set by the flag's presence */
+	F_U16, /* uint16_t within [min, max] */
+	F_U32, /* uint32_t within [min, max] */
+	F_SIZE, /* size_t within [min, max] */
+	F_POW2, /* uint32_t power of two within [min, max] */
+	F_NAME, /* const char *, a single path component */
+	F_LEVEL, /* enum agent_log_level */
+};
+
+struct flag {
+	const char *name;
+	enum flag_kind kind;
+	size_t off; /* of the destination in struct agent_config */
+	long long min, max;
+	const char *arg; /* the argument's name in --help; NULL for F_BOOL */
+	const char *help;
+};
+
+#define CFG(field) offsetof(struct agent_config, field)
+
+static const struct flag flags[] = {
+	{"policies", F_STR, CFG(policies_dir), 0, 0, "DIR",
+	 "policy files, hot-reloaded (default /etc/meshmask/policies)"},
+	{"state-dir", F_STR, CFG(state_dir), 0, 0, "DIR",
+	 "pushed policies persist here (default /var/lib/meshmask)"},
+	{"admin", F_STR, CFG(admin_addr), 0, 0, "HOST:PORT",
+	 "admin API and /metrics (default 127.0.0.1:9477)"},
+	{"token-file", F_STR, CFG(token_file), 0, 0, "F", "bearer token for admin writes"},
+	{"tls-cert", F_STR, CFG(tls_cert), 0, 0, "F", "serve the admin API over HTTPS (with --tls-key)"},
+	{"tls-key", F_STR, CFG(tls_key), 0, 0, "F", "the private key of --tls-cert"},
+	{"public-read", F_BOOL, CFG(public_read), 0, 0, NULL, "allow policy reads without a token"},
+	{"admin-max-body", F_SIZE, CFG(admin_max_body), 1024, 64ll << 20, "N",
+	 "admin request body limit in bytes (default 1048576)"},
+	{"admin-request-timeout", F_U32, CFG(admin_request_timeout), 1, 3600, "SECS",
+	 "close an admin connection whose request is not received and answered within SECS "
+	 "(default 30)"},
+	{"audit-log", F_STR, CFG(audit_log), 0, 0, "F|-", "audit log (default - = stdout)"},
+	{"cgroup-root", F_STR, CFG(cgroup_root), 0, 0, "DIR",
+	 "cgroup v2 mount (default: from /proc/self/mountinfo)"},
+	{"bpffs", F_STR, CFG(bpffs), 0, 0, "DIR", "bpffs mount (default /sys/fs/bpf)"},
+	{"proxy-port", F_U16, CFG(proxy_port), 1, 65535, "N",
+	 "agent listener port in covered netns (default 15101)"},
+	{"no-bpf", F_BOOL, CFG(no_bpf), 0, 0, NULL, "control plane only: no steering"},
+	{"attach-cgroup", F_STR, CFG(attach_cgroup), 0, 0, "DIR",
+	 "cgroup the BPF programs attach to (default: cgroup root)"},
+	{"instance", F_NAME, CFG(instance), 0, 0, "NAME",
+	 "pin directory <bpffs>/meshmask/NAME (default \"default\")"},
+	{"detach-on-exit", F_BOOL, CFG(detach_on_exit), 0, 0, NULL,
+	 "at clean shutdown remove the BPF steering (uninstall)"},
+	{"max-callers", F_U32, CFG(max_callers), 1, 1 << 20, "N",
+	 "cgroups the steering map holds (default 16384); more follow failureMode"},
+	{"splice", F_BOOL, CFG(splice), 0, 0, NULL,
+	 "pass responses to apps through an sk_msg splice of the loopback hop instead of TCP "
+	 "(lower latency; off by default)"},
+	{"no-zero-copy", F_BOOL, CFG(no_zero_copy), 0, 0, NULL,
+	 "copy bytes no rule covers through the agent instead of splice(2) from socket to "
+	 "socket (for comparison)"},
+	{"idle-timeout", F_U32, CFG(idle_timeout), 1, 86400, "SECS",
+	 "close proxied connections idle this long (default 300)"},
+	{"busy-poll-us", F_U32, CFG(busy_poll_us), 0, 1000, "N",
+	 "after traffic, keep polling for N us before sleeping: lower latency on idle CPUs, "
+	 "costs CPU (default 0)"},
+	{"grpc-max-message-kb", F_U32, CFG(grpc_max_message_kb), 1, 262144, "N",
+	 "largest gRPC message masked, in KiB (default 4096 as gRPC's own); a larger one follows "
+	 "onError"},
+	{"tls-ring-kb", F_POW2, CFG(tls_ring_kb), 64, 262144, "N",
+	 "TLS capture ring buffer in KiB, a power of two (default 8192; records that find it full "
+	 "are counted as dropped)"},
+	{"log-level", F_LEVEL, CFG(log_level), 0, 0, "L", "error|warn|info|debug (default info)"},
+	{"kube-api", F_STR, CFG(kube_api), 0, 0, "URL",
+	 "Kubernetes API for pod identity (default: in-cluster)"},
+	{"kube-token-file", F_STR, CFG(kube_token_file), 0, 0, "F",
+	 "API bearer token, re-read on reconnect (default: SA token)"},
+	{"kube-ca-file", F_STR, CFG(kube_ca_file), 0, 0, "F",
+	 "CA bundle of the API server (default: SA ca.crt)"},
+	{"node-name", F_STR, CFG(node_name), 0, 0, "NAME", "pods of this node (default $NODE_NAME)"},
+	{"no-kube", F_BOOL, CFG(no_kube), 0, 0, NULL,
+	 "no pod identity: sources match cgroup paths only"},
+};
+
+#define N_FLAGS (sizeof(flags) / sizeof(flags[0]))
+enum { O_VERSION = 1000, O_HELP };
+
+/* --help from the table: "  --name ARG" then the help folded at 100 columns. */
+static void usage(FILE *f)
+{
+	fputs("usage: meshmask-agent [options]\n", f);
+	for (size_t i = 0; i < N_FLAGS; i++) {
+		const struct flag *fl = &flags[i];
+		char left[64];
+		int n = snprintf(left, sizeof(left), "  --%s%s%s", fl->name, fl->arg ? " " : "",
+				 fl->arg ? fl->arg : "");
+		fputs(left, f);
+		int col = n;
+		if (col >= 30) {
+			fputs("\n", f);
+			col = 0;
+		}
+		fprintf(f, "%*s", 30 - col, "");
+		col = 30;
+		const char *h = fl->help;
+		while (*h) {
+			const char *sp = strchr(h, ' ');
+			size_t w = sp ? (size_t)(sp - h) : strlen(h);
+			if (col > 30 && col + 1 + (int)w > 98) {
+				fprintf(f, "\n%30s", "");
+				col = 30;
+			} else if (col > 30) {
+				fputc(' ', f);
+				col++;
+			}
+			fwrite(h, 1, w, f);
+			col += (int)w;
+			h += w;
+			while (*h == ' ')
+				h++;
+		}
+		fputc('\n', f);
+	}
+	fputs("  --version, --help\n", f);
+}
+
+/* Parse `arg` for `fl` into cfg. 0, or 2 after a message on stderr. */
+static int set_flag(const struct flag *fl, const char *arg, struct agent_config *cfg)
+{
+	void *dst = (char *)cfg + fl->off;
+	char *end;
+	long long v = 0;
+	switch (fl->kind) {
+	case F_STR:
+		*(const char **)dst = arg;
+		return 0;
+	case F_BOOL:
+		*(bool *)dst = true;
+		return 0;
+	case F_NAME:
+		if (!arg[0] || strchr(arg, '/') || !strcmp(arg, ".") || !strcmp(arg, "..")) {
+			fprintf(stderr, "meshmask-agent: --%s: bad name %s\n", fl->name, arg);
+			return 2;
+		}
+		*(const char **)dst = arg;
+		return 0;
+	case F_LEVEL:
+		for (int l = AGENT_LOG_ERROR; l <= AGENT_LOG_DEBUG; l++) {
+			if (!strcmp(arg, agent_log_level_name(l))) {
+				*(enum agent_log_level *)dst = l;
+				return 0;
+			}
+		}
+		fprintf(stderr, "meshmask-agent: --%s: unknown level %s\n", fl->name, arg);
+		return 2;
+	case F_U16:
+	case F_U32:
+	case F_SIZE:
+	case F_POW2:
+		errno = 0;
+		v = strtoll(arg, &end, 10);
+		if (!*arg || *end || errno || v < fl->min || v > fl->max ||
+		    (fl->kind == F_POW2 && (v & (v - 1)))) {
+			fprintf(stderr, "meshmask-agent: --%s: %s%lld..%lld, not %s\n", fl->name,
+				fl->kind == F_POW2 ? "a power of two, " : "", fl->min, fl->max, arg);
+			return 2;
+		}
+		if (fl->kind == F_U16)
+			*(uint16_t *)dst = (uint16_t)v;
+		else if (fl->kind == F_SIZE)
+			*(size_t *)dst = (size_t)v;
+		else
+			*(uint32_t *)dst = (uint32_t)v;
+		return 0;
+	}
+	return 2;
+}
+
+static int parse_args(int argc, char **argv, struct agent_config *cfg)
+{
+	struct option opts[N_FLAGS + 3];
+	for (size_t i = 0; i < N_FLAGS; i++)
+		opts[i] = (struct option){flags[i].name,
+					  flags[i].kind == F_BOOL ? no_argument : required_argument,
+					  NULL, (int)i};
+	opts[N_FLAGS] = (struct option){"version", no_argument, NULL, O_VERSION};
+	opts[N_FLAGS + 1] = (struct option){"help", no_argument, NULL, O_HELP};
+	opts[N_FLAGS + 2] = (struct option){0};
+	int c, r;
+	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		if (c >= 0 && (size_t)c < N_FLAGS) {
+			if ((r = set_flag(&flags[c], optarg, cfg)))
+				return r;
+		} else if (c == O_VERSION) {
+			printf("meshmask-agent %s\n", MESHMASK_VERSION);
+			exit(0);
+		} else if (c == O_HELP) {
+			usage(stdout);
+			exit(0);
+		} else {
+			usage(stderr);
+			return 2;
+		}
+	}
+	if (optind < argc) {
+		fprintf(stderr, "meshmask-agent: unexpected argument: %s\n", argv[optind]);
+		return 2;
+	}
+	if (!cfg->tls_cert != !cfg->tls_key) {
+		fprintf(stderr, "meshmask-agent: --tls-cert and --tls-key go together\n");
+		return 2;
+	}
+	if (!cfg->token_file && access("/etc/meshmask/admin/token", R_OK) == 0)
+		cfg->token_file = "/etc/meshmask/admin/token";
+	if (!cfg->node_name && getenv("NODE_NAME") && *getenv("NODE_NAME"))
+		cfg->node_name = getenv("NODE_NAME");
+	return 0;
+}
+
+static struct dataplane *g_dp;
+static volatile sig_atomic_t g_stop;
+
+static void on_signal(int sig)
+{
+	(void)sig;
+	g_stop = 1;
+	if (g_dp)
+		dataplane_request_stop(g_dp);
+}
+
+static struct tls *g_tls;
+static bool g_no_bpf;
+
+/* For /readyz: BPF attach state and which TLS enforce modes work here. */
+static void node_status(void *ctx, struct admin_node_status *ns)
+{
+	(void)ctx;
+	ns->bpf_enabled = !g_no_bpf;
+	ns->bpf_attached = g_dp && dataplane_ready(g_dp);
+	ns->tls_capture = g_tls != NULL;
+	ns->tls_user_write = tls_inplace_available(g_tls);
+	ns->tls_applies_inplace = false; /* not built (docs/tls.md): observed and audited */
+	if (g_tls) {
+		struct tls_stats ts;
+		tls_get_stats(g_tls, &ts);
+		ns->tls_applies_stop_rewrite = ts.stop_available;
+	}
+}
+
+/* Pod identity for namespace/serviceAccount/labels sources; without it they match nothing. */
+static void start_identity(const struct agent_config *cfg)
+{
+	if (cfg->no_kube || cfg->no_bpf) /* only steering and its audit events use it */
+		return;
+	if (!cfg->kube_api && !getenv("KUBERNETES_SERVICE_HOST")) {
+		agent_log(AGENT_LOG_INFO, "identity: no Kubernetes API (not in a cluster, no "
+					  "--kube-api): sources match on cgroup paths only");
+		return;
+	}
+	if (!cfg->node_name) {
+		agent_log(AGENT_LOG_WARN, "identity: no --node-name or NODE_NAME: sources naming a "
+					  "namespace, serviceAccount or labels match nothing");
+		return;
+	}
+	struct identity_config ic = {.kube_api = cfg->kube_api,
+				     .token_file = cfg->kube_token_file,
+				     .ca_file = cfg->kube_ca_file,
+				     .node_name = cfg->node_name};
+	int r = identity_start(&ic);
+	if (r < 0)
+		agent_log(AGENT_LOG_WARN,
+			  "identity: not started: %s (check --kube-api, --node-name)",
+			  strerror(-r));
+	else
+		agent_log(AGENT_LOG_INFO, "identity: watching the pods of node %s", cfg->node_name);
+}
+
+int main(int argc, char **argv)
+{
+	struct agent_config cfg = {
+		.policies_dir = "/etc/meshmask/policies",
+		.state_dir = "/var/lib/meshmask",
+		.admin_addr = "127.0.0.1:9477",
+		.audit_log = "-",
+		.bpffs = "/sys/fs/bpf",
+		.proxy_port = 15101,
+		.instance = "default",
+		.log_level = AGENT_LOG_INFO,
+	};
+	int r = parse_args(argc, argv, &cfg);
+	if (r)
+		return r;
+	agent_log_set_level(cfg.log_level);
+	agent_log_set_sink(log_to_stderr);
+	libbpf_set_print(libbpf_print);
+
+	struct sigaction sa = {.sa_handler = on_signal};
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	signal(SIGPIPE, SIG_IGN);
+	/*
+	 * Two sockets per proxied connection, and a pipe per direction while a large body passes
+	 * through: take the hard limit on open files, not the (often 1024) soft one.
+	 */
+	struct rlimit nofile;
+	if (getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_cur < nofile.rlim_max) {
+		nofile.rlim_cur = nofile.rlim_max;
+		setrlimit(RLIMIT_NOFILE, &nofile);
+	}
+	/*
+	 * Held bodies (up to hold_body each) are the agent's large allocations. A fixed mmap
+	 * threshold hands each back to the system when its message is sent; glibc's default
+	 * raises the threshold after the first such free, and the heap then keeps the peak.
+	 */
+	mallopt(M_MMAP_THRESHOLD, 256 * 1024);
+
+	struct store *st = NULL;
+	struct admin *adm = NULL;
+	struct tls *tls = NULL;
+	int rc = 1;
+
+	if ((r = metrics_init()) < 0) {
+		agent_log(AGENT_LOG_ERROR, "metrics: %s", strerror(-r));
+		return 1;
+	}
+	if ((r = audit_open(cfg.audit_log)) < 0) {
+		agent_log(AGENT_LOG_ERROR, "audit log %s: %s", cfg.audit_log, strerror(-r));
+		return 1;
+	}
+	struct store_config stc = {.policies_dir = cfg.policies_dir, .state_dir = cfg.state_dir};
+	if ((r = store_open(&st, &stc)) < 0)
+		goto out_audit; /* logged by the store */
+	start_identity(&cfg);
+	struct dataplane_config dpc = {.cgroup_root = cfg.cgroup_root,
+				       .attach_cgroup = cfg.attach_cgroup,
+				       .bpffs = cfg.bpffs,
+				       .instance = cfg.instance,
+				       .proxy_port = cfg.proxy_port,
+				       .splice = cfg.splice,
+				       .no_zero_copy = cfg.no_zero_copy,
+				       .detach_on_exit = cfg.detach_on_exit,
+				       .idle_timeout = cfg.idle_timeout,
+				       .busy_poll_us = cfg.busy_poll_us,
+				       .grpc_max_message_kb = cfg.grpc_max_message_kb,
+				       .callers_max = cfg.max_callers};
+	if (!cfg.no_bpf && dataplane_start(&g_dp, &dpc, st) < 0)
+		goto out_store;
+	struct tls_config tlc = {.cgroup_root = cfg.cgroup_root, .ring_kb = cfg.tls_ring_kb};
+	if (!cfg.no_bpf && tls_start(&tls, &tlc, st) < 0)
+		goto out_dp;
+	g_tls = tls;
+	g_no_bpf = cfg.no_bpf;
+	struct admin_config adc = {.addr = cfg.admin_addr,
+				   .token_file = cfg.token_file,
+				   .tls_cert = cfg.tls_cert,
+				   .tls_key = cfg.tls_key,
+				   .public_read = cfg.public_read,
+				   .max_body = cfg.admin_max_body,
+				   .request_timeout = cfg.admin_request_timeout};
+	if (admin_start(&adm, &adc, st, node_status, NULL) < 0)
+		goto out_dp;
+	agent_log(AGENT_LOG_INFO, "meshmask-agent %s ready (admin %s%s)", MESHMASK_VERSION,
+		  cfg.admin_addr, cfg.no_bpf ? ", no BPF" : "");
+
+	if (g_dp) {
+		rc = dataplane_run(g_dp) < 0;
+	} else {
+		while (!g_stop)
+			pause();
+		rc = 0;
+	}
+	agent_log(AGENT_LOG_INFO, "shutting down");
+	admin_stop(adm);
+out_dp:
+	g_tls = NULL;
+	tls_stop(tls);
+	if (g_dp)
+		dataplane_free(g_dp);
+	g_dp = NULL;
+out_store:
+	identity_stop();
+	store_close(st);
+out_audit:
+	audit_close();
+	return rc;
+}
