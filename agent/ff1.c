@@ -34,7 +34,7 @@ struct ff1_key {
 
 struct ff1_key *ff1_key_new(const unsigned char *key, size_t len)
 {
-	const EVP_CIPHER *c = len == 16 ? EVP_aes_128_ecb()
+	const EVP_CIPHER *c = len == 16	  ? EVP_aes_128_ecb()
 			      : len == 24 ? EVP_aes_192_ecb()
 			      : len == 32 ? EVP_aes_256_ecb()
 					  : NULL;
@@ -121,10 +121,22 @@ struct ff1_run {
 static int run_init(struct ff1_run *r, struct ff1_key *k, unsigned radix, const uint8_t *t,
 		    size_t tlen, size_t n, size_t u, size_t b)
 {
-	uint8_t p[16] = {1, 2, 1, (uint8_t)(radix >> 16), (uint8_t)(radix >> 8), (uint8_t)radix,
-			 10, (uint8_t)u, (uint8_t)(n >> 24), (uint8_t)(n >> 16), (uint8_t)(n >> 8),
-			 (uint8_t)n, (uint8_t)(tlen >> 24), (uint8_t)(tlen >> 16),
-			 (uint8_t)(tlen >> 8), (uint8_t)tlen};
+	uint8_t p[16] = {1,
+			 2,
+			 1,
+			 (uint8_t)(radix >> 16),
+			 (uint8_t)(radix >> 8),
+			 (uint8_t)radix,
+			 10,
+			 (uint8_t)u,
+			 (uint8_t)(n >> 24),
+			 (uint8_t)(n >> 16),
+			 (uint8_t)(n >> 8),
+			 (uint8_t)n,
+			 (uint8_t)(tlen >> 24),
+			 (uint8_t)(tlen >> 16),
+			 (uint8_t)(tlen >> 8),
+			 (uint8_t)tlen};
 	size_t pad = (16 - (tlen + b + 1) % 16) % 16;
 	int e;
 
@@ -344,14 +356,14 @@ static int ff1_crypt(struct ff1_key *k, unsigned radix, const void *tweak, size_
 	return e;
 }
 
-int ff1_encrypt(struct ff1_key *k, unsigned radix, const void *tweak, size_t tlen,
-		const uint8_t *x, size_t n, uint8_t *out)
+int ff1_encrypt(struct ff1_key *k, unsigned radix, const void *tweak, size_t tlen, const uint8_t *x,
+		size_t n, uint8_t *out)
 {
 	return ff1_crypt(k, radix, tweak, tlen, x, n, out, false, false);
 }
 
-int ff1_decrypt(struct ff1_key *k, unsigned radix, const void *tweak, size_t tlen,
-		const uint8_t *x, size_t n, uint8_t *out)
+int ff1_decrypt(struct ff1_key *k, unsigned radix, const void *tweak, size_t tlen, const uint8_t *x,
+		size_t n, uint8_t *out)
 {
 	return ff1_crypt(k, radix, tweak, tlen, x, n, out, true, false);
 }

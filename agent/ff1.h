@@ -31,11 +31,11 @@ bool ff1_domain_ok(unsigned radix, size_t n);
  * Encrypt the n numerals x[i] < radix into out (same length; may be x). 0, -EINVAL (a numeral
  * out of range, a domain below the minimum, n or tlen over the maxima) or -EIO (crypto error).
  */
-int ff1_encrypt(struct ff1_key *k, unsigned radix, const void *tweak, size_t tlen,
-		const uint8_t *x, size_t n, uint8_t *out);
+int ff1_encrypt(struct ff1_key *k, unsigned radix, const void *tweak, size_t tlen, const uint8_t *x,
+		size_t n, uint8_t *out);
 /* The inverse of ff1_encrypt() with the same key, radix and tweak. */
-int ff1_decrypt(struct ff1_key *k, unsigned radix, const void *tweak, size_t tlen,
-		const uint8_t *x, size_t n, uint8_t *out);
+int ff1_decrypt(struct ff1_key *k, unsigned radix, const void *tweak, size_t tlen, const uint8_t *x,
+		size_t n, uint8_t *out);
 
 /*
  * ff1_encrypt() (decrypt when `decrypt`) computed on the general arbitrary-precision path even

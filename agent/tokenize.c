@@ -175,8 +175,8 @@ bad:
  * The class a token keeps (see tokenize.h): bit 0 the kind's letters, bits 1.. the entity
  * detected over the whole text (+1, 0 for none), bit 15 Luhn validity.
  */
-static unsigned value_class(const struct tok_opts *o, const struct tok_shape *sh,
-			    const size_t *pos, const char *v, size_t len)
+static unsigned value_class(const struct tok_opts *o, const struct tok_shape *sh, const size_t *pos,
+			    const char *v, size_t len)
 {
 	unsigned cls = 0;
 	if (sh->kind != TOK_DIGITS) {

@@ -30,10 +30,10 @@
 
 struct tok_opts {
 	uint32_t keep_first, keep_last; /* units left in clear at each end of the tokenized ones */
-	bool luhn;                      /* digits: a Luhn-valid number keeps a valid check digit */
-	bool keep_domain;               /* e-mail: the domain is copied (else tokenized but TLD) */
-	const void *tweak;              /* the token space (FF1 tweak); borrowed */
-	size_t tweak_len;               /* at most FF1_MAX_TWEAK */
+	bool luhn; /* digits: a Luhn-valid number keeps a valid check digit */
+	bool keep_domain; /* e-mail: the domain is copied (else tokenized but TLD) */
+	const void *tweak; /* the token space (FF1 tweak); borrowed */
+	size_t tweak_len; /* at most FF1_MAX_TWEAK */
 };
 
 enum tok_kind { TOK_DIGITS, TOK_UPPER, TOK_LOWER, TOK_MIXED };
@@ -43,8 +43,8 @@ struct tok_shape {
 	enum tok_kind kind;
 	unsigned radix;
 	bool email;
-	size_t units;      /* tokenizable units of the value (ASCII letters and digits) */
-	size_t first, n;   /* units kept in clear before the FF1 input, units FF1 encrypts */
+	size_t units; /* tokenizable units of the value (ASCII letters and digits) */
+	size_t first, n; /* units kept in clear before the FF1 input, units FF1 encrypts */
 	size_t region_end; /* byte offset past which no unit is tokenized */
 };
 

@@ -33,8 +33,12 @@ static struct ff1_key *key_of(unsigned char b)
 
 static struct tok_opts opts(uint32_t kf, uint32_t kl, bool luhn, const char *space)
 {
-	return (struct tok_opts){.keep_first = kf, .keep_last = kl, .luhn = luhn,
-				 .keep_domain = true, .tweak = space, .tweak_len = strlen(space)};
+	return (struct tok_opts){.keep_first = kf,
+				 .keep_last = kl,
+				 .luhn = luhn,
+				 .keep_domain = true,
+				 .tweak = space,
+				 .tweak_len = strlen(space)};
 }
 
 /* The entity detected over the whole of s, or -1. */
@@ -42,7 +46,8 @@ static int whole_entity(const char *s, uint32_t ents)
 {
 	struct detect_match m;
 	size_t n = strlen(s);
-	if (detect_scan(s, n, 0, ents, DETECT_FIELD_CONTEXT, &m, 1) == 1 && m.off == 0 && m.len == n)
+	if (detect_scan(s, n, 0, ents, DETECT_FIELD_CONTEXT, &m, 1) == 1 && m.off == 0 &&
+	    m.len == n)
 		return (int)m.entity;
 	return -1;
 }
@@ -89,9 +94,11 @@ static void one(struct ff1_key *k, const struct tok_opts *o, const char *v, stru
 	/* Kept units: the first keep_first and last keep_last letters/digits are the same. */
 	size_t units = 0, u = 0;
 	for (size_t i = 0; i < n; i++)
-		units += (v[i] >= '0' && v[i] <= '9') || ((v[i] | 0x20) >= 'a' && (v[i] | 0x20) <= 'z');
+		units += (v[i] >= '0' && v[i] <= '9') ||
+			 ((v[i] | 0x20) >= 'a' && (v[i] | 0x20) <= 'z');
 	for (size_t i = 0; i < n && !strchr(v, '@'); i++) {
-		bool unit = (v[i] >= '0' && v[i] <= '9') || ((v[i] | 0x20) >= 'a' && (v[i] | 0x20) <= 'z');
+		bool unit = (v[i] >= '0' && v[i] <= '9') ||
+			    ((v[i] | 0x20) >= 'a' && (v[i] | 0x20) <= 'z');
 		if (!unit)
 			continue;
 		if ((u < o->keep_first || u >= units - o->keep_last) && t[i] != v[i])
@@ -202,7 +209,8 @@ static void test_cards(struct ff1_key *k)
 			luhn_fix(d, (size_t)n);
 			d[n] = '\0';
 			if (r % 3 == 0 && n == 16) { /* grouped by four */
-				snprintf(v, sizeof(v), "%.4s %.4s %.4s %.4s", d, d + 4, d + 8, d + 12);
+				snprintf(v, sizeof(v), "%.4s %.4s %.4s %.4s", d, d + 4, d + 8,
+					 d + 12);
 				if (r % 2)
 					for (char *q = v; *q; q++)
 						*q = *q == ' ' ? '-' : *q;
