@@ -28,6 +28,8 @@
 #define MASK_KEEP_MAX 64
 #define HASH_LEN_MAX 64
 #define HASH_PREFIX_MAX 64
+#define TOKEN_SPACE_MAX 63
+#define TOKEN_KEY_LEN 32 /* AES-256 */
 #define REPLACE_VALUE_MAX 1024
 #define RULE_NAME_MAX 63
 #define DNS_LABEL_MAX 63
@@ -41,6 +43,7 @@ struct vctx {
 	char *ptr; /* current JSON pointer, NUL-terminated */
 	size_t ptr_len, ptr_cap;
 	enum policy_tls_enforce tls;
+	uint32_t directions; /* the policy's, for rules that apply to one direction only */
 };
 
 static const char *const mode_names[] = {"enforce", "observe", NULL};
@@ -49,12 +52,13 @@ static const char *const failure_names[] = {"closed", "open", NULL};
 static const char *const tls_names[] = {"off", "inplace", "stop-rewrite", NULL};
 static const char *const existing_names[] = {"reset", "keep", NULL};
 static const char *const tunnel_names[] = {"block", "pass", NULL};
-static const char *const action_names[] = {"mask", "replace", "redact", "hash", NULL};
+static const char *const action_names[] = {"mask",     "replace",    "redact", "hash",
+					   "tokenize", "detokenize", NULL};
 static const char *const direction_names[] = {"request", "response", NULL};
 
 const char *policy_action_name(enum policy_action_type t)
 {
-	return (unsigned)t < 4 ? action_names[t] : "unknown";
+	return (unsigned)t < 6 ? action_names[t] : "unknown";
 }
 
 const char *policy_mode_name(enum policy_mode m)
@@ -780,17 +784,105 @@ static size_t utf8_len(unsigned char lead)
 	return lead < 0x80 ? 1 : lead < 0xe0 ? 2 : lead < 0xf0 ? 3 : 4;
 }
 
+/* keyFile or keyEnv (exactly one) of a hash, tokenize or detokenize action, read into a. */
+static void parse_key(struct vctx *c, json_t *act, struct policy_action *a)
+{
+	bool has_file = json_object_get(act, "keyFile") != NULL;
+	bool has_env = json_object_get(act, "keyEnv") != NULL;
+	const char *s;
+
+	if (has_file && has_env) {
+		verr(c, "set only one of keyFile and keyEnv");
+	} else if (!has_file && !has_env) {
+		verr(c, "%s needs a key: set keyFile or keyEnv", action_names[a->type]);
+	} else if ((s = get_str(c, act, "keyFile", false))) {
+		if (!*s)
+			verr_at(c, "keyFile", "must not be empty");
+		else
+			load_key_file(c, s, a);
+	} else if ((s = get_str(c, act, "keyEnv", false))) {
+		load_key_env(c, s, a);
+	}
+}
+
+static void get_bool(struct vctx *c, json_t *obj, const char *key, bool *out)
+{
+	json_t *v = json_object_get(obj, key);
+	if (!v)
+		return;
+	if (!json_is_boolean(v))
+		verr_at(c, key, "must be true or false");
+	else
+		*out = json_is_true(v);
+}
+
+static int hex_val(unsigned char ch)
+{
+	return ch >= '0' && ch <= '9'	? ch - '0'
+	       : ch >= 'a' && ch <= 'f' ? ch - 'a' + 10
+	       : ch >= 'A' && ch <= 'F' ? ch - 'A' + 10
+					: -1;
+}
+
+/*
+ * tokenize / detokenize: FF1 over AES-256, so the key is 32 bytes, written raw or as 64 hex
+ * digits (an environment variable cannot hold every byte). Errors never show the key.
+ */
+static void parse_token_action(struct vctx *c, json_t *act, struct policy_action *a)
+{
+	const char *s;
+
+	get_int(c, act, "keepFirst", 0, MASK_KEEP_MAX, &a->keep_first);
+	get_int(c, act, "keepLast", 0, MASK_KEEP_MAX, &a->keep_last);
+	get_bool(c, act, "luhn", &a->luhn);
+	get_bool(c, act, "keepDomain", &a->keep_domain);
+	if ((s = get_str(c, act, "tokenSpace", false)) && !is_rule_name(s))
+		verr_at(c, "tokenSpace", "must be 1 to %d of A-Z a-z 0-9 _ . -", TOKEN_SPACE_MAX);
+	else
+		a->token_space = xstrdup(c, s ? s : "default");
+	if (a->type == POLICY_ACTION_DETOKENIZE && (c->directions & POLICY_DIR_RESPONSE))
+		verr_at(c, "type",
+			"detokenize applies to requests only: set spec.directions to "
+			"[\"request\"]");
+	size_t before = c->n_errs;
+	parse_key(c, act, a);
+	if (c->n_errs != before || !a->hash_key)
+		return;
+	const char *where = json_object_get(act, "keyFile") ? "keyFile" : "keyEnv";
+	if (a->hash_key_len == 2 * TOKEN_KEY_LEN) {
+		unsigned char k[TOKEN_KEY_LEN];
+		bool hex = true;
+		for (size_t i = 0; i < TOKEN_KEY_LEN && hex; i++) {
+			int hi = hex_val(a->hash_key[2 * i]), lo = hex_val(a->hash_key[2 * i + 1]);
+			hex = hi >= 0 && lo >= 0;
+			k[i] = (unsigned char)(hi << 4 | lo);
+		}
+		if (hex) {
+			OPENSSL_cleanse(a->hash_key, a->hash_key_len);
+			memcpy(a->hash_key, k, TOKEN_KEY_LEN);
+			a->hash_key_len = TOKEN_KEY_LEN;
+		}
+		OPENSSL_cleanse(k, sizeof(k));
+	}
+	if (a->hash_key_len != TOKEN_KEY_LEN)
+		verr_at(c, where, "must hold an AES-256 key: 32 bytes, or 64 hex digits");
+}
+
 /* Returns whether the action is valid. */
 static bool parse_action(struct vctx *c, json_t *rule, struct policy_action *a)
 {
-	static const char *const all_keys[] = {"type",	 "keepFirst", "keepLast", "char",
-					       "value",	 "keyFile",   "keyEnv",	  "length",
-					       "prefix", NULL};
-	static const char *const type_keys[4][5] = {
+	static const char *const all_keys[] = {
+		"type",	  "keepFirst", "keepLast", "char",	 "value",      "keyFile", "keyEnv",
+		"length", "prefix",    "luhn",	   "keepDomain", "tokenSpace", NULL};
+	static const char *const type_keys[6][8] = {
 		[POLICY_ACTION_MASK] = {"keepFirst", "keepLast", "char", NULL},
 		[POLICY_ACTION_REPLACE] = {"value", NULL},
 		[POLICY_ACTION_REDACT] = {NULL},
 		[POLICY_ACTION_HASH] = {"keyFile", "keyEnv", "length", "prefix", NULL},
+		[POLICY_ACTION_TOKENIZE] = {"keepFirst", "keepLast", "luhn", "keepDomain",
+					    "tokenSpace", "keyFile", "keyEnv", NULL},
+		[POLICY_ACTION_DETOKENIZE] = {"keepFirst", "keepLast", "luhn", "keepDomain",
+					      "tokenSpace", "keyFile", "keyEnv", NULL},
 	};
 	json_t *act = get_obj(c, rule, "action", true);
 	size_t before = c->n_errs;
@@ -800,6 +892,7 @@ static bool parse_action(struct vctx *c, json_t *rule, struct policy_action *a)
 
 	strcpy(a->mask_char, "*");
 	a->hash_len = 16;
+	a->keep_domain = true;
 	if (!act)
 		return false;
 	size_t mark = ptr_push(c, "action");
@@ -838,9 +931,7 @@ static bool parse_action(struct vctx *c, json_t *rule, struct policy_action *a)
 		break;
 	case POLICY_ACTION_REDACT:
 		break;
-	case POLICY_ACTION_HASH: {
-		bool has_file = json_object_get(act, "keyFile") != NULL;
-		bool has_env = json_object_get(act, "keyEnv") != NULL;
+	case POLICY_ACTION_HASH:
 		get_int(c, act, "length", 1, HASH_LEN_MAX, &a->hash_len);
 		if ((s = get_str(c, act, "prefix", false))) {
 			if (strlen(s) > HASH_PREFIX_MAX)
@@ -848,20 +939,12 @@ static bool parse_action(struct vctx *c, json_t *rule, struct policy_action *a)
 			else
 				a->hash_prefix = xstrdup(c, s);
 		}
-		if (has_file && has_env) {
-			verr(c, "set only one of keyFile and keyEnv");
-		} else if (!has_file && !has_env) {
-			verr(c, "hash needs a key: set keyFile or keyEnv");
-		} else if ((s = get_str(c, act, "keyFile", false))) {
-			if (!*s)
-				verr_at(c, "keyFile", "must not be empty");
-			else
-				load_key_file(c, s, a);
-		} else if ((s = get_str(c, act, "keyEnv", false))) {
-			load_key_env(c, s, a);
-		}
+		parse_key(c, act, a);
 		break;
-	}
+	case POLICY_ACTION_TOKENIZE:
+	case POLICY_ACTION_DETOKENIZE:
+		parse_token_action(c, act, a);
+		break;
 	}
 out:
 	ptr_pop(c, mark);
@@ -1007,6 +1090,90 @@ static void parse_headers(struct vctx *c, json_t *rule, struct policy_rule *r)
 	ptr_pop(c, mark);
 }
 
+/* FF1's shortest string in base radix (NIST SP 800-38G Rev. 1: radix^minlen >= 1,000,000). */
+static uint32_t fpe_min_len(uint32_t radix)
+{
+	uint32_t n = 0;
+	for (uint64_t d = 1; d < 1000000u; d *= radix)
+		n++;
+	return n < 2 ? 2 : n;
+}
+
+/*
+ * The shortest common form of each entity a tokenize rule can meet, as FF1 units: a rule whose
+ * keepFirst/keepLast leave fewer than FF1's minimum domain of it is refused here (a value still
+ * shorter at run time, say a 13-digit card, is masked instead and counted).
+ */
+static const struct {
+	enum mm_entity ent;
+	uint32_t len, radix;
+} token_lengths[] = {
+	{MM_ENT_US_SSN, 9, 10},	       {MM_ENT_CREDIT_CARD, 16, 10},
+	{MM_ENT_PHONE_NUMBER, 10, 10}, {MM_ENT_IBAN_CODE, 15, 36},
+	{MM_ENT_IP_ADDRESS, 4, 10},    {MM_ENT_AWS_ACCESS_KEY_ID, 20, 36},
+};
+
+/* What only the rule as a whole can tell about a tokenize or detokenize action. */
+static void check_token_rule(struct vctx *c, json_t *rule, const struct policy_rule *r)
+{
+	const struct policy_action *a = &r->action;
+	json_t *arr = json_object_get(rule, "entities"), *e;
+	size_t i;
+
+	json_array_foreach(arr, i, e)
+	{
+		int ent = mm_entity_from_name(json_string_value(e));
+		const char *name = json_string_value(e);
+		for (size_t k = 0; k < sizeof(token_lengths) / sizeof(token_lengths[0]); k++) {
+			if ((int)token_lengths[k].ent != ent)
+				continue;
+			uint32_t len = token_lengths[k].len, radix = token_lengths[k].radix;
+			uint32_t keep = a->keep_first + a->keep_last, need = fpe_min_len(radix);
+			if (keep < len && len - keep >= need)
+				break;
+			const char *unit = radix == 10 ? "digits" : "characters";
+			size_t mark = ptr_push(c, "action");
+			if (keep)
+				verr_at(c, a->keep_last ? "keepLast" : "keepFirst",
+					"keepFirst %u and keepLast %u leave %u of the %u %s of a "
+					"%s "
+					"to tokenize: FF1 needs at least %u (radix^length >= "
+					"1,000,000)",
+					a->keep_first, a->keep_last, keep < len ? len - keep : 0,
+					len, unit, name, need);
+			ptr_pop(c, mark);
+			if (!keep) {
+				size_t m1 = ptr_push(c, "entities"), m2 = ptr_push_idx(c, i);
+				verr(c,
+				     "%s can be as short as %u %s: FF1 needs at least %u "
+				     "(radix^length >= 1,000,000)",
+				     name, len, unit, need);
+				ptr_pop(c, m2);
+				ptr_pop(c, m1);
+			}
+			break;
+		}
+		if (a->type != POLICY_ACTION_DETOKENIZE || ent < 0)
+			continue;
+		if (ent == MM_ENT_CREDIT_CARD && !a->luhn) {
+			size_t mark = ptr_push(c, "action");
+			verr(c,
+			     "detokenize finds CREDIT_CARD tokens only when they are card numbers: "
+			     "set luhn: true here and on the tokenize rule");
+			ptr_pop(c, mark);
+		} else if (ent != MM_ENT_CREDIT_CARD && ent != MM_ENT_US_SSN &&
+			   ent != MM_ENT_PHONE_NUMBER && ent != MM_ENT_EMAIL_ADDRESS) {
+			size_t m1 = ptr_push(c, "entities"), m2 = ptr_push_idx(c, i);
+			verr(c,
+			     "detokenize cannot find %s tokens (a token does not keep what the "
+			     "detector checks): name the field instead",
+			     name);
+			ptr_pop(c, m2);
+			ptr_pop(c, m1);
+		}
+	}
+}
+
 static void parse_rule(struct vctx *c, struct policy *p, json_t *rule, size_t idx)
 {
 	static const char *const keys[] = {"name", "fields", "entities", "headers", "action", NULL};
@@ -1037,7 +1204,10 @@ static void parse_rule(struct vctx *c, struct policy *p, json_t *rule, size_t id
 	parse_fields(c, rule, r);
 	parse_entities(c, rule, r);
 	parse_headers(c, rule, r);
-	if (parse_action(c, rule, &r->action) && c->tls != POLICY_TLS_OFF &&
+	bool act_ok = parse_action(c, rule, &r->action);
+	if (r->action.type == POLICY_ACTION_TOKENIZE || r->action.type == POLICY_ACTION_DETOKENIZE)
+		check_token_rule(c, rule, r);
+	if (act_ok && c->tls != POLICY_TLS_OFF &&
 	    (r->action.type != POLICY_ACTION_MASK || r->action.mask_char[1] != '\0' ||
 	     (unsigned char)r->action.mask_char[0] >= 0x80))
 		verr_at(c, "action",
@@ -1163,6 +1333,7 @@ static void parse_spec(struct vctx *c, struct policy *p, json_t *root)
 		ptr_pop(c, m2);
 	}
 	c->tls = p->tls_enforce;
+	c->directions = p->directions;
 	parse_rules(c, p, spec);
 	parse_protobuf(c, p, spec);
 	ptr_pop(c, mark);
@@ -1174,6 +1345,7 @@ static void action_free(struct policy_action *a)
 {
 	free(a->value);
 	free(a->hash_prefix);
+	free(a->token_space);
 	if (a->hash_key) {
 		OPENSSL_cleanse(a->hash_key, a->hash_key_len);
 		free(a->hash_key);

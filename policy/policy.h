@@ -34,21 +34,31 @@ enum policy_tunnels { POLICY_TUNNELS_BLOCK, POLICY_TUNNELS_PASS };
 #define POLICY_DIR_REQUEST 0x1u
 #define POLICY_DIR_RESPONSE 0x2u
 
-enum policy_action_type { POLICY_ACTION_MASK, POLICY_ACTION_REPLACE, POLICY_ACTION_REDACT,
-			  POLICY_ACTION_HASH };
+enum policy_action_type {
+	POLICY_ACTION_MASK,
+	POLICY_ACTION_REPLACE,
+	POLICY_ACTION_REDACT,
+	POLICY_ACTION_HASH,
+	POLICY_ACTION_TOKENIZE,
+	POLICY_ACTION_DETOKENIZE
+};
 
 struct policy_action {
 	enum policy_action_type type;
-	/* mask */
+	/* mask, tokenize, detokenize */
 	uint32_t keep_first, keep_last;
 	char mask_char[8];  /* one UTF-8 character, NUL-terminated; default "*" */
 	/* replace: NULL means "<ENTITY>" (or "<MASKED>" for a field rule without entity) */
 	char *value;
 	/* hash: HMAC-SHA256 with key, hex, truncated to hash_len hex digits, after prefix */
-	unsigned char *hash_key; /* owned; never printed */
+	unsigned char *hash_key; /* owned; never printed; tokenize/detokenize: the AES-256 key */
 	size_t hash_key_len;
 	uint32_t hash_len;  /* default 16, 1..64 */
 	char *hash_prefix;  /* may be NULL */
+	/* tokenize, detokenize: FF1 (tokenize.h) with hash_key, tweak token_space */
+	bool luhn;
+	bool keep_domain; /* default true */
+	char *token_space; /* never NULL once parsed ("default") */
 };
 
 struct policy_rule {

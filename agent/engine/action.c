@@ -20,6 +20,7 @@
 
 #include "action.h"
 #include "detect.h"
+#include "tokenize.h"
 
 #define HASH_LEN_DEFAULT 16
 #define HASH_LEN_MAX 64
@@ -305,6 +306,62 @@ static int do_hash(const struct policy_action *a, struct action_ctx *c, const ch
 	return r;
 }
 
+/*
+ * tokenize / detokenize (tokenize.h). A value that does not fit (too short for FF1, not ASCII,
+ * not Luhn-valid under luhn) is masked as `mask` would with the same keepFirst/keepLast when
+ * tokenizing, never passed in clear; when detokenizing it is copied unchanged. Either way it is
+ * counted in c->unfit.
+ */
+static int do_token(const struct policy_action *a, struct action_ctx *c, const char *val,
+		    size_t len, struct mm_buf *out)
+{
+	bool detok = a->type == POLICY_ACTION_DETOKENIZE;
+	const char *space = a->token_space ? a->token_space : "default";
+	struct tok_opts o = {.keep_first = a->keep_first,
+			     .keep_last = a->keep_last,
+			     .luhn = a->luhn,
+			     .keep_domain = a->keep_domain,
+			     .tweak = space,
+			     .tweak_len = strlen(space)};
+	struct ff1_key *k = NULL;
+	int r;
+
+	if (len == 0)
+		return 0;
+	if (c && c->ff1 && c->ff1_for != a->hash_key)
+		action_ctx_free(c);
+	if (c && c->ff1) {
+		k = c->ff1;
+	} else if (!(k = ff1_key_new(a->hash_key, a->hash_key_len))) {
+		return errno == ENOMEM ? -ENOMEM : -EIO;
+	} else if (c) {
+		c->ff1 = k;
+		c->ff1_for = a->hash_key;
+	}
+	if ((r = mm_buf_reserve(out, len)))
+		goto out;
+	r = tok_transform(k, &o, detok, val, len, out->data + out->len);
+	if (!r) {
+		out->len += len;
+	} else if (r == -EDOM) {
+		if (c)
+			c->unfit++;
+		if (detok) {
+			r = mm_buf_append(out, val, len);
+		} else {
+			struct policy_action m = {.type = POLICY_ACTION_MASK,
+						  .keep_first = a->keep_first,
+						  .keep_last = a->keep_last,
+						  .mask_char = "*"};
+			r = do_mask(&m, val, len, out);
+		}
+	}
+out:
+	if (!c || c->ff1 != k)
+		ff1_key_free(k);
+	return r;
+}
+
 int action_apply(const struct policy_action *a, int entity, const char *val, size_t len,
 		 struct mm_buf *out)
 {
@@ -318,6 +375,15 @@ void action_ctx_free(struct action_ctx *c)
 	EVP_MAC_CTX_free(c->mac); /* cleanses the key schedule */
 	c->mac = NULL;
 	c->key = NULL;
+	ff1_key_free(c->ff1);
+	c->ff1 = NULL;
+	c->ff1_for = NULL;
+}
+
+int action_keyed(const struct policy_action *a)
+{
+	return a && (a->type == POLICY_ACTION_HASH || a->type == POLICY_ACTION_TOKENIZE ||
+		     a->type == POLICY_ACTION_DETOKENIZE);
 }
 
 int action_apply_ctx(const struct policy_action *a, struct action_ctx *c, int entity,
@@ -334,6 +400,9 @@ int action_apply_ctx(const struct policy_action *a, struct action_ctx *c, int en
 		return 0;
 	case POLICY_ACTION_HASH:
 		return do_hash(a, c, val, len, out);
+	case POLICY_ACTION_TOKENIZE:
+	case POLICY_ACTION_DETOKENIZE:
+		return do_token(a, c, val, len, out);
 	}
 	return -EINVAL;
 }

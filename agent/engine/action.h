@@ -8,6 +8,7 @@
 #define MESHMASK_ACTION_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "buf.h"
 #include "policy.h"
@@ -22,15 +23,25 @@
 int action_apply(const struct policy_action *a, int entity, const char *val, size_t len,
 		 struct mm_buf *out);
 
+struct ff1_key;
+
 /*
  * Per-engine-instance state of one action: a hash action keeps its HMAC key schedule here (an
- * EVP_MAC_CTX keyed once, re-initialised per value), so a value costs no algorithm fetch and
- * no re-keying. The policy is shared between threads; this is not: one per stream (or per
- * thread). A zero-initialised struct is empty; it borrows nothing from the action.
+ * EVP_MAC_CTX keyed once, re-initialised per value), a tokenize/detokenize action its AES key
+ * schedule, so a value costs no algorithm fetch and no re-keying. The policy is shared between
+ * threads; this is not: one per stream (or per thread). A zero-initialised struct is empty; it
+ * borrows nothing from the action.
  */
 struct action_ctx {
 	void *mac; /* EVP_MAC_CTX *, created on first use */
 	const void *key; /* the hash key it was keyed with (to notice another action) */
+	struct ff1_key *ff1; /* tokenize/detokenize, created on first use */
+	const void *ff1_for; /* the key it was set up with */
+	/*
+	 * Values that could not be tokenized (masked instead) or detokenized (copied unchanged),
+	 * added up here for the caller to count and reset.
+	 */
+	uint64_t unfit;
 };
 
 /*
@@ -42,6 +53,9 @@ int action_apply_ctx(const struct policy_action *a, struct action_ctx *c, int en
 		     const char *val, size_t len, struct mm_buf *out);
 
 void action_ctx_free(struct action_ctx *c);
+
+/* Whether the action keeps a key schedule in a struct action_ctx (hash, tokenize, detokenize). */
+int action_keyed(const struct policy_action *a);
 
 /*
  * Whether the action keeps the value's length in bytes (mask with a one-byte char; used for

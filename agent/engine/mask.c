@@ -423,8 +423,16 @@ static enum policy_on_error note_error(struct mask_stream *s, enum mm_reason rea
 /* The action of `rule` on one value, appended to s->act. */
 static int apply_rule(struct mask_stream *s, int rule, int entity, const char *p, size_t n)
 {
-	return action_apply_ctx(&s->pol->rules[rule].action, s->pg.actx ? &s->pg.actx[rule] : NULL,
-				entity, p, n, &s->act);
+	struct action_ctx *c = s->pg.actx ? &s->pg.actx[rule] : NULL;
+	int r = action_apply_ctx(&s->pol->rules[rule].action, c, entity, p, n, &s->act);
+	if (c && c->unfit) {
+		/* Not an error of the body: counted, the outcome stays what it is. */
+		s->st.errors[s->pol->rules[rule].action.type == POLICY_ACTION_DETOKENIZE
+				     ? MM_REASON_DETOKENIZE_FAILED
+				     : MM_REASON_TOKENIZE_FAILED] += c->unfit;
+		c->unfit = 0;
+	}
+	return r;
 }
 
 static int scan_emit(void *ctx, const char *p, size_t n, int entity)
@@ -1887,7 +1895,7 @@ static int policy_init(struct mask_stream *s, const struct policy *pol)
 			s->pg.body_ents |= ru->entities;
 	}
 	for (size_t k = 0; k < pol->n_rules && !s->pg.actx; k++)
-		if (pol->rules[k].action.type == POLICY_ACTION_HASH &&
+		if (action_keyed(&pol->rules[k].action) &&
 		    !(s->pg.actx = calloc(pol->n_rules, sizeof(*s->pg.actx))))
 			return -ENOMEM;
 	if (n_fp) {

@@ -174,8 +174,16 @@ static void push_index(struct pbm *m, uint32_t index)
 
 static int apply(struct pbm *m, int rule, int entity, const char *v, size_t n, struct mm_buf *dst)
 {
-	return action_apply_ctx(&m->p->rules[rule].action, m->actx ? &m->actx[rule] : NULL, entity,
-				v, n, dst);
+	struct action_ctx *c = m->actx ? &m->actx[rule] : NULL;
+	int r = action_apply_ctx(&m->p->rules[rule].action, c, entity, v, n, dst);
+	if (c && c->unfit) {
+		if (m->st)
+			m->st->errors[m->p->rules[rule].action.type == POLICY_ACTION_DETOKENIZE
+					      ? MM_REASON_DETOKENIZE_FAILED
+					      : MM_REASON_TOKENIZE_FAILED] += c->unfit;
+		c->unfit = 0;
+	}
+	return r;
 }
 
 /*
@@ -544,7 +552,7 @@ static int pbm_init(struct pbm *m, const struct policy *p, struct mask_stats *st
 				m->ent_rule[e] = (int)k;
 	}
 	for (size_t k = 0; k < p->n_rules && !m->actx; k++)
-		if (p->rules[k].action.type == POLICY_ACTION_HASH &&
+		if (action_keyed(&p->rules[k].action) &&
 		    !(m->actx = calloc(p->n_rules, sizeof(*m->actx))))
 			return -ENOMEM;
 	return 0;

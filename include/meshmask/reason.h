@@ -25,7 +25,9 @@
 	X(TUNNEL, "tunnel")                     /* a protocol switch (Upgrade, CONNECT) */         \
 	X(BAD_CHARSET, "bad_charset")           /* a body in a charset the engine does not read */ \
 	X(NO_DESCRIPTOR, "no_descriptor")       /* a gRPC method no descriptor set describes */    \
-	X(BAD_PROTOBUF, "bad_protobuf")         /* a gRPC message that is not its type */
+	X(BAD_PROTOBUF, "bad_protobuf")         /* a gRPC message that is not its type */         \
+	X(TOKENIZE_FAILED, "tokenize_failed")   /* a value FF1 cannot tokenize: masked instead */  \
+	X(DETOKENIZE_FAILED, "detokenize_failed")
 
 enum mm_reason {
 #define MM_REASON_ENUM_(name, label) MM_REASON_##name,

@@ -468,7 +468,8 @@ static void test_actions(void)
 	expect_err(DOC_ACTION("'mask'"), "/spec/rules/0/action", "must be an object");
 	expect_err(DOC_ACTION("{}"), "/spec/rules/0/action/type", "is required");
 	expect_err(DOC_ACTION("{'type':'blur'}"), "/spec/rules/0/action/type",
-		   "must be one of \"mask\", \"replace\", \"redact\", \"hash\"");
+		   "must be one of \"mask\", \"replace\", \"redact\", \"hash\", \"tokenize\", "
+		   "\"detokenize\"");
 	expect_err(DOC_ACTION("{'type':'mask','foo':1}"), "/spec/rules/0/action/foo",
 		   "unknown key");
 	expect_err(DOC_ACTION("{'type':'blur','foo':1}"), "/spec/rules/0/action/foo",
@@ -664,6 +665,162 @@ static void test_keys(const char *dir)
 	   "env key with a bad length");
 	expect_no_secret(&e, "HUGESECRET");
 	policy_errors_free(&e);
+}
+
+#define TOK_KEY "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff"
+#define DOC_TOK(ents, action) DOC_RULE("'entities':[" ents "],'action':" action)
+#define DOC_DETOK(ents, action)                                                    \
+	DOC_SPEC("'directions':['request'],'rules':[{'name':'r','entities':[" ents \
+		 "],'action':" action "}]")
+
+/* tokenize / detokenize: every option's errors, the key, FF1's minimum domain, defaults. */
+static void test_tokens(const char *dir)
+{
+	char path[512], doc[2048];
+	struct policy_errors e = {0};
+	struct policy *p;
+	const char *a0 = "/spec/rules/0/action";
+
+	setenv("MM_TEST_TOK", TOK_KEY, 1);
+	setenv("MM_TEST_TOK_SHORT", "tokensecret-short", 1);
+	p = expect_ok(DOC_TOK("'CREDIT_CARD'", "{'type':'tokenize','keyEnv':'MM_TEST_TOK',"
+					       "'keepFirst':6,'keepLast':4,'luhn':true}"),
+		      "tokenize cards keepFirst 6 keepLast 4 luhn");
+	if (p) {
+		const struct policy_action *a = &p->rules[0].action;
+		is_int(a->type, POLICY_ACTION_TOKENIZE, "type tokenize");
+		is_str(policy_action_name(a->type), "tokenize", "its name");
+		is_int(a->hash_key_len, 32, "64 hex digits are a 32-byte key");
+		ok(a->hash_key && a->hash_key[0] == 0x00 && a->hash_key[1] == 0x11 &&
+			   a->hash_key[31] == 0xff,
+		   "hex decoded");
+		ok(a->luhn && a->keep_domain, "luhn set, keepDomain true by default");
+		is_str(a->token_space, "default", "tokenSpace defaults to default");
+		is_int(a->keep_first, 6, "keepFirst");
+		is_int(a->keep_last, 4, "keepLast");
+	}
+	policy_unref(p);
+
+	snprintf(path, sizeof(path), "%s/tok-raw", dir);
+	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	ok(fd >= 0 && write(fd, "0123456789abcdefTOKENSECRETxyz!!", 32) == 32, "raw key file");
+	close(fd);
+	snprintf(doc, sizeof(doc),
+		 DOC_DETOK("'US_SSN','EMAIL_ADDRESS'",
+			   "{'type':'detokenize','keyFile':'%s','tokenSpace':'pii.v2',"
+			   "'keepDomain':false}"),
+		 path);
+	p = expect_ok(doc, "detokenize with a raw 32-byte key file, requests only");
+	if (p) {
+		const struct policy_action *a = &p->rules[0].action;
+		is_int(a->type, POLICY_ACTION_DETOKENIZE, "type detokenize");
+		is_int(a->hash_key_len, 32, "raw key kept as is");
+		is_str(a->token_space, "pii.v2", "tokenSpace");
+		ok(!a->keep_domain && !a->luhn, "keepDomain false, luhn false by default");
+	}
+	policy_unref(p);
+	p = expect_ok(
+		DOC_RULE("'fields':['$..id'],'action':{'type':'tokenize','keyEnv':'MM_TEST_TOK',"
+			 "'keepFirst':60}"),
+		"a field rule: no entity length to check");
+	policy_unref(p);
+
+	/* Every option. */
+	expect_err(DOC_TOK("'US_SSN'", "{'type':'tokenize'}"), a0,
+		   "tokenize needs a key: set keyFile or keyEnv");
+	expect_err(DOC_DETOK("'US_SSN'", "{'type':'detokenize'}"), a0,
+		   "detokenize needs a key: set keyFile or keyEnv");
+	expect_err(DOC_TOK("'US_SSN'", "{'type':'tokenize','keyEnv':'MM_TEST_TOK','keyFile':'/k'}"),
+		   a0, "set only one of keyFile and keyEnv");
+	ok(!parse(DOC_TOK("'US_SSN'", "{'type':'tokenize','keyEnv':'MM_TEST_TOK_SHORT'}"), &e) &&
+		   has_error(&e, "/spec/rules/0/action/keyEnv",
+			     "must hold an AES-256 key: 32 bytes, or 64 hex digits"),
+	   "a key that is not 32 bytes is refused");
+	expect_no_secret(&e, "tokensecret");
+	policy_errors_free(&e);
+	expect_err(DOC_TOK("'US_SSN'", "{'type':'tokenize','keyEnv':'MM_TEST_TOK','luhn':1}"),
+		   "/spec/rules/0/action/luhn", "must be true or false");
+	expect_err(
+		DOC_TOK("'US_SSN'", "{'type':'tokenize','keyEnv':'MM_TEST_TOK','keepDomain':'no'}"),
+		"/spec/rules/0/action/keepDomain", "must be true or false");
+	expect_err(DOC_TOK("'US_SSN'",
+			   "{'type':'tokenize','keyEnv':'MM_TEST_TOK','tokenSpace':'a b'}"),
+		   "/spec/rules/0/action/tokenSpace", "must be 1 to 63 of A-Z a-z 0-9 _ . -");
+	expect_err(
+		DOC_TOK("'US_SSN'", "{'type':'tokenize','keyEnv':'MM_TEST_TOK','tokenSpace':''}"),
+		"/spec/rules/0/action/tokenSpace", "must be 1 to 63 of A-Z a-z 0-9 _ . -");
+	expect_err(DOC_TOK("'US_SSN'", "{'type':'tokenize','keyEnv':'MM_TEST_TOK','tokenSpace':7}"),
+		   "/spec/rules/0/action/tokenSpace", "must be a string");
+	expect_err(DOC_TOK("'US_SSN'", "{'type':'tokenize','keyEnv':'MM_TEST_TOK','keepFirst':65}"),
+		   "/spec/rules/0/action/keepFirst", "must be an integer from 0 to 64");
+	expect_err(DOC_TOK("'US_SSN'", "{'type':'tokenize','keyEnv':'MM_TEST_TOK','keepLast':-1}"),
+		   "/spec/rules/0/action/keepLast", "must be an integer from 0 to 64");
+	expect_err(DOC_TOK("'US_SSN'", "{'type':'tokenize','keyEnv':'MM_TEST_TOK','char':'#'}"),
+		   "/spec/rules/0/action/char", "not allowed for action type tokenize");
+	expect_err(DOC_TOK("'US_SSN'", "{'type':'tokenize','keyEnv':'MM_TEST_TOK','length':8}"),
+		   "/spec/rules/0/action/length", "not allowed for action type tokenize");
+	expect_err(DOC_TOK("'US_SSN'", "{'type':'hash','keyEnv':'MM_TEST_TOK','luhn':true}"),
+		   "/spec/rules/0/action/luhn", "not allowed for action type hash");
+	expect_err(DOC_TOK("'US_SSN'", "{'type':'mask','tokenSpace':'x'}"),
+		   "/spec/rules/0/action/tokenSpace", "not allowed for action type mask");
+
+	/* FF1's minimum domain, against each entity's shortest common form. */
+	expect_err(DOC_TOK("'US_SSN'", "{'type':'tokenize','keyEnv':'MM_TEST_TOK','keepLast':4}"),
+		   "/spec/rules/0/action/keepLast",
+		   "keepFirst 0 and keepLast 4 leave 5 of the 9 digits of a US_SSN to tokenize: "
+		   "FF1 needs at least 6 (radix^length >= 1,000,000)");
+	expect_err(DOC_TOK("'EMAIL_ADDRESS','CREDIT_CARD'",
+			   "{'type':'tokenize','keyEnv':'MM_TEST_TOK','keepFirst':6,'keepLast':5}"),
+		   "/spec/rules/0/action/keepLast",
+		   "keepFirst 6 and keepLast 5 leave 5 of the 16 digits of a CREDIT_CARD to "
+		   "tokenize: FF1 needs at least 6 (radix^length >= 1,000,000)");
+	expect_err(DOC_TOK("'PHONE_NUMBER'",
+			   "{'type':'tokenize','keyEnv':'MM_TEST_TOK','keepFirst':5}"),
+		   "/spec/rules/0/action/keepFirst",
+		   "keepFirst 5 and keepLast 0 leave 5 of the 10 digits of a PHONE_NUMBER to "
+		   "tokenize: FF1 needs at least 6 (radix^length >= 1,000,000)");
+	expect_err(DOC_TOK("'AWS_ACCESS_KEY_ID'",
+			   "{'type':'tokenize','keyEnv':'MM_TEST_TOK','keepFirst':17}"),
+		   "/spec/rules/0/action/keepFirst",
+		   "keepFirst 17 and keepLast 0 leave 3 of the 20 characters of a "
+		   "AWS_ACCESS_KEY_ID to tokenize: FF1 needs at least 4 (radix^length >= "
+		   "1,000,000)");
+	expect_err(DOC_TOK("'US_SSN','IP_ADDRESS'", "{'type':'tokenize','keyEnv':'MM_TEST_TOK'}"),
+		   "/spec/rules/0/entities/1",
+		   "IP_ADDRESS can be as short as 4 digits: FF1 needs at least 6 (radix^length >= "
+		   "1,000,000)");
+	p = expect_ok(
+		DOC_TOK("'AWS_ACCESS_KEY_ID','IBAN_CODE'",
+			"{'type':'tokenize','keyEnv':'MM_TEST_TOK','keepFirst':4,'keepLast':7}"),
+		"4 characters left in radix 36 are enough");
+	policy_unref(p);
+
+	/* detokenize: requests only, and only entities whose tokens the detectors find. */
+	expect_err(DOC_TOK("'US_SSN'", "{'type':'detokenize','keyEnv':'MM_TEST_TOK'}"),
+		   "/spec/rules/0/action/type",
+		   "detokenize applies to requests only: set spec.directions to [\"request\"]");
+	expect_err(DOC_SPEC("'directions':['request','response'],'rules':[{'name':'r','entities':"
+			    "['US_SSN'],'action':{'type':'detokenize','keyEnv':'MM_TEST_TOK'}}]"),
+		   "/spec/rules/0/action/type",
+		   "detokenize applies to requests only: set spec.directions to [\"request\"]");
+	expect_err(DOC_DETOK("'CREDIT_CARD'", "{'type':'detokenize','keyEnv':'MM_TEST_TOK',"
+					      "'keepFirst':6}"),
+		   a0,
+		   "detokenize finds CREDIT_CARD tokens only when they are card numbers: set "
+		   "luhn: true here and on the tokenize rule");
+	expect_err(
+		DOC_DETOK("'US_SSN','IBAN_CODE'", "{'type':'detokenize','keyEnv':'MM_TEST_TOK'}"),
+		"/spec/rules/0/entities/1",
+		"detokenize cannot find IBAN_CODE tokens (a token does not keep what the "
+		"detector checks): name the field instead");
+	p = expect_ok(DOC_DETOK("'CREDIT_CARD','PHONE_NUMBER'",
+				"{'type':'detokenize','keyEnv':'MM_TEST_TOK','luhn':true}"),
+		      "detokenize cards (luhn) and phone numbers");
+	policy_unref(p);
+	expect_err(DOC_SPEC("'tls':{'enforce':'inplace'},'rules':[{'name':'t','entities':"
+			    "['US_SSN'],'action':{'type':'tokenize','keyEnv':'MM_TEST_TOK'}}]"),
+		   a0, "only length-preserving mask actions can apply when tls.enforce is not off");
+	unlink(path);
 }
 
 static void test_tls(void)
@@ -1125,6 +1282,7 @@ int main(int argc, char **argv)
 	test_rules();
 	test_actions();
 	test_keys(dir);
+	test_tokens(dir);
 	test_tls();
 	test_collect_and_print();
 	test_syntax();
