@@ -16,7 +16,7 @@ RUN apt-get update \
 	&& rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .
-RUN meson setup build -Dtests=false --buildtype=release --prefix=/usr/local
+RUN meson setup build -Dtests=false -Dbpf=enabled --buildtype=release --prefix=/usr/local
 RUN ninja -C build
 RUN meson install -C build --destdir /out
 
