@@ -17,6 +17,16 @@ check() { # check DESC CMD...
 	local d=$1; shift
 	if "$@"; then ok "$d"; else not_ok "$d"; fi
 }
+# dp_until SECONDS CMD...: run CMD every 0.1 s until it succeeds, for at most SECONDS (a
+# deadline for a loaded machine, never a timing assertion); CMD's last status.
+dp_until() {
+	local end=$((SECONDS + $1))
+	shift
+	until "$@"; do
+		((SECONDS < end)) || return 1
+		sleep 0.1
+	done
+}
 # Whether the agent is a sanitizer build (its memory figures then say nothing). Not
 # `ldd | grep -q`: under pipefail, ldd killed by SIGPIPE after grep's early exit fails it.
 dp_sanitized() {
@@ -181,7 +191,7 @@ dp_agent_kill() {
 # inside pod NAME's netns.
 dp_wait_listener() {
 	local ns=mm$1$DP_ID want=${2:-present}
-	for _ in $(seq 50); do
+	for _ in $(seq 200); do
 		if ip netns exec "$ns" ss -Hltn "sport = :$DP_PPORT" | grep -q .; then
 			[[ $want == present ]] && return 0
 		else

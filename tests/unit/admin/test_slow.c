@@ -94,8 +94,27 @@ struct slow {
 	const char *bytes;
 	size_t sent;
 	int fd;
-	double cut_at; /* seconds after start, 0 = not cut */
+	double start; /* when its first byte went out */
+	double cut_after; /* seconds from its first byte to the cut seen, 0 = not cut */
 };
+
+/*
+ * Conditions are waited for, never timed: a loaded machine makes everything late, so only
+ * "not before" is asserted, and every wait has a deadline far past what it should take.
+ */
+#define WAIT_S 20 /* 8 times what the loop takes; the test's meson timeout is 60 s */
+
+/* The exposition's meshmask_admin_request_timeouts_total, or -1. */
+static long timeouts_total(void)
+{
+	struct mm_buf m = {0};
+	metrics_render(&m);
+	const char *k = "\nmeshmask_admin_request_timeouts_total ";
+	const char *p = m.len ? memmem(m.data, m.len, k, strlen(k)) : NULL;
+	long v = p ? strtol(p + strlen(k), NULL, 10) : -1;
+	mm_buf_free(&m);
+	return v;
+}
 
 int main(void)
 {
@@ -120,7 +139,10 @@ int main(void)
 	is_int(get(fd, "/healthz", true), 200, "a normal request is answered");
 	close(fd);
 
-	/* Header bytes, then body bytes, one every 200 ms: never complete within the deadline. */
+	/*
+	 * Header bytes, then body bytes, one every 200 ms: neither request can ever complete (no
+	 * blank line after the headers; a body shorter than its Content-Length).
+	 */
 	struct slow slow[] = {
 		{"trickled headers", "GET /healthz HTTP/1.1\r\nHost: t\r\nX-Pad: "
 				     "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"},
@@ -135,61 +157,82 @@ int main(void)
 	/* The body client sends its headers at once: only the body is slow. */
 	const char *body = strstr(slow[1].bytes, "\r\n\r\n") + 4;
 	slow[1].sent = (size_t)(body - slow[1].bytes);
+	slow[1].start = now_s();
 	send(slow[1].fd, slow[1].bytes, slow[1].sent, MSG_NOSIGNAL);
 
+	/*
+	 * Until both slow clients are cut, and one keep-alive connection has made requests (each
+	 * well within the deadline) for longer than the deadline in all. Others are served
+	 * meanwhile.
+	 */
 	int keep = dial();
-	int served = 0, tries = 0, keep_ok = 0, keep_tries = 0;
-	double t0 = now_s(), next_keep = t0;
-	while (now_s() - t0 < DEADLINE_S + 3) {
+	int served = 0, tries = 0, served_during = 0, keep_ok = 0, keep_tries = 0;
+	double t0 = now_s(), next_keep = t0, keep_last = t0;
+	bool all_cut = false, keep_done = false;
+	while ((!all_cut || !keep_done) && now_s() - t0 < WAIT_S) {
+		all_cut = true;
 		for (size_t i = 0; i < n_slow; i++) {
 			struct slow *s = &slow[i];
-			if (s->cut_at)
+			if (s->cut_after)
 				continue;
-			if (closed_by_server(s->fd)) {
-				s->cut_at = now_s() - t0;
+			if (s->start && closed_by_server(s->fd)) {
+				s->cut_after = now_s() - s->start;
 				continue;
 			}
+			all_cut = false;
+			if (!s->start)
+				s->start = now_s();
 			if (s->bytes[s->sent] &&
 			    send(s->fd, s->bytes + s->sent, 1, MSG_NOSIGNAL) == 1)
 				s->sent++;
 		}
-		/* Others are served meanwhile. */
 		int c = dial();
 		tries++;
-		served += get(c, "/healthz", true) == 200;
+		int status = get(c, "/healthz", true);
+		served += status == 200;
+		served_during += status == 200 && !all_cut;
 		close(c);
-		/* One keep-alive connection, a request every 700 ms: each within the deadline. */
-		if (now_s() >= next_keep && now_s() - t0 < DEADLINE_S + 1.5) {
+		if (!keep_done && now_s() >= next_keep) {
 			keep_tries++;
 			keep_ok += get(keep, "/readyz", false) == 200;
+			keep_last = now_s();
 			next_keep += 0.7;
+			keep_done = keep_last - t0 > DEADLINE_S + 1 && keep_tries >= 4;
 		}
 		usleep(200 * 1000);
 	}
 	for (size_t i = 0; i < n_slow; i++) {
-		ok(slow[i].cut_at >= DEADLINE_S - 0.3 && slow[i].cut_at <= DEADLINE_S + 2.0,
-		   "%s: cut after the deadline (%.2f s, deadline %d s)", slow[i].what,
-		   slow[i].cut_at, DEADLINE_S);
+		ok(slow[i].cut_after >= DEADLINE_S,
+		   "%s: cut, not before the deadline (%.2f s after its first byte, deadline %d s)",
+		   slow[i].what, slow[i].cut_after, DEADLINE_S);
 		ok(slow[i].bytes[slow[i].sent] != 0, "%s: the request never completed",
 		   slow[i].what);
 		close(slow[i].fd);
 	}
-	ok(tries >= 10 && served == tries, "others served meanwhile (%d of %d)", served, tries);
-	ok(keep_tries >= 4 && keep_ok == keep_tries,
-	   "a keep-alive connection outliving the deadline is not cut (%d of %d answered)", keep_ok,
-	   keep_tries);
-	/* Idle longer than the deadline: that is the idle timeout's business, not a slow request. */
-	usleep(1000 * 1000);
+	ok(served_during >= 3 && served == tries,
+	   "others served meanwhile (%d of %d, %d while a slow client held on)", served, tries,
+	   served_during);
+	ok(keep_done && keep_ok == keep_tries,
+	   "a keep-alive connection outliving the deadline is not cut (%d of %d answered over "
+	   "%.1f s)",
+	   keep_ok, keep_tries, keep_last - t0);
+	/*
+	 * Idle longer than the deadline (and a sweep) after its last answer: that is the idle
+	 * timeout's business, not a slow request.
+	 */
+	while (now_s() < keep_last + DEADLINE_S + 1.0)
+		usleep(50 * 1000);
 	ok(!closed_by_server(keep), "the keep-alive connection, idle %.1f s, is still open",
-	   now_s() - t0 - 2.8);
+	   now_s() - keep_last);
 	is_int(get(keep, "/healthz", false), 200, "and still serves");
 	close(keep);
 
-	struct mm_buf m = {0};
-	metrics_render(&m);
-	ok(m.len && memmem(m.data, m.len, "\nmeshmask_admin_request_timeouts_total 2\n", 41),
-	   "both cuts counted");
-	mm_buf_free(&m);
+	/* Counted once the sweeper has shut the sockets down: the client may see that first. */
+	long cuts = -1;
+	for (double until = now_s() + 10; now_s() < until; usleep(50 * 1000))
+		if ((cuts = timeouts_total()) >= 2)
+			break;
+	is_int(cuts, 2, "both cuts counted");
 
 	admin_stop(a);
 	store_close(st);

@@ -203,9 +203,16 @@ int main(void)
 	ok(wait_change(st, "d", ""), "new file picked up");
 	char d_etag[65];
 	etag_of(st, "d", d_etag);
-	/* A broken version is refused and the previous one stays in force. */
+	/*
+	 * A broken version is refused and the previous one stays in force. Its rejection shows the
+	 * rescan has read the broken content (checking the etag alone would pass without a rescan).
+	 */
 	write_file(path, "{\"apiVersion\": broken");
-	usleep(400000);
+	struct store_rejection rd = {0};
+	ok(wait_rejected(st, "d.json", true, &rd, NULL), "broken file: refused by the rescan");
+	ok(rd.etag_in_force && !strcmp(rd.etag_in_force, d_etag) && rd.errs.n >= 1,
+	   "broken file: refusal names the version in force");
+	rejection_release(&rd);
 	is_str(etag_of(st, "d", buf), d_etag, "broken file: previous version in force");
 	char *d2 = doc("d", "#");
 	write_file(path, d2);

@@ -3,7 +3,8 @@
  * Bounded memory: 256 MB of generated JSON (an array of records with secrets, and one string
  * longer than the hold limit) streamed in 64 KiB chunks; the heap in use (mallinfo2) and the
  * peak RSS must stay under fixed bounds whatever the size. Under ASan (its own allocator, slow)
- * a 16 MB run checks the output only.
+ * a 16 MB run checks the output only, the bounds reported as skipped (scripts/test.sh runs the
+ * unit suite on the plain build too, where they hold).
  */
 #include <errno.h>
 #include <malloc.h>
@@ -136,6 +137,10 @@ int main(void)
 		   base_heap >> 10);
 		long grow = maxrss_kb() - rss0;
 		ok(grow < 32 * 1024, "peak RSS grew by %ld KiB (< 32 MiB)", grow);
+	} else {
+		/* Said, not silent: the plain build's unit suite runs these bounds. */
+		ok(1, "heap in use bounded # SKIP ASan build: its allocator and quarantine");
+		ok(1, "peak RSS bounded # SKIP ASan build: its allocator and quarantine");
 	}
 	mask_stream_free(s);
 	free(buf);
