@@ -12,7 +12,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "identity.h"
 #include "kube.h"
@@ -423,61 +422,31 @@ enum wstate { W_INIT, W_SYNCED, W_DOWN };
 
 struct watcher {
 	struct kube_client *kc;
+	struct kube_watch *kw;
 	char *node;
-	int backoff_max_ms, watch_timeout_s;
 	pthread_t th;
-	pthread_mutex_t lock; /* guards stop, for cond */
-	pthread_cond_t cond;
-	bool stop;
 	bool synced; /* atomic */
 	enum wstate state;
 	struct identity_pod **pods; /* working set, sorted by uid */
 	size_t n, cap;
-	char *rv; /* resourceVersion to watch from */
+	struct identity_pod **got; /* the items of the list being read */
+	size_t n_got, cap_got;
 };
 
 static struct watcher *g_watcher;
-
-static bool stopping(struct watcher *w)
-{
-	pthread_mutex_lock(&w->lock);
-	bool s = w->stop;
-	pthread_mutex_unlock(&w->lock);
-	return s;
-}
-
-static void sleep_ms(struct watcher *w, int ms)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	ts.tv_sec += ms / 1000;
-	ts.tv_nsec += (long)(ms % 1000) * 1000000L;
-	if (ts.tv_nsec >= 1000000000L) {
-		ts.tv_sec++;
-		ts.tv_nsec -= 1000000000L;
-	}
-	pthread_mutex_lock(&w->lock);
-	while (!w->stop && pthread_cond_timedwait(&w->cond, &w->lock, &ts) != ETIMEDOUT)
-		;
-	pthread_mutex_unlock(&w->lock);
-}
-
-static void set_rv(struct watcher *w, const char *rv)
-{
-	if (!rv || !*rv)
-		return;
-	char *c = strdup(rv);
-	if (!c)
-		return;
-	free(w->rv);
-	w->rv = c;
-}
 
 static void clear_set(struct watcher *w)
 {
 	for (size_t i = 0; i < w->n; i++)
 		identity_pod_unref(w->pods[i]);
 	w->n = 0;
+}
+
+static void clear_got(struct watcher *w)
+{
+	for (size_t i = 0; i < w->n_got; i++)
+		identity_pod_unref(w->got[i]);
+	w->n_got = 0;
 }
 
 /* Insert or replace by uid (takes the reference). */
@@ -525,283 +494,97 @@ static void remove_uid(struct watcher *w, const char *uid)
 	}
 }
 
-/* Percent-encode `s` for a query value. */
-static char *query_escape(const char *s)
+static int on_list_item(void *ctx, const json_t *obj)
 {
-	size_t n = strlen(s);
-	char *o = malloc(n * 3 + 1), *q = o;
-	if (!o)
-		return NULL;
-	for (; *s; s++) {
-		unsigned char c = (unsigned char)*s;
-		if (isalnum(c) || c == '-' || c == '.' || c == '_' || c == '~')
-			*q++ = (char)c;
-		else
-			q += sprintf(q, "%%%02X", c);
+	struct watcher *w = ctx;
+	struct identity_pod *p = identity_pod_from_json(obj);
+	if (!p)
+		return errno == ENOMEM ? -ENOMEM : 0; /* a malformed item is skipped, not fatal */
+	if (w->n_got == w->cap_got) {
+		size_t cap = w->cap_got ? w->cap_got * 2 : 64;
+		struct identity_pod **v = realloc(w->got, cap * sizeof(*v));
+		if (!v) {
+			identity_pod_unref(p);
+			return -ENOMEM;
+		}
+		w->got = v;
+		w->cap_got = cap;
 	}
-	*q = 0;
-	return o;
+	w->got[w->n_got++] = p;
+	return 0;
 }
 
-/* Why an API answer was not 200, for the log: the Status message when there is one. */
-static int status_error(struct kube_stream *s, char *why, size_t size)
+static int on_list_done(void *ctx, bool complete)
 {
-	int code = kube_stream_status(s);
-	char *body = NULL;
-	size_t len = 0;
-	const char *msg = NULL;
-	json_t *j = NULL;
-	if (kube_stream_read_all(s, &body, &len, 65536) == 0) {
-		j = json_loadb(body, len, 0, NULL);
-		msg = jstr(j, "reason");
-	}
-	snprintf(why, size, "HTTP %d%s%s", code, msg ? " " : "", msg ? msg : "");
-	json_decref(j);
-	free(body);
-	return code == 410 ? -ESTALE : code == 401 || code == 403 ? -EACCES : -EIO;
-}
-
-static int do_list(struct watcher *w, char *why, size_t size)
-{
-	char *node = query_escape(w->node), *cont = NULL, *target = NULL;
-	struct identity_pod **got = NULL;
-	size_t n = 0, cap = 0;
-	int r = node ? 0 : -ENOMEM;
-	char *rv = NULL;
-	while (r == 0) {
-		free(target);
-		if (asprintf(&target,
-			     "/api/v1/pods?fieldSelector=spec.nodeName%%3D%s&limit=500%s%s", node,
-			     cont ? "&continue=" : "", cont ? cont : "") < 0) {
-			target = NULL;
-			r = -ENOMEM;
-			break;
-		}
-		struct kube_stream *s;
-		if ((r = kube_get(w->kc, target, &s)) < 0) {
-			snprintf(why, size, "%s", kube_client_error(w->kc));
-			break;
-		}
-		if (kube_stream_status(s) != 200) {
-			r = status_error(s, why, size);
-			kube_stream_close(s);
-			break;
-		}
-		char *body = NULL;
-		size_t len = 0;
-		r = kube_stream_read_all(s, &body, &len, LIST_MAX_BYTES);
-		kube_stream_close(s);
-		if (r < 0) {
-			snprintf(why, size, "reading the pod list: %s", strerror(-r));
-			break;
-		}
-		json_error_t jerr;
-		json_t *j = json_loadb(body, len, 0, &jerr);
-		free(body);
-		json_t *items = json_object_get(j, "items");
-		if (!j || !json_is_array(items)) {
-			snprintf(why, size, "pod list is not a PodList");
-			json_decref(j);
-			r = -EBADMSG;
-			break;
-		}
-		size_t i;
-		json_t *it;
-		json_array_foreach(items, i, it)
-		{
-			struct identity_pod *p = identity_pod_from_json(it);
-			if (!p)
-				continue; /* a malformed item is skipped, not fatal */
-			if (n == cap) {
-				size_t nc = cap ? cap * 2 : 64;
-				struct identity_pod **v = realloc(got, nc * sizeof(*v));
-				if (!v) {
-					identity_pod_unref(p);
-					r = -ENOMEM;
-					break;
-				}
-				got = v;
-				cap = nc;
-			}
-			got[n++] = p;
-		}
-		const json_t *meta = json_object_get(j, "metadata");
-		free(rv);
-		rv = jstr(meta, "resourceVersion") ? strdup(jstr(meta, "resourceVersion")) : NULL;
-		free(cont);
-		const char *c = jstr(meta, "continue");
-		cont = c && *c ? query_escape(c) : NULL;
-		json_decref(j);
-		if (r < 0 || !cont)
-			break;
-	}
-	if (r == 0) {
+	struct watcher *w = ctx;
+	int r = 0;
+	if (complete) {
 		clear_set(w);
-		for (size_t i = 0; i < n && r == 0; i++) {
-			r = upsert(w, got[i]); /* takes the reference, also on failure */
-			got[i] = NULL;
+		for (size_t i = 0; i < w->n_got; i++) {
+			if (r == 0)
+				r = upsert(w, w->got[i]); /* takes the reference, also on failure */
+			else
+				identity_pod_unref(w->got[i]);
 		}
-		set_rv(w, rv);
+		w->n_got = 0;
 		if (r == 0)
 			r = identity_publish(w->pods, w->n);
 	}
-	for (size_t i = 0; i < n; i++)
-		if (got[i])
-			identity_pod_unref(got[i]);
-	free(got);
-	free(rv);
-	free(cont);
-	free(target);
-	free(node);
+	clear_got(w);
 	return r;
 }
 
-/* One watch event; 0, -ESTALE (relist), or -errno. */
-static int on_event(struct watcher *w, const char *line, size_t len, char *why, size_t size)
+static int on_event(void *ctx, const char *type, const json_t *obj)
 {
-	json_t *j = json_loadb(line, len, 0, NULL);
-	const char *type = jstr(j, "type");
-	json_t *obj = json_object_get(j, "object");
+	struct watcher *w = ctx;
+	struct identity_pod *p = identity_pod_from_json(obj);
+	if (!p) {
+		if (errno == ENOMEM)
+			return -ENOMEM;
+		agent_log(AGENT_LOG_DEBUG, "identity: skipped a malformed pod in a %s event", type);
+		return 0;
+	}
 	int r = 0;
-	if (!type || !json_is_object(obj)) {
-		snprintf(why, size, "malformed watch event");
-		r = -EBADMSG;
-	} else if (!strcmp(type, "ERROR")) {
-		json_int_t code = json_integer_value(json_object_get(obj, "code"));
-		snprintf(why, size, "watch error %lld", (long long)code);
-		r = code == 410 ? -ESTALE : -EIO;
-	} else if (!strcmp(type, "BOOKMARK")) {
-		set_rv(w, jstr(json_object_get(obj, "metadata"), "resourceVersion"));
-	} else if (!strcmp(type, "ADDED") || !strcmp(type, "MODIFIED") ||
-		   !strcmp(type, "DELETED")) {
-		struct identity_pod *p = identity_pod_from_json(obj);
-		if (!p) {
-			agent_log(AGENT_LOG_DEBUG,
-				  "identity: skipped a malformed pod in a %s event", type);
-		} else {
-			set_rv(w, p->resource_version);
-			if (type[0] == 'D') {
-				remove_uid(w, p->uid);
-				identity_pod_unref(p);
-			} else {
-				r = upsert(w, p);
-			}
-			if (r == 0)
-				r = identity_publish(w->pods, w->n);
-		}
+	if (type[0] == 'D') {
+		remove_uid(w, p->uid);
+		identity_pod_unref(p);
+	} else {
+		r = upsert(w, p);
 	}
-	json_decref(j);
-	return r;
+	return r < 0 ? r : identity_publish(w->pods, w->n);
 }
 
-/* Watch from w->rv: 0 when the server ended the watch, -ESTALE to relist, or -errno. */
-static int do_watch(struct watcher *w, char *why, size_t size)
+static void on_state(void *ctx, enum kube_watch_state st, const char *why)
 {
-	char *node = query_escape(w->node), *rv = query_escape(w->rv ? w->rv : ""), *target = NULL;
-	int r = -ENOMEM;
-	if (node && rv &&
-	    asprintf(&target,
-		     "/api/v1/pods?fieldSelector=spec.nodeName%%3D%s&watch=1&resourceVersion=%s"
-		     "&allowWatchBookmarks=true&timeoutSeconds=%d",
-		     node, rv, w->watch_timeout_s) < 0)
-		target = NULL;
-	free(node);
-	free(rv);
-	if (!target)
-		return r;
-	struct kube_stream *s;
-	r = kube_get(w->kc, target, &s);
-	free(target);
-	if (r < 0) {
-		snprintf(why, size, "%s", kube_client_error(w->kc));
-		return r;
-	}
-	if (kube_stream_status(s) != 200) {
-		r = status_error(s, why, size);
-		kube_stream_close(s);
-		return r;
-	}
-	for (;;) {
-		char *line;
-		size_t len;
-		r = kube_stream_read_line(s, &line, &len, EVENT_MAX_BYTES);
-		if (r == -ENODATA) {
-			r = 0;
-			break;
-		}
-		if (r == -EMSGSIZE) {
-			snprintf(why, size, "a watch event over %u bytes", EVENT_MAX_BYTES);
-			break;
-		}
-		if (r < 0) {
-			snprintf(why, size, "reading the watch: %s", strerror(-r));
-			break;
-		}
-		if ((r = on_event(w, line, len, why, size)) < 0)
-			break;
-	}
-	kube_stream_close(s);
-	return r;
-}
-
-static void set_state(struct watcher *w, enum wstate st, const char *why)
-{
-	if (st == w->state)
+	struct watcher *w = ctx;
+	enum wstate ws = W_DOWN;
+	if (st == KUBE_WATCH_RELIST) {
+		agent_log(AGENT_LOG_DEBUG, "identity: %s; listing again", why);
 		return;
-	if (st == W_SYNCED)
+	}
+	if (st == KUBE_WATCH_SYNCED) {
+		__atomic_store_n(&w->synced, true, __ATOMIC_RELEASE);
+		ws = W_SYNCED;
+	}
+	if (ws == w->state)
+		return;
+	if (ws == W_SYNCED)
 		agent_log(AGENT_LOG_INFO, "identity: %zu pods of node %s known from the API%s",
 			  w->n, w->node, w->state == W_DOWN ? " again" : "");
-	else if (st == W_DOWN)
+	else
 		agent_log(AGENT_LOG_WARN,
 			  "identity: Kubernetes API unavailable (%s); keeping the %zu pods last "
 			  "known, retrying",
 			  why, w->n);
-	w->state = st;
+	w->state = ws;
 }
 
 static void *watch_main(void *arg)
 {
 	struct watcher *w = arg;
-	int backoff = 500;
-	char why[320];
-	while (!stopping(w)) {
-		why[0] = 0;
-		int r = do_list(w, why, sizeof(why));
-		if (r < 0) {
-			if (r == -ECANCELED)
-				break;
-			set_state(w, W_DOWN, why[0] ? why : strerror(-r));
-			sleep_ms(w, backoff);
-			backoff = backoff * 2 > w->backoff_max_ms ? w->backoff_max_ms : backoff * 2;
-			continue;
-		}
-		__atomic_store_n(&w->synced, true, __ATOMIC_RELEASE);
-		set_state(w, W_SYNCED, NULL);
-		backoff = 500;
-		while (!stopping(w)) {
-			why[0] = 0;
-			struct timespec t0, t1;
-			clock_gettime(CLOCK_MONOTONIC, &t0);
-			r = do_watch(w, why, sizeof(why));
-			if (r == 0) {
-				/* The server's timeout: watch again from the same point, but not in a
-				 * tight loop against a server that ends every watch at once. */
-				clock_gettime(CLOCK_MONOTONIC, &t1);
-				if (t1.tv_sec - t0.tv_sec < 1)
-					sleep_ms(w, 1000);
-				continue;
-			}
-			if (r == -ESTALE) {
-				agent_log(AGENT_LOG_DEBUG, "identity: %s; listing again", why);
-				break;
-			}
-			if (r != -ECANCELED) {
-				set_state(w, W_DOWN, why[0] ? why : strerror(-r));
-				sleep_ms(w, backoff);
-			}
-			break;
-		}
-	}
+	int r = kube_watch_run(w->kw, w->kc);
+	if (r != -ECANCELED)
+		agent_log(AGENT_LOG_ERROR, "identity: the pod watch ended: %s", strerror(-r));
 	return NULL;
 }
 
@@ -821,13 +604,13 @@ static void watcher_free(struct watcher *w)
 {
 	if (!w)
 		return;
+	kube_watch_free(w->kw);
 	kube_client_free(w->kc);
 	clear_set(w);
+	clear_got(w);
 	free(w->pods);
-	free(w->rv);
+	free(w->got);
 	free(w->node);
-	pthread_cond_destroy(&w->cond);
-	pthread_mutex_destroy(&w->lock);
 	free(w);
 }
 
@@ -840,22 +623,42 @@ int identity_start(const struct identity_config *cfg)
 	struct watcher *w = calloc(1, sizeof(*w));
 	if (!w)
 		return -ENOMEM;
-	pthread_mutex_init(&w->lock, NULL);
-	pthread_condattr_t ca;
-	pthread_condattr_init(&ca);
-	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-	pthread_cond_init(&w->cond, &ca);
-	pthread_condattr_destroy(&ca);
-	w->backoff_max_ms = cfg->backoff_max_ms > 0 ? cfg->backoff_max_ms : 30000;
-	w->watch_timeout_s = cfg->watch_timeout_s > 0 ? cfg->watch_timeout_s : 300;
+	int watch_timeout_s = cfg->watch_timeout_s > 0 ? cfg->watch_timeout_s : 300;
 	w->node = strdup(cfg->node_name);
+	char *node = kube_query_escape(cfg->node_name), *selector = NULL;
+	if (!w->node || !node || asprintf(&selector, "fieldSelector=spec.nodeName%%3D%s", node) < 0)
+		selector = NULL;
+	free(node);
+	if (!selector) {
+		watcher_free(w);
+		return -ENOMEM;
+	}
+	static const struct kube_watch_ops ops = {
+		.list_item = on_list_item,
+		.list_done = on_list_done,
+		.event = on_event,
+		.state = on_state,
+	};
+	struct kube_watch_config wc = {.path = "/api/v1/pods",
+				       .selector = selector,
+				       .timeout_s = watch_timeout_s,
+				       .backoff_max_ms = cfg->backoff_max_ms,
+				       .list_max = LIST_MAX_BYTES,
+				       .event_max = EVENT_MAX_BYTES};
+	w->kw = kube_watch_new(&wc, &ops, w);
+	int e = errno;
+	free(selector);
+	if (!w->kw) {
+		watcher_free(w);
+		return -e;
+	}
 	struct kube_config kc = {.url = cfg->kube_api,
 				 .token_file = cfg->token_file,
 				 .ca_file = cfg->ca_file,
-				 .read_timeout_s = w->watch_timeout_s + 60};
-	w->kc = w->node ? kube_client_new(&kc) : NULL;
+				 .read_timeout_s = watch_timeout_s + 60};
+	w->kc = kube_client_new(&kc);
 	if (!w->kc) {
-		int e = w->node ? errno : ENOMEM;
+		e = errno;
 		watcher_free(w);
 		return -e;
 	}
@@ -877,10 +680,6 @@ void identity_stop(void)
 {
 	struct watcher *w = g_watcher;
 	if (w) {
-		pthread_mutex_lock(&w->lock);
-		w->stop = true;
-		pthread_cond_broadcast(&w->cond);
-		pthread_mutex_unlock(&w->lock);
 		kube_client_abort(w->kc);
 		pthread_join(w->th, NULL);
 		g_watcher = NULL;

@@ -1,71 +1,46 @@
 // SPDX-License-Identifier: Apache-2.0
-#include <arpa/inet.h>
+/*
+ * HTTP, TLS and body framing are libcurl's. Ours: the policy around them (cluster CA only,
+ * token re-read per request, timeouts, abort) and the list+watch protocol (pages, newline-
+ * delimited events, resourceVersion, 410 Gone, backoff).
+ *
+ * Each request gets a fresh easy handle, so a rotated CA bundle is loaded again, driven by
+ * its own multi handle, whose poll kube_client_abort() wakes from another thread: a watch
+ * idle for minutes still stops at once.
+ */
 #include <errno.h>
-#include <fcntl.h>
-#include <netdb.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
-#include <poll.h>
 #include <pthread.h>
 #include <stdarg.h>
-#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
-#include <openssl/crypto.h>
-#include <openssl/err.h>
-#include <openssl/ssl.h>
-#include <openssl/x509v3.h>
+#include <curl/curl.h>
 
 #include "kube.h"
 
-#define KUBE_RAW_SIZE 32768 /* also the bound on the response head */
-#define KUBE_TOKEN_MAX 16384
+#define AUTH_PREFIX "Authorization: Bearer "
+#define TOKEN_MAX 16384
+#define STATUS_BODY_MAX 65536 /* of an error answer, read for its Status reason */
+#define BACKOFF_MIN_MS 500
+
+struct active { /* a transfer in progress, for kube_client_abort() to wake */
+	CURLM *m;
+	struct active *next;
+};
 
 struct kube_client {
-	char *host; /* without brackets */
-	char *port;
-	char *authority; /* Host header, as in the URL */
+	char *url; /* "https://authority", no trailing slash */
 	char *token_file, *ca_file;
 	int connect_timeout_ms, read_timeout_s;
-	pthread_mutex_t lock; /* guards fd and aborted */
-	int fd;
-	bool aborted;
-	char err[256];
+	pthread_mutex_t lock; /* guards active; for cond */
+	pthread_cond_t cond; /* wakes backoff sleeps */
+	struct active *active;
+	bool aborted; /* atomic */
 };
-
-enum body_state { B_LENGTH, B_CLOSE, B_CHUNK_SIZE, B_CHUNK_DATA, B_CHUNK_CRLF, B_TRAILERS, B_DONE };
-
-struct kube_stream {
-	kube_read_fn read;
-	void *rctx;
-	struct kube_client *c; /* NULL for a reader stream */
-	SSL_CTX *sctx;
-	SSL *ssl;
-	int fd;
-	int status;
-	enum body_state st;
-	uint64_t left; /* bytes left of the Content-Length body or of the current chunk */
-	char raw[KUBE_RAW_SIZE];
-	size_t rpos, rlen;
-	bool eof;
-	char *lb; /* line buffer: lb[lstart..llen) not yet returned */
-	size_t lstart, llen, lcap;
-};
-
-static void set_err(struct kube_client *c, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
-static void set_err(struct kube_client *c, const char *fmt, ...)
-{
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(c->err, sizeof(c->err), fmt, ap);
-	va_end(ap);
-}
 
 int kube_in_cluster_url(char *out, size_t size)
 {
@@ -80,76 +55,64 @@ int kube_in_cluster_url(char *out, size_t size)
 	return n < 0 || (size_t)n >= size ? -ENAMETOOLONG : 0;
 }
 
-/* "https://host[:port][/]" into its parts; -EINVAL otherwise. */
-static int parse_url(struct kube_client *c, const char *url)
+/* Whether url is "https://host[:port][/]" (host a name, IPv4 or [IPv6]). */
+static bool valid_url(const char *url)
 {
-	static const char scheme[] = "https://";
-	if (strncasecmp(url, scheme, sizeof(scheme) - 1))
-		return -EINVAL;
-	const char *a = url + sizeof(scheme) - 1;
+	if (strncasecmp(url, "https://", 8))
+		return false;
+	const char *a = url + 8, *port = NULL;
 	size_t alen = strcspn(a, "/?#");
 	if (!alen || (a[alen] && strcmp(a + alen, "/")))
-		return -EINVAL;
-	c->authority = strndup(a, alen);
-	if (!c->authority)
-		return -ENOMEM;
-	const char *port = NULL;
-	size_t hlen;
+		return false;
 	if (a[0] == '[') {
 		const char *close = memchr(a, ']', alen);
-		if (!close || close == a + 1)
-			return -EINVAL;
-		hlen = (size_t)(close - a - 1);
-		c->host = strndup(a + 1, hlen);
-		if (close + 1 < a + alen) {
-			if (close[1] != ':')
-				return -EINVAL;
-			port = close + 2;
-		}
+		if (!close || close == a + 1 || (close + 1 < a + alen && close[1] != ':'))
+			return false;
+		port = close + 1 < a + alen ? close + 2 : NULL;
 	} else {
-		const char *colon = memchr(a, ':', alen);
-		hlen = colon ? (size_t)(colon - a) : alen;
-		if (!hlen)
-			return -EINVAL;
-		c->host = strndup(a, hlen);
-		port = colon ? colon + 1 : NULL;
+		port = memchr(a, ':', alen);
+		if (port == a)
+			return false;
+		port = port ? port + 1 : NULL;
 	}
-	if (port) {
-		size_t plen = (size_t)(a + alen - port);
-		if (!plen || plen > 5 || strspn(port, "0123456789") < plen)
-			return -EINVAL;
-		c->port = strndup(port, plen);
-	} else {
-		c->port = strdup("443");
-	}
-	return c->host && c->port ? 0 : -ENOMEM;
+	size_t plen = port ? (size_t)(a + alen - port) : 0;
+	return !port || (plen && plen <= 5 && strspn(port, "0123456789") >= plen);
 }
 
 struct kube_client *kube_client_new(const struct kube_config *cfg)
 {
 	char incluster[300];
 	const char *url = cfg->url;
-	if (!url) {
-		int r = kube_in_cluster_url(incluster, sizeof(incluster));
-		if (r < 0) {
-			errno = -r;
-			return NULL;
-		}
-		url = incluster;
+	int r = url ? 0 : kube_in_cluster_url(incluster, sizeof(incluster));
+	if (r < 0 || !valid_url(url ? url : (url = incluster))) {
+		errno = r < 0 ? -r : EINVAL;
+		return NULL;
+	}
+	/* Reference-counted, and thread-safe in this libcurl (CURL_VERSION_THREADSAFE). */
+	if (curl_global_init(CURL_GLOBAL_DEFAULT)) {
+		errno = EIO;
+		return NULL;
 	}
 	struct kube_client *c = calloc(1, sizeof(*c));
-	if (!c)
+	if (!c) {
+		curl_global_cleanup();
+		errno = ENOMEM;
 		return NULL;
+	}
 	pthread_mutex_init(&c->lock, NULL);
-	c->fd = -1;
+	pthread_condattr_t ca;
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&c->cond, &ca);
+	pthread_condattr_destroy(&ca);
 	c->connect_timeout_ms = cfg->connect_timeout_ms > 0 ? cfg->connect_timeout_ms : 5000;
 	c->read_timeout_s = cfg->read_timeout_s > 0 ? cfg->read_timeout_s : 600;
+	c->url = strndup(url, strlen(url) - (url[strlen(url) - 1] == '/'));
 	c->token_file = strdup(cfg->token_file ? cfg->token_file : KUBE_DEFAULT_TOKEN_FILE);
 	c->ca_file = strdup(cfg->ca_file ? cfg->ca_file : KUBE_DEFAULT_CA_FILE);
-	int r = c->token_file && c->ca_file ? parse_url(c, url) : -ENOMEM;
-	if (r < 0) {
+	if (!c->url || !c->token_file || !c->ca_file) {
 		kube_client_free(c);
-		errno = -r;
+		errno = ENOMEM;
 		return NULL;
 	}
 	return c;
@@ -159,45 +122,63 @@ void kube_client_free(struct kube_client *c)
 {
 	if (!c)
 		return;
+	pthread_cond_destroy(&c->cond);
 	pthread_mutex_destroy(&c->lock);
-	free(c->host);
-	free(c->port);
-	free(c->authority);
+	free(c->url);
 	free(c->token_file);
 	free(c->ca_file);
 	free(c);
+	curl_global_cleanup();
 }
 
 void kube_client_abort(struct kube_client *c)
 {
 	pthread_mutex_lock(&c->lock);
-	c->aborted = true;
-	/* Wakes a thread blocked in connect/read on it; the fd stays the owner's to close. */
-	if (c->fd >= 0)
-		shutdown(c->fd, SHUT_RDWR);
+	__atomic_store_n(&c->aborted, true, __ATOMIC_RELEASE);
+	for (struct active *a = c->active; a; a = a->next)
+		curl_multi_wakeup(a->m);
+	pthread_cond_broadcast(&c->cond);
 	pthread_mutex_unlock(&c->lock);
 }
 
-const char *kube_client_error(const struct kube_client *c)
+static bool aborted(struct kube_client *c)
 {
-	return c->err;
+	return __atomic_load_n(&c->aborted, __ATOMIC_ACQUIRE);
 }
 
-static bool client_aborted(struct kube_client *c)
+/* Sleep ms unless aborted: 0, or -ECANCELED. */
+static int client_sleep(struct kube_client *c, int ms)
 {
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	long long ns = ts.tv_nsec + (long long)ms * 1000000;
+	ts.tv_sec += (time_t)(ns / 1000000000);
+	ts.tv_nsec = (long)(ns % 1000000000);
 	pthread_mutex_lock(&c->lock);
-	bool a = c->aborted;
+	while (!aborted(c) && pthread_cond_timedwait(&c->cond, &c->lock, &ts) != ETIMEDOUT)
+		;
 	pthread_mutex_unlock(&c->lock);
-	return a;
+	return aborted(c) ? -ECANCELED : 0;
 }
 
-static void set_fd(struct kube_client *c, int fd)
+char *kube_query_escape(const char *s)
 {
-	pthread_mutex_lock(&c->lock);
-	c->fd = fd;
-	if (fd >= 0 && c->aborted)
-		shutdown(fd, SHUT_RDWR);
-	pthread_mutex_unlock(&c->lock);
+	static const char hex[] = "0123456789ABCDEF";
+	char *o = malloc(strlen(s) * 3 + 1), *q = o;
+	for (; o && *s; s++) {
+		unsigned char ch = (unsigned char)*s;
+		if ((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+		    (ch >= '0' && ch <= '9') || strchr("-._~", ch)) {
+			*q++ = (char)ch;
+		} else {
+			*q++ = '%';
+			*q++ = hex[ch >> 4];
+			*q++ = hex[ch & 15];
+		}
+	}
+	if (o)
+		*q = 0;
+	return o;
 }
 
 /* The token file's first line, trimmed, into buf; "" when the file does not exist. */
@@ -223,553 +204,597 @@ static int read_token(const char *path, char *buf, size_t size)
 	return 0;
 }
 
-static int dial(struct kube_client *c)
+/* Where a response body goes: fn's -errno stops the transfer and becomes its result. */
+struct sink {
+	int (*fn)(struct sink *s, const char *data, size_t n);
+	CURL *h;
+	long status; /* known from the body's first byte on */
+	int err;
+};
+
+static size_t on_write(char *data, size_t size, size_t nmemb, void *ud)
 {
-	struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_flags = AI_ADDRCONFIG};
-	struct addrinfo *res = NULL;
-	int g = getaddrinfo(c->host, c->port, &hints, &res);
-	if (g) {
-		set_err(c, "resolving %s: %s", c->host, gai_strerror(g));
-		return -EHOSTUNREACH;
+	struct sink *s = ud;
+	if (!s->status)
+		curl_easy_getinfo(s->h, CURLINFO_RESPONSE_CODE, &s->status);
+	int r = s->fn(s, data, size * nmemb);
+	if (r < 0) {
+		s->err = r;
+		return CURL_WRITEFUNC_ERROR;
 	}
-	int r = -ECONNREFUSED;
-	for (struct addrinfo *ai = res; ai; ai = ai->ai_next) {
-		int fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC | SOCK_NONBLOCK,
-				ai->ai_protocol);
-		if (fd < 0) {
-			r = -errno;
-			continue;
-		}
-		set_fd(c, fd);
-		if (connect(fd, ai->ai_addr, ai->ai_addrlen) < 0 && errno != EINPROGRESS) {
-			r = -errno;
-		} else {
-			/* In slices, so that kube_client_abort() is seen while connecting. */
-			struct pollfd p = {.fd = fd, .events = POLLOUT};
-			int pr = 0;
-			for (int waited = 0; waited < c->connect_timeout_ms && !pr; waited += 200) {
-				if (client_aborted(c))
-					break;
-				pr = poll(&p, 1, 200);
-			}
-			int soerr = 0;
-			socklen_t sl = sizeof(soerr);
-			if (pr == 0)
-				r = -ETIMEDOUT;
-			else if (pr < 0)
-				r = -errno;
-			else if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &sl) < 0 || soerr)
-				r = soerr ? -soerr : -errno;
-			else
-				r = 0;
-		}
-		if (r == 0 && client_aborted(c))
-			r = -ECANCELED;
-		if (r == 0) {
-			int fl = fcntl(fd, F_GETFL);
-			fcntl(fd, F_SETFL, fl & ~O_NONBLOCK);
-			int one = 1, idle = 30, intvl = 10, cnt = 3;
-			setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
-			setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof(idle));
-			setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &intvl, sizeof(intvl));
-			setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof(cnt));
-			struct timeval tv = {.tv_sec = c->read_timeout_s};
-			setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-			setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
-			freeaddrinfo(res);
-			return fd;
-		}
-		set_fd(c, -1);
-		close(fd);
-	}
-	freeaddrinfo(res);
-	set_err(c, "connecting to %s:%s: %s", c->host, c->port, strerror(-r));
-	return r;
+	return size * nmemb;
 }
 
-static ssize_t ssl_read_fn(void *ctx, void *buf, size_t n)
-{
-	struct kube_stream *s = ctx;
-	size_t got = 0;
-	errno = 0;
-	if (SSL_read_ex(s->ssl, buf, n, &got) == 1)
-		return (ssize_t)got;
-	int e = SSL_get_error(s->ssl, 0);
-	if (s->c && client_aborted(s->c))
-		return -ECANCELED;
-	if (e == SSL_ERROR_ZERO_RETURN)
-		return 0;
-	if (e == SSL_ERROR_SYSCALL)
-		return errno == EAGAIN || errno == EWOULDBLOCK ? -ETIMEDOUT
-		       : errno				       ? -errno
-			       : 0; /* EOF without close_notify: framing decides */
-	return -EIO;
-}
+/* A body kept whole (NUL-terminated) up to max; beyond: -EMSGSIZE, or cut if `truncate`. */
+struct body_sink {
+	struct sink s;
+	char *buf;
+	size_t len, cap, max;
+	bool truncate;
+};
 
-/* More raw bytes; 0, or -ENODATA at EOF, or -errno. */
-static int fill(struct kube_stream *s)
+static int body_append(struct body_sink *b, const char *data, size_t n)
 {
-	if (s->eof)
-		return -ENODATA;
-	if (s->rpos) {
-		memmove(s->raw, s->raw + s->rpos, s->rlen - s->rpos);
-		s->rlen -= s->rpos;
-		s->rpos = 0;
+	if (n > b->max - b->len) {
+		if (!b->truncate)
+			return -EMSGSIZE;
+		n = b->max - b->len;
 	}
-	if (s->rlen == sizeof(s->raw))
-		return -ENOBUFS;
-	ssize_t n;
-	do
-		n = s->read(s->rctx, s->raw + s->rlen, sizeof(s->raw) - s->rlen);
-	while (n == -EINTR);
-	if (n < 0)
-		return (int)n;
-	if (n == 0) {
-		s->eof = true;
-		return -ENODATA;
-	}
-	s->rlen += (size_t)n;
-	return 0;
-}
-
-/* A CRLF- or LF-terminated line of raw input: start and length without the terminator. */
-static int raw_line(struct kube_stream *s, const char **line, size_t *len)
-{
-	for (;;) {
-		char *nl = memchr(s->raw + s->rpos, '\n', s->rlen - s->rpos);
-		if (nl) {
-			*line = s->raw + s->rpos;
-			*len = (size_t)(nl - *line);
-			if (*len && (*line)[*len - 1] == '\r')
-				(*len)--;
-			s->rpos = (size_t)(nl + 1 - s->raw);
-			return 0;
-		}
-		int r = fill(s);
-		if (r == -ENOBUFS || r == -ENODATA)
-			return -EBADMSG;
-		if (r < 0)
-			return r;
-	}
-}
-
-static bool header_is(const char *line, size_t len, const char *name, const char **val,
-		      size_t *vlen)
-{
-	size_t n = strlen(name);
-	if (len <= n || line[n] != ':' || strncasecmp(line, name, n))
-		return false;
-	const char *v = line + n + 1, *end = line + len;
-	while (v < end && (*v == ' ' || *v == '\t'))
-		v++;
-	while (end > v && (end[-1] == ' ' || end[-1] == '\t'))
-		end--;
-	*val = v;
-	*vlen = (size_t)(end - v);
-	return true;
-}
-
-static int parse_head(struct kube_stream *s)
-{
-	const char *l;
-	size_t len;
-	int r = raw_line(s, &l, &len);
-	if (r < 0)
-		return r;
-	if (len < 12 || strncmp(l, "HTTP/1.", 7) || l[8] != ' ' || l[9] < '1' || l[9] > '5' ||
-	    l[10] < '0' || l[10] > '9' || l[11] < '0' || l[11] > '9' || (len > 12 && l[12] != ' '))
-		return -EBADMSG;
-	s->status = (l[9] - '0') * 100 + (l[10] - '0') * 10 + (l[11] - '0');
-	bool chunked = false, has_len = false;
-	uint64_t clen = 0;
-	for (;;) {
-		if ((r = raw_line(s, &l, &len)) < 0)
-			return r;
-		if (!len)
-			break;
-		const char *v;
-		size_t vl;
-		if (header_is(l, len, "Transfer-Encoding", &v, &vl)) {
-			if (vl < 7 || strncasecmp(v + vl - 7, "chunked", 7))
-				return -EBADMSG; /* only chunked is sent by the API server */
-			chunked = true;
-		} else if (header_is(l, len, "Content-Length", &v, &vl)) {
-			if (!vl || vl > 18)
-				return -EBADMSG;
-			uint64_t n = 0;
-			for (size_t i = 0; i < vl; i++) {
-				if (v[i] < '0' || v[i] > '9')
-					return -EBADMSG;
-				n = n * 10 + (uint64_t)(v[i] - '0');
-			}
-			if (has_len && n != clen)
-				return -EBADMSG;
-			has_len = true;
-			clen = n;
-		}
-	}
-	if (s->status == 204 || s->status == 304) {
-		s->st = B_DONE;
-	} else if (chunked) {
-		s->st = B_CHUNK_SIZE;
-	} else if (has_len) {
-		s->st = clen ? B_LENGTH : B_DONE;
-		s->left = clen;
-	} else {
-		s->st = B_CLOSE;
-	}
-	return 0;
-}
-
-/* Decoded body bytes into out: count, 0 at the end of the body, or -errno. */
-static ssize_t body_read(struct kube_stream *s, char *out, size_t n)
-{
-	for (;;) {
-		size_t avail = s->rlen - s->rpos;
-		switch (s->st) {
-		case B_DONE:
-			return 0;
-		case B_CLOSE:
-		case B_LENGTH:
-		case B_CHUNK_DATA: {
-			if (!avail) {
-				int r = fill(s);
-				if (r == -ENODATA && s->st == B_CLOSE) {
-					s->st = B_DONE;
-					return 0;
-				}
-				if (r == -ENODATA)
-					return -EPIPE; /* truncated body */
-				if (r < 0)
-					return r;
-				continue;
-			}
-			size_t k = n < avail ? n : avail;
-			if (s->st != B_CLOSE && k > s->left)
-				k = (size_t)s->left;
-			memcpy(out, s->raw + s->rpos, k);
-			s->rpos += k;
-			if (s->st != B_CLOSE) {
-				s->left -= k;
-				if (!s->left)
-					s->st = s->st == B_LENGTH ? B_DONE : B_CHUNK_CRLF;
-			}
-			return (ssize_t)k;
-		}
-		case B_CHUNK_SIZE: {
-			const char *l;
-			size_t len;
-			int r = raw_line(s, &l, &len);
-			if (r < 0)
-				return r;
-			uint64_t v = 0;
-			size_t i = 0;
-			for (; i < len; i++) {
-				char ch = l[i];
-				int d = ch >= '0' && ch <= '9'	 ? ch - '0'
-					: ch >= 'a' && ch <= 'f' ? ch - 'a' + 10
-					: ch >= 'A' && ch <= 'F' ? ch - 'A' + 10
-								 : -1;
-				if (d < 0)
-					break;
-				if (v >> 56)
-					return -EBADMSG;
-				v = v * 16 + (uint64_t)d;
-			}
-			if (!i || (i < len && l[i] != ';' && l[i] != ' ' && l[i] != '\t'))
-				return -EBADMSG;
-			s->left = v;
-			s->st = v ? B_CHUNK_DATA : B_TRAILERS;
-			continue;
-		}
-		case B_CHUNK_CRLF: {
-			const char *l;
-			size_t len;
-			int r = raw_line(s, &l, &len);
-			if (r < 0)
-				return r;
-			if (len)
-				return -EBADMSG;
-			s->st = B_CHUNK_SIZE;
-			continue;
-		}
-		case B_TRAILERS: {
-			const char *l;
-			size_t len;
-			int r = raw_line(s, &l, &len);
-			if (r < 0)
-				return r;
-			if (!len)
-				s->st = B_DONE;
-			continue;
-		}
-		}
-	}
-}
-
-int kube_stream_status(const struct kube_stream *s)
-{
-	return s->status;
-}
-
-int kube_stream_read_all(struct kube_stream *s, char **body, size_t *len, size_t max)
-{
-	size_t cap = 16384, n = 0;
-	char *b = malloc(cap);
-	if (!b)
+	size_t cap = b->cap ? b->cap : 16384;
+	while (cap - b->len <= n)
+		cap *= 2;
+	char *nb = cap == b->cap ? b->buf : realloc(b->buf, cap);
+	if (!nb)
 		return -ENOMEM;
-	for (;;) {
-		if (cap - n < 4096) {
-			if (cap > max) {
-				free(b);
-				return -EMSGSIZE;
-			}
-			char *nb = realloc(b, cap * 2);
-			if (!nb) {
-				free(b);
-				return -ENOMEM;
-			}
-			b = nb;
-			cap *= 2;
-		}
-		ssize_t k = body_read(s, b + n, cap - n - 1);
-		if (k < 0) {
-			free(b);
-			return (int)k;
-		}
-		if (!k)
-			break;
-		n += (size_t)k;
-		if (n > max) {
-			free(b);
-			return -EMSGSIZE;
-		}
-	}
-	b[n] = 0;
-	*body = b;
-	*len = n;
+	b->buf = nb;
+	b->cap = cap;
+	memcpy(b->buf + b->len, data, n);
+	b->len += n;
+	b->buf[b->len] = 0;
 	return 0;
 }
 
-int kube_stream_read_line(struct kube_stream *s, char **line, size_t *len, size_t max)
+static int body_fn(struct sink *s, const char *data, size_t n)
 {
-	for (;;) {
-		char *start = s->lb ? s->lb + s->lstart : NULL;
-		char *nl = start ? memchr(start, '\n', s->llen - s->lstart) : NULL;
-		bool end = false;
-		if (!nl && s->st == B_DONE && s->llen > s->lstart) {
-			nl = s->lb + s->llen; /* the last line has no newline */
-			end = true;
-		}
-		if (nl) {
-			size_t l = (size_t)(nl - start);
-			if (l > max)
-				return -EMSGSIZE;
-			s->lstart += l + !end;
-			if (end)
-				s->llen = s->lstart;
-			if (l && start[l - 1] == '\r')
-				l--;
-			if (!l)
-				continue;
-			start[l] = 0; /* a newline or '\r' or the spare byte is overwritten */
-			*line = start;
-			*len = l;
-			return 0;
-		}
-		if (s->llen - s->lstart > max)
-			return -EMSGSIZE;
-		if (s->st == B_DONE)
-			return -ENODATA;
-		/* Move the partial line to the front, then make room for more. */
-		if (s->lstart) {
-			memmove(s->lb, s->lb + s->lstart, s->llen - s->lstart);
-			s->llen -= s->lstart;
-			s->lstart = 0;
-		}
-		if (s->lcap - s->llen < 8192) {
-			size_t cap = s->lcap ? s->lcap * 2 : 65536;
-			char *nb = realloc(s->lb, cap);
-			if (!nb)
-				return -ENOMEM;
-			s->lb = nb;
-			s->lcap = cap;
-		}
-		ssize_t k = body_read(s, s->lb + s->llen, s->lcap - s->llen - 1);
-		if (k < 0)
-			return (int)k;
-		s->llen += (size_t)k;
-	}
+	return body_append((struct body_sink *)s, data, n);
 }
 
-void kube_stream_close(struct kube_stream *s)
+/* -errno for a failed transfer; why from libcurl's message (which never holds a header). */
+static int transfer_error(struct kube_client *c, CURL *h, CURLcode e, const char *msg, char *why,
+			  size_t size)
 {
-	if (!s)
-		return;
-	if (s->c)
-		set_fd(s->c, -1);
-	if (s->ssl)
-		SSL_free(s->ssl);
-	if (s->sctx)
-		SSL_CTX_free(s->sctx);
-	if (s->fd >= 0)
-		close(s->fd);
-	free(s->lb);
-	free(s);
-}
-
-struct kube_stream *kube_stream_from_reader(kube_read_fn read, void *ctx)
-{
-	struct kube_stream *s = calloc(1, sizeof(*s));
-	if (!s)
-		return NULL;
-	s->fd = -1;
-	s->read = read;
-	s->rctx = ctx;
-	int r = parse_head(s);
-	if (r < 0) {
-		kube_stream_close(s);
-		errno = r == -EBADMSG ? EBADMSG : -r;
-		return NULL;
-	}
-	return s;
-}
-
-static bool is_ip_literal(const char *host)
-{
-	unsigned char a[16];
-	return inet_pton(AF_INET, host, a) == 1 || inet_pton(AF_INET6, host, a) == 1;
-}
-
-static void ssl_err(struct kube_client *c, const char *what)
-{
-	char e[160] = "";
-	unsigned long code = ERR_get_error();
-	if (code)
-		ERR_error_string_n(code, e, sizeof(e));
-	ERR_clear_error();
-	set_err(c, "%s: %s", what, e[0] ? e : "failed");
-}
-
-static int write_all(SSL *ssl, const char *p, size_t n)
-{
-	while (n) {
-		size_t w = 0;
-		if (SSL_write_ex(ssl, p, n, &w) != 1)
-			return -EIO;
-		p += w;
-		n -= w;
-	}
-	return 0;
-}
-
-int kube_get(struct kube_client *c, const char *target, struct kube_stream **out)
-{
-	*out = NULL;
-	c->err[0] = 0;
-	if (client_aborted(c))
-		return -ECANCELED;
-	char *token = malloc(KUBE_TOKEN_MAX);
-	char *req = NULL;
-	struct kube_stream *s = calloc(1, sizeof(*s));
-	int r;
-	if (!token || !s) {
-		r = -ENOMEM;
-		goto fail;
-	}
-	s->fd = -1;
-	s->c = c;
-	s->read = ssl_read_fn;
-	s->rctx = s;
-	/* Re-read on every connection: projected ServiceAccount tokens rotate. */
-	if ((r = read_token(c->token_file, token, KUBE_TOKEN_MAX)) < 0) {
-		set_err(c, "token file %s: %s", c->token_file, strerror(-r));
-		goto fail;
-	}
-	/* A new context each time also picks up a rotated CA bundle. */
-	s->sctx = SSL_CTX_new(TLS_client_method());
-	if (!s->sctx) {
-		r = -ENOMEM;
-		goto fail;
-	}
-	SSL_CTX_set_min_proto_version(s->sctx, TLS1_2_VERSION);
-	/* An EOF without close_notify reads as an end; the HTTP framing tells truncation. */
-	SSL_CTX_set_options(s->sctx, SSL_OP_IGNORE_UNEXPECTED_EOF);
-	SSL_CTX_set_verify(s->sctx, SSL_VERIFY_PEER, NULL);
-	if (SSL_CTX_load_verify_locations(s->sctx, c->ca_file, NULL) != 1) {
-		ssl_err(c, c->ca_file);
+	long oserr = 0;
+	int r = -EIO;
+	switch (e) {
+	case CURLE_SSL_CACERT_BADFILE:
 		r = access(c->ca_file, R_OK) < 0 ? -errno : -EPROTO;
-		goto fail;
-	}
-	if ((s->fd = dial(c)) < 0) {
-		r = s->fd;
-		goto fail;
-	}
-	s->ssl = SSL_new(s->sctx);
-	if (!s->ssl || SSL_set_fd(s->ssl, s->fd) != 1) {
+		break;
+	case CURLE_SSL_CONNECT_ERROR:
+	case CURLE_PEER_FAILED_VERIFICATION:
+	case CURLE_SSL_CERTPROBLEM:
+	case CURLE_SSL_CIPHER:
+	case CURLE_SSL_ISSUER_ERROR:
+		r = -EPROTO;
+		break;
+	case CURLE_COULDNT_RESOLVE_HOST:
+		r = -EHOSTUNREACH;
+		break;
+	case CURLE_COULDNT_CONNECT:
+		curl_easy_getinfo(h, CURLINFO_OS_ERRNO, &oserr);
+		r = oserr > 0 ? -(int)oserr : -ECONNREFUSED;
+		break;
+	case CURLE_OPERATION_TIMEDOUT:
+		r = -ETIMEDOUT;
+		break;
+	case CURLE_OUT_OF_MEMORY:
 		r = -ENOMEM;
-		goto fail;
+		break;
+	case CURLE_ABORTED_BY_CALLBACK:
+		r = -ECANCELED;
+		break;
+	case CURLE_SEND_ERROR:
+	case CURLE_RECV_ERROR:
+	case CURLE_PARTIAL_FILE:
+	case CURLE_GOT_NOTHING:
+		r = -EPIPE;
+		break;
+	default:
+		break;
 	}
-	if (is_ip_literal(c->host)) {
-		X509_VERIFY_PARAM *vp = SSL_get0_param(s->ssl);
-		if (X509_VERIFY_PARAM_set1_ip_asc(vp, c->host) != 1) {
-			r = -EINVAL;
-			goto fail;
-		}
-	} else if (SSL_set_tlsext_host_name(s->ssl, c->host) != 1 ||
-		   SSL_set1_host(s->ssl, c->host) != 1) {
-		r = -EINVAL;
-		goto fail;
-	}
-	if (SSL_connect(s->ssl) != 1) {
-		long v = SSL_get_verify_result(s->ssl);
-		if (client_aborted(c)) {
-			r = -ECANCELED;
-		} else if (v != X509_V_OK) {
-			ERR_clear_error();
-			set_err(c, "TLS verification of %s: %s", c->host,
-				X509_verify_cert_error_string(v));
-			r = -EPROTO;
-		} else {
-			ssl_err(c, "TLS handshake");
-			r = -EPROTO;
-		}
-		goto fail;
-	}
-	int n = asprintf(&req,
-			 "GET %s HTTP/1.1\r\nHost: %s\r\n%s%s%sAccept: application/json\r\n"
-			 "User-Agent: meshmask-agent/" MESHMASK_VERSION "\r\n"
-			 "Connection: close\r\n\r\n",
-			 target, c->authority, token[0] ? "Authorization: Bearer " : "", token,
-			 token[0] ? "\r\n" : "");
-	if (n < 0) {
-		req = NULL;
-		r = -ENOMEM;
-		goto fail;
-	}
-	r = write_all(s->ssl, req, (size_t)n);
-	OPENSSL_cleanse(req, (size_t)n);
-	if (r < 0) {
-		r = client_aborted(c) ? -ECANCELED : -EPIPE;
-		set_err(c, "sending the request: %s", strerror(-r));
-		goto fail;
-	}
-	if ((r = parse_head(s)) < 0) {
-		set_err(c, "reading the response: %s", strerror(-r));
-		goto fail;
-	}
-	OPENSSL_cleanse(token, KUBE_TOKEN_MAX);
-	free(token);
-	free(req);
-	*out = s;
-	return 0;
-fail:
-	if (token)
-		OPENSSL_cleanse(token, KUBE_TOKEN_MAX);
-	free(token);
-	free(req);
-	if (s && !c->err[0])
-		set_err(c, "%s", strerror(-r));
-	kube_stream_close(s);
+	if (!msg[0])
+		msg = curl_easy_strerror(e);
+	if (e == CURLE_SSL_CACERT_BADFILE)
+		snprintf(why, size, "TLS: CA file %s: %s", c->ca_file, msg);
+	else
+		snprintf(why, size, "%s%s", r == -EPROTO ? "TLS: " : "", msg);
 	return r;
+}
+
+/* Run h to completion, or until kube_client_abort(). */
+static CURLcode perform(struct kube_client *c, CURL *h)
+{
+	CURLM *m = curl_multi_init();
+	if (!m || curl_multi_add_handle(m, h) != CURLM_OK) {
+		curl_multi_cleanup(m);
+		return CURLE_OUT_OF_MEMORY;
+	}
+	struct active me = {.m = m};
+	pthread_mutex_lock(&c->lock);
+	me.next = c->active;
+	c->active = &me;
+	pthread_mutex_unlock(&c->lock);
+
+	CURLcode res = CURLE_ABORTED_BY_CALLBACK;
+	int running = 1;
+	while (running && !aborted(c)) {
+		CURLMcode mc = curl_multi_perform(m, &running);
+		if (mc == CURLM_OK && running)
+			mc = curl_multi_poll(m, NULL, 0, 1000, NULL);
+		if (mc != CURLM_OK) {
+			res = mc == CURLM_OUT_OF_MEMORY ? CURLE_OUT_OF_MEMORY : CURLE_RECV_ERROR;
+			break;
+		}
+	}
+	CURLMsg *msg;
+	int left;
+	while (!running && (msg = curl_multi_info_read(m, &left)))
+		if (msg->msg == CURLMSG_DONE)
+			res = msg->data.result;
+
+	pthread_mutex_lock(&c->lock);
+	struct active **p = &c->active;
+	while (*p != &me)
+		p = &(*p)->next;
+	*p = me.next;
+	pthread_mutex_unlock(&c->lock);
+	curl_multi_remove_handle(m, h);
+	curl_multi_cleanup(m);
+	return aborted(c) ? CURLE_ABORTED_BY_CALLBACK : res;
+}
+
+/*
+ * One request, its body to s. 0 when a response arrived (s->status), the sink's error when
+ * it stopped the transfer (why left to the caller), else -errno with why set.
+ */
+static int transfer(struct kube_client *c, const char *method, const char *path, const char *ctype,
+		    const void *body, size_t blen, struct sink *s, char *why, size_t size)
+{
+	char errbuf[CURL_ERROR_SIZE] = "", ct[160];
+	char auth[sizeof(AUTH_PREFIX) + TOKEN_MAX] = AUTH_PREFIX;
+	struct curl_slist *hdrs = NULL, *l;
+	char *url = NULL;
+	CURL *h = NULL;
+	/* Re-read for every request: projected ServiceAccount tokens rotate. */
+	int r = read_token(c->token_file, auth + strlen(AUTH_PREFIX), TOKEN_MAX);
+	if (r < 0) {
+		snprintf(why, size, "token file %s: %s", c->token_file, strerror(-r));
+		goto out;
+	}
+	snprintf(ct, sizeof(ct), "Content-Type: %s", ctype ? ctype : "");
+	const char *lines[] = {"Accept: application/json", auth[strlen(AUTH_PREFIX)] ? auth : NULL,
+			       body ? ct : NULL,
+			       body ? "Expect:" : NULL}; /* Expect: no 100-continue round trip */
+	r = -ENOMEM;
+	for (size_t i = 0; i < sizeof(lines) / sizeof(lines[0]); i++) {
+		if (!lines[i])
+			continue;
+		if (!(l = curl_slist_append(hdrs, lines[i])))
+			goto out;
+		hdrs = l;
+	}
+	if (asprintf(&url, "%s%s", c->url, path) < 0 || !(h = curl_easy_init())) {
+		url = NULL;
+		goto out;
+	}
+	*s = (struct sink){.fn = s->fn, .h = h};
+	curl_easy_setopt(h, CURLOPT_URL, url);
+	curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "https");
+	curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(h, CURLOPT_PROXY, ""); /* the API server itself, whatever *_proxy says */
+	/* One response per connection: HTTP/2 would buy nothing. */
+	curl_easy_setopt(h, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1);
+	curl_easy_setopt(h, CURLOPT_SSLVERSION, (long)CURL_SSLVERSION_TLSv1_2);
+	curl_easy_setopt(h, CURLOPT_SSL_VERIFYPEER, 1L);
+	curl_easy_setopt(h, CURLOPT_SSL_VERIFYHOST, 2L);
+	curl_easy_setopt(h, CURLOPT_CAINFO, c->ca_file);
+	curl_easy_setopt(h, CURLOPT_CAPATH, NULL); /* the cluster CA only, not the system's */
+	curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, (long)c->connect_timeout_ms);
+	curl_easy_setopt(h, CURLOPT_LOW_SPEED_LIMIT, 1L);
+	curl_easy_setopt(h, CURLOPT_LOW_SPEED_TIME, (long)c->read_timeout_s);
+	curl_easy_setopt(h, CURLOPT_TCP_KEEPALIVE, 1L);
+	curl_easy_setopt(h, CURLOPT_TCP_KEEPIDLE, 30L);
+	curl_easy_setopt(h, CURLOPT_TCP_KEEPINTVL, 10L);
+	curl_easy_setopt(h, CURLOPT_USERAGENT, "meshmask-agent/" MESHMASK_VERSION);
+	curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdrs);
+	curl_easy_setopt(h, CURLOPT_ERRORBUFFER, errbuf);
+	curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_write);
+	curl_easy_setopt(h, CURLOPT_WRITEDATA, s);
+	if (body) {
+		curl_easy_setopt(h, CURLOPT_POSTFIELDS, body);
+		curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)blen);
+	}
+	if (strcmp(method, body ? "POST" : "GET"))
+		curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, method);
+
+	CURLcode e = perform(c, h);
+	if (e == CURLE_WRITE_ERROR && s->err)
+		r = s->err;
+	else
+		r = e ? transfer_error(c, h, e, errbuf, why, size) : 0;
+	if (!r && !s->status)
+		curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &s->status);
+out:
+	if (r == -ENOMEM && !s->err)
+		snprintf(why, size, "%s", strerror(ENOMEM));
+	curl_easy_cleanup(h);
+	for (l = hdrs; l; l = l->next) /* no copy of the token left behind */
+		explicit_bzero(l->data, strlen(l->data));
+	curl_slist_free_all(hdrs);
+	explicit_bzero(auth, sizeof(auth));
+	free(url);
+	return r;
+}
+
+int kube_request(struct kube_client *c, const char *method, const char *path,
+		 const char *content_type, const void *body, size_t body_len, size_t max,
+		 struct kube_response *resp)
+{
+	memset(resp, 0, sizeof(*resp));
+	if (body && !content_type)
+		return -EINVAL;
+	struct body_sink b = {.s.fn = body_fn, .max = max};
+	int r = transfer(c, method, path, content_type, body, body_len, &b.s, resp->error,
+			 sizeof(resp->error));
+	if (r == -EMSGSIZE && b.s.err)
+		snprintf(resp->error, sizeof(resp->error), "response body over %zu bytes", max);
+	else if (r < 0 && b.s.err)
+		snprintf(resp->error, sizeof(resp->error), "%s", strerror(-r));
+	if (r < 0) {
+		free(b.buf);
+		return r;
+	}
+	resp->status = (int)b.s.status;
+	resp->body = b.buf;
+	resp->len = b.len;
+	return 0;
+}
+
+void kube_response_free(struct kube_response *resp)
+{
+	free(resp->body);
+	memset(resp, 0, sizeof(*resp));
+}
+
+/* Why an API answer was not 200, for the log: its Status reason when there is one. */
+static int status_error(long code, const char *body, size_t len, char *why, size_t size)
+{
+	json_t *j = body ? json_loadb(body, len, 0, NULL) : NULL;
+	const char *reason = json_string_value(json_object_get(j, "reason"));
+	snprintf(why, size, "HTTP %ld%s%s", code, reason ? " " : "", reason ? reason : "");
+	json_decref(j);
+	return code == 410 ? -ESTALE : code == 401 || code == 403 ? -EACCES : -EIO;
+}
+
+/* ---- list+watch ---- */
+
+struct kube_watch {
+	struct kube_watch_config cfg; /* path and selector owned */
+	struct kube_watch_ops ops;
+	void *ctx;
+	char *rv; /* to watch from: set when a list completes, then by events */
+	char *list_rv, *cont; /* of the list being read; cont escaped */
+	char *lb; /* the event line being received */
+	size_t llen, lcap;
+	int failed; /* the event stream's error, once it has one */
+	char why[320];
+};
+
+struct kube_watch *kube_watch_new(const struct kube_watch_config *cfg,
+				  const struct kube_watch_ops *ops, void *ctx)
+{
+	if (!cfg->path || cfg->path[0] != '/' || !ops->list_item || !ops->list_done ||
+	    !ops->event) {
+		errno = EINVAL;
+		return NULL;
+	}
+	struct kube_watch *w = calloc(1, sizeof(*w));
+	if (!w)
+		return NULL;
+	w->cfg = (struct kube_watch_config){
+		.path = strdup(cfg->path),
+		.selector = cfg->selector ? strdup(cfg->selector) : NULL,
+		.timeout_s = cfg->timeout_s > 0 ? cfg->timeout_s : 300,
+		.backoff_max_ms = cfg->backoff_max_ms > 0 ? cfg->backoff_max_ms : 30000,
+		.list_max = cfg->list_max ? cfg->list_max : 64u << 20,
+		.event_max = cfg->event_max ? cfg->event_max : 4u << 20,
+	};
+	w->ops = *ops;
+	w->ctx = ctx;
+	w->rv = strdup("");
+	if (!w->cfg.path || !w->rv || (cfg->selector && !w->cfg.selector)) {
+		kube_watch_free(w);
+		errno = ENOMEM;
+		return NULL;
+	}
+	return w;
+}
+
+void kube_watch_free(struct kube_watch *w)
+{
+	if (!w)
+		return;
+	free((char *)w->cfg.path);
+	free((char *)w->cfg.selector);
+	free(w->rv);
+	free(w->list_rv);
+	free(w->cont);
+	free(w->lb);
+	free(w);
+}
+
+const char *kube_watch_resource_version(const struct kube_watch *w)
+{
+	return w->rv;
+}
+
+/* Replace *dst by a copy of src; a missing or empty src keeps *dst. */
+static void set_str(char **dst, const char *src)
+{
+	char *c = src && *src ? strdup(src) : NULL;
+	if (c) {
+		free(*dst);
+		*dst = c;
+	}
+}
+
+static const char *meta_str(const json_t *obj, const char *key)
+{
+	return json_string_value(json_object_get(json_object_get(obj, "metadata"), key));
+}
+
+/* One event line (CR stripped; empty lines are keep-alives). */
+static int on_line(struct kube_watch *w, const char *line, size_t len)
+{
+	if (len && line[len - 1] == '\r')
+		len--;
+	if (!len)
+		return 0;
+	json_t *j = json_loadb(line, len, 0, NULL);
+	const char *type = json_string_value(json_object_get(j, "type"));
+	json_t *obj = json_object_get(j, "object");
+	int r = 0;
+	if (!type || !json_is_object(obj)) {
+		snprintf(w->why, sizeof(w->why), "malformed watch event");
+		r = -EBADMSG;
+	} else if (!strcmp(type, "ERROR")) {
+		json_int_t code = json_integer_value(json_object_get(obj, "code"));
+		snprintf(w->why, sizeof(w->why), "watch error %lld", (long long)code);
+		r = code == 410 ? -ESTALE : -EIO;
+	} else if (!strcmp(type, "BOOKMARK")) {
+		set_str(&w->rv, meta_str(obj, "resourceVersion"));
+	} else if (!strcmp(type, "ADDED") || !strcmp(type, "MODIFIED") ||
+		   !strcmp(type, "DELETED")) {
+		if ((r = w->ops.event(w->ctx, type, obj)) < 0)
+			snprintf(w->why, sizeof(w->why), "a %s event: %s", type, strerror(-r));
+		else
+			set_str(&w->rv, meta_str(obj, "resourceVersion"));
+	} /* other types are for later API versions: ignored */
+	json_decref(j);
+	return r;
+}
+
+static int line_append(struct kube_watch *w, const char *data, size_t n)
+{
+	size_t cap = w->lcap ? w->lcap : 65536;
+	while (cap - w->llen < n)
+		cap *= 2;
+	char *nb = cap == w->lcap ? w->lb : realloc(w->lb, cap);
+	if (!nb)
+		return -ENOMEM;
+	w->lb = nb;
+	w->lcap = cap;
+	memcpy(w->lb + w->llen, data, n);
+	w->llen += n;
+	return 0;
+}
+
+static int feed_fail(struct kube_watch *w, int r)
+{
+	if (r == -EMSGSIZE)
+		snprintf(w->why, sizeof(w->why), "a watch event over %zu bytes", w->cfg.event_max);
+	else if (r == -ENOMEM)
+		snprintf(w->why, sizeof(w->why), "%s", strerror(ENOMEM));
+	w->failed = r;
+	w->llen = 0;
+	return r;
+}
+
+int kube_watch_feed(struct kube_watch *w, const char *data, size_t n)
+{
+	while (n && !w->failed) {
+		const char *nl = memchr(data, '\n', n);
+		size_t k = nl ? (size_t)(nl - data) : n;
+		int r;
+		if (k > w->cfg.event_max - w->llen)
+			return feed_fail(w, -EMSGSIZE); /* before buffering it */
+		if (!nl)
+			return line_append(w, data, n) < 0 ? feed_fail(w, -ENOMEM) : 0;
+		if (!w->llen)
+			r = on_line(w, data, k); /* the whole line in this piece: no copy */
+		else if ((r = line_append(w, data, k)) == 0)
+			r = on_line(w, w->lb, w->llen);
+		w->llen = 0;
+		if (r < 0)
+			return feed_fail(w, r);
+		data += k + 1;
+		n -= k + 1;
+	}
+	return w->failed;
+}
+
+int kube_watch_feed_end(struct kube_watch *w)
+{
+	int r = w->failed || !w->llen ? w->failed : on_line(w, w->lb, w->llen);
+	w->llen = 0;
+	return r < 0 && !w->failed ? feed_fail(w, r) : r;
+}
+
+int kube_watch_list_page(struct kube_watch *w, const char *body, size_t len)
+{
+	json_t *j = json_loadb(body, len, 0, NULL);
+	json_t *items = json_object_get(j, "items"), *it;
+	int r = json_is_array(items) ? 0 : -EBADMSG;
+	if (r < 0)
+		snprintf(w->why, sizeof(w->why), "the list of %s is not a list", w->cfg.path);
+	size_t i;
+	json_array_foreach(items, i, it)
+	{
+		if ((r = w->ops.list_item(w->ctx, it)) < 0) {
+			snprintf(w->why, sizeof(w->why), "listing %s: %s", w->cfg.path,
+				 strerror(-r));
+			break;
+		}
+	}
+	const char *rv = meta_str(j, "resourceVersion"), *cont = meta_str(j, "continue");
+	free(w->list_rv);
+	free(w->cont);
+	w->list_rv = rv ? strdup(rv) : NULL;
+	w->cont = cont && *cont ? kube_query_escape(cont) : NULL;
+	if (r == 0 && ((rv && !w->list_rv) || (cont && *cont && !w->cont)))
+		r = -ENOMEM;
+	json_decref(j);
+	return r < 0 ? r : w->cont ? 1 : 0;
+}
+
+/* "path?[selector&]" and the rest, or NULL. */
+static char *target(const struct kube_watch *w, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+static char *target(const struct kube_watch *w, const char *fmt, ...)
+{
+	char *rest, *t = NULL;
+	const char *sel = w->cfg.selector;
+	va_list ap;
+	va_start(ap, fmt);
+	int n = vasprintf(&rest, fmt, ap);
+	va_end(ap);
+	if (n < 0)
+		return NULL;
+	if (asprintf(&t, "%s?%s%s%s", w->cfg.path, sel ? sel : "", sel ? "&" : "", rest) < 0)
+		t = NULL;
+	free(rest);
+	return t;
+}
+
+/* Every page of the list, then list_done. 0, or -errno with w->why set. */
+static int list_all(struct kube_watch *w, struct kube_client *c)
+{
+	char *t;
+	int r;
+	free(w->cont);
+	w->cont = NULL;
+	do {
+		t = target(w, "limit=500%s%s", w->cont ? "&continue=" : "", w->cont ? w->cont : "");
+		if (!t) {
+			r = -ENOMEM;
+			break;
+		}
+		struct body_sink b = {.s.fn = body_fn, .max = w->cfg.list_max};
+		r = transfer(c, "GET", t, NULL, NULL, 0, &b.s, w->why, sizeof(w->why));
+		free(t);
+		if (r < 0 && b.s.err)
+			snprintf(w->why, sizeof(w->why), "a list page of %s: %s", w->cfg.path,
+				 r == -EMSGSIZE ? "too long" : strerror(-r));
+		else if (r == 0 && b.s.status != 200)
+			r = status_error(b.s.status, b.buf, b.len, w->why, sizeof(w->why));
+		else if (r == 0)
+			r = kube_watch_list_page(w, b.buf ? b.buf : "", b.len);
+		free(b.buf);
+	} while (r == 1);
+	int d = w->ops.list_done(w->ctx, r == 0);
+	if (r == 0 && d < 0)
+		snprintf(w->why, sizeof(w->why), "listing %s: %s", w->cfg.path, strerror(-(r = d)));
+	if (r == 0)
+		set_str(&w->rv, w->list_rv);
+	return r;
+}
+
+/* A watch's body: events while the answer is 200, else kept (cut) for its Status. */
+struct watch_sink {
+	struct body_sink b;
+	struct kube_watch *w;
+};
+
+static int watch_fn(struct sink *s, const char *data, size_t n)
+{
+	struct watch_sink *ws = (struct watch_sink *)s;
+	return s->status == 200 ? kube_watch_feed(ws->w, data, n) : body_append(&ws->b, data, n);
+}
+
+/* Watch from w->rv: 0 when the server ended the watch, -ESTALE to relist, or -errno. */
+static int watch_once(struct kube_watch *w, struct kube_client *c)
+{
+	char *rv = kube_query_escape(w->rv);
+	char *t = NULL;
+	if (rv)
+		t = target(w,
+			   "watch=1&resourceVersion=%s&allowWatchBookmarks=true&timeoutSeconds=%d",
+			   rv, w->cfg.timeout_s);
+	free(rv);
+	if (!t)
+		return -ENOMEM;
+	w->llen = 0;
+	w->failed = 0;
+	struct watch_sink ws = {{.s.fn = watch_fn, .max = STATUS_BODY_MAX, .truncate = true}, w};
+	int r = transfer(c, "GET", t, NULL, NULL, 0, &ws.b.s, w->why, sizeof(w->why));
+	free(t);
+	if (r == 0 && ws.b.s.status != 200)
+		r = status_error(ws.b.s.status, ws.b.buf, ws.b.len, w->why, sizeof(w->why));
+	else if (r == 0)
+		r = kube_watch_feed_end(w);
+	free(ws.b.buf);
+	return r;
+}
+
+static void report(struct kube_watch *w, enum kube_watch_state st, int r)
+{
+	if (st != KUBE_WATCH_SYNCED && !w->why[0])
+		snprintf(w->why, sizeof(w->why), "%s", strerror(-r));
+	if (w->ops.state)
+		w->ops.state(w->ctx, st, st == KUBE_WATCH_SYNCED ? NULL : w->why);
+}
+
+int kube_watch_run(struct kube_watch *w, struct kube_client *c)
+{
+	int backoff = BACKOFF_MIN_MS, r;
+	for (;;) {
+		w->why[0] = 0;
+		if ((r = list_all(w, c)) == -ECANCELED)
+			return r;
+		if (r < 0) {
+			report(w, KUBE_WATCH_DOWN, r);
+			if (client_sleep(c, backoff) < 0)
+				return -ECANCELED;
+			backoff = backoff > w->cfg.backoff_max_ms / 2 ? w->cfg.backoff_max_ms
+								      : backoff * 2;
+			continue;
+		}
+		report(w, KUBE_WATCH_SYNCED, 0);
+		backoff = BACKOFF_MIN_MS;
+		do {
+			struct timespec t0, t1;
+			w->why[0] = 0;
+			clock_gettime(CLOCK_MONOTONIC, &t0);
+			r = watch_once(w, c);
+			clock_gettime(CLOCK_MONOTONIC, &t1);
+			/* The server ended the watch (its timeout): watch again from the same point,
+			 * but not in a tight loop against a server that ends every watch at once. */
+			if (r == 0 && t1.tv_sec - t0.tv_sec < 1 && client_sleep(c, 1000) < 0)
+				return -ECANCELED;
+		} while (r == 0);
+		if (r == -ECANCELED)
+			return r;
+		report(w, r == -ESTALE ? KUBE_WATCH_RELIST : KUBE_WATCH_DOWN, r);
+		if (r != -ESTALE && client_sleep(c, backoff) < 0)
+			return -ECANCELED;
+	}
 }

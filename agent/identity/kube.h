@@ -1,17 +1,22 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * A minimal Kubernetes API client: HTTPS GET requests over OpenSSL (the CA file, hostname
- * verification, SNI), the bearer token re-read from its file on every connection (projected
- * tokens rotate), HTTP/1.1 responses with Content-Length, chunked or close-delimited bodies,
- * read whole (a list) or line by line (a watch stream). Blocking I/O meant for one background
- * thread; kube_client_abort() unblocks it from another thread.
+ * A small Kubernetes API client over libcurl: one configured client (base URL, cluster CA,
+ * bearer token file re-read for every request since projected tokens rotate) serving
+ *   - kube_request(): one request (any method, optional body) answered whole, e.g. a GET or
+ *     a server-side apply PATCH;
+ *   - kube_watch_run(): list a collection (paginated) then watch it from the list's
+ *     resourceVersion, handing each event to the caller as it streams in; the watch is
+ *     resumed from the last resourceVersion, a 410 Gone lists again, failures back off.
+ * Calls block; they are meant for background threads. kube_client_abort() ends them all
+ * from any thread. Messages given to callers for logs never hold the token.
  */
 #ifndef MESHMASK_KUBE_H
 #define MESHMASK_KUBE_H
 
 #include <stdbool.h>
 #include <stddef.h>
-#include <sys/types.h>
+
+#include <jansson.h>
 
 /* Default in-cluster credentials (the ServiceAccount token volume). */
 #define KUBE_SA_DIR "/var/run/secrets/kubernetes.io/serviceaccount"
@@ -23,7 +28,7 @@ struct kube_config {
 	const char *token_file; /* NULL = KUBE_DEFAULT_TOKEN_FILE; a missing file = no token */
 	const char *ca_file; /* NULL = KUBE_DEFAULT_CA_FILE */
 	int connect_timeout_ms; /* 0 = 5000 */
-	int read_timeout_s; /* a silent server fails a read after this long; 0 = 600 */
+	int read_timeout_s; /* a server silent this long fails the request; 0 = 600 */
 };
 
 struct kube_client;
@@ -36,49 +41,97 @@ int kube_in_cluster_url(char *out, size_t size);
 
 /* Client for cfg (strings copied). NULL with errno (EINVAL for a bad or non-https URL). */
 struct kube_client *kube_client_new(const struct kube_config *cfg);
+/* Free a client no thread uses any more; NULL is a no-op. */
 void kube_client_free(struct kube_client *c);
-/* Any thread: fail the request in progress and every later one with -ECANCELED. */
+/* Any thread: end every request and watch in progress, and all later ones, with -ECANCELED. */
 void kube_client_abort(struct kube_client *c);
-/* Detail of the last failure of kube_get (for logs; never holds the token). */
-const char *kube_client_error(const struct kube_client *c);
+
+/* Percent-encode s for a query value (malloc'd, caller frees); NULL on ENOMEM. */
+char *kube_query_escape(const char *s);
+
+/* An answer read whole. A zeroed struct is empty; kube_response_free() empties it. */
+struct kube_response {
+	int status; /* HTTP status, 0 when no response arrived */
+	char *body; /* NUL-terminated (owned), NULL when empty */
+	size_t len;
+	char error[256]; /* why the request failed, for logs ("" on success) */
+};
 
 /*
- * A response being read. Bodies are decoded (chunked) on the fly; memory stays bounded by
- * the limits the caller gives.
+ * `method` `path` (path and query, e.g. "/api/v1/namespaces/a/pods/b") with an optional body
+ * (borrowed; `content_type` required with it), the answer's body kept up to `max` bytes into
+ * *resp. 0 when a response arrived, whatever its status; else -errno (resp->error says why):
+ * -ECONNREFUSED etc. for the network, -EPROTO for TLS or verification, -ETIMEDOUT,
+ * -EMSGSIZE for a body over `max`, -ECANCELED after kube_client_abort().
  */
-struct kube_stream;
+int kube_request(struct kube_client *c, const char *method, const char *path,
+		 const char *content_type, const void *body, size_t body_len, size_t max,
+		 struct kube_response *resp);
+/* Free resp's body and zero it. */
+void kube_response_free(struct kube_response *resp);
+
+/* What kube_watch_run reports through kube_watch_ops.state. */
+enum kube_watch_state {
+	KUBE_WATCH_SYNCED, /* a complete list was taken (list_done returned 0) */
+	KUBE_WATCH_RELIST, /* the watch's resourceVersion expired (410): listing again */
+	KUBE_WATCH_DOWN, /* a failure; retrying after a backoff */
+};
 
 /*
- * GET `target` (path and query, e.g. "/api/v1/pods?watch=1"): connect, verify the server,
- * send the request, read the status line and headers. On success *out is the response (any
- * status; see kube_stream_status). -errno on failure: -ECONNREFUSED etc. for the network,
- * -EPROTO for a TLS or verification failure, -EBADMSG for a malformed response.
+ * The caller's side of a list+watch; ctx is kube_watch_new's. Objects are borrowed for the
+ * call. A negative return fails the list (list_item, list_done) or ends the watch (event):
+ * -ESTALE lists again at once, anything else is a failure (state DOWN, backoff, list again).
  */
-int kube_get(struct kube_client *c, const char *target, struct kube_stream **out);
+struct kube_watch_ops {
+	/* One item of a list being read; keep it aside until list_done. */
+	int (*list_item)(void *ctx, const json_t *obj);
+	/* The list ended: complete (the items replace what was known) or not (drop them). */
+	int (*list_done)(void *ctx, bool complete);
+	/* A watch event: type "ADDED", "MODIFIED" or "DELETED" (BOOKMARK and ERROR are ours). */
+	int (*event)(void *ctx, const char *type, const json_t *obj);
+	/* Optional: the watch's state; why (NULL for SYNCED) is for logs. */
+	void (*state)(void *ctx, enum kube_watch_state st, const char *why);
+};
 
-/* HTTP status code of the response. */
-int kube_stream_status(const struct kube_stream *s);
+struct kube_watch_config {
+	const char *path; /* the collection, e.g. "/api/v1/pods" or "/apis/g/v1/things" */
+	const char *selector; /* query parameters for list and watch, already escaped, e.g.
+				 "fieldSelector=spec.nodeName%3Dn1"; NULL for none */
+	int timeout_s; /* server-side watch timeout; 0 = 300 */
+	int backoff_max_ms; /* 0 = 30000 (from 500, doubling) */
+	size_t list_max; /* bytes of one list page; 0 = 64 MiB */
+	size_t event_max; /* bytes of one watch event line; 0 = 4 MiB */
+};
+
+struct kube_watch;
+
+/* A list+watch of cfg (strings copied) calling ops with ctx. NULL with errno. */
+struct kube_watch *kube_watch_new(const struct kube_watch_config *cfg,
+				  const struct kube_watch_ops *ops, void *ctx);
+void kube_watch_free(struct kube_watch *w);
 
 /*
- * The whole remaining body into *body (NUL-terminated, caller frees), at most `max` bytes.
- * 0, -EMSGSIZE when longer, or -errno.
+ * List, then watch, over c until kube_client_abort(c): returns -ECANCELED then (or -ENOMEM).
+ * The callbacks run on the calling thread.
  */
-int kube_stream_read_all(struct kube_stream *s, char **body, size_t *len, size_t max);
+int kube_watch_run(struct kube_watch *w, struct kube_client *c);
 
 /*
- * The next newline-terminated line of the body into *line (borrowed until the next call,
- * NUL-terminated, newline removed; empty lines are skipped). 0, -ENODATA at the end of the
- * body, -EMSGSIZE for a line longer than `max` (the stream is unusable then), or -errno.
+ * The decoding kube_watch_run does, for tests and fuzzing. kube_watch_feed: bytes of a watch
+ * response body, in any pieces; each newline-delimited event goes to the ops as it
+ * completes (CR stripped, empty lines skipped). kube_watch_feed_end: the body ended (a last
+ * line without newline is an event too). 0, -EMSGSIZE for an event over event_max (nothing
+ * more is buffered), -EBADMSG for a malformed event, -ESTALE for an ERROR 410 event, -EIO
+ * for another ERROR event, or an ops->event error; after an error the stream is done.
  */
-int kube_stream_read_line(struct kube_stream *s, char **line, size_t *len, size_t max);
-
-void kube_stream_close(struct kube_stream *s);
-
+int kube_watch_feed(struct kube_watch *w, const char *data, size_t n);
+int kube_watch_feed_end(struct kube_watch *w);
 /*
- * For tests: a response read from `read` (returns bytes read, 0 at EOF, -errno) instead of a
- * connection; parses the status line and headers. NULL with errno (EBADMSG).
+ * One list page body: each item to ops->list_item. 1 when a further page follows
+ * (metadata.continue), 0 for the last page, -EBADMSG or an ops error.
  */
-typedef ssize_t (*kube_read_fn)(void *ctx, void *buf, size_t n);
-struct kube_stream *kube_stream_from_reader(kube_read_fn read, void *ctx);
+int kube_watch_list_page(struct kube_watch *w, const char *body, size_t len);
+/* The resourceVersion the next watch starts from ("" before any). */
+const char *kube_watch_resource_version(const struct kube_watch *w);
 
 #endif

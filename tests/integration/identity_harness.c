@@ -5,6 +5,9 @@
  *   lookup PATH                 -> "pod NS/NAME sa=SA labels=K=V,K=V" or "none"
  *   match PATH NS|- SA|- [K=V]  -> "yes" or "no" (identity_source_matches_cgroup)
  *   count | synced | changes    -> a number
+ *   request METHOD PATH [CONTENT-TYPE BODY]
+ *                               -> "status N BODY" or "error -ERRNO MESSAGE" (kube_request
+ *                                  on a client of its own, bodies of at most 4096 bytes)
  *   quit
  */
 #include <errno.h>
@@ -16,6 +19,7 @@
 #include <time.h>
 
 #include "identity.h"
+#include "kube.h"
 #include "log.h"
 
 static int changes; /* atomic */
@@ -65,8 +69,29 @@ static void cmd_match(char *args)
 	puts(identity_source_matches_cgroup(&src, path) ? "yes" : "no");
 }
 
+static void cmd_request(const struct kube_config *kc, char *args)
+{
+	char *save = NULL, *method = strtok_r(args, " ", &save), *path = strtok_r(NULL, " ", &save);
+	char *ctype = strtok_r(NULL, " ", &save), *body = strtok_r(NULL, "", &save);
+	struct kube_client *c = kube_client_new(kc);
+	if (!method || !path || !c) {
+		puts("error");
+		kube_client_free(c);
+		return;
+	}
+	struct kube_response resp;
+	int r = kube_request(c, method, path, ctype, body, body ? strlen(body) : 0, 4096, &resp);
+	if (r < 0)
+		printf("error %d %s\n", r, resp.error);
+	else
+		printf("status %d %s\n", resp.status, resp.body ? resp.body : "");
+	kube_response_free(&resp);
+	kube_client_free(c);
+}
+
 int main(int argc, char **argv)
 {
+	agent_log_set_level(AGENT_LOG_DEBUG);
 	static const struct option opts[] = {
 		{"kube-api", required_argument, NULL, 'a'},
 		{"token-file", required_argument, NULL, 't'},
@@ -119,6 +144,11 @@ int main(int argc, char **argv)
 			printf("%d\n", identity_synced());
 		else if (!strcmp(line, "changes"))
 			printf("%d\n", __atomic_load_n(&changes, __ATOMIC_RELAXED));
+		else if (!strncmp(line, "request ", 8))
+			cmd_request(&(struct kube_config){.url = cfg.kube_api,
+							  .token_file = cfg.token_file,
+							  .ca_file = cfg.ca_file},
+				    line + 8);
 		else if (!strcmp(line, "quit"))
 			break;
 		else

@@ -6,7 +6,9 @@ The server serves GET /api/v1/pods with a fieldSelector: a paginated list and a 
 stream (events split across chunks), checks the bearer token, can expire a watch (an ERROR 410
 event, forcing a relist) and send an oversized event. identity_harness (identity.c + kube.c)
 runs the real list/watch thread; lookups must follow the events, a wrong CA and a wrong host
-name must be refused, and a rotated token file must be picked up on reconnect.
+name must be refused, and a rotated token file must be picked up on reconnect. The same
+client's generic request (kube_request) sends a server-side apply PATCH to a custom resource's
+status and reads the answer, bounded.
 Usage: identity_kube.py IDENTITY_HARNESS
 """
 import copy
@@ -110,6 +112,19 @@ class Handler(http.server.BaseHTTPRequestHandler):
     def chunk(self, data):
         self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
         self.wfile.flush()
+
+    def do_PATCH(self):
+        """Server-side apply of a MaskingPolicy status: echoes what it received."""
+        u = urllib.parse.urlsplit(self.path)
+        body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+        if self.headers.get("Authorization") != "Bearer " + S.token:
+            return self.reply(401, {"kind": "Status", "code": 401, "reason": "Unauthorized"})
+        if not u.path.startswith("/apis/meshmask.io/v1alpha1/maskingpolicies/"):
+            return self.reply(404, {"kind": "Status", "code": 404, "reason": "NotFound"})
+        if u.path.endswith("/big"):
+            return self.reply(200, {"blob": "x" * 10000})
+        self.reply(200, {"ct": self.headers.get("Content-Type"), "query": u.query,
+                         "got": json.loads(body or b"null")})
 
     def do_GET(self):
         u = urllib.parse.urlsplit(self.path)
@@ -426,9 +441,27 @@ def run(exe, d):
               out)
         check("recovery logged", h.logtext().count("known from the API again") == 2)
         check("every request carried the node's fieldSelector", S.bad_selector == 0)
+
+        # The generic request: a server-side apply PATCH of a custom resource's status.
+        path = "/apis/meshmask.io/v1alpha1/maskingpolicies/p1/status"
+        out = h.cmd(f"request PATCH {path}?fieldManager=meshmask-node-1&force=true "
+                    'application/apply-patch+yaml {"status":{"nodes":1}}')
+        want = {"ct": "application/apply-patch+yaml",
+                "query": "fieldManager=meshmask-node-1&force=true",
+                "got": {"status": {"nodes": 1}}}
+        check("PATCH: sent with its body and content type, answer read",
+              out.startswith("status 200 ") and json.loads(out[11:]) == want, out)
+        out = h.cmd("request PATCH /apis/meshmask.io/v1alpha1/maskingpolicies/big "
+                    "application/merge-patch+json {}")
+        check("an answer over the caller's limit is refused", out.startswith("error -90 "), out)
+        out = h.cmd("request GET /nothing")
+        check("GET: a 404 answer is an answer",
+              out.startswith("status 404 ") and "NotFound" in out, out)
     finally:
+        t0 = time.time()
         rc = h.stop()
-    check("harness exits cleanly", rc == 0, str(rc))
+    check("harness exits cleanly, at once, from inside a watch", rc == 0 and
+          time.time() - t0 < 1.5, f"rc {rc} after {time.time() - t0:.2f} s")
 
     # TLS verification: a CA that did not sign the server, then a name not in the cert.
     for name, u, ca, want in (

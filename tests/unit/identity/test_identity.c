@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 /* Pod identity: cgroup path parsing, pods from API JSON, source matching, the published table,
- * and the Kubernetes client's response decoding (chunked bodies, bounded lines). */
+ * and the Kubernetes client's list+watch decoding (event lines in any pieces, bounds, errors,
+ * resourceVersion, list pages). */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -250,155 +251,190 @@ static void test_change_cb(void)
 	identity_stop();
 }
 
-/* A reader serving a fixed response `step` bytes at a time. */
-struct feed {
-	const char *data;
-	size_t len, pos, step;
+/* What a list+watch handed to its caller, as text: "L:name", "E:TYPE:name", "D:1/0". */
+struct rec {
+	char log[4096];
+	size_t len;
+	int fail_event; /* returned by the event callback when set */
 };
 
-static ssize_t feed_read(void *ctx, void *buf, size_t n)
+static void rec_add(struct rec *r, const char *what, const json_t *obj)
 {
-	struct feed *f = ctx;
-	size_t k = f->len - f->pos;
-	if (k > n)
-		k = n;
-	if (k > f->step)
-		k = f->step;
-	memcpy(buf, f->data + f->pos, k);
-	f->pos += k;
-	return (ssize_t)k;
+	const char *name =
+		json_string_value(json_object_get(json_object_get(obj, "metadata"), "name"));
+	int n = snprintf(r->log + r->len, sizeof(r->log) - r->len, "%s%s%s;", what, obj ? ":" : "",
+			 obj ? (name ? name : "?") : "");
+	if (n > 0 && (size_t)n < sizeof(r->log) - r->len)
+		r->len += (size_t)n;
 }
 
-static const char chunked[] = "HTTP/1.1 200 OK\r\n"
-			      "Content-Type: application/json\r\n"
-			      "Transfer-Encoding: chunked\r\n\r\n"
-			      "7\r\n{\"a\":1}\r\n"
-			      "3;ext=1\r\n\n{\"\r\n"
-			      "A\r\nb\":2}\n{\"c\"\r\n"
-			      "5\r\n:3}\n\n\r\n"
-			      "1\r\n\n\r\n"
-			      "0\r\nX-Trailer: 1\r\n\r\n";
-
-static void test_stream(void)
+static int rec_item(void *ctx, const json_t *obj)
 {
-	for (size_t step = 1; step <= 64; step *= 4) {
-		struct feed f = {chunked, sizeof(chunked) - 1, 0, step};
-		struct kube_stream *s = kube_stream_from_reader(feed_read, &f);
-		ok(s && kube_stream_status(s) == 200, "chunked head (step %zu)", step);
-		if (!s)
-			continue;
-		char *line;
-		size_t len;
-		int r = kube_stream_read_line(s, &line, &len, 100);
-		is_int(r, 0, "line 1");
-		if (r == 0)
-			is_mem(line, len, "{\"a\":1}", "line 1");
-		r = kube_stream_read_line(s, &line, &len, 100);
-		is_int(r, 0, "line 2");
-		if (r == 0)
-			is_mem(line, len, "{\"b\":2}", "line 2 spans three chunks");
-		r = kube_stream_read_line(s, &line, &len, 100);
-		is_int(r, 0, "line 3");
-		if (r == 0)
-			is_mem(line, len, "{\"c\":3}", "line 3 spans two chunks");
-		is_int(kube_stream_read_line(s, &line, &len, 100), -ENODATA,
-		       "end of body after the last chunk (empty lines skipped)");
-		kube_stream_close(s);
+	rec_add(ctx, "L", obj);
+	return 0;
+}
+
+static int rec_done(void *ctx, bool complete)
+{
+	rec_add(ctx, complete ? "D:1" : "D:0", NULL);
+	return 0;
+}
+
+static int rec_event(void *ctx, const char *type, const json_t *obj)
+{
+	struct rec *r = ctx;
+	char what[32];
+	snprintf(what, sizeof(what), "E:%s", type);
+	rec_add(r, what, obj);
+	return r->fail_event;
+}
+
+static const struct kube_watch_ops rec_ops = {rec_item, rec_done, rec_event, NULL};
+
+/* Feed `body` to a new watch in pieces of `step` bytes; returns the first error or 0. */
+static int feed_all(struct kube_watch *w, const char *body, size_t len, size_t step)
+{
+	for (size_t pos = 0; pos < len; pos += step) {
+		int r = kube_watch_feed(w, body + pos, len - pos < step ? len - pos : step);
+		if (r < 0)
+			return r;
 	}
+	return kube_watch_feed_end(w);
+}
 
-	struct feed f = {chunked, sizeof(chunked) - 1, 0, 5};
-	struct kube_stream *s = kube_stream_from_reader(feed_read, &f);
-	char *body = NULL, *line;
-	size_t len = 0;
-	is_int(kube_stream_read_all(s, &body, &len, 1000), 0, "read_all on chunked");
-	is_mem(body, len, "{\"a\":1}\n{\"b\":2}\n{\"c\":3}\n\n\n", "decoded body");
-	free(body);
-	kube_stream_close(s);
+#define EV(type, name, rv)                                                  \
+	"{\"type\":\"" type "\",\"object\":{\"metadata\":{\"name\":\"" name \
+	"\",\"resourceVersion\":\"" rv "\"}}}"
 
-	static const char cl[] = "HTTP/1.1 410 Gone\r\nContent-Length: 5\r\n\r\nhelloEXTRA";
-	f = (struct feed){cl, sizeof(cl) - 1, 0, 3};
-	s = kube_stream_from_reader(feed_read, &f);
-	is_int(s ? kube_stream_status(s) : 0, 410, "status 410");
-	body = NULL;
-	is_int(s ? kube_stream_read_all(s, &body, &len, 100) : -1, 0, "content-length body");
-	if (body)
-		is_mem(body, len, "hello", "stops at Content-Length");
-	free(body);
-	kube_stream_close(s);
-
-	static const char closed[] = "HTTP/1.0 200 OK\r\n\r\nline one\r\nlast";
-	f = (struct feed){closed, sizeof(closed) - 1, 0, 7};
-	s = kube_stream_from_reader(feed_read, &f);
-	is_int(kube_stream_read_line(s, &line, &len, 100), 0, "close-delimited: line");
-	is_mem(line, len, "line one", "CRLF removed");
-	is_int(kube_stream_read_line(s, &line, &len, 100), 0, "last line without newline");
-	is_mem(line, len, "last", "last line");
-	is_int(kube_stream_read_line(s, &line, &len, 100), -ENODATA, "then the end");
-	kube_stream_close(s);
-
-	/* Bounds: a line over the limit is an error, without reading the rest into memory. */
-	size_t big = 300000;
-	char *longresp = malloc(big + 100);
-	int n = snprintf(longresp, 100, "HTTP/1.1 200 OK\r\nContent-Length: %zu\r\n\r\n", big);
-	memset(longresp + n, 'x', big);
-	f = (struct feed){longresp, (size_t)n + big, 0, 65536};
-	s = kube_stream_from_reader(feed_read, &f);
-	is_int(kube_stream_read_line(s, &line, &len, 100000), -EMSGSIZE, "line over the limit");
-	ok(f.pos < (size_t)n + big, "stopped reading early (%zu of %zu bytes)", f.pos,
-	   (size_t)n + big);
-	kube_stream_close(s);
-	f = (struct feed){longresp, (size_t)n + big, 0, 65536};
-	s = kube_stream_from_reader(feed_read, &f);
-	body = NULL;
-	is_int(kube_stream_read_all(s, &body, &len, 100000), -EMSGSIZE, "body over the limit");
-	free(body);
-	kube_stream_close(s);
-	free(longresp);
-
-	/* Malformed responses. */
-	static const char *const bad_heads[] = {
-		"HTTP/1.1 2000 OK\r\n\r\n",
-		"HTTP/2 200\r\n\r\n",
-		"garbage\r\n\r\n",
-		"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n",
-		"HTTP/1.1 200 OK\r\nContent-Length: 1x\r\n\r\n",
-		"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\n",
-		"HTTP/1.1 200 OK\r\n", /* head cut short */
-		"",
+static void test_watch_events(void)
+{
+	static const char *const parts[] = {
+		EV("ADDED", "a", "11"),	   "\n\n",
+		EV("MODIFIED", "b", "12"), "\r\n\r\n",
+		EV("BOOKMARK", "", "13"),  "\n{\"type\":\"FUTURE\",\"object\":{}}\n",
+		EV("DELETED", "c", "14"), /* the last line without a newline */
 	};
-	for (size_t i = 0; i < sizeof(bad_heads) / sizeof(bad_heads[0]); i++) {
-		f = (struct feed){bad_heads[i], strlen(bad_heads[i]), 0, 4};
-		errno = 0;
-		s = kube_stream_from_reader(feed_read, &f);
-		ok(!s && errno == EBADMSG, "malformed head %zu refused", i);
-		kube_stream_close(s);
+	char stream[1024] = "";
+	for (size_t i = 0; i < sizeof(parts) / sizeof(parts[0]); i++)
+		strcat(stream, parts[i]);
+	struct kube_watch_config cfg = {.path = "/api/v1/pods", .event_max = 200};
+	for (size_t step = 1; step <= 256; step *= 4) {
+		struct rec rec = {0};
+		struct kube_watch *w = kube_watch_new(&cfg, &rec_ops, &rec);
+		is_int(feed_all(w, stream, strlen(stream), step), 0, "events (step %zu)", step);
+		is_str(rec.log, "E:ADDED:a;E:MODIFIED:b;E:DELETED:c;",
+		       "each event once, in order, whatever the pieces; CR, empty lines, "
+		       "bookmarks and unknown types not handed on");
+		is_str(kube_watch_resource_version(w), "14", "resourceVersion follows the events");
+		kube_watch_free(w);
 	}
-	static const char *const bad_bodies[] = {
-		"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nab\r\n0\r\n\r\n",
-		"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nabX\r\n0\r\n\r\n",
-		"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nffffffffffffffffff\r\n",
+
+	struct rec rec = {0};
+	struct kube_watch *w = kube_watch_new(&cfg, &rec_ops, &rec);
+	static const char bm[] = EV("ADDED", "a", "20") "\n" EV("BOOKMARK", "x", "25") "\n";
+	is_int(feed_all(w, bm, sizeof(bm) - 1, 7), 0, "bookmark");
+	is_str(kube_watch_resource_version(w), "25", "a bookmark moves the resourceVersion");
+	is_str(rec.log, "E:ADDED:a;", "a bookmark is not an event");
+	kube_watch_free(w);
+
+	/* ERROR events: 410 relists, others are failures; nothing after them is read. */
+	static const char *const errs[] = {
+		"{\"type\":\"ERROR\",\"object\":{\"kind\":\"Status\",\"code\":410}}\n" EV("ADDED",
+											  "z", "9"),
+		"{\"type\":\"ERROR\",\"object\":{\"kind\":\"Status\",\"code\":500}}\n",
+		"{\"type\":\"ADDED\"}\n",
+		"not json\n",
+		"{\"type\":3,\"object\":{}}\n",
 	};
-	for (size_t i = 0; i < sizeof(bad_bodies) / sizeof(bad_bodies[0]); i++) {
-		f = (struct feed){bad_bodies[i], strlen(bad_bodies[i]), 0, 3};
-		s = kube_stream_from_reader(feed_read, &f);
-		body = NULL;
-		is_int(s ? kube_stream_read_all(s, &body, &len, 100) : 0, -EBADMSG,
-		       "malformed chunked body %zu refused", i);
-		free(body);
-		kube_stream_close(s);
+	static const int want[] = {-ESTALE, -EIO, -EBADMSG, -EBADMSG, -EBADMSG};
+	for (size_t i = 0; i < sizeof(errs) / sizeof(errs[0]); i++) {
+		rec = (struct rec){0};
+		w = kube_watch_new(&cfg, &rec_ops, &rec);
+		is_int(feed_all(w, errs[i], strlen(errs[i]), 5), want[i], "error stream %zu", i);
+		is_str(rec.log, "", "nothing handed on (%zu)", i);
+		is_int(kube_watch_feed(w, "\n", 1), want[i], "the stream stays failed (%zu)", i);
+		kube_watch_free(w);
 	}
-	static const char trunc[] = "HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc";
-	f = (struct feed){trunc, sizeof(trunc) - 1, 0, 100};
-	s = kube_stream_from_reader(feed_read, &f);
-	body = NULL;
-	is_int(kube_stream_read_all(s, &body, &len, 100), -EPIPE, "truncated body");
-	free(body);
-	kube_stream_close(s);
-	static const char trunc2[] = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nab";
-	f = (struct feed){trunc2, sizeof(trunc2) - 1, 0, 100};
-	s = kube_stream_from_reader(feed_read, &f);
-	is_int(kube_stream_read_line(s, &line, &len, 100), -EPIPE, "truncated chunk");
-	kube_stream_close(s);
+
+	/* The caller's error ends the stream. */
+	rec = (struct rec){.fail_event = -ESTALE};
+	w = kube_watch_new(&cfg, &rec_ops, &rec);
+	static const char two[] = EV("ADDED", "a", "1") "\n" EV("ADDED", "b", "2") "\n";
+	is_int(feed_all(w, two, sizeof(two) - 1, 1000), -ESTALE, "event callback error returned");
+	is_str(rec.log, "E:ADDED:a;", "and nothing after it");
+	is_str(kube_watch_resource_version(w), "", "a failed event does not move the version");
+	kube_watch_free(w);
+
+	/* Bounds: a line over event_max fails as soon as it is known, without buffering it. */
+	rec = (struct rec){0};
+	w = kube_watch_new(&cfg, &rec_ops, &rec);
+	char big[1000];
+	memset(big, 'x', sizeof(big));
+	is_int(kube_watch_feed(w, big, 150), 0, "150 bytes of a line: kept");
+	is_int(kube_watch_feed(w, big, 51), -EMSGSIZE, "201 bytes: over the limit");
+	kube_watch_free(w);
+	w = kube_watch_new(&cfg, &rec_ops, &rec);
+	is_int(kube_watch_feed(w, big, sizeof(big)), -EMSGSIZE, "one piece over the limit");
+	kube_watch_free(w);
+	w = kube_watch_new(&cfg, &rec_ops, &rec);
+	char exact[202];
+	memset(exact, 'x', 200);
+	exact[200] = '\n';
+	is_int(kube_watch_feed(w, exact, 201), -EBADMSG, "a line of exactly the limit is read");
+	kube_watch_free(w);
+}
+
+static void test_list_pages(void)
+{
+	struct kube_watch_config cfg = {.path = "/api/v1/pods"};
+	struct rec rec = {0};
+	struct kube_watch *w = kube_watch_new(&cfg, &rec_ops, &rec);
+	static const char p1[] = "{\"kind\":\"PodList\",\"metadata\":{\"resourceVersion\":\"7\","
+				 "\"continue\":\"a&b\"},\"items\":[{\"metadata\":{\"name\":\"a\"}},"
+				 "{\"metadata\":{\"name\":\"b\"}}]}";
+	static const char p2[] = "{\"kind\":\"PodList\",\"metadata\":{\"resourceVersion\":\"8\"},"
+				 "\"items\":[{\"metadata\":{\"name\":\"c\"}}]}";
+	is_int(kube_watch_list_page(w, p1, sizeof(p1) - 1), 1, "a page with more to come");
+	is_int(kube_watch_list_page(w, p2, sizeof(p2) - 1), 0, "the last page");
+	is_str(rec.log, "L:a;L:b;L:c;", "every item handed on");
+	static const char *const bad[] = {"", "{}", "{\"items\":{}}", "[1]", "{\"items\":[]"};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		is_int(kube_watch_list_page(w, bad[i], strlen(bad[i])), -EBADMSG, "bad page %zu",
+		       i);
+	kube_watch_free(w);
+
+	char *e = kube_query_escape("tok&1=+/ x~._-");
+	is_str(e, "tok%261%3D%2B%2F%20x~._-", "query escaping");
+	free(e);
+	errno = 0;
+	struct kube_watch_config nopath = {.path = "api/v1/pods"};
+	ok(!kube_watch_new(&nopath, &rec_ops, &rec) && errno == EINVAL, "a relative path refused");
+}
+
+/* A client against nothing: refused at once, and abort ends later requests. */
+static void test_request(void)
+{
+	struct kube_config kc = {.url = "https://127.0.0.1:1",
+				 .token_file = "/nonexistent",
+				 .ca_file = "/nonexistent"};
+	struct kube_client *c = kube_client_new(&kc);
+	struct kube_response resp;
+	int r = kube_request(c, "GET", "/api", NULL, NULL, 0, 100, &resp);
+	ok(r < 0 && r != -ECANCELED && resp.error[0] && !resp.status, "no server: %d (%s)", r,
+	   resp.error);
+	is_int(kube_request(c, "PATCH", "/x", NULL, "{}", 2, 100, &resp), -EINVAL,
+	       "a body needs a content type");
+	kube_client_abort(c);
+	is_int(kube_request(c, "GET", "/api", NULL, NULL, 0, 100, &resp), -ECANCELED,
+	       "after abort: cancelled");
+	struct rec rec = {0};
+	struct kube_watch_config cfg = {.path = "/api/v1/pods"};
+	struct kube_watch *w = kube_watch_new(&cfg, &rec_ops, &rec);
+	is_int(kube_watch_run(w, c), -ECANCELED, "an aborted client ends a watch");
+	is_str(rec.log, "D:0;", "the list was dropped");
+	kube_watch_free(w);
+	kube_response_free(&resp);
+	kube_client_free(c);
 }
 
 static void test_urls(void)
@@ -453,7 +489,9 @@ int main(void)
 	test_paths();
 	test_pods();
 	test_change_cb();
-	test_stream();
+	test_watch_events();
+	test_list_pages();
+	test_request();
 	test_urls();
 	return tap_done();
 }
