@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <malloc.h>
+#include <sched.h>
 #include <signal.h>
 #include <stddef.h>
 #include <sys/resource.h>
@@ -28,6 +29,7 @@
 #include "metrics.h"
 #include "store.h"
 #include "tls.h"
+#include "workers.h"
 
 /* The command line. Each layer gets its own config struct from it (see main). */
 struct agent_config {
@@ -41,6 +43,7 @@ struct agent_config {
 	uint16_t proxy_port;
 	bool no_bpf, detach_on_exit, splice, no_zero_copy;
 	uint32_t idle_timeout, busy_poll_us, grpc_max_message_kb, tls_ring_kb, max_callers;
+	uint32_t workers;
 	enum agent_log_level log_level;
 	const char *kube_api, *kube_token_file, *kube_ca_file, *node_name;
 	bool no_kube;
@@ -71,6 +74,14 @@ static int libbpf_print(enum libbpf_print_level level, const char *fmt, va_list 
 		line[--len] = 0;
 	agent_log(l, "libbpf: %s", line);
 	return n;
+}
+
+/* The CPUs this process may run on (its affinity mask), at most WORKERS_MAX. */
+static unsigned default_workers(void)
+{
+	cpu_set_t set;
+	int n = sched_getaffinity(0, sizeof(set), &set) == 0 ? CPU_COUNT(&set) : 1;
+	return n < 1 ? 1 : n > WORKERS_MAX ? WORKERS_MAX : (unsigned)n;
 }
 
 /* ---- flags ---- */
@@ -128,6 +139,9 @@ static const struct flag flags[] = {
 	 "at clean shutdown remove the BPF steering (uninstall)"},
 	{"max-callers", F_U32, CFG(max_callers), 1, 1 << 20, "N",
 	 "cgroups the steering map holds (default 16384); more follow failureMode"},
+	{"workers", F_U32, CFG(workers), 1, WORKERS_MAX, "N",
+	 "data-path threads, each owning its connections (default: the CPUs the agent may run "
+	 "on, at most 16)"},
 	{"splice", F_BOOL, CFG(splice), 0, 0, NULL,
 	 "pass responses to apps through an sk_msg splice of the loopback hop instead of TCP "
 	 "(lower latency; off by default)"},
@@ -181,7 +195,7 @@ static void usage(FILE *f)
 		while (*h) {
 			const char *sp = strchr(h, ' ');
 			size_t w = sp ? (size_t)(sp - h) : strlen(h);
-			if (col > 30 && col + 1 + (int)w > 98) {
+			if (col > 30 && col + 1 + (int)w > 80) {
 				fprintf(f, "\n%30s", "");
 				col = 30;
 			} else if (col > 30) {
@@ -417,7 +431,8 @@ int main(int argc, char **argv)
 				       .idle_timeout = cfg.idle_timeout,
 				       .busy_poll_us = cfg.busy_poll_us,
 				       .grpc_max_message_kb = cfg.grpc_max_message_kb,
-				       .callers_max = cfg.max_callers};
+				       .callers_max = cfg.max_callers,
+				       .workers = cfg.workers ? cfg.workers : default_workers()};
 	if (!cfg.no_bpf && dataplane_start(&g_dp, &dpc, st) < 0)
 		goto out_store;
 	struct tls_config tlc = {.cgroup_root = cfg.cgroup_root, .ring_kb = cfg.tls_ring_kb};

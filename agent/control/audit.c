@@ -1,7 +1,9 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Audit log: JSON lines built with jansson (so identities and names are escaped properly),
- * written with one write(2) each on an O_APPEND descriptor so that lines never interleave.
+ * queued (bounded) and written by a writer thread of their own, with one write(2) each on an
+ * O_APPEND descriptor so that lines never interleave: a slow sink never stalls the data path's
+ * workers, it costs at most dropped lines, counted like the rate limit's.
  * Only names and counts go in: the engine's statistics never carry a value from traffic, and
  * this module never sees one. A token bucket bounds the rate; what it drops is counted and
  * summarised in the next line written.
@@ -10,6 +12,8 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <pthread.h>
+#include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,11 +27,57 @@
 #include "mask.h"
 #include "metrics.h"
 
+/* Lines queued for the writer: at most this many (beyond, dropped and counted). */
+#define AUDIT_QUEUE_MAX 8192
+
+struct qline {
+	struct qline *next;
+	size_t len;
+	char text[];
+};
+
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t queued = PTHREAD_COND_INITIALIZER, drained = PTHREAD_COND_INITIALIZER;
+static struct qline *q_head, *q_tail;
+static size_t q_len;
+static bool writer_running, writer_stop, writer_busy;
+static pthread_t writer;
 static int audit_fd = -1;
 static double rate_per_sec = 200, burst = 1000, tokens = 1000;
 static struct timespec last_refill;
 static uint64_t suppressed;
+
+static void write_all(int fd, const char *p, size_t n);
+
+/* The writer thread: takes the queue whole and writes it without the lock. */
+static void *writer_main(void *arg)
+{
+	pthread_mutex_lock(&lock);
+	for (;;) {
+		while (!q_head && !writer_stop)
+			pthread_cond_wait(&queued, &lock);
+		if (!q_head && writer_stop)
+			break;
+		struct qline *l = q_head;
+		int fd = audit_fd;
+		q_head = q_tail = NULL;
+		q_len = 0;
+		writer_busy = true;
+		pthread_mutex_unlock(&lock);
+		while (l) {
+			struct qline *next = l->next;
+			if (fd >= 0)
+				write_all(fd, l->text, l->len);
+			free(l);
+			l = next;
+		}
+		pthread_mutex_lock(&lock);
+		writer_busy = false;
+		pthread_cond_broadcast(&drained);
+	}
+	pthread_mutex_unlock(&lock);
+	return NULL;
+}
 
 int audit_open(const char *path)
 {
@@ -42,8 +92,27 @@ int audit_open(const char *path)
 	audit_fd = fd;
 	tokens = burst;
 	clock_gettime(CLOCK_MONOTONIC, &last_refill);
+	int r = 0;
+	if (!writer_running) {
+		writer_stop = false;
+		/* Signals are the main thread's. */
+		sigset_t all, old;
+		sigfillset(&all);
+		pthread_sigmask(SIG_BLOCK, &all, &old);
+		r = -pthread_create(&writer, NULL, writer_main, NULL);
+		pthread_sigmask(SIG_SETMASK, &old, NULL);
+		writer_running = r == 0;
+	}
 	pthread_mutex_unlock(&lock);
-	return 0;
+	return r;
+}
+
+void audit_flush(void)
+{
+	pthread_mutex_lock(&lock);
+	while (writer_running && (q_head || writer_busy))
+		pthread_cond_wait(&drained, &lock);
+	pthread_mutex_unlock(&lock);
 }
 
 void audit_set_rate(double lines_per_sec, double burst_lines)
@@ -116,9 +185,25 @@ static void emit_locked(json_t *ev)
 	if (!line)
 		return;
 	size_t n = strlen(line);
-	line[n] = '\n'; /* replaces the NUL; written by length */
-	write_all(audit_fd, line, n + 1);
+	struct qline *l = q_len < AUDIT_QUEUE_MAX ? malloc(sizeof(*l) + n + 1) : NULL;
+	if (!l) {
+		suppressed++;
+		metrics_audit_suppressed(1);
+		free(line);
+		return;
+	}
+	memcpy(l->text, line, n);
+	l->text[n] = '\n';
+	l->len = n + 1;
+	l->next = NULL;
 	free(line);
+	if (q_tail)
+		q_tail->next = l;
+	else
+		q_head = l;
+	q_tail = l;
+	q_len++;
+	pthread_cond_signal(&queued);
 }
 
 static json_t *event_new(const char *kind, const struct audit_who *who, const char *policy,
@@ -235,6 +320,14 @@ void audit_tls(const struct audit_who *who, const char *policy, const char *enti
 void audit_close(void)
 {
 	pthread_mutex_lock(&lock);
+	bool join = writer_running;
+	writer_stop = true;
+	pthread_cond_signal(&queued);
+	pthread_mutex_unlock(&lock);
+	if (join)
+		pthread_join(writer, NULL); /* it writes what is queued first */
+	pthread_mutex_lock(&lock);
+	writer_running = false;
 	if (audit_fd > STDERR_FILENO)
 		close(audit_fd);
 	audit_fd = -1;

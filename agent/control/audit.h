@@ -27,5 +27,7 @@ void audit_tls(const struct audit_who *who, const char *policy, const char *enti
 /* Rate limit (default 200 lines/s, bursts of 1000); drops are counted and summarised. */
 void audit_set_rate(double lines_per_sec, double burst_lines);
 void audit_close(void);
+/* Wait until every line queued so far is written (tests, dry-runs that report the audit). */
+void audit_flush(void);
 
 #endif

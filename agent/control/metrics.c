@@ -1,8 +1,11 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * Prometheus metrics: one registry of series (family + label values) in a hash table under a
- * mutex. The data path touches a handful of series per message, so a lock and a lookup are
- * cheap next to the masking itself. The number of series is capped: label values come from
+ * Prometheus metrics: one registry of series (family + label values) in a hash table. The data
+ * path's workers update them without a lock: a series, once published, is never moved or freed
+ * (the process exits with them), so a lookup walks the hash chain with acquire loads and an
+ * update is one atomic add. Only creating a series (a label set seen for the first time) and
+ * rendering take the registry's mutex, so a scrape never holds up a worker that updates series
+ * that exist. The number of series is capped: label values come from
  * policies (bounded by their size), and a cap keeps a pathological policy set from growing
  * the scrape without bound; what is dropped is counted.
  */
@@ -60,6 +63,8 @@ enum metrics_family {
 	F_AUDIT_SUPPRESSED,
 	F_EXISTING_CONNS,
 	F_CALLERS_UNSTEERED,
+	F_WORKER_CONNS,
+	F_WORKER_ACTIVE,
 	F__COUNT
 };
 
@@ -230,6 +235,14 @@ static const struct metrics_family_def families[F__COUNT] = {
 				 "full): their flows follow failureMode.",
 				 MT_GAUGE,
 				 {NULL}},
+	[F_WORKER_CONNS] = {"meshmask_worker_connections_total",
+			    "Steered connections accepted, per data-path worker thread.",
+			    MT_COUNTER,
+			    {"worker"}},
+	[F_WORKER_ACTIVE] = {"meshmask_worker_connections_active",
+			     "Steered connections open now, per data-path worker thread.",
+			     MT_GAUGE,
+			     {"worker"}},
 };
 
 /* Upper bounds of the masking-time histogram, in seconds. */
@@ -248,9 +261,10 @@ struct series {
 	/* histogram */
 	uint64_t buckets[N_BUCKETS];
 	uint64_t count;
-	double sum;
+	uint64_t sum_ns; /* the observations' sum, in nanoseconds */
 };
 
+/* Guards creation (the chains, the family lists, the counts below) and rendering. */
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static struct series *table[METRICS_HASH_SIZE];
 static struct series *fam_head[F__COUNT], *fam_tail[F__COUNT];
@@ -276,29 +290,38 @@ static uint64_t series_hash(enum metrics_family f, const char *const *labels, si
 	return h;
 }
 
-/* The series for these label values, created if needed; NULL when over the cap. Locked. */
-static struct series *series_get(enum metrics_family f, const char *const *labels)
+/* The published series for these label values, or NULL. Any thread, no lock. */
+static struct series *series_find(enum metrics_family f, const char *const *labels, size_t n,
+				  uint64_t h)
 {
-	size_t n = family_nlabels(f);
-	uint64_t h = series_hash(f, labels, n);
-	struct series **slot = &table[h % METRICS_HASH_SIZE];
-	for (struct series *s = *slot; s; s = s->hnext) {
+	struct series *s = __atomic_load_n(&table[h % METRICS_HASH_SIZE], __ATOMIC_ACQUIRE);
+	for (; s; s = s->hnext) {
 		if (s->hash != h || s->fam != f)
 			continue;
 		size_t i = 0;
-		while (i < n && !strcmp(s->labels[i], labels[i]))
+		while (i < n && !strcmp(s->labels[i], labels[i] ? labels[i] : ""))
 			i++;
 		if (i == n)
 			return s;
 	}
-	if (n_series >= METRICS_MAX_SERIES) {
-		series_dropped++;
-		return NULL;
-	}
-	struct series *s = calloc(1, sizeof(*s));
-	if (!s) {
-		series_dropped++;
-		return NULL;
+	return NULL;
+}
+
+/* The series for these label values, created if needed; NULL when over the cap. Any thread. */
+static struct series *series_get(enum metrics_family f, const char *const *labels)
+{
+	size_t n = family_nlabels(f);
+	uint64_t h = series_hash(f, labels, n);
+	struct series *s = series_find(f, labels, n, h);
+	if (s)
+		return s;
+	pthread_mutex_lock(&lock);
+	s = series_find(f, labels, n, h); /* another thread may have made it meanwhile */
+	if (s || n_series >= METRICS_MAX_SERIES || !(s = calloc(1, sizeof(*s)))) {
+		if (!s)
+			series_dropped++;
+		pthread_mutex_unlock(&lock);
+		return s;
 	}
 	for (size_t i = 0; i < n; i++) {
 		s->labels[i] = strdup(labels[i] ? labels[i] : "");
@@ -307,43 +330,37 @@ static struct series *series_get(enum metrics_family f, const char *const *label
 				free(s->labels[i]);
 			free(s);
 			series_dropped++;
+			pthread_mutex_unlock(&lock);
 			return NULL;
 		}
 	}
 	s->fam = f;
 	s->hash = h;
+	struct series **slot = &table[h % METRICS_HASH_SIZE];
 	s->hnext = *slot;
-	*slot = s;
+	__atomic_store_n(slot, s, __ATOMIC_RELEASE); /* complete before readers can see it */
 	if (fam_tail[f])
 		fam_tail[f]->fnext = s;
 	else
 		fam_head[f] = s;
 	fam_tail[f] = s;
 	n_series++;
+	pthread_mutex_unlock(&lock);
 	return s;
-}
-
-static void add_locked(enum metrics_family f, const char *const *labels, uint64_t v)
-{
-	struct series *s = series_get(f, labels);
-	if (s)
-		s->value += v;
 }
 
 static void add(enum metrics_family f, const char *const *labels, uint64_t v)
 {
-	pthread_mutex_lock(&lock);
-	add_locked(f, labels, v);
-	pthread_mutex_unlock(&lock);
+	struct series *s = series_get(f, labels);
+	if (s)
+		__atomic_add_fetch(&s->value, v, __ATOMIC_RELAXED);
 }
 
 static void set(enum metrics_family f, const char *const *labels, uint64_t v)
 {
-	pthread_mutex_lock(&lock);
 	struct series *s = series_get(f, labels);
 	if (s)
-		s->value = v;
-	pthread_mutex_unlock(&lock);
+		__atomic_store_n(&s->value, v, __ATOMIC_RELAXED);
 }
 
 static const char *direction_label(uint32_t d)
@@ -383,7 +400,7 @@ static void rule_values_locked(void *ctx, const struct policy_rule *r, const cha
 		entity = "none";
 	const char *l[] = {p->name, r->name ? r->name : "", entity,
 			   policy_action_name(r->action.type), dir};
-	add_locked(p->mode == POLICY_MODE_OBSERVE ? F_VALUES_OBSERVED : F_VALUES_MASKED, l, v);
+	add(p->mode == POLICY_MODE_OBSERVE ? F_VALUES_OBSERVED : F_VALUES_MASKED, l, v);
 }
 
 void metrics_message(const struct http_message_info *info, double seconds)
@@ -395,14 +412,13 @@ void metrics_message(const struct http_message_info *info, double seconds)
 	const char *pl[] = {p && p->name ? p->name : "", dir, NULL};
 	const struct mask_stats *st = info->stats;
 
-	pthread_mutex_lock(&lock);
 	const char *ml[] = {pl[0], dir, info->protocol ? info->protocol : "http1",
 			    info->method ? info->method : ""};
-	add_locked(F_MESSAGES, ml, 1);
+	add(F_MESSAGES, ml, 1);
 	if (st) {
-		add_locked(F_BYTES_SCANNED, pl, st->bytes_scanned);
-		add_locked(F_BYTES_IN, pl, st->bytes_in);
-		add_locked(F_BYTES_OUT, pl, st->bytes_out);
+		add(F_BYTES_SCANNED, pl, st->bytes_scanned);
+		add(F_BYTES_IN, pl, st->bytes_in);
+		add(F_BYTES_OUT, pl, st->bytes_out);
 	}
 	if (p && p->name) {
 		http_message_values(info, rule_values_locked, (void *)info);
@@ -418,47 +434,44 @@ void metrics_message(const struct http_message_info *info, double seconds)
 		of = F__COUNT;
 	if (of != F__COUNT) {
 		pl[2] = mm_reason_name(info->reason);
-		add_locked(of, pl, 1);
+		add(of, pl, 1);
 	}
 	if (info->tunnel != HTTP_TUNNEL_NONE && p && p->name) {
 		const char *tl[] = {p->name, info->upgrade ? "upgrade" : "connect",
 				    http_tunnel_name(info->tunnel)};
-		add_locked(F_TUNNELS, tl, 1);
+		add(F_TUNNELS, tl, 1);
 	}
 	bool reason_counted = info->reason == MM_REASON_NONE;
 	for (int r = 1; st && r < MM_REASON__COUNT; r++) {
 		if (!st->errors[r])
 			continue;
 		pl[2] = mm_reason_name(r);
-		add_locked(F_ERRORS, pl, st->errors[r]);
+		add(F_ERRORS, pl, st->errors[r]);
 		if ((enum mm_reason)r == info->reason)
 			reason_counted = true;
 	}
 	if (!reason_counted) {
 		pl[2] = mm_reason_name(info->reason);
-		add_locked(F_ERRORS, pl, 1);
+		add(F_ERRORS, pl, 1);
 	}
 	if (info->masked && seconds >= 0) {
 		struct series *s = series_get(F_DURATION, pl);
 		if (s) {
 			for (size_t b = 0; b < N_BUCKETS; b++)
 				if (seconds <= duration_buckets[b])
-					s->buckets[b]++;
-			s->count++;
-			s->sum += seconds;
+					__atomic_add_fetch(&s->buckets[b], 1, __ATOMIC_RELAXED);
+			__atomic_add_fetch(&s->count, 1, __ATOMIC_RELAXED);
+			__atomic_add_fetch(&s->sum_ns, (uint64_t)(seconds * 1e9), __ATOMIC_RELAXED);
 		}
 	}
-	pthread_mutex_unlock(&lock);
 }
 
 void metrics_tls_record(const char *policy, uint64_t bytes, bool dropped)
 {
 	const char *l[] = {policy ? policy : ""};
-	pthread_mutex_lock(&lock);
-	add_locked(dropped ? F_TLS_DROPPED : F_TLS_RECORDS, l, 1);
+	add(dropped ? F_TLS_DROPPED : F_TLS_RECORDS, l, 1);
 	if (!dropped)
-		add_locked(F_TLS_BYTES, l, bytes);
-	pthread_mutex_unlock(&lock);
+		add(F_TLS_BYTES, l, bytes);
 }
 
 void metrics_tls_finding(const char *policy, const char *entity)
@@ -511,10 +524,8 @@ void metrics_policies_loaded(const char *source, uint64_t n)
 void metrics_dryrun(const char *policy, uint64_t values)
 {
 	const char *l[] = {policy ? policy : ""};
-	pthread_mutex_lock(&lock);
-	add_locked(F_DRYRUN, l, 1);
-	add_locked(F_DRYRUN_VALUES, l, values);
-	pthread_mutex_unlock(&lock);
+	add(F_DRYRUN, l, 1);
+	add(F_DRYRUN_VALUES, l, values);
 }
 
 void metrics_audit_suppressed(uint64_t n)
@@ -547,26 +558,25 @@ void metrics_existing_connections(const char *policy, bool reset, uint64_t n)
 	add(F_EXISTING_CONNS, l, n);
 }
 
+void metrics_worker(unsigned idx, uint64_t accepted, uint64_t active)
+{
+	char w[16];
+	snprintf(w, sizeof(w), "%u", idx);
+	const char *l[] = {w};
+	set(F_WORKER_CONNS, l, accepted);
+	set(F_WORKER_ACTIVE, l, active);
+}
+
 void metrics_callers_unsteered(uint64_t n)
 {
-	pthread_mutex_lock(&lock);
-	struct series *s = series_get(F_CALLERS_UNSTEERED, NULL);
-	if (s)
-		s->value = n;
-	pthread_mutex_unlock(&lock);
+	set(F_CALLERS_UNSTEERED, NULL, n);
 }
 
 void metrics_bpf_map(const char *map, uint64_t entries, uint64_t capacity)
 {
 	const char *l[] = {map ? map : ""};
-	pthread_mutex_lock(&lock);
-	struct series *s = series_get(F_MAP_ENTRIES, l);
-	if (s)
-		s->value = entries;
-	s = series_get(F_MAP_CAPACITY, l);
-	if (s)
-		s->value = capacity;
-	pthread_mutex_unlock(&lock);
+	set(F_MAP_ENTRIES, l, entries);
+	set(F_MAP_CAPACITY, l, capacity);
 }
 
 /* Append a label value escaped as the exposition format wants (\\, \", \n). */
@@ -638,7 +648,8 @@ static int render_family(struct mm_buf *out, enum metrics_family f)
 		if (d->type != MT_HISTOGRAM) {
 			r = mm_buf_puts(out, d->name);
 			r = r ?: put_labels(out, f, s, NULL, NULL);
-			r = r ?: put_fmt(out, " %" PRIu64 "\n", s->value);
+			r = r ?: put_fmt(out, " %" PRIu64 "\n",
+					 __atomic_load_n(&s->value, __ATOMIC_RELAXED));
 			continue;
 		}
 		for (size_t b = 0; b <= N_BUCKETS && !r; b++) {
@@ -651,14 +662,16 @@ static int render_family(struct mm_buf *out, enum metrics_family f)
 			r = r ?: put_labels(out, f, s, "le", le);
 			r = r
 				    ?: put_fmt(out, " %" PRIu64 "\n",
-					       b < N_BUCKETS ? s->buckets[b] : s->count);
+					       __atomic_load_n(b < N_BUCKETS ? &s->buckets[b] : &s->count,
+							       __ATOMIC_RELAXED));
 		}
 		r = r ?: put_fmt(out, "%s_sum", d->name);
 		r = r ?: put_labels(out, f, s, NULL, NULL);
-		r = r ?: put_fmt(out, " %.9g\n", s->sum);
+		r = r ?: put_fmt(out, " %.9g\n",
+				 (double)__atomic_load_n(&s->sum_ns, __ATOMIC_RELAXED) / 1e9);
 		r = r ?: put_fmt(out, "%s_count", d->name);
 		r = r ?: put_labels(out, f, s, NULL, NULL);
-		r = r ?: put_fmt(out, " %" PRIu64 "\n", s->count);
+		r = r ?: put_fmt(out, " %" PRIu64 "\n", __atomic_load_n(&s->count, __ATOMIC_RELAXED));
 	}
 	return r;
 }

@@ -45,6 +45,8 @@ void metrics_admin_timeout(void);
 void metrics_bpf_map(const char *map, uint64_t entries, uint64_t capacity);
 /* Connections that bypassed the agent when a policy started covering them: reset or kept. */
 void metrics_existing_connections(const char *policy, bool reset, uint64_t n);
+/* One data-path worker's connections: accepted so far (a counter's value) and open now. */
+void metrics_worker(unsigned idx, uint64_t accepted, uint64_t active);
 /* Covered callers that could not be steered (gauge). */
 void metrics_callers_unsteered(uint64_t n);
 /* Policies in force from one source ("file" or "api"), a gauge. */

@@ -1,8 +1,10 @@
 // SPDX-License-Identifier: Apache-2.0
 /*
- * The data plane: wires the BPF loader, the steering state and the proxy into one epoll loop
- * on the main thread. Policy changes arrive on other threads (store subscription): they are
- * handed over through a mutex-guarded slot and an eventfd.
+ * The data plane: wires the BPF loader, the steering state and the workers. Its own epoll loop
+ * on the main thread is the control thread: policy changes (from the store's threads, through
+ * a mutex-guarded slot and an eventfd), cgroup events and rescans, listener creation (setns),
+ * the heartbeat and statistics. Connections are the workers' (workers.c), which resolve
+ * policies through steering's published view and never wait for this thread.
  */
 #include <errno.h>
 #include <limits.h>
@@ -22,8 +24,9 @@
 #include "loader.h"
 #include "log.h"
 #include "netns.h"
-#include "proxy.h"
+#include "metrics.h"
 #include "steering.h"
+#include "workers.h"
 
 /* The store refuses what the steering maps could not number. */
 _Static_assert(STORE_MAX_POLICIES == STEER_MAX_POLICIES, "policy limit");
@@ -34,7 +37,7 @@ struct dataplane {
 	int burst_left; /* quick rescans still due after a cgroup event */
 	struct loader *loader;
 	struct steering *steer;
-	struct proxy *proxy;
+	struct workers *workers;
 	pthread_mutex_t lock;
 	struct policy_set *pending; /* newest set not yet applied, guarded by lock */
 	volatile int stopping;
@@ -51,10 +54,10 @@ static struct policy *resolve_policy(void *ctx, const struct steer_orig *orig, u
 	return steering_policy_for(dp->steer, orig, dirs);
 }
 
-static const char *resolve_caller(void *ctx, uint64_t cgroup_id)
+static const char *resolve_caller(void *ctx, uint64_t cgroup_id, char *buf, size_t size)
 {
 	struct dataplane *dp = ctx;
-	return steering_caller_name(dp->steer, cgroup_id);
+	return steering_caller_name(dp->steer, cgroup_id, buf, size);
 }
 
 /* Store subscription: any thread. */
@@ -105,7 +108,12 @@ static void on_timer(struct ep_handler *h, uint32_t ev)
 	steering_rescan(dp->steer);
 	__atomic_store_n(&dp->ready, steering_ready(dp->steer), __ATOMIC_RELEASE);
 	steering_collect_stats(dp->steer);
-	proxy_sweep(dp->proxy);
+	for (unsigned i = 0; i < workers_count(dp->workers); i++) {
+		size_t active;
+		uint64_t accepted;
+		workers_stats(dp->workers, i, &active, &accepted);
+		metrics_worker(i, accepted, active);
+	}
 }
 
 /*
@@ -225,7 +233,6 @@ int dataplane_start(struct dataplane **out, const struct dataplane_config *cfg,
 	}
 	const struct loader_maps *maps = loader_maps(dp->loader);
 	struct proxy_config pc = {
-		.epfd = dp->epfd,
 		.by_port_fd = maps->by_port,
 		.port = cfg->proxy_port,
 		.idle_secs = cfg->idle_timeout,
@@ -236,14 +243,17 @@ int dataplane_start(struct dataplane **out, const struct dataplane_config *cfg,
 			     .caller_name = resolve_caller,
 			     .ctx = dp},
 	};
-	dp->proxy = proxy_new(&pc);
+	struct workers_config wc = {.n = cfg->workers ? cfg->workers : 1,
+				    .proxy = pc,
+				    .busy_poll_us = cfg->busy_poll_us};
+	dp->workers = workers_new(&wc);
 	struct steering_config sc = {.cgroup_root = dp->cgroup_root,
 				     .attach_cgroup = attach,
 				     .maps = maps,
-				     .proxy = dp->proxy,
+				     .workers = dp->workers,
 				     .self_cgroup = lc.self_cgroup,
 				     .proxy_port = cfg->proxy_port};
-	dp->steer = dp->proxy ? steering_new(&sc) : NULL;
+	dp->steer = dp->workers ? steering_new(&sc) : NULL;
 	if (!dp->steer) {
 		r = -errno;
 		agent_log(AGENT_LOG_ERROR, "steering: %s", strerror(-r));
@@ -267,6 +277,8 @@ int dataplane_start(struct dataplane **out, const struct dataplane_config *cfg,
 		goto err;
 	}
 	dp->store = st;
+	if ((r = workers_start(dp->workers)) < 0)
+		goto err;
 	steering_heartbeat(dp->steer, true);
 	identity_set_change_cb(on_identity, dp);
 	on_change(&dp->change_h, 0);
@@ -278,32 +290,11 @@ err:
 	return r < 0 ? r : -EINVAL;
 }
 
-static uint64_t mono_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
 int dataplane_run(struct dataplane *dp)
 {
-	struct epoll_event evs[64];
-	/*
-	 * --busy-poll-us: after events, poll without sleeping for a while. A request's next step
-	 * (the server's answer, the client's next request) then finds the thread running instead
-	 * of paying a wake-up of an idle CPU (tens of microseconds on a VM).
-	 */
-	const uint64_t busy_ns = (uint64_t)dp->cfg.busy_poll_us * 1000;
-	uint64_t spin_until = 0;
+	struct epoll_event evs[16];
 	while (!dp->stopping) {
-		int n = epoll_wait(dp->epfd, evs, 64, spin_until ? 0 : 1000);
-		if (busy_ns && n >= 0) {
-			uint64_t now = mono_ns();
-			if (n > 0)
-				spin_until = now + busy_ns;
-			else if (spin_until && now >= spin_until)
-				spin_until = 0;
-		}
+		int n = epoll_wait(dp->epfd, evs, 16, 1000);
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;
@@ -314,7 +305,6 @@ int dataplane_run(struct dataplane *dp)
 			struct ep_handler *h = evs[i].data.ptr;
 			h->fn(h, evs[i].events);
 		}
-		proxy_reap(dp->proxy);
 	}
 	/*
 	 * Shutdown: no new connections, open-mode traffic bypasses us at once. Only our own
@@ -322,7 +312,7 @@ int dataplane_run(struct dataplane *dp)
 	 */
 	__atomic_store_n(&dp->ready, 0, __ATOMIC_RELEASE);
 	steering_release(dp->steer);
-	proxy_stop_accepting(dp->proxy);
+	workers_stop_accepting(dp->workers);
 	dp->stopped_cleanly = true;
 	return 0;
 }
@@ -349,7 +339,7 @@ void dataplane_free(struct dataplane *dp)
 	identity_set_change_cb(NULL, NULL);
 	if (dp->steer)
 		steering_release(dp->steer);
-	proxy_free(dp->proxy);
+	workers_free(dp->workers); /* joins the threads: nothing resolves through steering after */
 	steering_free(dp->steer);
 	loader_close(dp->loader);
 	if (dp->loader && dp->stopped_cleanly && dp->cfg.detach_on_exit) {

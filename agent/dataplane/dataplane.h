@@ -28,6 +28,7 @@ struct dataplane_config {
 	uint32_t busy_poll_us;     /* poll this long after traffic, 0 = off */
 	uint32_t grpc_max_message_kb; /* 0 = the framer's default */
 	uint32_t callers_max;      /* steer_callers map size; 0 = the BPF object's (tests) */
+	unsigned workers;          /* data-path threads, 1..WORKERS_MAX; 0 = 1 */
 };
 
 /* Load, attach, subscribe to the store. 0 or -errno (logged here). */

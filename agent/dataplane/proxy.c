@@ -2,6 +2,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdbool.h>
@@ -205,7 +206,7 @@ static void conn_close(struct conn *c, bool reset)
 		px->conns = c->next;
 	if (c->next)
 		c->next->prev = c->prev;
-	px->active--;
+	__atomic_sub_fetch(&px->active, 1, __ATOMIC_RELAXED);
 	c->next = px->graveyard;
 	px->graveyard = c;
 }
@@ -782,12 +783,13 @@ static void hook_message_done(void *ctx, const struct http_message_info *info)
 	if (!info->policy)
 		return;
 	const struct proxy_resolver *r = &c->px->cfg.resolver;
-	char pod[320];
+	char pod[320], path[PATH_MAX];
 	struct audit_who who = {
 		/* "namespace/name" of the caller's pod when known, else its cgroup path. */
 		.caller = identity_caller_name(
-			r->caller_name ? r->caller_name(r->ctx, c->orig.cgroup_id) : NULL, pod,
-			sizeof(pod)),
+			r->caller_name ? r->caller_name(r->ctx, c->orig.cgroup_id, path, sizeof(path))
+				       : NULL,
+			pod, sizeof(pod)),
 		.cgroup_id = c->orig.cgroup_id,
 		.dest = c->dest,
 	};
@@ -940,8 +942,8 @@ static void accept_one(struct lsock *ls, int fd)
 	if (px->conns)
 		px->conns->prev = c;
 	px->conns = c;
-	px->active++;
-	px->accepted++;
+	__atomic_add_fetch(&px->active, 1, __ATOMIC_RELAXED);
+	__atomic_add_fetch(&px->accepted, 1, __ATOMIC_RELAXED);
 	metrics_flow(c->policy, METRICS_FLOW_STEERED, MM_REASON_NONE);
 	agent_log(AGENT_LOG_DEBUG, "steered connection to %s (policy %s, destination from %s)",
 		  c->dest, c->policy, via_sockopt ? "SO_ORIGINAL_DST" : "steer_by_port map");
@@ -1021,13 +1023,14 @@ struct proxy *proxy_new(const struct proxy_config *cfg)
 	return px;
 }
 
-static int lsock_open(struct pns *ns, struct lsock *ls, int family)
+/* Watch the listening socket fd (taken over; -1 = none) for ns. 0 or -errno (fd closed). */
+static int lsock_adopt(struct pns *ns, struct lsock *ls, int fd)
 {
 	ls->h.fn = on_listener;
 	ls->ns = ns;
-	ls->fd = netns_listen(ns->ns_fd, family, ns->px->cfg.port);
-	if (ls->fd < 0)
-		return ls->fd;
+	ls->fd = fd;
+	if (fd < 0)
+		return 0;
 	struct epoll_event e = {.events = EPOLLIN, .data.ptr = &ls->h};
 	if (epoll_ctl(ns->px->cfg.epfd, EPOLL_CTL_ADD, ls->fd, &e) < 0) {
 		int r = -errno;
@@ -1047,31 +1050,37 @@ static void lsock_close(struct proxy *px, struct lsock *ls)
 	ls->fd = -1;
 }
 
-int proxy_listen_netns(struct proxy *px, int ns_fd, uint64_t ino, uint64_t *cookie)
+int proxy_adopt_netns(struct proxy *px, const struct proxy_listeners *l)
 {
 	struct pns *ns = calloc(1, sizeof(*ns));
-	if (!ns) {
-		close(ns_fd);
-		return -ENOMEM;
-	}
+	int r = -ENOMEM;
+	if (!ns)
+		goto fail;
 	ns->px = px;
-	ns->ino = ino;
-	ns->ns_fd = ns_fd;
+	ns->ino = l->ino;
+	ns->cookie = l->cookie;
+	ns->ns_fd = l->ns_fd;
 	ns->l4.fd = ns->l6.fd = -1;
-	int r = lsock_open(ns, &ns->l4, AF_INET);
-	if (r < 0 || (r = netns_cookie(ns->l4.fd, &ns->cookie)) < 0) {
-		lsock_close(px, &ns->l4);
-		close(ns_fd);
+	if ((r = lsock_adopt(ns, &ns->l4, l->fd4)) < 0) {
+		if (l->fd6 >= 0)
+			close(l->fd6);
+		close(l->ns_fd);
 		free(ns);
 		return r;
 	}
 	/* [::1] only exists where IPv6 is up; IPv4 (and v4-mapped) steering works without. */
-	if (lsock_open(ns, &ns->l6, AF_INET6) < 0)
+	if (lsock_adopt(ns, &ns->l6, l->fd6) < 0)
 		ns->l6.fd = -1;
 	ns->next = px->nss;
 	px->nss = ns;
-	*cookie = ns->cookie;
 	return 0;
+fail:
+	if (l->fd4 >= 0)
+		close(l->fd4);
+	if (l->fd6 >= 0)
+		close(l->fd6);
+	close(l->ns_fd);
+	return r;
 }
 
 void proxy_unlisten_netns(struct proxy *px, uint64_t ino)
@@ -1118,12 +1127,12 @@ void proxy_sweep(struct proxy *px)
 
 size_t proxy_active(const struct proxy *px)
 {
-	return px->active;
+	return __atomic_load_n(&px->active, __ATOMIC_RELAXED);
 }
 
 uint64_t proxy_accepted(const struct proxy *px)
 {
-	return px->accepted;
+	return __atomic_load_n(&px->accepted, __ATOMIC_RELAXED);
 }
 
 void proxy_free(struct proxy *px)

@@ -1,9 +1,11 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * The proxy: listeners inside covered pods' netns, and per accepted connection an upstream
- * socket created in the same netns, joined through an http_session (framing + masking). One
- * epoll loop, non-blocking sockets, bounded buffers with backpressure both ways, idle timeout,
- * half-close propagation. Nothing a peer sends can crash it: errors close that connection.
+ * The proxy of one worker (workers.c runs one per thread, each on its own epoll loop):
+ * listeners inside covered pods' netns, and per accepted connection an upstream socket created
+ * in the same netns, joined through an http_session (framing + masking). Non-blocking sockets,
+ * bounded buffers with backpressure both ways, idle timeout, half-close propagation. Nothing a
+ * peer sends can crash it: errors close that connection. Every function but proxy_active and
+ * proxy_accepted runs on the worker's thread.
  */
 #ifndef MESHMASK_PROXY_H
 #define MESHMASK_PROXY_H
@@ -26,8 +28,8 @@ struct proxy_resolver {
 	 * and one of the `directions` bits: a new reference, or NULL.
 	 */
 	struct policy *(*policy_for)(void *ctx, const struct steer_orig *orig, uint32_t directions);
-	/* The caller's cgroup path (borrowed until the next policy/cgroup change) or NULL. */
-	const char *(*caller_name)(void *ctx, uint64_t cgroup_id);
+	/* The caller's cgroup path copied into buf (then buf), or NULL. */
+	const char *(*caller_name)(void *ctx, uint64_t cgroup_id, char *buf, size_t size);
 	void *ctx;
 };
 
@@ -55,11 +57,16 @@ struct proxy;
 
 struct proxy *proxy_new(const struct proxy_config *cfg);
 
-/*
- * Open the listeners (127.0.0.1 and, when the netns has it, [::1]) inside a netns. Takes
- * ownership of ns_fd (kept for upstream sockets). *cookie gets the netns cookie. 0 or -errno.
- */
-int proxy_listen_netns(struct proxy *px, int ns_fd, uint64_t ino, uint64_t *cookie);
+/* One covered netns's listening sockets for one worker (opened by the control thread). */
+struct proxy_listeners {
+	uint64_t ino, cookie; /* the netns */
+	int ns_fd; /* the netns, for upstream sockets */
+	int fd4, fd6; /* listening on 127.0.0.1 and [::1] (-1: no IPv6 there) */
+};
+
+/* Serve the listeners of a netns: takes ownership of every fd in l, also on failure. 0 or
+ * -errno. */
+int proxy_adopt_netns(struct proxy *px, const struct proxy_listeners *l);
 /* Close the listeners of a netns (connections in flight continue). */
 void proxy_unlisten_netns(struct proxy *px, uint64_t ino);
 

@@ -2,6 +2,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fnmatch.h>
+#include <pthread.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -57,10 +58,29 @@ struct foreign {
 	time_t since;
 };
 
+/*
+ * What the workers resolve connections with (steering_policy_for, steering_caller_name): an
+ * immutable copy of the callers and the slots' policies, published whole by the control thread
+ * and read under a reference, so a worker never sees a half-applied change.
+ */
+struct view_caller {
+	uint64_t id, mask;
+	char *path;
+};
+
+struct steer_view {
+	unsigned refs; /* __atomic */
+	size_t n;
+	struct view_caller *v; /* sorted by id */
+	struct policy *slots[STEER_MAX_POLICIES];
+};
+
 struct steering {
 	char *root, *attach;
 	struct loader_maps maps;
-	struct proxy *px;
+	struct workers *wk;
+	pthread_mutex_t view_lock; /* guards the pointer `view`, not its content */
+	struct steer_view *view;
 	int ino_fd;
 	uint64_t self_cg;
 	struct policy_set *set;
@@ -248,6 +268,68 @@ static void store_slot_name(struct steering *s, uint32_t k, const char *name)
 	bpf_map_update_elem(s->maps.slots, &k, &v, BPF_ANY);
 }
 
+static void view_unref(struct steer_view *v)
+{
+	if (!v || __atomic_sub_fetch(&v->refs, 1, __ATOMIC_ACQ_REL))
+		return;
+	for (size_t i = 0; i < v->n; i++)
+		free(v->v[i].path);
+	free(v->v);
+	for (uint32_t k = 0; k < STEER_MAX_POLICIES; k++)
+		if (v->slots[k])
+			policy_unref(v->slots[k]);
+	free(v);
+}
+
+/* The current view with a new reference (view_unref when done), or NULL before the first. */
+static struct steer_view *view_get(struct steering *s)
+{
+	pthread_mutex_lock(&s->view_lock);
+	struct steer_view *v = s->view;
+	if (v)
+		__atomic_add_fetch(&v->refs, 1, __ATOMIC_RELAXED);
+	pthread_mutex_unlock(&s->view_lock);
+	return v;
+}
+
+/*
+ * Publish the callers and slots as they are now. On failure (no memory) the previous view
+ * stays; the next publication catches up.
+ */
+static void view_publish(struct steering *s)
+{
+	struct steer_view *v = calloc(1, sizeof(*v));
+	if (!v || (s->n_callers && !(v->v = calloc(s->n_callers, sizeof(*v->v))))) {
+		free(v);
+		return;
+	}
+	v->refs = 1;
+	for (size_t i = 0; i < s->n_callers; i++) {
+		const struct caller *c = &s->callers[i];
+		v->v[i] = (struct view_caller){c->id, c->mask, c->path ? strdup(c->path) : NULL};
+		v->n++;
+	}
+	for (uint32_t k = 0; k < STEER_MAX_POLICIES; k++)
+		v->slots[k] = s->slots[k].p ? policy_ref(s->slots[k].p) : NULL;
+	pthread_mutex_lock(&s->view_lock);
+	struct steer_view *old = s->view;
+	s->view = v;
+	pthread_mutex_unlock(&s->view_lock);
+	view_unref(old);
+}
+
+static int cmp_view_caller(const void *a, const void *b)
+{
+	const struct view_caller *x = a, *y = b;
+	return x->id < y->id ? -1 : x->id > y->id;
+}
+
+static const struct view_caller *view_caller(const struct steer_view *v, uint64_t id)
+{
+	struct view_caller key = {.id = id};
+	return v->n ? bsearch(&key, v->v, v->n, sizeof(key), cmp_view_caller) : NULL;
+}
+
 struct steering *steering_new(const struct steering_config *cfg)
 {
 	struct steering *s = calloc(1, sizeof(*s));
@@ -256,7 +338,8 @@ struct steering *steering_new(const struct steering_config *cfg)
 	s->root = strdup(cfg->cgroup_root);
 	s->attach = strdup(cfg->attach_cgroup);
 	s->maps = *cfg->maps;
-	s->px = cfg->proxy;
+	s->wk = cfg->workers;
+	pthread_mutex_init(&s->view_lock, NULL);
 	s->proxy_port = cfg->proxy_port;
 	s->ncpu = libbpf_num_possible_cpus();
 	s->ino_fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
@@ -440,7 +523,7 @@ static void cover_netns(struct steering *s, const char *dir, const char *rel, st
 			s->cap_ns = cap;
 		}
 		uint64_t cookie;
-		int r = proxy_listen_netns(s->px, fd, ino, &cookie);
+		int r = workers_listen_netns(s->wk, fd, ino, &cookie);
 		if (r < 0) {
 			/* Retried at the next rescan; not ready meanwhile. */
 			s->n_pending_ns++;
@@ -771,6 +854,7 @@ int steering_rescan(struct steering *s)
 	free_callers(s->callers, s->n_callers);
 	s->callers = sc.v;
 	s->n_callers = sc.n;
+	view_publish(s);
 
 	/* Netns whose covered processes are all gone: close their listeners. */
 	for (size_t i = 0; i < s->n_ns;) {
@@ -779,7 +863,7 @@ int steering_rescan(struct steering *s)
 			continue;
 		}
 		listener_drop(s, s->ns[i].cookie);
-		proxy_unlisten_netns(s->px, s->ns[i].ino);
+		workers_unlisten_netns(s->wk, s->ns[i].ino);
 		agent_log(AGENT_LOG_INFO, "closed listener of netns %llu",
 			  (unsigned long long)s->ns[i].ino);
 		s->ns[i] = s->ns[--s->n_ns];
@@ -859,6 +943,8 @@ int steering_apply(struct steering *s, struct policy_set *set)
 			s->slots[k].p = NULL;
 		}
 
+	/* The workers see the new slots before the maps steer anything for them. */
+	view_publish(s);
 	size_t nk = 0;
 	write_dests(s, keys, &nk);
 	int r = steering_rescan(s);
@@ -946,21 +1032,35 @@ void steering_collect_stats(struct steering *s)
 struct policy *steering_policy_for(struct steering *s, const struct steer_orig *orig,
 				   uint32_t directions)
 {
-	struct caller *c = find_caller(s, orig->cgroup_id);
-	for (uint32_t k = 0; k < STEER_MAX_POLICIES; k++) {
-		/* A caller whose cgroup vanished keeps the policy it was steered for. */
-		bool mine = c ? (c->mask >> k) & 1 : k == orig->policy;
-		struct policy *p = s->slots[k].p;
+	struct steer_view *v = view_get(s);
+	if (!v)
+		return NULL;
+	const struct view_caller *c = view_caller(v, orig->cgroup_id);
+	struct policy *found = NULL;
+	for (uint32_t k = 0; k < STEER_MAX_POLICIES && !found; k++) {
+		/*
+		 * The slot the BPF program steered the connection for always counts: the maps
+		 * may already cover a caller the view has not caught up with. A caller whose
+		 * cgroup vanished keeps that policy too.
+		 */
+		bool mine = k == orig->policy || (c && (c->mask >> k) & 1);
+		struct policy *p = v->slots[k];
 		if (mine && p && (p->directions & directions) && policy_covers_dest(p, orig))
-			return policy_ref(p);
+			found = policy_ref(p);
 	}
-	return NULL;
+	view_unref(v);
+	return found;
 }
 
-const char *steering_caller_name(struct steering *s, uint64_t cgroup_id)
+const char *steering_caller_name(struct steering *s, uint64_t cgroup_id, char *buf, size_t size)
 {
-	struct caller *c = find_caller(s, cgroup_id);
-	return c ? c->path : NULL;
+	struct steer_view *v = view_get(s);
+	const struct view_caller *c = v ? view_caller(v, cgroup_id) : NULL;
+	const char *r = NULL;
+	if (c && c->path && size && snprintf(buf, size, "%s", c->path) >= 0)
+		r = buf;
+	view_unref(v);
+	return r;
 }
 
 bool steering_ready(const struct steering *s)
@@ -984,6 +1084,8 @@ void steering_free(struct steering *s)
 		policy_set_unref(s->set);
 	if (s->ino_fd >= 0)
 		close(s->ino_fd);
+	view_unref(s->view);
+	pthread_mutex_destroy(&s->view_lock);
 	free(s->root);
 	free(s->attach);
 	free(s);

@@ -15,13 +15,13 @@
 #include "loader.h"
 #include "meshmask/steer.h"
 #include "policy.h"
-#include "proxy.h"
+#include "workers.h"
 
 struct steering_config {
 	const char *cgroup_root; /* cgroup v2 mount; paths in policies are relative to it */
 	const char *attach_cgroup; /* subtree that is scanned (where the programs attach) */
 	const struct loader_maps *maps;
-	struct proxy *proxy;
+	struct workers *workers; /* opens and closes the listeners in covered netns */
 	const char *self_cgroup; /* the agent's own cgroup (never a caller); NULL = unknown */
 	uint16_t proxy_port; /* the listeners' port, host order (their connections are steered) */
 };
@@ -51,12 +51,14 @@ void steering_heartbeat(struct steering *s, bool alive);
 /* Fold the BPF steering counters into the metrics (flows passed/refused while down). */
 void steering_collect_stats(struct steering *s);
 
-/* The first policy of the current set covering `orig`'s caller and destination with one of
- * `directions`: a new reference, or NULL. */
+/*
+ * The first policy of the current set covering `orig`'s caller and destination with one of
+ * `directions`: a new reference, or NULL. Any thread (the workers call it per message).
+ */
 struct policy *steering_policy_for(struct steering *s, const struct steer_orig *orig,
 				   uint32_t directions);
-/* The cgroup path of a caller (borrowed until the next rescan) or NULL. */
-const char *steering_caller_name(struct steering *s, uint64_t cgroup_id);
+/* The cgroup path of a caller copied into buf (then buf), or NULL. Any thread. */
+const char *steering_caller_name(struct steering *s, uint64_t cgroup_id, char *buf, size_t size);
 
 /*
  * Whether a policy set has been applied, the tree scanned, this agent owns the maps and every

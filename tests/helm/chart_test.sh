@@ -57,7 +57,7 @@ declare -A variants=(
 	[tls]="--set admin.tls.secretName=meshmask-admin-tls --set service.headless=true --set metrics.serviceMonitor.enabled=true --set metrics.serviceMonitor.tlsConfig.insecureSkipVerify=true --api-versions monitoring.coreos.com/v1/ServiceMonitor"
 	[loopback]="--set admin.bind=127.0.0.1 --set service.enabled=false"
 	[nobpf]="--set agent.bpf=false"
-	[latency]="--set agent.splice=true --set agent.busyPollMicroseconds=100 --set agent.zeroCopy=false --set agent.tlsRingBufferKiB=1024"
+	[latency]="--set agent.workers=4 --set agent.splice=true --set agent.busyPollMicroseconds=100 --set agent.zeroCopy=false --set agent.tlsRingBufferKiB=1024"
 	[noidentity]="--set identity.kubernetes=false"
 	[notls]="--set agent.tlsUprobes=false"
 	[automount]="--set bpf.autoMount=true"
@@ -92,6 +92,8 @@ for v in default privileged servicemonitor smnoapi existingsecret policies tls l
 	fi
 done
 [[ ${#help_arg[@]} -gt 0 ]] && echo "# agent flags checked against $agent_bin --help"
+grep -q -- "- --workers=4" "$tmp/latency.yaml" && ! grep -q -- "--workers" "$tmp/default.yaml"
+ok $? "agent.workers=4 passes --workers=4; the default (0) leaves it to the CPU count" "$tmp/latency.yaml"
 
 # A fixed token is used as given; a generated one differs between two renders (lookup keeps it
 # on a real upgrade, which needs a cluster).
@@ -122,6 +124,7 @@ reject "admin.port: Invalid type" --set-string admin.port=9477
 reject "agent.proxyPort: Must be less than or equal to 65535" --set agent.proxyPort=100000
 reject "agent.logLevel" --set agent.logLevel=verbose
 reject "agent.busyPollMicroseconds: Must be less than or equal to 1000" --set agent.busyPollMicroseconds=5000
+reject "agent.workers: Must be less than or equal to 16" --set agent.workers=17
 reject "agent.tlsRingBufferKiB" --set agent.tlsRingBufferKiB=1000
 reject "admin.maxBodyBytes: Must be greater than or equal to 1024" --set admin.maxBodyBytes=10
 reject "admin.requestTimeoutSeconds: Must be less than or equal to 3600" --set admin.requestTimeoutSeconds=7200

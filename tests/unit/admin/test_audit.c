@@ -11,8 +11,10 @@
 #include "mask.h"
 #include "tap.h"
 
+/* The lines written so far (after the writer thread wrote what was queued). */
 static size_t read_lines(const char *path, json_t **out, size_t max)
 {
+	audit_flush();
 	FILE *f = fopen(path, "r");
 	size_t n = 0;
 	char line[4096];
