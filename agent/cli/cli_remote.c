@@ -1,108 +1,75 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * `meshmask policy push|get|list|delete --agent URL --token-file F`. None of the allowed
- * libraries is an HTTP client, so this is the smallest one that the admin API needs: one
- * request per connection (Connection: close), Content-Length or chunked replies, and TLS
- * through OpenSSL with certificate and host name verification (unless --insecure).
+ * `meshmask policy push|get|list|delete --agent URL --token-file F`: a libcurl client of the
+ * agent's admin API. One handle per command, so that a push of several files reuses its
+ * connection; certificate and host name verification unless --insecure; no proxy and no
+ * redirects, so the token goes to the agent named and nowhere else.
  */
 #include <errno.h>
 #include <getopt.h>
-#include <netdb.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
-#include <sys/socket.h>
-#include <sys/time.h>
-#include <arpa/inet.h>
 #include <unistd.h>
 
+#include <curl/curl.h>
 #include <jansson.h>
-#include <openssl/crypto.h>
-#include <openssl/err.h>
-#include <openssl/ssl.h>
-#include <openssl/x509v3.h>
 
 #include "buf.h"
 #include "cli_remote.h"
 
 enum { RC_OK = 0, RC_INVALID = 1, RC_USAGE = 2, RC_IO = 3, RC_REFUSED = 5 };
 
-#define REPLY_MAX (64u << 20)
-#define IO_TIMEOUT_S 15
+#define DEFAULT_TOKEN_FILE "/etc/meshmask/admin/token"
+#define REPLY_MAX (64l << 20)
+#define IO_TIMEOUT_S 15l /* to connect, and the longest stretch without a byte either way */
 
-struct remote {
-	bool tls, insecure;
-	char host[256], port[8], prefix[512];
-	const char *cacert;
-	char token[4096]; /* never printed */
-	const char *if_match;
-	bool json;
+struct cli_remote {
+	CURL *curl;
+	char base[600]; /* scheme://host:port/prefix, without a trailing slash */
+	char where[300]; /* host:port, for messages */
+	char token[4096]; /* never printed; wiped by cli_remote_free */
+	char err[CURL_ERROR_SIZE];
 };
 
-struct reply {
-	int status;
-	char etag[128];
-	struct mm_buf body;
-};
-
-static int parse_url(struct remote *r, const char *url)
+/* r->base and r->where from an http(s)://HOST[:PORT][/PREFIX] URL; 0 or -EINVAL. */
+static int parse_url(struct cli_remote *r, const char *url)
 {
-	const char *p;
-	if (!strncmp(url, "http://", 7)) {
-		p = url + 7;
-		snprintf(r->port, sizeof(r->port), "80");
-	} else if (!strncmp(url, "https://", 8)) {
-		p = url + 8;
-		r->tls = true;
-		snprintf(r->port, sizeof(r->port), "443");
-	} else {
-		return -EINVAL;
+	enum { SCHEME, HOST, PORT, PATH, USER, QUERY, FRAGMENT, NPARTS };
+	static const CURLUPart part[NPARTS] = {CURLUPART_SCHEME,  CURLUPART_HOST, CURLUPART_PORT,
+					       CURLUPART_PATH,	  CURLUPART_USER, CURLUPART_QUERY,
+					       CURLUPART_FRAGMENT};
+	char *v[NPARTS] = {0};
+	CURLU *u = curl_url();
+	bool ok = u && !curl_url_set(u, CURLUPART_URL, url, 0);
+	for (int i = 0; ok && i < NPARTS; i++)
+		curl_url_get(u, part[i], &v[i], i == PORT ? CURLU_DEFAULT_PORT : 0);
+	/* Credentials, a query or a fragment have no place in the agent's address. */
+	ok = ok && v[SCHEME] && (!strcmp(v[SCHEME], "http") || !strcmp(v[SCHEME], "https")) &&
+	     v[HOST] && *v[HOST] && v[PORT] && v[PATH] && !v[USER] && !v[QUERY] && !v[FRAGMENT];
+	if (ok) {
+		int n = (int)strlen(v[PATH]);
+		while (n && v[PATH][n - 1] == '/')
+			n--;
+		ok = snprintf(r->where, sizeof(r->where), "%s:%s", v[HOST], v[PORT]) <
+			     (int)sizeof(r->where) &&
+		     snprintf(r->base, sizeof(r->base), "%s://%s%.*s", v[SCHEME], r->where, n,
+			      v[PATH]) < (int)sizeof(r->base);
 	}
-	const char *slash = strchr(p, '/');
-	const char *hend = slash ? slash : p + strlen(p);
-	const char *colon = NULL;
-	if (*p == '[') {
-		const char *rb = memchr(p, ']', (size_t)(hend - p));
-		if (!rb)
-			return -EINVAL;
-		if ((size_t)(rb - p - 1) >= sizeof(r->host))
-			return -EINVAL;
-		memcpy(r->host, p + 1, (size_t)(rb - p - 1));
-		r->host[rb - p - 1] = 0;
-		if (rb + 1 < hend && rb[1] == ':')
-			colon = rb + 1;
-	} else {
-		colon = memchr(p, ':', (size_t)(hend - p));
-		const char *he = colon ? colon : hend;
-		if (he == p || (size_t)(he - p) >= sizeof(r->host))
-			return -EINVAL;
-		memcpy(r->host, p, (size_t)(he - p));
-		r->host[he - p] = 0;
-	}
-	if (colon) {
-		size_t n = (size_t)(hend - colon - 1);
-		if (n == 0 || n >= sizeof(r->port))
-			return -EINVAL;
-		memcpy(r->port, colon + 1, n);
-		r->port[n] = 0;
-		if (strspn(r->port, "0123456789") != n)
-			return -EINVAL;
-	}
-	snprintf(r->prefix, sizeof(r->prefix), "%s", slash ? slash : "");
-	size_t n = strlen(r->prefix);
-	while (n && r->prefix[n - 1] == '/')
-		r->prefix[--n] = 0;
-	return 0;
+	for (int i = 0; i < NPARTS; i++)
+		curl_free(v[i]);
+	curl_url_cleanup(u);
+	return ok ? 0 : -EINVAL;
 }
 
-static int read_token(struct remote *r, const char *path)
+static int read_token(struct cli_remote *r, const char *path)
 {
 	FILE *f = fopen(path, "re");
 	if (!f) {
-		fprintf(stderr, "meshmask: --token-file %s: %s\n", path, strerror(errno));
-		return -errno;
+		int e = errno;
+		fprintf(stderr, "meshmask: --token-file %s: %s\n", path, strerror(e));
+		return -e;
 	}
 	size_t n = fread(r->token, 1, sizeof(r->token) - 1, f);
 	fclose(f);
@@ -118,247 +85,188 @@ static int read_token(struct remote *r, const char *path)
 	return 0;
 }
 
-struct conn {
-	int fd;
-	SSL_CTX *ctx;
-	SSL *ssl;
-};
-
-static void conn_close(struct conn *c)
+static size_t on_body(char *p, size_t size, size_t n, void *arg)
 {
-	if (c->ssl) {
-		SSL_shutdown(c->ssl);
-		SSL_free(c->ssl);
-	}
-	if (c->ctx)
-		SSL_CTX_free(c->ctx);
-	if (c->fd >= 0)
-		close(c->fd);
+	struct mm_buf *b = arg;
+	/* A short count fails the transfer (CURLE_WRITE_ERROR). */
+	return b->len + n > (size_t)REPLY_MAX || mm_buf_append(b, p, n) ? 0 : n;
 }
 
-static int conn_open(struct conn *c, const struct remote *r)
+#define SETOPT(opt, val) (cc = cc ?: curl_easy_setopt(r->curl, opt, val))
+
+struct cli_remote *cli_remote_new(const struct cli_remote_cfg *cfg)
 {
-	*c = (struct conn){.fd = -1};
-	struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICSERV};
-	struct addrinfo *res;
-	int gr = getaddrinfo(r->host, r->port, &hints, &res);
-	if (gr) {
-		fprintf(stderr, "meshmask: %s: %s\n", r->host, gai_strerror(gr));
-		return -EHOSTUNREACH;
-	}
-	int err = ECONNREFUSED;
-	for (struct addrinfo *ai = res; ai && c->fd < 0; ai = ai->ai_next) {
-		c->fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC, ai->ai_protocol);
-		if (c->fd < 0)
-			continue;
-		struct timeval tv = {.tv_sec = IO_TIMEOUT_S};
-		setsockopt(c->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-		setsockopt(c->fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
-		if (connect(c->fd, ai->ai_addr, ai->ai_addrlen) < 0) {
-			err = errno;
-			close(c->fd);
-			c->fd = -1;
-		}
-	}
-	freeaddrinfo(res);
-	if (c->fd < 0) {
-		fprintf(stderr, "meshmask: connecting to %s:%s: %s\n", r->host, r->port,
-			strerror(err));
-		return -err;
-	}
-	if (!r->tls)
-		return 0;
+	const char *agent = cfg->agent ?: getenv("MESHMASK_AGENT") ?: "http://127.0.0.1:9477";
+	const char *token_file = cfg->token_file ?: getenv("MESHMASK_TOKEN_FILE");
+	/* What OpenSSL's default verify paths honour, libcurl does not by itself. */
+	const char *cainfo = cfg->cacert ?: getenv("SSL_CERT_FILE");
+	const char *capath = cfg->cacert ? NULL : getenv("SSL_CERT_DIR");
+	struct cli_remote *r = calloc(1, sizeof(*r));
+	CURLcode cc = CURLE_OK;
+	int e = -ENOMEM;
 
-	c->ctx = SSL_CTX_new(TLS_client_method());
-	if (!c->ctx)
-		goto tls_fail;
-	SSL_CTX_set_min_proto_version(c->ctx, TLS1_2_VERSION);
-	if (!r->insecure) {
-		SSL_CTX_set_verify(c->ctx, SSL_VERIFY_PEER, NULL);
-		if (r->cacert ? SSL_CTX_load_verify_locations(c->ctx, r->cacert, NULL) != 1
-			      : SSL_CTX_set_default_verify_paths(c->ctx) != 1)
-			goto tls_fail;
+	if (!r || curl_global_init(CURL_GLOBAL_DEFAULT)) {
+		fprintf(stderr, "meshmask: cannot initialise libcurl\n");
+		free(r);
+		errno = ENOMEM;
+		return NULL;
 	}
-	c->ssl = SSL_new(c->ctx);
-	if (!c->ssl || SSL_set_fd(c->ssl, c->fd) != 1)
-		goto tls_fail;
-	unsigned char ipbuf[16];
-	bool is_ip =
-		inet_pton(AF_INET, r->host, ipbuf) == 1 || inet_pton(AF_INET6, r->host, ipbuf) == 1;
-	if (!is_ip)
-		SSL_set_tlsext_host_name(c->ssl, r->host);
-	if (!r->insecure) {
-		X509_VERIFY_PARAM *vp = SSL_get0_param(c->ssl);
-		if (is_ip ? X509_VERIFY_PARAM_set1_ip_asc(vp, r->host) != 1
-			  : X509_VERIFY_PARAM_set1_host(vp, r->host, 0) != 1)
-			goto tls_fail;
-	}
-	if (SSL_connect(c->ssl) != 1)
-		goto tls_fail;
-	return 0;
-tls_fail:;
-	unsigned long e = ERR_get_error();
-	char msg[256];
-	ERR_error_string_n(e, msg, sizeof(msg));
-	fprintf(stderr, "meshmask: TLS with %s:%s: %s\n", r->host, r->port,
-		e ? msg : "handshake failed");
-	conn_close(c);
-	return -EPROTO;
-}
-
-static int conn_write(struct conn *c, const char *p, size_t n)
-{
-	while (n) {
-		ssize_t w;
-		if (c->ssl) {
-			int k = SSL_write(c->ssl, p, n > 1u << 30 ? 1 << 30 : (int)n);
-			w = k > 0 ? k : -1;
-		} else {
-			w = send(c->fd, p, n, MSG_NOSIGNAL);
-		}
-		if (w < 0 && !c->ssl && errno == EINTR)
-			continue;
-		if (w <= 0)
-			return -EIO;
-		p += w;
-		n -= (size_t)w;
-	}
-	return 0;
-}
-
-static ssize_t conn_read(struct conn *c, char *p, size_t n)
-{
-	if (c->ssl) {
-		int k = SSL_read(c->ssl, p, (int)n);
-		if (k > 0)
-			return k;
-		int e = SSL_get_error(c->ssl, k);
-		return e == SSL_ERROR_ZERO_RETURN || e == SSL_ERROR_SYSCALL ? 0 : -EIO;
-	}
-	for (;;) {
-		ssize_t k = recv(c->fd, p, n, 0);
-		if (k < 0 && errno == EINTR)
-			continue;
-		return k < 0 ? -errno : k;
-	}
-}
-
-/* Decode a chunked body in place; 0 or -EPROTO. */
-static int dechunk(struct mm_buf *b)
-{
-	size_t in = 0, out = 0;
-	for (;;) {
-		char *end;
-		if (in >= b->len)
-			return -EPROTO;
-		unsigned long long sz = strtoull(b->data + in, &end, 16);
-		char *crlf = memmem(b->data + in, b->len - in, "\r\n", 2);
-		if (!crlf || end == b->data + in)
-			return -EPROTO;
-		in = (size_t)(crlf - b->data) + 2;
-		if (sz == 0)
-			break;
-		if (sz > b->len - in)
-			return -EPROTO;
-		memmove(b->data + out, b->data + in, sz);
-		out += sz;
-		in += sz + 2;
-	}
-	b->len = out;
-	return 0;
-}
-
-static int request(const struct remote *r, const char *method, const char *path,
-		   const char *content_type, const char *body, size_t len, struct reply *rep)
-{
-	struct conn c;
-	int e = conn_open(&c, r);
-	if (e < 0)
-		return e;
-	struct mm_buf req = {0};
-	char line[1024];
-	snprintf(line, sizeof(line),
-		 "%s %s%s HTTP/1.1\r\nHost: %s%s%s:%s\r\nUser-Agent: meshmask/%s\r\n"
-		 "Accept: application/json\r\nConnection: close\r\n",
-		 method, r->prefix, path, strchr(r->host, ':') ? "[" : "", r->host,
-		 strchr(r->host, ':') ? "]" : "", r->port, MESHMASK_VERSION);
-	mm_buf_puts(&req, line);
-	if (r->token[0]) {
-		mm_buf_puts(&req, "Authorization: Bearer ");
-		mm_buf_puts(&req, r->token);
-		mm_buf_puts(&req, "\r\n");
-	}
-	if (r->if_match) {
-		snprintf(line, sizeof(line), "If-Match: \"%s\"\r\n", r->if_match);
-		mm_buf_puts(&req, line);
-	}
-	if (content_type) {
-		snprintf(line, sizeof(line), "Content-Type: %s\r\n", content_type);
-		mm_buf_puts(&req, line);
-	}
-	if (body || strcmp(method, "GET")) {
-		snprintf(line, sizeof(line), "Content-Length: %zu\r\n", body ? len : 0);
-		mm_buf_puts(&req, line);
-	}
-	mm_buf_puts(&req, "\r\n");
-	e = conn_write(&c, req.data, req.len);
-	OPENSSL_cleanse(req.data, req.cap);
-	mm_buf_free(&req);
-	if (!e && body)
-		e = conn_write(&c, body, len);
-	/* The agent may answer (413, 401) and close before the whole body is sent: read on. */
-	bool write_failed = e != 0;
-	e = 0;
-
-	struct mm_buf in = {0};
-	char tmp[16384];
-	ssize_t n;
-	while (!e && (n = conn_read(&c, tmp, sizeof(tmp))) != 0) {
-		if (n < 0 && in.len)
-			break; /* a reset after the answer (the agent hung up on our body) */
-		if (n < 0 || in.len + (size_t)n > REPLY_MAX || mm_buf_append(&in, tmp, (size_t)n))
-			e = -EIO;
-	}
-	conn_close(&c);
+	e = parse_url(r, agent);
 	if (e) {
-		fprintf(stderr, "meshmask: talking to %s:%s: %s\n", r->host, r->port, strerror(-e));
-		mm_buf_free(&in);
-		return e;
+		fprintf(stderr, "meshmask: --agent: not an http(s)://HOST[:PORT] URL: %s\n", agent);
+		goto fail;
 	}
-	char *hend = in.len ? memmem(in.data, in.len, "\r\n\r\n", 4) : NULL;
-	int status = 0;
-	if (!hend || sscanf(in.data, "HTTP/1.%*d %d", &status) != 1) {
-		fprintf(stderr, "meshmask: %s:%s %s\n", r->host, r->port,
-			write_failed ? "closed the connection" : "did not answer HTTP");
-		mm_buf_free(&in);
+	if (!token_file && access(DEFAULT_TOKEN_FILE, R_OK) == 0)
+		token_file = DEFAULT_TOKEN_FILE;
+	if (token_file && (e = read_token(r, token_file)) < 0)
+		goto fail;
+
+	r->curl = curl_easy_init();
+	if (!r->curl)
+		cc = CURLE_OUT_OF_MEMORY;
+	SETOPT(CURLOPT_ERRORBUFFER, r->err);
+	SETOPT(CURLOPT_NOSIGNAL, 1l);
+	SETOPT(CURLOPT_PROTOCOLS_STR, "http,https");
+	SETOPT(CURLOPT_PROXY, ""); /* never through a *_proxy of the environment */
+	SETOPT(CURLOPT_USERAGENT, "meshmask/" MESHMASK_VERSION);
+	SETOPT(CURLOPT_PATH_AS_IS, 1l);
+	SETOPT(CURLOPT_CONNECTTIMEOUT, IO_TIMEOUT_S);
+	SETOPT(CURLOPT_LOW_SPEED_LIMIT, 1l);
+	SETOPT(CURLOPT_LOW_SPEED_TIME, IO_TIMEOUT_S);
+	SETOPT(CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)REPLY_MAX);
+	SETOPT(CURLOPT_WRITEFUNCTION, on_body);
+	SETOPT(CURLOPT_SSLVERSION, (long)CURL_SSLVERSION_TLSv1_2);
+	SETOPT(CURLOPT_SSL_VERIFYPEER, cfg->insecure ? 0l : 1l);
+	SETOPT(CURLOPT_SSL_VERIFYHOST, cfg->insecure ? 0l : 2l);
+	if (cainfo && !cfg->insecure)
+		SETOPT(CURLOPT_CAINFO, cainfo);
+	if (capath && !cfg->insecure)
+		SETOPT(CURLOPT_CAPATH, capath);
+	if (cc) {
+		fprintf(stderr, "meshmask: libcurl: %s\n", curl_easy_strerror(cc));
+		e = cc == CURLE_OUT_OF_MEMORY ? -ENOMEM : -ENOTSUP;
+		goto fail;
+	}
+	return r;
+fail:
+	cli_remote_free(r);
+	errno = -e;
+	return NULL;
+}
+
+void cli_remote_free(struct cli_remote *r)
+{
+	if (!r)
+		return;
+	curl_easy_cleanup(r->curl);
+	explicit_bzero(r->token, sizeof(r->token));
+	free(r);
+	curl_global_cleanup();
+}
+
+/* Print why a transfer failed, from libcurl's message (which never holds the request); -errno. */
+static int transfer_error(const struct cli_remote *r, CURLcode cc)
+{
+	const char *why = r->err[0] ? r->err : curl_easy_strerror(cc);
+	long os_errno = 0;
+
+	switch (cc) {
+	case CURLE_COULDNT_CONNECT:
+		if (!curl_easy_getinfo(r->curl, CURLINFO_OS_ERRNO, &os_errno) && os_errno)
+			why = strerror((int)os_errno);
+		/* fall through */
+	case CURLE_COULDNT_RESOLVE_HOST:
+		fprintf(stderr, "meshmask: connecting to %s: %s\n", r->where, why);
+		return os_errno ? -(int)os_errno : -EHOSTUNREACH;
+	case CURLE_SSL_CONNECT_ERROR:
+	case CURLE_PEER_FAILED_VERIFICATION:
+	case CURLE_SSL_CACERT_BADFILE:
+	case CURLE_SSL_CERTPROBLEM:
+	case CURLE_SSL_CIPHER:
+	case CURLE_SSL_ISSUER_ERROR:
+		fprintf(stderr, "meshmask: TLS with %s: %s\n", r->where, why);
 		return -EPROTO;
-	}
-	*hend = 0;
-	rep->status = status;
-	bool chunked = false;
-	long long clen = -1;
-	for (char *h = strstr(in.data, "\r\n"); h && *h; h = strstr(h, "\r\n")) {
-		h += 2;
-		if (!strncasecmp(h, "ETag:", 5)) {
-			const char *v = h + 5 + strspn(h + 5, " \"");
-			size_t vl = strcspn(v, "\"\r");
-			snprintf(rep->etag, sizeof(rep->etag), "%.*s", (int)vl, v);
-		} else if (!strncasecmp(h, "Transfer-Encoding:", 18)) {
-			chunked = strstr(h, "chunked") != NULL;
-		} else if (!strncasecmp(h, "Content-Length:", 15)) {
-			clen = atoll(h + 15);
-		}
-	}
-	size_t off = (size_t)(hend + 4 - in.data);
-	mm_buf_append(&rep->body, in.data + off, in.len - off);
-	mm_buf_free(&in);
-	if (chunked && dechunk(&rep->body) < 0) {
-		fprintf(stderr, "meshmask: bad chunked reply\n");
+	case CURLE_GOT_NOTHING:
+		fprintf(stderr, "meshmask: %s closed the connection without answering\n", r->where);
 		return -EPROTO;
+	case CURLE_WEIRD_SERVER_REPLY:
+	case CURLE_UNSUPPORTED_PROTOCOL: /* an HTTP/0.9 answer */
+		fprintf(stderr, "meshmask: %s did not answer HTTP (%s)\n", r->where, why);
+		return -EPROTO;
+	case CURLE_WRITE_ERROR:
+	case CURLE_FILESIZE_EXCEEDED:
+		fprintf(stderr, "meshmask: %s: reply over %ld MiB\n", r->where, REPLY_MAX >> 20);
+		return -EFBIG;
+	default:
+		fprintf(stderr, "meshmask: talking to %s: %s\n", r->where, why);
+		return cc == CURLE_OPERATION_TIMEDOUT ? -ETIMEDOUT : -EIO;
 	}
-	if (clen >= 0 && (size_t)clen < rep->body.len)
-		rep->body.len = (size_t)clen;
+}
+
+int cli_remote_request(struct cli_remote *r, const char *method, const char *path,
+		       const char *content_type, const char *body, size_t len, const char *if_match,
+		       struct cli_reply *rep)
+{
+	char url[sizeof(r->base) + 600], auth[sizeof(r->token) + 32], im[160], ct[160];
+	/* An empty Content-Type keeps libcurl from labelling a body as a form. */
+	const char *lines[] = {"Accept: application/json", r->token[0] ? auth : NULL,
+			       if_match ? im : NULL, body || content_type ? ct : NULL};
+	struct curl_slist *h = NULL, *t;
+	struct curl_header *etag;
+	CURLcode cc = CURLE_OK;
+
+	*rep = (struct cli_reply){0};
+	if ((if_match && strpbrk(if_match, "\"\r\n")) ||
+	    (content_type && strpbrk(content_type, "\r\n"))) {
+		fprintf(stderr, "meshmask: bad If-Match or Content-Type\n");
+		return -EINVAL;
+	}
+	snprintf(auth, sizeof(auth), "Authorization: Bearer %s", r->token);
+	snprintf(im, sizeof(im), "If-Match: \"%s\"", if_match ?: "");
+	snprintf(ct, sizeof(ct), "Content-Type:%s%s", content_type ? " " : "", content_type ?: "");
+	for (size_t i = 0; !cc && i < sizeof(lines) / sizeof(lines[0]); i++) {
+		if (lines[i] && !(t = curl_slist_append(h, lines[i])))
+			cc = CURLE_OUT_OF_MEMORY;
+		else if (lines[i])
+			h = t;
+	}
+	explicit_bzero(auth, sizeof(auth));
+	if (snprintf(url, sizeof(url), "%s%s", r->base, path) >= (int)sizeof(url))
+		cc = CURLE_URL_MALFORMAT;
+	r->err[0] = 0;
+	SETOPT(CURLOPT_URL, url);
+	SETOPT(CURLOPT_HTTPHEADER, h);
+	SETOPT(CURLOPT_WRITEDATA, &rep->body);
+	if (body) {
+		SETOPT(CURLOPT_POSTFIELDS, body);
+		SETOPT(CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)len);
+	} else {
+		SETOPT(CURLOPT_HTTPGET, 1l);
+	}
+	SETOPT(CURLOPT_CUSTOMREQUEST, strcmp(method, "GET") ? method : NULL);
+	cc = cc ?: curl_easy_perform(r->curl);
+	/* The handle must not keep pointers to these for its next request. */
+	curl_easy_setopt(r->curl, CURLOPT_HTTPHEADER, NULL);
+	curl_easy_setopt(r->curl, CURLOPT_POSTFIELDS, NULL);
+	for (t = h; t; t = t->next)
+		explicit_bzero(t->data, strlen(t->data));
+	curl_slist_free_all(h);
+	if (cc) {
+		cli_reply_free(rep);
+		return transfer_error(r, cc);
+	}
+	curl_easy_getinfo(r->curl, CURLINFO_RESPONSE_CODE, &rep->status);
+	if (curl_easy_header(r->curl, "ETag", 0, CURLH_HEADER, -1, &etag) == CURLHE_OK) {
+		const char *v = etag->value + strspn(etag->value, " \"");
+		snprintf(rep->etag, sizeof(rep->etag), "%.*s", (int)strcspn(v, "\""), v);
+	}
 	return 0;
+}
+
+void cli_reply_free(struct cli_reply *rep)
+{
+	mm_buf_free(&rep->body);
+	*rep = (struct cli_reply){0};
 }
 
 /* "what:line:col: message" or "what: /pointer: message" for each policy error in `errors`. */
@@ -380,13 +288,12 @@ static void print_policy_errors(FILE *f, const char *what, json_t *errors)
 	}
 }
 
-/* Print the agent's JSON error body; exit code for the status. */
-static int report_error(const char *what, const struct reply *rep)
+int cli_remote_report(const char *what, const struct cli_reply *rep)
 {
 	json_error_t je;
 	json_t *d = json_loadb(rep->body.data ? rep->body.data : "", rep->body.len, 0, &je);
 	const char *msg = json_string_value(json_object_get(d, "error"));
-	fprintf(stderr, "%s: %d %s\n", what, rep->status, msg ? msg : "(no error message)");
+	fprintf(stderr, "%s: %ld %s\n", what, rep->status, msg ? msg : "(no error message)");
 	print_policy_errors(stderr, what, json_object_get(d, "details"));
 	json_decref(d);
 	if (rep->status == 400)
@@ -394,10 +301,18 @@ static int report_error(const char *what, const struct reply *rep)
 	return rep->status >= 500 || rep->status < 400 ? RC_IO : RC_REFUSED;
 }
 
-/* Common options; the index of the first operand, or -1 after printing a usage error. */
-static int parse_opts(int argc, char **argv, struct remote *r, const char *usage)
+struct opts {
+	struct cli_remote *remote;
+	const char *if_match;
+	bool json;
+};
+
+enum { OPTS_USAGE = -1, OPTS_HELP = -2, OPTS_IO = -3 };
+
+/* Common options and the client; the index of the first operand, or OPTS_* after printing. */
+static int parse_opts(int argc, char **argv, struct opts *o, const char *usage)
 {
-	static const struct option opts[] = {
+	static const struct option longopts[] = {
 		{"agent", required_argument, NULL, 'a'},
 		{"token-file", required_argument, NULL, 't'},
 		{"cacert", required_argument, NULL, 'c'},
@@ -407,68 +322,59 @@ static int parse_opts(int argc, char **argv, struct remote *r, const char *usage
 		{"help", no_argument, NULL, 'h'},
 		{0},
 	};
-	const char *agent = getenv("MESHMASK_AGENT");
-	const char *token_file = getenv("MESHMASK_TOKEN_FILE");
+	struct cli_remote_cfg cfg = {0};
 	bool allow_if_match = strstr(usage, "--if-match") != NULL;
 	bool allow_json = strstr(usage, "--json") != NULL;
 	int c;
 	optind = 1;
-	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
 		switch (c) {
 		case 'a':
-			agent = optarg;
+			cfg.agent = optarg;
 			break;
 		case 't':
-			token_file = optarg;
+			cfg.token_file = optarg;
 			break;
 		case 'c':
-			r->cacert = optarg;
+			cfg.cacert = optarg;
 			break;
 		case 'k':
-			r->insecure = true;
+			cfg.insecure = true;
 			break;
 		case 'm':
 			if (!allow_if_match)
 				goto usage;
-			r->if_match = optarg;
+			o->if_match = optarg;
 			break;
 		case 'j':
 			if (!allow_json)
 				goto usage;
-			r->json = true;
+			o->json = true;
 			break;
 		case 'h':
 			printf("usage: meshmask %s\n", usage);
-			return -2;
+			return OPTS_HELP;
 		default:
 			goto usage;
 		}
 	}
-	if (!agent)
-		agent = "http://127.0.0.1:9477";
-	if (parse_url(r, agent) < 0) {
-		fprintf(stderr, "meshmask: --agent: not an http(s)://HOST[:PORT] URL: %s\n", agent);
-		return -1;
-	}
-	if (r->if_match && strpbrk(r->if_match, "\"\r\n")) {
+	if (o->if_match && strpbrk(o->if_match, "\"\r\n")) {
 		fprintf(stderr, "meshmask: --if-match: bad etag\n");
-		return -1;
+		return OPTS_USAGE;
 	}
-	if (!token_file && access("/etc/meshmask/admin/token", R_OK) == 0)
-		token_file = "/etc/meshmask/admin/token";
-	if (token_file && read_token(r, token_file) < 0)
-		return -1;
+	o->remote = cli_remote_new(&cfg);
+	if (!o->remote)
+		return errno == ENOMEM ? OPTS_IO : OPTS_USAGE;
 	return optind;
 usage:
 	fprintf(stderr, "usage: meshmask %s\n", usage);
-	return -1;
+	return OPTS_USAGE;
 }
 
 static int opts_rc(int i)
 {
-	return i == -2 ? RC_OK : RC_USAGE;
+	return i == OPTS_HELP ? RC_OK : i == OPTS_IO ? RC_IO : RC_USAGE;
 }
-
 static bool name_ok(const char *n)
 {
 	return *n && strlen(n) < 254 &&
@@ -477,19 +383,21 @@ static bool name_ok(const char *n)
 
 int cli_policy_push(int argc, char **argv)
 {
-	struct remote r = {0};
-	int i = parse_opts(argc, argv, &r, CLI_POLICY_PUSH_USAGE);
+	struct opts o = {0};
+	int i = parse_opts(argc, argv, &o, CLI_POLICY_PUSH_USAGE);
 	if (i < 0)
 		return opts_rc(i);
+	int rc = RC_OK;
 	if (i >= argc) {
 		fprintf(stderr, "usage: meshmask %s\n", CLI_POLICY_PUSH_USAGE);
-		return RC_USAGE;
+		rc = RC_USAGE;
+		goto out;
 	}
-	if (r.if_match && argc - i > 1) {
+	if (o.if_match && argc - i > 1) {
 		fprintf(stderr, "meshmask: --if-match applies to one file only\n");
-		return RC_USAGE;
+		rc = RC_USAGE;
+		goto out;
 	}
-	int rc = RC_OK;
 	for (; i < argc; i++) {
 		const char *file = argv[i];
 		json_error_t je;
@@ -519,63 +427,69 @@ int cli_policy_push(int argc, char **argv)
 			fclose(f);
 		char path[600];
 		snprintf(path, sizeof(path), "/v1/policies/%s", name);
-		struct reply rep = {0};
-		int e = request(&r, "PUT", path, "application/json", body.data ? body.data : "",
-				body.len, &rep);
+		struct cli_reply rep;
+		int e = cli_remote_request(o.remote, "PUT", path, "application/json",
+					   body.data ? body.data : "", body.len, o.if_match, &rep);
 		if (e < 0) {
 			rc = RC_IO;
 		} else if (rep.status == 200 || rep.status == 201) {
 			printf("%s: %s %s (etag %s)\n", file, name,
 			       rep.status == 201 ? "created" : "updated", rep.etag);
 		} else {
-			int code = report_error(file, &rep);
+			int code = cli_remote_report(file, &rep);
 			rc = rc ?: code;
 		}
-		mm_buf_free(&rep.body);
+		cli_reply_free(&rep);
 		mm_buf_free(&body);
 		json_decref(doc);
 	}
+out:
+	cli_remote_free(o.remote);
 	return rc;
 }
 
-static int one_name(int argc, char **argv, struct remote *r, const char *usage, const char **name)
+/* `policy get|delete NAME`: the exit code. */
+static int one_policy(int argc, char **argv, const char *usage, const char *method)
 {
-	int i = parse_opts(argc, argv, r, usage);
+	bool get = !strcmp(method, "GET");
+	struct cli_reply rep = {0};
+	struct opts o = {0};
+	char path[600];
+	int rc = RC_USAGE, i = parse_opts(argc, argv, &o, usage);
+
 	if (i < 0)
 		return opts_rc(i);
+	const char *name = argv[i];
 	if (argc - i != 1) {
 		fprintf(stderr, "usage: meshmask %s\n", usage);
-		return RC_USAGE;
+		goto out;
 	}
-	if (!name_ok(argv[i])) {
-		fprintf(stderr, "meshmask: not a policy name: %s\n", argv[i]);
-		return RC_USAGE;
+	if (!name_ok(name)) {
+		fprintf(stderr, "meshmask: not a policy name: %s\n", name);
+		goto out;
 	}
-	*name = argv[i];
-	return -1;
+	snprintf(path, sizeof(path), "/v1/policies/%s", name);
+	if (cli_remote_request(o.remote, method, path, NULL, NULL, 0, o.if_match, &rep) < 0) {
+		rc = RC_IO;
+	} else if (rep.status == 200 && get) {
+		fwrite(rep.body.data, 1, rep.body.len, stdout);
+		fprintf(stderr, "etag %s\n", rep.etag);
+		rc = RC_OK;
+	} else if ((rep.status == 200 || rep.status == 204) && !get) {
+		printf("%s: deleted\n", name);
+		rc = RC_OK;
+	} else {
+		rc = cli_remote_report(name, &rep);
+	}
+out:
+	cli_reply_free(&rep);
+	cli_remote_free(o.remote);
+	return rc;
 }
 
 int cli_policy_get(int argc, char **argv)
 {
-	struct remote r = {0};
-	const char *name;
-	int rc = one_name(argc, argv, &r, CLI_POLICY_GET_USAGE, &name);
-	if (rc >= 0)
-		return rc;
-	char path[600];
-	snprintf(path, sizeof(path), "/v1/policies/%s", name);
-	struct reply rep = {0};
-	if (request(&r, "GET", path, NULL, NULL, 0, &rep) < 0)
-		return RC_IO;
-	if (rep.status == 200) {
-		fwrite(rep.body.data, 1, rep.body.len, stdout);
-		fprintf(stderr, "etag %s\n", rep.etag);
-		rc = RC_OK;
-	} else {
-		rc = report_error(name, &rep);
-	}
-	mm_buf_free(&rep.body);
-	return rc;
+	return one_policy(argc, argv, CLI_POLICY_GET_USAGE, "GET");
 }
 
 /* Files of the agent's --policies DIR it refused: why, since when, what stays in force. */
@@ -605,21 +519,21 @@ static void print_rejected(json_t *rej)
 
 int cli_policy_list(int argc, char **argv)
 {
-	struct remote r = {0};
-	int i = parse_opts(argc, argv, &r, CLI_POLICY_LIST_USAGE);
+	struct opts o = {0};
+	int i = parse_opts(argc, argv, &o, CLI_POLICY_LIST_USAGE);
 	if (i < 0)
 		return opts_rc(i);
+	struct cli_reply rep = {0};
+	int rc = RC_OK;
 	if (i != argc) {
 		fprintf(stderr, "usage: meshmask %s\n", CLI_POLICY_LIST_USAGE);
-		return RC_USAGE;
-	}
-	struct reply rep = {0};
-	if (request(&r, "GET", "/v1/policies", NULL, NULL, 0, &rep) < 0)
-		return RC_IO;
-	int rc = RC_OK;
-	if (rep.status != 200) {
-		rc = report_error("list", &rep);
-	} else if (r.json) {
+		rc = RC_USAGE;
+	} else if (cli_remote_request(o.remote, "GET", "/v1/policies", NULL, NULL, 0, NULL, &rep) <
+		   0) {
+		rc = RC_IO;
+	} else if (rep.status != 200) {
+		rc = cli_remote_report("list", &rep);
+	} else if (o.json) {
 		fwrite(rep.body.data, 1, rep.body.len, stdout);
 	} else {
 		json_error_t je;
@@ -645,28 +559,12 @@ int cli_policy_list(int argc, char **argv)
 		}
 		json_decref(d);
 	}
-	mm_buf_free(&rep.body);
+	cli_reply_free(&rep);
+	cli_remote_free(o.remote);
 	return rc;
 }
 
 int cli_policy_delete(int argc, char **argv)
 {
-	struct remote r = {0};
-	const char *name;
-	int rc = one_name(argc, argv, &r, CLI_POLICY_DELETE_USAGE, &name);
-	if (rc >= 0)
-		return rc;
-	char path[600];
-	snprintf(path, sizeof(path), "/v1/policies/%s", name);
-	struct reply rep = {0};
-	if (request(&r, "DELETE", path, NULL, NULL, 0, &rep) < 0)
-		return RC_IO;
-	if (rep.status == 204 || rep.status == 200) {
-		printf("%s: deleted\n", name);
-		rc = RC_OK;
-	} else {
-		rc = report_error(name, &rep);
-	}
-	mm_buf_free(&rep.body);
-	return rc;
+	return one_policy(argc, argv, CLI_POLICY_DELETE_USAGE, "DELETE");
 }

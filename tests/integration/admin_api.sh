@@ -20,6 +20,17 @@ cleanup() {
 	rm -rf "$T"
 }
 trap cleanup EXIT
+# Every CLI run's output is kept too, to check at the end that none of it holds the token.
+cat >"$T/cli" <<EOF
+#!/usr/bin/env bash
+o=\$(mktemp -p "$T") e=\$(mktemp -p "$T")
+"$CLI" "\$@" >"\$o" 2>"\$e"
+rc=\$?
+cat "\$o"; cat "\$e" >&2; cat "\$o" "\$e" >>"$T/cli-all.log"; rm -f "\$o" "\$e"
+exit \$rc
+EOF
+chmod +x "$T/cli"
+CLI=$T/cli
 
 n=0
 fails=0
@@ -330,8 +341,8 @@ is "$? $(grep -o 413 "$T/cli.out")" "5 413" "CLI push of a 2 MiB policy: the age
 echo wrong >"$T/wrong"
 "$CLI" policy list --agent $URL --token-file "$T/wrong" >/dev/null 2>&1
 is $? 5 "wrong token: exit 5"
-"$CLI" policy list --agent http://127.0.0.1:1 --token-file "$T/token" >/dev/null 2>&1
-is $? 3 "no agent: exit 3"
+"$CLI" policy list --agent http://127.0.0.1:1 --token-file "$T/token" >/dev/null 2>"$T/cli.err"
+is "$? $(cat "$T/cli.err")" "3 meshmask: connecting to 127.0.0.1:1: Connection refused" "no agent: exit 3, connection refused"
 
 # --- slow clients ----------------------------------------------------------------------------
 wait $SLOW_PID $TRICKLE_PID
@@ -387,6 +398,134 @@ c=$(code http://127.0.0.1:$TPORT/healthz)
 is $? 0 "CLI over HTTPS with --cacert"
 "$CLI" policy list --agent https://127.0.0.1:$TPORT --token-file "$T/token" >/dev/null 2>&1
 is $? 3 "CLI refuses an unknown certificate"
+
+"$CLI" policy list --agent https://localhost:$TPORT --cacert "$T/tls.crt" --token-file "$T/token" >/dev/null 2>&1
+is $? 0 "CLI over HTTPS by host name (the certificate's DNS name)"
+SSL_CERT_FILE=$T/tls.crt "$CLI" policy list --agent https://127.0.0.1:$TPORT --token-file "$T/token" >/dev/null 2>&1
+is $? 0 "CLI over HTTPS trusts \$SSL_CERT_FILE without --cacert"
+"$CLI" policy list --agent https://127.0.0.1:$TPORT --insecure --token-file "$T/token" >/dev/null 2>&1
+is $? 0 "CLI --insecure accepts an unknown certificate"
+"$CLI" policy list --agent https://127.0.0.1:$TPORT --cacert "$T/absent.pem" --token-file "$T/token" 2>"$T/cli.err"
+is "$? $(grep -c "^meshmask: TLS with 127.0.0.1:$TPORT: " "$T/cli.err")" "3 1" "CLI --cacert of a missing file: a TLS error, exit 3"
+"$CLI" policy list --agent http://127.0.0.1:$TPORT --token-file "$T/token" 2>"$T/cli.err"
+# Reset, hang-up or a TLS alert, depending on timing: any of them is one line naming the agent.
+is "$? $(grep -c "^meshmask: .*127.0.0.1:$TPORT" "$T/cli.err")" "3 1" "CLI http:// to the HTTPS port: exit 3"
+"$CLI" policy list --agent https://127.0.0.1:$PORT --cacert "$T/tls.crt" --token-file "$T/token" 2>"$T/cli.err"
+is "$? $(grep -c "^meshmask: TLS with 127.0.0.1:$PORT: " "$T/cli.err")" "3 1" "CLI https:// to the plain HTTP port: a TLS error, exit 3"
+
+# --- the CLI against a scripted agent: chunked replies, errors, headers it sends ------------
+cat >"$T/fake_agent.py" <<'EOF'
+import http.server, json, socket, ssl, sys
+port, log = int(sys.argv[1]), sys.argv[2]
+class H(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def log_message(self, *a):
+        pass
+    def chunked(self, status, doc, extra=()):
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Transfer-Encoding", "chunked")
+        for k, v in extra:
+            self.send_header(k, v)
+        self.end_headers()
+        b = json.dumps(doc).encode()
+        for i in range(0, len(b), 7):  # many small chunks, with a chunk extension on one
+            self.wfile.write(b"%x%s\r\n%s\r\n" % (len(b[i:i + 7]), b";x=1" if i == 7 else b"", b[i:i + 7]))
+        self.wfile.write(b"0\r\n\r\n")
+    def handle_one(self):
+        body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        with open(log, "a") as f:
+            f.write(json.dumps({"method": self.command, "path": self.path, "peer": self.client_address[1],
+                                "headers": [[k, v] for k, v in self.headers.items()], "body": len(body)}) + "\n")
+        name = self.path.rsplit("/", 1)[1]
+        if name == "close":
+            self.close_connection = True
+            self.connection.shutdown(socket.SHUT_RDWR)
+        elif name == "garbage":
+            self.wfile.write(b"SSH-2.0-OpenSSH_9.2\r\n")
+            self.close_connection = True
+        elif name == "busy":
+            self.chunked(503, {"error": "agent busy, try again", "details": []})
+        elif self.command == "PUT":
+            self.chunked(201, {"name": name}, [("ETag", '"e-%s"' % name)])
+        elif self.command == "DELETE":
+            self.send_response(204)
+            self.end_headers()
+        elif name == "policies":
+            self.chunked(200, {"policies": [{"name": "chunky", "source": "api", "mode": "enforce",
+                                             "etag": "e" * 64}], "rejected": []})
+        else:
+            self.chunked(200, {"metadata": {"name": name}}, [("ETag", '"e-%s"' % name)])
+    do_GET = do_PUT = do_DELETE = handle_one
+s = http.server.ThreadingHTTPServer(("127.0.0.1", port), H)
+if len(sys.argv) > 3:
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(sys.argv[3], sys.argv[4])
+    s.socket = ctx.wrap_socket(s.socket, server_side=True)
+s.serve_forever()
+EOF
+start_fake() { # start_fake PORT LOG [CERT KEY]
+	python3 "$T/fake_agent.py" "$@" 2>>"$T/fake.err" &
+	PIDS+=($!)
+	for _ in $(seq 100); do
+		python3 -c 'import socket,sys; socket.create_connection(("127.0.0.1", int(sys.argv[1])))' "$1" 2>/dev/null && return 0
+		sleep 0.05
+	done
+}
+FPORT=$(free_port)
+start_fake "$FPORT" "$T/fake.log"
+FURL=http://127.0.0.1:$FPORT/prefix/
+"$CLI" policy list --agent "$FURL" --token-file "$T/token" >"$T/cli.out" 2>"$T/cli.err"
+is "$? $(grep -c '^chunky  *api  *enforce  *e\{64\}$' "$T/cli.out")" "0 1" "CLI reads a chunked list (7-byte chunks, a chunk extension)"
+"$CLI" policy list --json --agent "$FURL" --token-file "$T/token" >"$T/cli.out" 2>"$T/cli.err"
+python3 -c 'import json,sys; assert json.load(open(sys.argv[1]))["policies"][0]["name"] == "chunky"' "$T/cli.out"
+ok $? "CLI list --json prints the chunked body decoded"
+"$CLI" policy get --agent "$FURL" --token-file "$T/token" some-pol >"$T/cli.out" 2>"$T/cli.err"
+is "$? $(cat "$T/cli.err")" "0 etag e-some-pol" "CLI get: chunked document and its ETag"
+"$CLI" policy get --agent "$FURL" --token-file "$T/token" busy >"$T/cli.out" 2>"$T/cli.err"
+is "$? $(cat "$T/cli.err")" "3 busy: 503 agent busy, try again" "CLI prints the agent's JSON error of a 503, exit 3"
+"$CLI" policy get --agent "$FURL" --token-file "$T/token" close >"$T/cli.out" 2>"$T/cli.err"
+is "$? $(grep -c "^meshmask: 127.0.0.1:$FPORT closed the connection without answering$" "$T/cli.err")" "3 1" "CLI: a hang-up without an answer, exit 3"
+"$CLI" policy get --agent "$FURL" --token-file "$T/token" garbage >"$T/cli.out" 2>"$T/cli.err"
+is "$? $(grep -c "^meshmask: 127.0.0.1:$FPORT did not answer HTTP" "$T/cli.err")" "3 1" "CLI: not an HTTP answer, exit 3"
+policy fake-a X >"$T/fake-a.json"
+policy fake-b X >"$T/fake-b.json"
+: >"$T/fake.log"
+"$CLI" policy push --agent "$FURL" --token-file "$T/token" "$T/fake-a.json" "$T/fake-b.json" >"$T/cli.out" 2>"$T/cli.err"
+is "$? $(grep -c 'created (etag e-fake-' "$T/cli.out")" "0 2" "CLI push of two files: both created"
+python3 - "$T/fake.log" "$TOKEN" "$(wc -c <"$T/fake-a.json")" <<'EOF'
+import json, sys
+reqs = [json.loads(l) for l in open(sys.argv[1])]
+assert [(r["method"], r["path"]) for r in reqs] == [("PUT", "/prefix/v1/policies/fake-a"), ("PUT", "/prefix/v1/policies/fake-b")], reqs
+for r in reqs:
+    h = {}
+    for k, v in r["headers"]:
+        h.setdefault(k.lower(), []).append(v)
+    assert h["authorization"] == ["Bearer " + sys.argv[2]], h
+    assert h["content-type"] == ["application/json"] and h["accept"] == ["application/json"], h
+    assert h["user-agent"][0].startswith("meshmask/") and "if-match" not in h, h
+assert reqs[0]["body"] == int(sys.argv[3]), reqs[0]
+assert reqs[0]["peer"] == reqs[1]["peer"], "not one connection: %s" % reqs
+EOF
+ok $? "CLI push: URL prefix, one bearer token, JSON headers, the file's bytes, one connection for both"
+: >"$T/fake.log"
+MESHMASK_AGENT=$FURL MESHMASK_TOKEN_FILE=$T/token "$CLI" policy delete --if-match abc fake-a >"$T/cli.out" 2>"$T/cli.err"
+is "$? $(cat "$T/cli.out")" "0 fake-a: deleted" "CLI delete with \$MESHMASK_AGENT and \$MESHMASK_TOKEN_FILE"
+python3 -c 'import json,sys; r=json.loads(open(sys.argv[1]).readline()); h={k.lower(): v for k, v in r["headers"]}
+assert r["method"] == "DELETE" and h["if-match"] == "\"abc\"" and h["authorization"] == "Bearer " + sys.argv[2], r' "$T/fake.log" "$TOKEN"
+ok $? "CLI delete sends the token and a quoted If-Match"
+# A TLS fake agent whose certificate names another host: refused unless --insecure.
+openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=elsewhere -addext "subjectAltName=DNS:elsewhere" \
+	-keyout "$T/other.key" -out "$T/other.crt" >/dev/null 2>&1
+SPORT=$(free_port)
+start_fake "$SPORT" "$T/fake-tls.log" "$T/other.crt" "$T/other.key"
+"$CLI" policy list --agent https://127.0.0.1:$SPORT --cacert "$T/other.crt" --token-file "$T/token" >/dev/null 2>"$T/cli.err"
+is "$? $(grep -c "^meshmask: TLS with 127.0.0.1:$SPORT: " "$T/cli.err")" "3 1" "CLI refuses a trusted certificate for another host name"
+"$CLI" policy list --agent https://127.0.0.1:$SPORT --insecure --token-file "$T/token" >"$T/cli.out" 2>&1
+is "$? $(grep -c '^chunky ' "$T/cli.out")" "0 1" "CLI --insecure over TLS, chunked reply"
+[[ ! -s $T/fake-tls.log || $(wc -l <"$T/fake-tls.log") == 1 ]]; ok $? "no request reached the host that failed verification"
+[[ -s $T/cli-all.log ]] && ! grep -qF -- "$TOKEN" "$T/cli-all.log"
+ok $? "no output of the CLI holds the token"
 
 echo "1..$n"
 [[ $fails == 0 ]]
