@@ -12,33 +12,46 @@
 
 #include "cgroup.h"
 
-int cgroup_find_root(char *out, size_t size)
+/* Where a line's finding goes, and the root path cgroup_of_pid prefixes. */
+struct found {
+	char *out;
+	size_t size;
+	const char *root;
+};
+
+/* fn on each line of the file at path until it returns other than -ENOENT: that, or -ENOENT. */
+static int scan_lines(const char *path, int (*fn)(char *line, struct found *f), struct found *f)
 {
-	FILE *f = fopen("/proc/self/mountinfo", "re");
-	if (!f)
+	FILE *file = fopen(path, "re");
+	if (!file)
 		return -errno;
 	char *line = NULL;
 	size_t cap = 0;
 	int r = -ENOENT;
-	while (getline(&line, &cap, f) > 0) {
-		/* id parent maj:min root mountpoint opts [optional...] - fstype source superopts */
-		char *sep = strstr(line, " - ");
-		if (!sep || strncmp(sep + 3, "cgroup2 ", 8))
-			continue;
-		char mnt[PATH_MAX];
-		if (sscanf(line, "%*s %*s %*s %*s %4095s", mnt) != 1)
-			continue;
-		if (strlen(mnt) + 1 > size) {
-			r = -ENAMETOOLONG;
-			break;
-		}
-		strcpy(out, mnt);
-		r = 0;
-		break;
-	}
+	while (r == -ENOENT && getline(&line, &cap, file) > 0)
+		r = fn(line, f);
 	free(line);
-	fclose(f);
+	fclose(file);
 	return r;
+}
+
+/* A mountinfo line: the cgroup v2 mount point. */
+static int mount_line(char *line, struct found *f)
+{
+	/* id parent maj:min root mountpoint opts [optional...] - fstype source superopts */
+	char *sep = strstr(line, " - ");
+	char mnt[PATH_MAX];
+	if (!sep || strncmp(sep + 3, "cgroup2 ", 8) ||
+	    sscanf(line, "%*s %*s %*s %*s %4095s", mnt) != 1)
+		return -ENOENT;
+	int n = snprintf(f->out, f->size, "%s", mnt);
+	return n >= 0 && (size_t)n < f->size ? 0 : -ENAMETOOLONG;
+}
+
+int cgroup_find_root(char *out, size_t size)
+{
+	struct found f = {out, size, NULL};
+	return scan_lines("/proc/self/mountinfo", mount_line, &f);
 }
 
 int cgroup_id_of(const char *dir, uint64_t *id)
@@ -52,27 +65,22 @@ int cgroup_id_of(const char *dir, uint64_t *id)
 	return 0;
 }
 
+/* A /proc/PID/cgroup line: the cgroup v2 path ("0::/path") under the root. */
+static int cgroup_line(char *line, struct found *f)
+{
+	if (strncmp(line, "0::", 3))
+		return -ENOENT;
+	line[strcspn(line, "\n")] = 0;
+	int n = snprintf(f->out, f->size, "%s%s", f->root, strcmp(line + 3, "/") ? line + 3 : "");
+	return n >= 0 && (size_t)n < f->size ? 0 : -ENAMETOOLONG;
+}
+
 int cgroup_of_pid(const char *root, int pid, char *out, size_t size)
 {
 	char path[64];
 	snprintf(path, sizeof(path), "/proc/%d/cgroup", pid);
-	FILE *f = fopen(path, "re");
-	if (!f)
-		return -errno;
-	char *line = NULL;
-	size_t cap = 0;
-	int r = -ENOENT;
-	while (getline(&line, &cap, f) > 0) {
-		if (strncmp(line, "0::", 3))
-			continue;
-		line[strcspn(line, "\n")] = 0;
-		int n = snprintf(out, size, "%s%s", root, strcmp(line + 3, "/") ? line + 3 : "");
-		r = n >= 0 && (size_t)n < size ? 0 : -ENAMETOOLONG;
-		break;
-	}
-	free(line);
-	fclose(f);
-	return r;
+	struct found f = {out, size, root};
+	return scan_lines(path, cgroup_line, &f);
 }
 
 static int walk(const char *dir, size_t root_len, cgroup_walk_fn fn, void *ctx, int depth)

@@ -640,19 +640,16 @@ static void reset_gap(struct steering *s, const struct caller *c, uint64_t gaine
 	}
 	for (uint32_t k = 0; k < STEER_MAX_POLICIES; k++) {
 		const char *name = s->slots[k].name;
-		if (x.reset[k]) {
-			metrics_existing_connections(name, true, x.reset[k]);
+		for (int reset = 0; reset < 2; reset++) {
+			uint64_t n = reset ? x.reset[k] : x.kept[k];
+			if (!n)
+				continue;
+			metrics_existing_connections(name, reset, n);
 			agent_log(AGENT_LOG_INFO,
-				  "policy %s now covers cgroup %s: reset %llu connection(s) that "
-				  "bypassed the agent",
-				  name, c->path, (unsigned long long)x.reset[k]);
-		}
-		if (x.kept[k]) {
-			metrics_existing_connections(name, false, x.kept[k]);
-			agent_log(AGENT_LOG_INFO,
-				  "policy %s now covers cgroup %s: kept %llu connection(s) that "
-				  "bypassed the agent (existingConnections: keep)",
-				  name, c->path, (unsigned long long)x.kept[k]);
+				  "policy %s now covers cgroup %s: %s %llu connection(s) that "
+				  "bypassed the agent%s",
+				  name, c->path, reset ? "reset" : "kept", (unsigned long long)n,
+				  reset ? "" : " (existingConnections: keep)");
 		}
 	}
 }
