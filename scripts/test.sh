@@ -51,7 +51,9 @@ run_suites() { # dir, suites...
 	shift
 	local args=()
 	for s in "$@"; do
-		if meson test -C "$dir" --no-rebuild --list --suite "$s" 2>/dev/null | grep -q ' / '; then
+		# Not `meson test --list | grep -q`: under pipefail, meson cut off by grep's early
+		# exit fails the pipe.
+		if [[ $(meson test -C "$dir" --no-rebuild --list --suite "$s" 2>/dev/null) == *" / "* ]]; then
 			args+=(--suite "$s")
 		else
 			missing+=("$dir:$s")
