@@ -27,13 +27,14 @@
 #include "identity.h"
 #include "log.h"
 #include "metrics.h"
+#include "policy.h"
 #include "store.h"
 #include "tls.h"
 #include "workers.h"
 
 /* The command line. Each layer gets its own config struct from it (see main). */
 struct agent_config {
-	const char *policies_dir, *state_dir;
+	const char *policies_dir, *state_dir, *key_dir;
 	const char *admin_addr, *token_file, *tls_cert, *tls_key;
 	bool public_read;
 	size_t admin_max_body;
@@ -113,6 +114,9 @@ static const struct flag flags[] = {
 	 "policy files, hot-reloaded (default /etc/meshmask/policies)"},
 	{"state-dir", F_STR, CFG(state_dir), 0, 0, "DIR",
 	 "pushed policies persist here (default /var/lib/meshmask)"},
+	{"key-dir", F_STR, CFG(key_dir), 0, 0, "DIR",
+	 "the only directory keyFile may name (default /etc/meshmask/keys); keyEnv may name "
+	 "MESHMASK_* variables only"},
 	{"admin", F_STR, CFG(admin_addr), 0, 0, "HOST:PORT",
 	 "admin API and /metrics (default 127.0.0.1:9477)"},
 	{"token-file", F_STR, CFG(token_file), 0, 0, "F", "bearer token for admin writes"},
@@ -369,6 +373,7 @@ int main(int argc, char **argv)
 	struct agent_config cfg = {
 		.policies_dir = "/etc/meshmask/policies",
 		.state_dir = "/var/lib/meshmask",
+		.key_dir = "/etc/meshmask/keys",
 		.admin_addr = "127.0.0.1:9477",
 		.audit_log = "-",
 		.bpffs = "/sys/fs/bpf",
@@ -415,6 +420,11 @@ int main(int argc, char **argv)
 	if ((r = audit_open(cfg.audit_log)) < 0) {
 		agent_log(AGENT_LOG_ERROR, "audit log %s: %s", cfg.audit_log, strerror(-r));
 		return 1;
+	}
+	/* Before any policy is read: a policy (pushed ones too) names keys of this node only. */
+	if ((r = policy_confine_keys(cfg.key_dir, "MESHMASK_")) < 0) {
+		agent_log(AGENT_LOG_ERROR, "--key-dir: %s", strerror(-r));
+		goto out_audit;
 	}
 	struct store_config stc = {.policies_dir = cfg.policies_dir, .state_dir = cfg.state_dir};
 	if ((r = store_open(&st, &stc)) < 0)

@@ -7,6 +7,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/openat2.h>
 #include <jansson.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
@@ -15,6 +16,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "meshmask/entity.h"
@@ -689,6 +691,72 @@ static void parse_directions(struct vctx *c, struct policy *p, json_t *spec)
 
 /* ---- rules ---- */
 
+/* policy_confine_keys(): set once at start, before any policy is parsed. */
+static char *key_dir, *key_env_prefix;
+
+int policy_confine_keys(const char *dir, const char *env_prefix)
+{
+	free(key_dir);
+	free(key_env_prefix);
+	key_dir = dir ? strdup(dir) : NULL;
+	key_env_prefix = env_prefix ? strdup(env_prefix) : NULL;
+	if ((dir && !key_dir) || (env_prefix && !key_env_prefix))
+		return -ENOMEM;
+	size_t n = key_dir ? strlen(key_dir) : 0;
+	while (n > 1 && key_dir[n - 1] == '/')
+		key_dir[--n] = 0;
+	return 0;
+}
+
+/* The one answer for a confined key that cannot be used, whatever the cause. */
+static void key_unavailable(struct vctx *c, const char *field, const char *name)
+{
+	if (!strcmp(field, "keyFile"))
+		verr_at(c, field,
+			"no usable key file \"%s\" in %s (a readable regular file of 1 to %d bytes)",
+			name, key_dir, HASH_KEY_MAX);
+	else
+		verr_at(c, field, "no usable key in variable %s (set, 1 to %d bytes)", name,
+			HASH_KEY_MAX);
+}
+
+/*
+ * Open the key file `path` inside key_dir: relative to it or absolute under it, resolved
+ * beneath it by the kernel (openat2 RESOLVE_BENEATH: no "..", absolute symlink or magic link
+ * leads out). The fd, -EPERM for a path that names no file of the directory, or -ENOENT when
+ * it cannot be opened (whatever the cause).
+ */
+static int open_confined(const char *path)
+{
+	size_t n = strlen(key_dir);
+	const char *rel = path;
+	if (path[0] == '/') {
+		if (strncmp(path, key_dir, n) || path[n] != '/')
+			return -EPERM;
+		rel = path + n + 1;
+	}
+	if (!*rel || !strcmp(rel, ".") || !strncmp(rel, "../", 3) || !strcmp(rel, "..") ||
+	    strstr(rel, "/../") || (strlen(rel) >= 3 && !strcmp(rel + strlen(rel) - 3, "/..")))
+		return -EPERM;
+	int dfd = open(key_dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
+	if (dfd < 0)
+		return -ENOENT;
+	struct open_how how = {.flags = O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY,
+			       .resolve = RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS};
+	int fd = (int)syscall(SYS_openat2, dfd, rel, &how, sizeof(how));
+	close(dfd);
+	return fd < 0 ? -ENOENT : fd;
+}
+
+/* A key file that was opened but cannot be used: the precise cause unless keys are confined. */
+#define key_err(c, path, ...)                                                                   \
+	do {                                                                                       \
+		if (key_dir)                                                                       \
+			key_unavailable(c, "keyFile", path);                                       \
+		else                                                                               \
+			verr_at(c, "keyFile", __VA_ARGS__);                                        \
+	} while (0)
+
 /* Read a hash key; errors name the file or variable, never any byte of the key. */
 static void load_key_file(struct vctx *c, const char *path, struct policy_action *a)
 {
@@ -698,14 +766,27 @@ static void load_key_file(struct vctx *c, const char *path, struct policy_action
 	size_t len = 0;
 	int fd;
 
-	/* O_NONBLOCK and the regular-file check keep a FIFO or a tty from hanging a load. */
-	fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
+	if (key_dir) {
+		fd = open_confined(path);
+		if (fd == -EPERM) {
+			verr_at(c, "keyFile", "must name a file in the key directory %s", key_dir);
+			return;
+		}
+		if (fd < 0) {
+			key_unavailable(c, "keyFile", path);
+			return;
+		}
+	} else {
+		/* O_NONBLOCK and the regular-file check keep a FIFO or a tty from hanging a
+		 * load. */
+		fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
+	}
 	if (fd < 0) {
 		verr_at(c, "keyFile", "cannot read key file \"%s\": %s", path, strerror(errno));
 		return;
 	}
 	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
-		verr_at(c, "keyFile", "key file \"%s\" is not a regular file", path);
+		key_err(c, path, "key file \"%s\" is not a regular file", path);
 		close(fd);
 		return;
 	}
@@ -720,7 +801,7 @@ static void load_key_file(struct vctx *c, const char *path, struct policy_action
 		if (r < 0 && errno == EINTR)
 			continue;
 		if (r < 0) {
-			verr_at(c, "keyFile", "cannot read key file \"%s\": %s", path,
+			key_err(c, path, "cannot read key file \"%s\": %s", path,
 				strerror(errno));
 			goto out;
 		}
@@ -734,9 +815,9 @@ static void load_key_file(struct vctx *c, const char *path, struct policy_action
 			len--;
 	}
 	if (len == 0) {
-		verr_at(c, "keyFile", "key file \"%s\" is empty", path);
+		key_err(c, path, "key file \"%s\" is empty", path);
 	} else if (len > HASH_KEY_MAX) {
-		verr_at(c, "keyFile", "key file \"%s\" is larger than %d bytes", path,
+		key_err(c, path, "key file \"%s\" is larger than %d bytes", path,
 			HASH_KEY_MAX);
 	} else if (!(a->hash_key = malloc(len))) {
 		c->oom = true;
@@ -760,7 +841,16 @@ static void load_key_env(struct vctx *c, const char *name, struct policy_action 
 			"must be an environment variable name ([A-Za-z_][A-Za-z0-9_]*)");
 		return;
 	}
-	if (!(v = getenv(name))) {
+	if (key_env_prefix && strncmp(name, key_env_prefix, strlen(key_env_prefix))) {
+		verr_at(c, "keyEnv", "must name a variable %s*", key_env_prefix);
+		return;
+	}
+	v = getenv(name);
+	if (key_dir && (!v || !*v || strlen(v) > HASH_KEY_MAX)) {
+		key_unavailable(c, "keyEnv", name);
+		return;
+	}
+	if (!v) {
 		verr_at(c, "keyEnv", "environment variable %s is not set", name);
 		return;
 	}

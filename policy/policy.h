@@ -147,6 +147,15 @@ struct policy *policy_parse(const char *text, size_t len, const char *origin,
 /* policy_parse() on the contents of a file; a read error is reported as an error too. */
 struct policy *policy_load_file(const char *path, struct policy_errors *errs);
 
+/*
+ * Confine the keys policies may name (the agent does, at start; the CLI reads what its user
+ * names): keyFile must name a file inside `dir` (relative to it, or absolute under it; no
+ * symlink or ".." leads out) and keyEnv a variable whose name starts with `env_prefix`. Every
+ * way a named key can be unavailable then gives one error text, so validating a policy cannot
+ * tell whether a file or variable exists. Strings copied; NULL dir = unconfined. 0 or -ENOMEM.
+ */
+int policy_confine_keys(const char *dir, const char *env_prefix);
+
 struct policy *policy_ref(struct policy *p);
 void policy_unref(struct policy *p);
 

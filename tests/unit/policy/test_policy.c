@@ -554,6 +554,101 @@ static void expect_no_secret(const struct policy_errors *e, const char *secret)
 	free(out);
 }
 
+/* The one error of a confined key, for a doc naming `key` (keyFile or keyEnv). */
+static char *confined_error(const char *field, const char *key)
+{
+	char doc[2048];
+	snprintf(doc, sizeof(doc), DOC_ACTION("{'type':'hash','%s':'%s'}"), field, key);
+	struct policy_errors e = {0};
+	struct policy *p = parse(doc, &e);
+	char *msg = !p && e.n == 1 ? strdup(e.v[0].message) : NULL;
+	if (!msg)
+		dump(&e);
+	policy_unref(p);
+	policy_errors_free(&e);
+	return msg;
+}
+
+/*
+ * policy_confine_keys (the agent's --key-dir): keyFile inside the key directory only, keyEnv
+ * MESHMASK_* only, and one error text for every way a named key is unavailable (no existence
+ * oracle through PUT or :validate).
+ */
+static void test_confined_keys(const char *dir)
+{
+	char kd[512], path[600], doc[2048];
+	snprintf(kd, sizeof(kd), "%s/keys", dir);
+	mkdir(kd, 0700);
+	snprintf(path, sizeof(path), "%s/good", kd);
+	write_file(path, "confined-key-bytes", 18);
+	snprintf(path, sizeof(path), "%s/empty", kd);
+	write_file(path, "", 0);
+	snprintf(path, sizeof(path), "%s/sub", kd);
+	mkdir(path, 0700);
+	snprintf(path, sizeof(path), "%s/escape", kd);
+	symlink("/etc/hostname", path);
+	snprintf(path, sizeof(path), "%s/outside", dir);
+	write_file(path, "outside-key", 11);
+	is_int(policy_confine_keys(kd, "MESHMASK_"), 0, "keys confined to %s", kd);
+
+	struct policy *p = expect_ok(DOC_ACTION("{'type':'hash','keyFile':'good'}"),
+				     "keyFile relative to the key directory");
+	ok(p && p->rules[0].action.hash_key_len == 18, "the key read from the key directory");
+	policy_unref(p);
+	snprintf(doc, sizeof(doc), DOC_ACTION("{'type':'hash','keyFile':'%s/good'}"), kd);
+	policy_unref(expect_ok(doc, "keyFile absolute under the key directory"));
+
+	char want[700];
+	snprintf(want, sizeof(want), "must name a file in the key directory %s", kd);
+	snprintf(doc, sizeof(doc), DOC_ACTION("{'type':'hash','keyFile':'%s/outside'}"), dir);
+	expect_err(doc, "/spec/rules/0/action/keyFile", want);
+	expect_err(DOC_ACTION("{'type':'hash','keyFile':'/etc/passwd'}"),
+		   "/spec/rules/0/action/keyFile", want);
+	expect_err(DOC_ACTION("{'type':'hash','keyFile':'../outside'}"),
+		   "/spec/rules/0/action/keyFile", want);
+	expect_err(DOC_ACTION("{'type':'hash','keyFile':'sub/../../outside'}"),
+		   "/spec/rules/0/action/keyFile", want);
+
+	/* Missing, a directory, empty, a symlink out: one text, only the name differs. */
+	const char *names[] = {"missing", "sub", "empty", "escape"};
+	char *first = NULL;
+	bool same = true;
+	for (size_t i = 0; i < 4; i++) {
+		char *m = confined_error("keyFile", names[i]);
+		char *at = m ? strstr(m, names[i]) : NULL;
+		if (!at) {
+			same = false;
+			free(m);
+			continue;
+		}
+		memmove(at, at + strlen(names[i]), strlen(at + strlen(names[i])) + 1);
+		if (!first)
+			first = m;
+		else {
+			same &= !strcmp(first, m);
+			free(m);
+		}
+	}
+	ok(first && same, "keyFile: missing, directory, empty and escaping symlink: one error text");
+	free(first);
+
+	expect_err(DOC_ACTION("{'type':'hash','keyEnv':'HOME'}"), "/spec/rules/0/action/keyEnv",
+		   "must name a variable MESHMASK_*");
+	setenv("MESHMASK_TEST_EMPTY", "", 1);
+	unsetenv("MESHMASK_TEST_UNSET");
+	char *m1 = confined_error("keyEnv", "MESHMASK_TEST_EMPTY");
+	char *m2 = confined_error("keyEnv", "MESHMASK_TEST_UNSET");
+	ok(m1 && m2 && !strcmp(strstr(m1, " (") ? strstr(m1, " (") : "x",
+			       strstr(m2, " (") ? strstr(m2, " (") : "y"),
+	   "keyEnv: unset and empty: one error text (%s)", m1 ? m1 : "?");
+	free(m1);
+	free(m2);
+	setenv("MESHMASK_TEST_KEY", "env-key-bytes", 1);
+	policy_unref(expect_ok(DOC_ACTION("{'type':'hash','keyEnv':'MESHMASK_TEST_KEY'}"),
+			       "keyEnv MESHMASK_*"));
+	is_int(policy_confine_keys(NULL, NULL), 0, "keys unconfined again");
+}
+
 static void test_keys(const char *dir)
 {
 	char path[512], doc[2048];
@@ -1282,6 +1377,7 @@ int main(int argc, char **argv)
 	test_rules();
 	test_actions();
 	test_keys(dir);
+	test_confined_keys(dir);
 	test_tokens(dir);
 	test_tls();
 	test_collect_and_print();
