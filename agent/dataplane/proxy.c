@@ -663,6 +663,21 @@ static void cut(struct conn *c, int err)
 	update(c);
 }
 
+/*
+ * The upstream refused or could not be reached: the client is answered 502 in HTTP where it
+ * can still be (no response under way), then closed gracefully; else both sides are reset.
+ */
+static void upstream_failed(struct conn *c, int err)
+{
+	agent_log(AGENT_LOG_DEBUG, "upstream %s: %s", c->dest, strerror(err));
+	metrics_flow(c->policy, METRICS_FLOW_REFUSED, MM_REASON_UPSTREAM_ERROR);
+	c->connecting = false;
+	if (c->hs && !c->h2 && http_session_upstream_failed(c->hs, sink_append, &c->cli) == 0)
+		cut(c, -EPROTO);
+	else
+		conn_close(c, true);
+}
+
 static void on_side(struct ep_handler *h, uint32_t ev)
 {
 	struct side *s = (struct side *)h;
@@ -678,10 +693,7 @@ static void on_side(struct ep_handler *h, uint32_t ev)
 		socklen_t len = sizeof(err);
 		getsockopt(s->fd, SOL_SOCKET, SO_ERROR, &err, &len);
 		if (err || (ev & EPOLLERR)) {
-			agent_log(AGENT_LOG_DEBUG, "upstream %s: %s", c->dest,
-				  strerror(err ? err : ECONNREFUSED));
-			metrics_flow(c->policy, METRICS_FLOW_REFUSED, MM_REASON_UPSTREAM_ERROR);
-			conn_close(c, true);
+			upstream_failed(c, err ? err : ECONNREFUSED);
 			return;
 		}
 		c->connecting = false;
@@ -923,14 +935,8 @@ static void accept_one(struct lsock *ls, int fd)
 		memcpy(&a.sin_addr, orig.addr, 4);
 		r = connect(sfd, (struct sockaddr *)&a, sizeof(a));
 	}
-	if (r < 0 && errno != EINPROGRESS) {
-		agent_log(AGENT_LOG_DEBUG, "upstream %s: %s", c->dest, strerror(errno));
-		metrics_flow(c->policy, METRICS_FLOW_REFUSED, MM_REASON_UPSTREAM_ERROR);
-		close(sfd);
-		conn_free(c);
-		goto refuse;
-	}
-	c->connecting = r < 0;
+	int connect_err = r < 0 && errno != EINPROGRESS ? errno : 0;
+	c->connecting = r < 0 && !connect_err;
 	if (add_side(px, &c->cli, EPOLLIN | EPOLLRDHUP) < 0 ||
 	    add_side(px, &c->srv, c->connecting ? EPOLLOUT : EPOLLIN | EPOLLRDHUP) < 0) {
 		epoll_ctl(px->cfg.epfd, EPOLL_CTL_DEL, fd, NULL);
@@ -947,6 +953,8 @@ static void accept_one(struct lsock *ls, int fd)
 	metrics_flow(c->policy, METRICS_FLOW_STEERED, MM_REASON_NONE);
 	agent_log(AGENT_LOG_DEBUG, "steered connection to %s (policy %s, destination from %s)",
 		  c->dest, c->policy, via_sockopt ? "SO_ORIGINAL_DST" : "steer_by_port map");
+	if (connect_err) /* refused at once (a local port nobody listens on) */
+		upstream_failed(c, connect_err);
 	return;
 refuse : {
 	struct linger lg = {.l_onoff = 1, .l_linger = 0};

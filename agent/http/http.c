@@ -1862,6 +1862,19 @@ bool http_session_h2c(struct http_session *s, const uint8_t **settings, size_t *
 	return true;
 }
 
+int http_session_upstream_failed(struct http_session *s, mask_sink_fn sink, void *sink_ctx)
+{
+	struct hdir *d = &s->d[1];
+	if (d->st == HS_DEAD)
+		return -EAGAIN;
+	if (!d->sink) {
+		d->sink = sink;
+		d->sink_ctx = sink_ctx;
+	}
+	refuse(d, MM_REASON_UPSTREAM_ERROR, 502, "the upstream server could not be reached");
+	return s->replied ? 0 : -EAGAIN;
+}
+
 bool http_session_replied(const struct http_session *s)
 {
 	return s && s->replied;

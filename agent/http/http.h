@@ -105,6 +105,14 @@ size_t http_session_spares(void);
 bool http_session_replied(const struct http_session *s);
 
 /*
+ * The upstream could not be reached or broke before answering: the client is answered 502
+ * (x-meshmask-reason: upstream_error) when no response is under way, through `sink` if the
+ * response direction has none yet. 0 when answered (then cut the server side and close the
+ * client gracefully), -EAGAIN when HTTP can no longer be spoken (reset both).
+ */
+int http_session_upstream_failed(struct http_session *s, mask_sink_fn sink, void *sink_ctx);
+
+/*
  * Whether the upstream took an h2c upgrade (its 101 with Upgrade: h2c to a request that asked
  * with HTTP2-Settings): the connection is HTTP/2 from the server's next byte on, to be handed
  * to h2.c (h2_conn_upgrade). settings and len: the request's HTTP2-Settings, decoded (borrowed

@@ -12,7 +12,7 @@ dp_init "$1"
 here=$(dirname "$0")
 PY=/usr/bin/python3 # Debian's python: the one the suite's other tools use
 PF=$((DP_SPORT + 10)) PB=$((DP_SPORT + 11)) PP=$((DP_SPORT + 12)) PT=$((DP_SPORT + 13))
-PL=$((DP_SPORT + 14))
+PL=$((DP_SPORT + 14)) PD=$((DP_SPORT + 15))
 
 # bypass_policy NAME PORT SPEC_EXTRA: every secret is covered by a field rule and by an entity
 # rule too, so that a fallback entity scan has something to find.
@@ -33,6 +33,7 @@ bypass_policy bp-block $PB '"onError": "block",'
 bypass_policy bp-pass $PP '"onError": "pass",'
 bypass_policy bp-tunnels $PT '"onError": "block", "tunnels": "pass",'
 bypass_policy bp-line $PL '"onError": "fallback",'
+bypass_policy bp-down $PD '"onError": "block",' # nothing listens on PD
 
 ip netns exec "$DP_NS_SRV" $PY "$here/bypass_server.py" "$PF,$PB,$PP,$PT" $PL &
 DP_PIDS+=($!)
@@ -48,6 +49,15 @@ check "agent listens in the pod's netns" dp_wait_listener app-a
 out=$(dp_in app-a $PY "$here/bypass_client.py" 10.211.1.1 $PF $PB $PP $PT $PL)
 dp_tap "$out"
 [[ -n $out ]] || not_ok "the client ran"
+
+# An upstream nobody listens on: the client gets an HTTP answer, not a reset.
+hdr=$(dp_in app-a curl -s --max-time 5 -o /dev/null -D - http://10.211.1.1:$PD/customers)
+check "unreachable upstream: answered 502 in HTTP" grep -q "^HTTP/1.1 502" <<<"$hdr"
+check "unreachable upstream: x-meshmask-reason: upstream_error" \
+	grep -qi "^x-meshmask-reason: upstream_error" <<<"$hdr"
+body=$(dp_in app-a curl -s --max-time 5 -d '{"x":1}' http://10.211.1.1:$PD/orders)
+check "unreachable upstream, a request with a body: answered ($body)" \
+	grep -q "upstream server could not be reached" <<<"$body"
 
 # Counted and audited. The metrics are the agent's own, read once the client is done.
 sleep 0.3
@@ -71,6 +81,8 @@ check "the UTF-16 body under onError: pass counted" \
 	test "$(m 'meshmask_passed_unmasked_total\{policy="bp-pass",direction="response",reason="bad_charset"\}')" -ge 1
 check "UTF-16 bodies blocked as bad_charset" \
 	test "$(m 'meshmask_blocked_total\{policy="bp-fallback",direction="response",reason="bad_charset"\}')" -ge 2
+check "the unreachable upstream counted (flows refused, upstream_error)" \
+	test "$(m 'meshmask_flows_refused_total\{policy="bp-down",reason="upstream_error"\}')" -ge 2
 check "the server-first banner entity-scanned (fallback)" \
 	test "$(m 'meshmask_fallbacks_total\{policy="bp-line",direction="response",reason="not_http"\}')" -ge 1
 audit=$DP_DIR/audit.log
