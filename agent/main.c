@@ -45,6 +45,7 @@ struct agent_config {
 	bool no_bpf, detach_on_exit, splice, no_zero_copy;
 	uint32_t idle_timeout, busy_poll_us, grpc_max_message_kb, tls_ring_kb, max_callers;
 	uint32_t workers;
+	size_t max_head_bytes, max_headers;
 	enum agent_log_level log_level;
 	const char *kube_api, *kube_token_file, *kube_ca_file, *node_name;
 	bool no_kube;
@@ -157,6 +158,12 @@ static const struct flag flags[] = {
 	{"busy-poll-us", F_U32, CFG(busy_poll_us), 0, 1000, "N",
 	 "after traffic, keep polling for N us before sleeping: lower latency on idle CPUs, "
 	 "costs CPU (default 0)"},
+	{"max-head-bytes", F_SIZE, CFG(max_head_bytes), 1024, 1 << 20, "N",
+	 "largest HTTP/1.1 request or response head (line and fields, default 65536): a larger "
+	 "request is answered 431, a larger response 502"},
+	{"max-headers", F_SIZE, CFG(max_headers), 1, 10000, "N",
+	 "most header (and trailer) field lines of an HTTP/1.1 message (default 100, as Envoy and "
+	 "HAProxy): more is answered 431 for a request, 502 for a response"},
 	{"grpc-max-message-kb", F_U32, CFG(grpc_max_message_kb), 1, 262144, "N",
 	 "largest gRPC message masked, in KiB (default 4096 as gRPC's own); a larger one follows "
 	 "onError"},
@@ -442,7 +449,9 @@ int main(int argc, char **argv)
 				       .busy_poll_us = cfg.busy_poll_us,
 				       .grpc_max_message_kb = cfg.grpc_max_message_kb,
 				       .callers_max = cfg.max_callers,
-				       .workers = cfg.workers ? cfg.workers : default_workers()};
+				       .workers = cfg.workers ? cfg.workers : default_workers(),
+				       .max_head_bytes = cfg.max_head_bytes,
+				       .max_headers = cfg.max_headers};
 	if (!cfg.no_bpf && dataplane_start(&g_dp, &dpc, st) < 0)
 		goto out_store;
 	struct tls_config tlc = {.cgroup_root = cfg.cgroup_root, .ring_kb = cfg.tls_ring_kb};

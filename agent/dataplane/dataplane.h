@@ -29,6 +29,8 @@ struct dataplane_config {
 	uint32_t grpc_max_message_kb; /* 0 = the framer's default */
 	uint32_t callers_max;      /* steer_callers map size; 0 = the BPF object's (tests) */
 	unsigned workers;          /* data-path threads, 1..WORKERS_MAX; 0 = 1 */
+	size_t max_head_bytes;     /* HTTP/1.1 head size limit; 0 = 64 KiB */
+	size_t max_headers;        /* HTTP/1.1 header field lines; 0 = 100 */
 };
 
 /* Load, attach, subscribe to the store. 0 or -errno (logged here). */

@@ -907,7 +907,7 @@ static void accept_one(struct lsock *ls, int fd)
 				   .message_done = hook_message_done,
 				   .reply = hook_reply,
 				   .ctx = c};
-	c->hs = http_session_new(&hooks, NULL);
+	c->hs = http_session_new(&hooks, &px->cfg.http);
 	if (!c->hs) {
 		metrics_flow(c->policy, METRICS_FLOW_REFUSED, MM_REASON_INTERNAL);
 		free(c);

@@ -13,6 +13,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "http.h"
 #include "meshmask/steer.h"
 #include "policy.h"
 
@@ -51,6 +52,7 @@ struct proxy_config {
 	 */
 	bool zero_copy;
 	size_t grpc_max_message; /* a larger gRPC message follows onError; 0 = 4 MiB */
+	struct http_limits http; /* HTTP/1.1 heads: size and field count (0 = the defaults) */
 };
 
 struct proxy;

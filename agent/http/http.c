@@ -26,6 +26,7 @@
 #include "hdrrules.h"
 
 #define HTTP_DEF_MAX_HEAD (64u * 1024)
+#define HTTP_DEF_MAX_HEADERS 100u /* as Envoy and HAProxy */
 #define HTTP_DEF_HOLD_BODY (1024u * 1024)
 #define HTTP_STAGE_MAX (16u * 1024)
 #define HTTP_STAGE_DIRECT (4u * 1024) /* larger pieces bypass the stage */
@@ -87,6 +88,7 @@ struct hdir {
 	uint64_t remaining; /* Content-Length left, or chunk data left */
 	size_t line_len; /* chunk-size line / trailer line length so far */
 	bool seen_digit, cr;
+	uint8_t ext; /* where in a chunk extension (enum ext_state) */
 
 	/* the current message */
 	bool have_policy;
@@ -634,17 +636,18 @@ static int body_bytes(struct hdir *d, const char *p, size_t n)
 	return 0;
 }
 
-/* Framing bytes (chunk lines, trailers): forwarded unless the body is re-framed. */
+/*
+ * Framing bytes: chunk lines are forwarded unless the body is re-framed; the trailer section is
+ * kept (within max_head) until it is complete and checked (trailers_ok).
+ */
 static int framing_bytes(struct hdir *d, const char *p, size_t n, bool trailer)
 {
-	if (d->bm != BM_MASK)
-		return fwd(d, p, n);
 	if (trailer) {
 		if (d->trail.len + n > d->s->lim.max_head)
-			return refuse(d, MM_REASON_BAD_HTTP, 0, NULL);
+			return refuse(d, MM_REASON_LIMIT, 0, "the trailer section is over the limit");
 		return mm_buf_append(&d->trail, p, n);
 	}
-	return 0;
+	return d->bm != BM_MASK ? fwd(d, p, n) : 0;
 }
 
 static int enter_head(struct hdir *d);
@@ -924,7 +927,9 @@ static int next_header(const char *h, size_t hlen, size_t *pos, struct hline *l)
 	return 1;
 }
 
-static int parse_head(const char *h, size_t hlen, bool req, struct hinfo *hi, size_t *first)
+/* 0, -1 (not valid HTTP/1.1 or ambiguous), or -2 (more than max_headers field lines). */
+static int parse_head(const char *h, size_t hlen, bool req, size_t max_headers, struct hinfo *hi,
+		      size_t *first)
 {
 	memset(hi, 0, sizeof(*hi));
 	hi->req = req;
@@ -956,10 +961,12 @@ static int parse_head(const char *h, size_t hlen, bool req, struct hinfo *hi, si
 		hi->http10 = h[7] == '0';
 		hi->status = (h[9] - '0') * 100 + (h[10] - '0') * 10 + (h[11] - '0');
 	}
-	size_t pos = *first;
+	size_t pos = *first, fields = 0;
 	struct hline l;
 	int r;
 	while ((r = next_header(h, hlen, &pos, &l)) > 0) {
+		if (++fields > max_headers)
+			return -2;
 		if (span_ieq(l.name, l.name_len, "content-length")) {
 			if (parse_cl(l.val, l.val_len, hi))
 				return -1;
@@ -1103,7 +1110,13 @@ static int head_done(struct hdir *d, const char *h, size_t hlen, bool in_place)
 	int r;
 
 	dir_policy(d);
-	if (parse_head(h, hlen, req, &hi, &first))
+	int ph = parse_head(h, hlen, req, d->s->lim.max_headers, &hi, &first);
+	if (ph == -2)
+		return refuse(d, MM_REASON_LIMIT, req ? 431 : 502,
+			      req ? "the request has more header fields than the agent's limit"
+				  : "the upstream response has more header fields than the agent's "
+				    "limit");
+	if (ph)
 		return refuse(d, MM_REASON_BAD_HTTP, 0, NULL);
 	d->started = true;
 
@@ -1493,6 +1506,91 @@ static int do_head(struct hdir *d, const char **pp, const char *end)
 	return head_done(d, d->head.data, hlen, false);
 }
 
+/*
+ * chunk-ext = *( BWS ";" BWS ext-name [ BWS "=" BWS ( token / quoted-string ) ] ), RFC 9112
+ * §7.1.1, one byte at a time: anything else is refused, so that the agent and the server
+ * cannot read a chunk line two ways.
+ */
+enum ext_state {
+	EXT_BWS_SEMI, /* after the size or a value: BWS, then ";" or CR */
+	EXT_NAME_START, /* after ";": BWS, then a tchar */
+	EXT_NAME, /* in the name */
+	EXT_AFTER_NAME, /* BWS, then "=", ";" or CR */
+	EXT_VAL_START, /* after "=": BWS, then a tchar or DQUOTE */
+	EXT_TOKEN, /* in a token value */
+	EXT_QUOTED, /* in a quoted-string */
+	EXT_QPAIR, /* after a backslash in a quoted-string */
+};
+
+/* One byte of a chunk extension: 1 at the CR that ends the line, 0 to go on, -1 if invalid. */
+static int ext_step(struct hdir *d, unsigned char c)
+{
+	bool ws = c == ' ' || c == '\t';
+	switch (d->ext) {
+	case EXT_BWS_SEMI:
+	case EXT_AFTER_NAME:
+		if (ws)
+			return 0;
+		if (c == '=' && d->ext == EXT_AFTER_NAME) {
+			d->ext = EXT_VAL_START;
+			return 0;
+		}
+		break;
+	case EXT_NAME_START:
+		if (ws)
+			return 0;
+		if (!is_tchar(c))
+			return -1;
+		d->ext = EXT_NAME;
+		return 0;
+	case EXT_NAME:
+		if (is_tchar(c))
+			return 0;
+		if (ws || c == '=') {
+			d->ext = c == '=' ? EXT_VAL_START : EXT_AFTER_NAME;
+			return 0;
+		}
+		break;
+	case EXT_VAL_START:
+		if (ws)
+			return 0;
+		if (c == '"')
+			d->ext = EXT_QUOTED;
+		else if (is_tchar(c))
+			d->ext = EXT_TOKEN;
+		else
+			return -1;
+		return 0;
+	case EXT_TOKEN:
+		if (is_tchar(c))
+			return 0;
+		if (ws) {
+			d->ext = EXT_BWS_SEMI;
+			return 0;
+		}
+		break;
+	case EXT_QUOTED:
+		if (c == '"')
+			d->ext = EXT_BWS_SEMI;
+		else if (c == '\\')
+			d->ext = EXT_QPAIR;
+		else if (c != '\t' && (c < 0x20 || c == 0x7f))
+			return -1;
+		return 0;
+	case EXT_QPAIR:
+		if (c != '\t' && (c < 0x20 || c == 0x7f))
+			return -1;
+		d->ext = EXT_QUOTED;
+		return 0;
+	}
+	/* EXT_BWS_SEMI, EXT_AFTER_NAME, EXT_NAME, EXT_TOKEN: a ";" or the line's end */
+	if (c == ';') {
+		d->ext = EXT_NAME_START;
+		return 0;
+	}
+	return c == '\r' ? 1 : -1;
+}
+
 static int do_chunk_line(struct hdir *d, const char **pp, const char *end)
 {
 	const char *p = *pp, *q = p;
@@ -1515,17 +1613,20 @@ static int do_chunk_line(struct hdir *d, const char **pp, const char *end)
 			}
 			if (!d->seen_digit)
 				return refuse(d, MM_REASON_BAD_HTTP, 0, NULL);
-			if (c == ';' || c == ' ' || c == '\t')
-				d->st = HS_CHUNK_EXT;
-			else if (c == '\r')
+			if (c == '\r') {
 				d->st = HS_CHUNK_LF;
-			else
+				continue;
+			}
+			d->st = HS_CHUNK_EXT;
+			d->ext = EXT_BWS_SEMI;
+			if (ext_step(d, c) < 0)
 				return refuse(d, MM_REASON_BAD_HTTP, 0, NULL);
 		} else if (d->st == HS_CHUNK_EXT) {
-			if (c == '\r')
-				d->st = HS_CHUNK_LF;
-			else if ((c < 0x20 && c != '\t') || c == 0x7f)
+			int e = ext_step(d, c);
+			if (e < 0)
 				return refuse(d, MM_REASON_BAD_HTTP, 0, NULL);
+			if (e > 0)
+				d->st = HS_CHUNK_LF;
 		} else {
 			if (c != '\n')
 				return refuse(d, MM_REASON_BAD_HTTP, 0, NULL);
@@ -1539,6 +1640,29 @@ static int do_chunk_line(struct hdir *d, const char **pp, const char *end)
 	r = framing_bytes(d, p, (size_t)(q - p), false);
 	*pp = q;
 	return r;
+}
+
+/*
+ * The trailer section (its field lines and the final CRLF) reads as a header section does,
+ * within max_headers, and carries no field that frames, routes or authenticates a message,
+ * which a recipient must not take from trailers (RFC 9110 §6.5.1).
+ */
+static bool trailers_ok(const struct hdir *d)
+{
+	static const char *const banned[] = {"host", "authorization", "content-type",
+					     "content-encoding", "content-range", "cookie",
+					     "set-cookie"};
+	size_t pos = 0, n = 0;
+	struct hline l;
+	int r;
+	while ((r = next_header(d->trail.data, d->trail.len, &pos, &l)) > 0) {
+		if (++n > d->s->lim.max_headers || framing_header(l.name, l.name_len))
+			return false;
+		for (size_t i = 0; i < sizeof(banned) / sizeof(banned[0]); i++)
+			if (span_ieq(l.name, l.name_len, banned[i]))
+				return false;
+	}
+	return r == 0 && pos == d->trail.len;
 }
 
 static int do_trailer(struct hdir *d, const char **pp, const char *end)
@@ -1569,6 +1693,14 @@ static int do_trailer(struct hdir *d, const char **pp, const char *end)
 	*pp = q;
 	if (r || !done)
 		return r;
+	if (!trailers_ok(d))
+		return refuse(d, MM_REASON_BAD_HTTP, 0, "a trailer field is not allowed or not valid");
+	if (d->bm != BM_MASK) { /* forwarded once checked; a re-framed body sends it itself */
+		r = emit(d, d->trail.data, d->trail.len);
+		d->trail.len = 0;
+		if (r)
+			return r;
+	}
 	return body_end(d);
 }
 
@@ -1645,6 +1777,7 @@ struct http_session *http_session_new(const struct http_hooks *hooks, const stru
 	if (hooks)
 		s->hooks = *hooks;
 	s->lim.max_head = lim && lim->max_head ? lim->max_head : HTTP_DEF_MAX_HEAD;
+	s->lim.max_headers = lim && lim->max_headers ? lim->max_headers : HTTP_DEF_MAX_HEADERS;
 	s->lim.hold_body = lim && lim->hold_body ? lim->hold_body : HTTP_DEF_HOLD_BODY;
 	for (int i = 0; i < 2; i++) {
 		s->d[i].s = s;

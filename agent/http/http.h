@@ -18,7 +18,8 @@
 #include "policy.h"
 
 struct http_limits {
-	size_t max_head; /* request/status line + headers; default 64 KiB → bad_http */
+	size_t max_head; /* request/status line + headers; default 64 KiB: 431 / 502 */
+	size_t max_headers; /* header (and trailer) field lines; default 100: 431 / 502 */
 	size_t hold_body; /* masked bodies up to this size are held and sent with an exact
 			     Content-Length; larger ones stream chunked. Default 1 MiB */
 };

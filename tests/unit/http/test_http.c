@@ -777,6 +777,95 @@ static void test_errors(void)
 	run_free(&r);
 }
 
+/* Header counts, chunk extensions and trailers (issue 16): strict, answered in HTTP. */
+static void test_limits_grammar(void)
+{
+	struct ctx c = {0};
+	struct run r;
+	struct mm_buf many = {0};
+	mm_buf_puts(&many, "GET / HTTP/1.1\r\n");
+	for (int i = 0; i < 101; i++) {
+		char h[32];
+		snprintf(h, sizeof(h), "X-H%d: v\r\n", i);
+		mm_buf_puts(&many, h);
+	}
+	mm_buf_puts(&many, "\r\n");
+	run_script(&c, NULL, (struct step[]){{REQ, many.data, many.len}}, 1, 0, &r);
+	ok(r.rc == -EPROTO && !r.out[0].len && strstr(r.out[1].data ? r.out[1].data : "",
+						     "HTTP/1.1 431 ") &&
+		   strstr(r.out[1].data, "x-meshmask-reason: limit"),
+	   "101 header fields (default limit 100): answered 431, nothing forwarded");
+	run_free(&r);
+	struct http_limits lim = {.max_headers = 200};
+	memset(&c, 0, sizeof(c));
+	run_script(&c, &lim, (struct step[]){{REQ, many.data, many.len}}, 1, 0, &r);
+	ok(r.rc == 0 && r.out[0].len == many.len, "the same head within max_headers 200: forwarded");
+	run_free(&r);
+	mm_buf_free(&many);
+
+	memset(&c, 0, sizeof(c));
+	run_script(&c, NULL,
+		   (struct step[]){{REQ, "GET / HTTP/1.1\r\n\r\n"},
+				   {RESP, "HTTP/1.1 200 OK\r\nA: 1\r\nB: 2\r\nC: 3\r\n\r\n"}},
+		   2, 0, &r);
+	ok(r.rc == 0, "a response head with 3 fields passes");
+	run_free(&r);
+	lim = (struct http_limits){.max_headers = 2};
+	memset(&c, 0, sizeof(c));
+	run_script(&c, &lim,
+		   (struct step[]){{REQ, "GET / HTTP/1.1\r\n\r\n"},
+				   {RESP, "HTTP/1.1 200 OK\r\nA: 1\r\nB: 2\r\nC: 3\r\n\r\n"}},
+		   2, 0, &r);
+	ok(r.rc == -EPROTO && strstr(r.out[1].data ? r.out[1].data : "", "HTTP/1.1 502 "),
+	   "a response head over max_headers: answered 502");
+	run_free(&r);
+
+	static const char *const good_ext[] = {"5;a\r\nhello\r\n0\r\n\r\n",
+					       "5 ; a = b ; c\r\nhello\r\n0\r\n\r\n",
+					       "5;a=\"q \\\" ;x\"\r\nhello\r\n0;z\r\n\r\n",
+					       "5\r\nhello\r\n0\r\nX-Sum: 1\r\nX-B: two\r\n\r\n"};
+	static const char *const bad_ext[] = {
+		"5;\r\nhello\r\n0\r\n\r\n",	    "5;=b\r\nhello\r\n0\r\n\r\n",
+		"5;a=\r\nhello\r\n0\r\n\r\n",	    "5 x\r\nhello\r\n0\r\n\r\n",
+		"5;a=\"b\r\nhello\r\n0\r\n\r\n",	    "5;a=b c\r\nhello\r\n0\r\n\r\n",
+		"5;a\x01\r\nhello\r\n0\r\n\r\n",	    "5;a=\"\x01\"\r\nhello\r\n0\r\n\r\n",
+		"5\r\nhello\r\n0\r\nContent-Length: 9\r\n\r\n",
+		"5\r\nhello\r\n0\r\nTransfer-Encoding: gzip\r\n\r\n",
+		"5\r\nhello\r\n0\r\nHost: evil\r\n\r\n",
+		"5\r\nhello\r\n0\r\nX : 1\r\n\r\n",
+		"5\r\nhello\r\n0\r\nX: 1\r\n folded\r\n\r\n",
+	};
+	for (size_t i = 0; i < sizeof(good_ext) / sizeof(good_ext[0]); i++) {
+		char req[256];
+		snprintf(req, sizeof(req), "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n%s",
+			 good_ext[i]);
+		for (int split = -1; split <= 0; split++) {
+			memset(&c, 0, sizeof(c));
+			run_script(&c, NULL, (struct step[]){{REQ, req}}, 1, split, &r);
+			ok(r.rc == 0 && r.out[0].len == strlen(req),
+			   "valid chunk line or trailer %zu passes unchanged (%s)", i,
+			   split ? "bytewise" : "whole");
+			run_free(&r);
+		}
+	}
+	for (size_t i = 0; i < sizeof(bad_ext) / sizeof(bad_ext[0]); i++) {
+		char req[256];
+		snprintf(req, sizeof(req), "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n%s",
+			 bad_ext[i]);
+		for (int split = -1; split <= 0; split++) {
+			memset(&c, 0, sizeof(c));
+			run_script(&c, NULL, (struct step[]){{REQ, req}}, 1, split, &r);
+			/* Neither the chunk after a bad line nor a bad trailer section is sent. */
+			const char *fw = r.out[0].data ? r.out[0].data : "";
+			const char *absent = i < 8 ? "hello" : strstr(bad_ext[i], "0\r\n") + 3;
+			ok(r.rc == -EPROTO && !memmem(fw, r.out[0].len, absent, strlen(absent)),
+			   "invalid chunk extension or trailer %zu refused, its rest not sent (%s)", i,
+			   split ? "bytewise" : "whole");
+			run_free(&r);
+		}
+	}
+}
+
 /* ---- masking ---- */
 
 static void test_mask_cl(struct policy *p)
@@ -1473,6 +1562,7 @@ int main(void)
 	test_passthrough();
 	test_zero_copy();
 	test_errors();
+	test_limits_grammar();
 
 	struct policy *resp = mkpol(POLICY("\"response\"", "enforce", "block", RULES));
 	struct policy *both = mkpol(POLICY("\"request\",\"response\"", "enforce", "block", RULES));
