@@ -44,7 +44,7 @@ struct agent_config {
 	uint16_t proxy_port;
 	bool no_bpf, detach_on_exit, splice, no_zero_copy;
 	uint32_t idle_timeout, busy_poll_us, grpc_max_message_kb, tls_ring_kb, max_callers;
-	uint32_t workers;
+	uint32_t workers, head_timeout;
 	size_t max_head_bytes, max_headers;
 	enum agent_log_level log_level;
 	const char *kube_api, *kube_token_file, *kube_ca_file, *node_name;
@@ -155,6 +155,9 @@ static const struct flag flags[] = {
 	 "socket (for comparison)"},
 	{"idle-timeout", F_U32, CFG(idle_timeout), 1, 86400, "SECS",
 	 "close proxied connections idle this long (default 300)"},
+	{"head-timeout", F_U32, CFG(head_timeout), 1, 3600, "SECS",
+	 "a request head must be complete this long after its first byte (the first one after "
+	 "the connection opens): else answered 408 and closed (default 10)"},
 	{"busy-poll-us", F_U32, CFG(busy_poll_us), 0, 1000, "N",
 	 "after traffic, keep polling for N us before sleeping: lower latency on idle CPUs, "
 	 "costs CPU (default 0)"},
@@ -446,6 +449,7 @@ int main(int argc, char **argv)
 				       .no_zero_copy = cfg.no_zero_copy,
 				       .detach_on_exit = cfg.detach_on_exit,
 				       .idle_timeout = cfg.idle_timeout,
+				       .head_timeout = cfg.head_timeout,
 				       .busy_poll_us = cfg.busy_poll_us,
 				       .grpc_max_message_kb = cfg.grpc_max_message_kb,
 				       .callers_max = cfg.max_callers,

@@ -25,6 +25,7 @@ struct dataplane_config {
 	bool no_zero_copy;         /* copy pass-through bytes instead of splice(2) */
 	bool detach_on_exit;       /* unpin and detach BPF at clean shutdown */
 	uint32_t idle_timeout;     /* seconds; 0 = the proxy's default */
+	uint32_t head_timeout;     /* seconds for a request head; 0 = the proxy's default */
 	uint32_t busy_poll_us;     /* poll this long after traffic, 0 = off */
 	uint32_t grpc_max_message_kb; /* 0 = the framer's default */
 	uint32_t callers_max;      /* steer_callers map size; 0 = the BPF object's (tests) */

@@ -109,6 +109,7 @@ struct conn {
 	bool no_pipe; /* pass-through by splice(2) failed here once: copy instead */
 	int ns_fd, diag_fd; /* --splice: the pod's netns and a sock_diag socket in it, or -1 */
 	time_t last;
+	time_t head_since; /* a request head is due since (accept, or its first byte); 0 = none */
 	struct timespec msg_start[2];
 	struct conn *prev, *next;
 };
@@ -527,6 +528,10 @@ static int feed(struct side *s, const char *data, size_t len)
 	r = http_session_feed(c->hs, dir, data, len, sink_append, o);
 	if (!r && dir == POLICY_DIR_RESPONSE)
 		r = maybe_h2c(c);
+	if (!r && dir == POLICY_DIR_REQUEST) /* the head deadline runs from a head's first byte */
+		c->head_since = !http_session_in_head(c->hs) ? 0
+				: c->head_since		     ? c->head_since
+							     : now_s();
 	return r;
 }
 
@@ -896,7 +901,7 @@ static void accept_one(struct lsock *ls, int fd)
 	c->srv = (struct side){.h.fn = on_side, .c = c, .fd = -1, .pipe = {-1, -1}};
 	c->ns_fd = px->cfg.splice ? fcntl(ls->ns->ns_fd, F_DUPFD_CLOEXEC, 0) : -1;
 	c->diag_fd = -1;
-	c->last = now_s();
+	c->last = c->head_since = now_s();
 	format_dest(&orig, c->dest, sizeof(c->dest));
 	struct policy *p = hook_policy_for(c, ~0u);
 	snprintf(c->policy, sizeof(c->policy), "%s", p ? p->name : "");
@@ -1013,6 +1018,8 @@ struct proxy *proxy_new(const struct proxy_config *cfg)
 		px->cfg.max_buffer = 256 * 1024;
 	if (!px->cfg.idle_secs)
 		px->cfg.idle_secs = 300;
+	if (!px->cfg.head_secs)
+		px->cfg.head_secs = 10;
 	px->splice_timer = -1;
 	if (px->cfg.splice) {
 		px->splice_h.fn = on_splice_timer;
@@ -1113,13 +1120,32 @@ void proxy_stop_accepting(struct proxy *px)
 		proxy_unlisten_netns(px, px->nss->ino);
 }
 
+/*
+ * A request head is overdue (a slowloris trickling its head, or a client silent since it
+ * connected): answered 408 where HTTP can still be spoken, then closed; else reset.
+ */
+static void head_timed_out(struct conn *c)
+{
+	agent_log(AGENT_LOG_DEBUG, "connection to %s: request head not complete within %u s",
+		  c->dest, c->px->cfg.head_secs);
+	metrics_flow(c->policy, METRICS_FLOW_REFUSED, MM_REASON_TIMEOUT);
+	if (http_session_head_timeout(c->hs) == 0)
+		cut(c, -EPROTO);
+	else
+		conn_close(c, true);
+}
+
 void proxy_sweep(struct proxy *px)
 {
 	time_t now = now_s();
 	struct conn *c = px->conns;
 	while (c) {
 		struct conn *next = c->next;
-		if (now - c->last > (time_t)px->cfg.idle_secs) {
+		if (c->hs && !c->h2 && !c->dead && c->head_since &&
+		    now - c->head_since >= (time_t)px->cfg.head_secs) {
+			c->head_since = 0;
+			head_timed_out(c);
+		} else if (now - c->last > (time_t)px->cfg.idle_secs) {
 			agent_log(AGENT_LOG_DEBUG, "idle connection to %s closed", c->dest);
 			conn_close(c, true);
 		} else if (now - c->last >= PROXY_TRIM_SECS) {

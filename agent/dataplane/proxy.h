@@ -40,6 +40,7 @@ struct proxy_config {
 	uint16_t port; /* host order */
 	size_t max_buffer; /* per direction, bytes queued before reading pauses (256 KiB) */
 	unsigned idle_secs; /* idle connections are closed after this (300) */
+	unsigned head_secs; /* a request head (the first from accept) must be complete within (10) */
 	struct proxy_resolver resolver;
 	/*
 	 * --splice is on (loader_splice): what the app has not read yet stays in the kernel,

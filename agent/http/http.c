@@ -464,6 +464,8 @@ static const char *status_text(int status)
 		return "Bad Request";
 	case 403:
 		return "Forbidden";
+	case 408:
+		return "Request Timeout";
 	case 431:
 		return "Request Header Fields Too Large";
 	default:
@@ -1993,6 +1995,21 @@ bool http_session_h2c(struct http_session *s, const uint8_t **settings, size_t *
 	*rest = s->h2c_rest;
 	s->h2c_rest = (struct mm_buf){0};
 	return true;
+}
+
+bool http_session_in_head(const struct http_session *s)
+{
+	const struct hdir *d = &s->d[0];
+	return d->st == HS_HEAD && (!d->started || d->head.len || d->fl_n);
+}
+
+int http_session_head_timeout(struct http_session *s)
+{
+	struct hdir *d = &s->d[0];
+	if (d->st != HS_HEAD)
+		return -EAGAIN;
+	refuse(d, MM_REASON_TIMEOUT, 408, "the request head did not arrive within the head timeout");
+	return s->replied ? 0 : -EAGAIN;
 }
 
 int http_session_upstream_failed(struct http_session *s, mask_sink_fn sink, void *sink_ctx)

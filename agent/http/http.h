@@ -106,6 +106,19 @@ size_t http_session_spares(void);
 bool http_session_replied(const struct http_session *s);
 
 /*
+ * Whether the client's side is inside a request head: its first (nothing received yet) or a
+ * head begun and not complete. False between keep-alive requests and inside bodies.
+ */
+bool http_session_in_head(const struct http_session *s);
+
+/*
+ * The request head took longer than the caller's deadline (a slow or silent client): the
+ * client is answered 408 (x-meshmask-reason: timeout) when no response is under way. 0 when
+ * answered (cut the server side, close the client gracefully), -EAGAIN otherwise (reset).
+ */
+int http_session_head_timeout(struct http_session *s);
+
+/*
  * The upstream could not be reached or broke before answering: the client is answered 502
  * (x-meshmask-reason: upstream_error) when no response is under way, through `sink` if the
  * response direction has none yet. 0 when answered (then cut the server side and close the

@@ -42,7 +42,7 @@ for _ in $(seq 50); do
 	sleep 0.1
 done
 dp_pod app-a 1
-dp_agent_start || { not_ok "agent starts"; dp_done; exit; }
+DP_AGENT_EXTRA="${DP_AGENT_EXTRA:-} --head-timeout 2" dp_agent_start || { not_ok "agent starts"; dp_done; exit; }
 check "agent listens in the pod's netns" dp_wait_listener app-a
 
 # The client's own TAP lines are this test's; its exit status says whether any failed.
@@ -58,6 +58,45 @@ check "unreachable upstream: x-meshmask-reason: upstream_error" \
 body=$(dp_in app-a curl -s --max-time 5 -d '{"x":1}' http://10.211.1.1:$PD/orders)
 check "unreachable upstream, a request with a body: answered ($body)" \
 	grep -q "upstream server could not be reached" <<<"$body"
+
+# Slowloris with --head-timeout 2: a head trickled a byte every 0.4 s, and a client silent
+# since it connected, are answered 408 (x-meshmask-reason: timeout) and closed, within a
+# second of the deadline (the sweep runs each second, on whole seconds).
+slow() { # slow trickle|silent: prints "<seconds> <first line of the answer>"
+	dp_in app-a $PY -c '
+import socket, sys, time
+s = socket.create_connection(("10.211.1.1", int(sys.argv[2])), timeout=10)
+t = time.time()
+s.settimeout(0.4)
+head = b"GET /customers HTTP/1.1\r\nHost: x\r\nX-Slow: " + b"a" * 40
+got = b""
+i = 0
+while time.time() - t < 9:
+    if sys.argv[1] == "trickle" and i < len(head):
+        try:
+            s.send(head[i:i + 1])
+        except OSError:
+            break
+        i += 1
+    try:
+        d = s.recv(4096)
+    except socket.timeout:
+        continue
+    except OSError:
+        break
+    if not d:
+        break
+    got += d
+print("%.1f %s" % (time.time() - t, got.split(b"\r\n")[0].decode() or "(nothing)"))
+if b"x-meshmask-reason: timeout" not in got.lower():
+    print("no timeout reason")' "$1" $PB
+}
+for mode in trickle silent; do
+	res=$(slow $mode)
+	check "slowloris ($mode): answered 408 after the head timeout ($res)" \
+		bash -c '[[ $1 == *"HTTP/1.1 408 Request Timeout" && $1 != *"no timeout reason"* ]] &&
+			s=${1%% *} && (( ${s%.*} >= 1 && ${s%.*} <= 4 ))' _ "$res"
+done
 
 # Counted and audited. The metrics are the agent's own, read once the client is done.
 sleep 0.3
@@ -81,6 +120,8 @@ check "the UTF-16 body under onError: pass counted" \
 	test "$(m 'meshmask_passed_unmasked_total\{policy="bp-pass",direction="response",reason="bad_charset"\}')" -ge 1
 check "UTF-16 bodies blocked as bad_charset" \
 	test "$(m 'meshmask_blocked_total\{policy="bp-fallback",direction="response",reason="bad_charset"\}')" -ge 2
+check "the head timeouts counted (flows refused, timeout)" \
+	test "$(m 'meshmask_flows_refused_total\{policy="bp-block",reason="timeout"\}')" -ge 2
 check "the unreachable upstream counted (flows refused, upstream_error)" \
 	test "$(m 'meshmask_flows_refused_total\{policy="bp-down",reason="upstream_error"\}')" -ge 2
 check "the server-first banner entity-scanned (fallback)" \
