@@ -14,6 +14,8 @@ struct agent_config {
 	const char *state_dir;    /* --state-dir, default /var/lib/meshmask */
 	const char *admin_addr;   /* --admin HOST:PORT, default 127.0.0.1:9477 */
 	const char *token_file;   /* --token-file, NULL = no token configured */
+	const char
+		*detokenize_token_file; /* --detokenize-token-file, NULL = no POST /v1/detokenize */
 	const char *tls_cert, *tls_key;
 	bool public_read;
 	size_t admin_max_body; /* admin request body limit; 0 = 1 MiB */

@@ -55,6 +55,7 @@ static void usage(FILE *f)
 	      "  --state-dir DIR      pushed policies persist here (default /var/lib/meshmask)\n"
 	      "  --admin HOST:PORT    admin API and /metrics (default 127.0.0.1:9477)\n"
 	      "  --token-file F       bearer token for admin writes\n"
+	      "  --detokenize-token-file F  bearer token for POST /v1/detokenize (else it is off)\n"
 	      "  --tls-cert F --tls-key F  serve the admin API over HTTPS\n"
 	      "  --public-read        allow policy reads without a token\n"
 	      "  --audit-log F|-      audit log (default - = stdout)\n"
@@ -127,6 +128,7 @@ static int parse_args(int argc, char **argv, struct agent_config *cfg)
 		O_STATE,
 		O_ADMIN,
 		O_TOKEN,
+		O_DETOK_TOKEN,
 		O_CERT,
 		O_KEY,
 		O_PUBLIC,
@@ -160,6 +162,7 @@ static int parse_args(int argc, char **argv, struct agent_config *cfg)
 		{"state-dir", required_argument, NULL, O_STATE},
 		{"admin", required_argument, NULL, O_ADMIN},
 		{"token-file", required_argument, NULL, O_TOKEN},
+		{"detokenize-token-file", required_argument, NULL, O_DETOK_TOKEN},
 		{"tls-cert", required_argument, NULL, O_CERT},
 		{"tls-key", required_argument, NULL, O_KEY},
 		{"public-read", no_argument, NULL, O_PUBLIC},
@@ -200,6 +203,9 @@ static int parse_args(int argc, char **argv, struct agent_config *cfg)
 			break;
 		case O_ADMIN:
 			cfg->admin_addr = optarg;
+			break;
+		case O_DETOK_TOKEN:
+			cfg->detokenize_token_file = optarg;
 			break;
 		case O_TOKEN:
 			cfg->token_file = optarg;

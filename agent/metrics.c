@@ -60,6 +60,8 @@ enum metrics_family {
 	F_AUDIT_SUPPRESSED,
 	F_EXISTING_CONNS,
 	F_CALLERS_UNSTEERED,
+	F_DETOKENIZE,
+	F_DETOKENIZE_VALUES,
 	F__COUNT
 };
 
@@ -230,6 +232,16 @@ static const struct metrics_family_def families[F__COUNT] = {
 				 "full): their flows follow failureMode.",
 				 MT_GAUGE,
 				 {NULL}},
+	[F_DETOKENIZE] = {"meshmask_detokenize_requests_total",
+			  "Admin API detokenize calls by status code (refused ones included).",
+			  MT_COUNTER,
+			  {"code"}},
+	[F_DETOKENIZE_VALUES] =
+		{"meshmask_detokenize_values_total",
+		 "Values sent to the admin API detokenize call, by policy and rule: "
+		 "restored, or failed (not a token of that rule).",
+		 MT_COUNTER,
+		 {"policy", "rule", "result"}},
 };
 
 /* Upper bounds of the masking-time histogram, in seconds. */
@@ -525,6 +537,22 @@ void metrics_dryrun(const char *policy, uint64_t values)
 	pthread_mutex_lock(&lock);
 	add_locked(F_DRYRUN, l, 1);
 	add_locked(F_DRYRUN_VALUES, l, values);
+	pthread_mutex_unlock(&lock);
+}
+
+void metrics_detokenize(int code, const char *policy, const char *rule, uint64_t restored,
+			uint64_t failed)
+{
+	char c[16];
+	snprintf(c, sizeof(c), "%d", code);
+	const char *l[] = {c};
+	pthread_mutex_lock(&lock);
+	add_locked(F_DETOKENIZE, l, 1);
+	if (policy && rule) {
+		const char *ok[] = {policy, rule, "restored"}, *bad[] = {policy, rule, "failed"};
+		add_locked(F_DETOKENIZE_VALUES, ok, restored);
+		add_locked(F_DETOKENIZE_VALUES, bad, failed);
+	}
 	pthread_mutex_unlock(&lock);
 }
 
