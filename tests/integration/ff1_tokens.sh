@@ -140,5 +140,5 @@ for f in audit.log agent.log; do
 done
 check "metrics: detokenize calls counted" test "$(dp_metric 'meshmask_detokenize_requests_total\{code="200"\}')" -ge 2
 check "metrics: restored values counted" \
-	test "$(dp_metric 'meshmask_detokenize_values_total\{policy="ff1tok",rule="ssn",result="restored"\}')" -eq 1
+	test "$(dp_metric 'meshmask_detokenize_values_total\{policy="ff1tok",rule="ssn",result="restored"\}')" -ge 1
 dp_done
