@@ -186,11 +186,12 @@ bad:
 }
 
 /*
- * The class a token keeps (see tokenize.h): bit 0 the kind's letters, bits 1.. the entity
- * detected over the whole text (+1, 0 for none), bit 15 Luhn validity.
+ * The class a token keeps (see tokenize.h): bit 0 the kind's letters, bit 15 Luhn validity (the
+ * cheap part, computed first), bits 1.. the entity detected over the whole text (+1, 0 for
+ * none). With `cheap`, the entity is left out.
  */
-static unsigned value_class(const struct tok_opts *o, const struct tok_shape *sh, const size_t *pos,
-			    const char *v, size_t len)
+static unsigned value_class(const struct tok_opts *o, const struct tok_shape *sh,
+			    const size_t *pos, const char *v, size_t len, bool cheap)
 {
 	unsigned cls = 0;
 	if (sh->kind != TOK_DIGITS) {
@@ -202,6 +203,10 @@ static unsigned value_class(const struct tok_opts *o, const struct tok_shape *sh
 		cls |= sh->kind == TOK_MIXED ? (upper && lower) : (upper || lower);
 	}
 	bool luhn = luhn_applies(o, sh, v, len);
+	if (luhn && luhn_ok(v, len))
+		cls |= 1u << 15;
+	if (cheap)
+		return cls;
 	uint32_t ents = MM_ENT_BIT(MM_ENT_US_SSN) | MM_ENT_BIT(MM_ENT_PHONE_NUMBER) |
 			MM_ENT_BIT(MM_ENT_EMAIL_ADDRESS);
 	if (luhn)
@@ -210,8 +215,6 @@ static unsigned value_class(const struct tok_opts *o, const struct tok_shape *sh
 	if (detect_scan(v, len, 0, ents, DETECT_FIELD_CONTEXT, &m, 1) == 1 && m.off == 0 &&
 	    m.len == len)
 		cls |= ((unsigned)m.entity + 1) << 1;
-	if (luhn && luhn_ok(v, len))
-		cls |= 1u << 15;
 	return cls;
 }
 
@@ -261,7 +264,8 @@ int tok_transform(struct ff1_key *k, const struct tok_opts *o, bool detok, const
 			pos[j++] = i;
 		u++;
 	}
-	unsigned target = value_class(o, &sh, pos, v, len);
+	unsigned target = value_class(o, &sh, pos, v, len, false);
+	unsigned cheap_target = value_class(o, &sh, pos, v, len, true);
 	for (size_t j = 0; j < sh.n; j++)
 		x[j] = numeral(sh.kind, v[pos[j]]);
 	memcpy(out, v, len);
@@ -275,7 +279,8 @@ int tok_transform(struct ff1_key *k, const struct tok_opts *o, bool detok, const
 		}
 		for (size_t j = 0; j < sh.n; j++)
 			out[pos[j]] = symbol(sh.kind, x[j]);
-		if (value_class(o, &sh, pos, out, len) == target) {
+		if (value_class(o, &sh, pos, out, len, true) == cheap_target &&
+		    value_class(o, &sh, pos, out, len, false) == target) {
 			e = 0;
 			break;
 		}
