@@ -13,6 +13,7 @@ RUN apt-get update \
 		clang llvm bpftool libbpf-dev libelf-dev \
 		zlib1g-dev libssl-dev libjansson-dev libmicrohttpd-dev libcurl4-openssl-dev \
 		libprotobuf-c-dev protobuf-c-compiler libprotobuf-dev libnghttp2-dev \
+		libcurl4-openssl-dev \
 	&& rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .

@@ -35,7 +35,7 @@
 /* The command line. Each layer gets its own config struct from it (see main). */
 struct agent_config {
 	const char *policies_dir, *state_dir, *key_dir;
-	const char *admin_addr, *token_file, *tls_cert, *tls_key;
+	const char *admin_addr, *token_file, *detokenize_token_file, *tls_cert, *tls_key;
 	bool public_read;
 	size_t admin_max_body;
 	uint32_t admin_request_timeout;
@@ -121,6 +121,8 @@ static const struct flag flags[] = {
 	{"admin", F_STR, CFG(admin_addr), 0, 0, "HOST:PORT",
 	 "admin API and /metrics (default 127.0.0.1:9477)"},
 	{"token-file", F_STR, CFG(token_file), 0, 0, "F", "bearer token for admin writes"},
+	{"detokenize-token-file", F_STR, CFG(detokenize_token_file), 0, 0, "F",
+	 "bearer token for POST /v1/detokenize, which takes no other (else the endpoint is off)"},
 	{"tls-cert", F_STR, CFG(tls_cert), 0, 0, "F", "serve the admin API over HTTPS (with --tls-key)"},
 	{"tls-key", F_STR, CFG(tls_key), 0, 0, "F", "the private key of --tls-cert"},
 	{"public-read", F_BOOL, CFG(public_read), 0, 0, NULL, "allow policy reads without a token"},
@@ -465,6 +467,7 @@ int main(int argc, char **argv)
 	g_no_bpf = cfg.no_bpf;
 	struct admin_config adc = {.addr = cfg.admin_addr,
 				   .token_file = cfg.token_file,
+				   .detokenize_token_file = cfg.detokenize_token_file,
 				   .tls_cert = cfg.tls_cert,
 				   .tls_key = cfg.tls_key,
 				   .public_read = cfg.public_read,

@@ -20,6 +20,7 @@
 #include "pbschema.h"
 #include "policy.h"
 #include "cli_remote.h"
+#include "cli_detok.h"
 
 enum { EXIT_OK = 0, EXIT_POLICY = 1, EXIT_USAGE = 2, EXIT_IO = 3, EXIT_BLOCKED = 4 };
 
@@ -455,6 +456,7 @@ static int cmd_help(int argc, char **argv);
 static const struct cli_cmd cmds[] = {
 	{"mask", cmd_mask, mask_usage},
 	{"policy", cmd_policy, policy_usage},
+	{"detokenize", cli_detokenize, CLI_DETOKENIZE_USAGE},
 	{"version", cmd_version, "version"},
 	{"help", cmd_help, "help"},
 };
@@ -479,7 +481,9 @@ static int cmd_help(int argc, char **argv)
 	      "\n"
 	      "policy push|get|list|delete take --agent URL (default $MESHMASK_AGENT or\n"
 	      "http://127.0.0.1:9477) and --token-file F (default $MESHMASK_TOKEN_FILE or\n"
-	      "/etc/meshmask/admin/token)\n",
+	      "/etc/meshmask/admin/token)\n"
+	      "detokenize takes the same --agent and --token-file F with the detokenize token\n"
+	      "(default $MESHMASK_DETOKENIZE_TOKEN_FILE or /etc/meshmask/detokenize/token)\n",
 	      stdout);
 	return EXIT_OK;
 }

@@ -8,7 +8,9 @@
  * too unless --public-read. The token file is re-read whenever its inode, size or mtime
  * changes, so a rotated Secret takes effect at once. Tokens are compared as SHA-256 digests
  * with CRYPTO_memcmp: constant time, whatever the lengths. No token configured (or an empty
- * file) means the API is read-only: 403, never "any token goes".
+ * file) means the API is read-only: 403, never "any token goes". POST /v1/detokenize answers
+ * only to a second token (--detokenize-token-file), never to the admin token, and is off (403)
+ * without one.
  *
  * Slow clients: libmicrohttpd's idle timeout resets on every byte, so a client trickling a
  * header byte every few seconds would hold a connection (and one of the bounded slots)
@@ -44,6 +46,7 @@
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 
+#include "action.h"
 #include "admin.h"
 #include "audit.h"
 #include "log.h"
@@ -59,6 +62,8 @@
 #define ADMIN_CONN_MEMORY (64u << 10) /* request line + headers per connection */
 #define ADMIN_THREADS 2
 #define ADMIN_TOKEN_MAX 4096
+#define ADMIN_DETOKENIZE_MAX_VALUES 1000
+#define ADMIN_DETOKENIZE_MAX_VALUE 4096
 
 /* One accepted connection (libmicrohttpd's socket context). */
 struct admin_sock {
@@ -71,6 +76,15 @@ struct admin_sock {
 	char peer[INET6_ADDRSTRLEN];
 };
 
+/* A bearer token read from a file (its SHA-256 digest), re-read when the file changes. */
+struct admin_token {
+	char *file;
+	struct stat sb; /* identity of the file the digest came from */
+	bool loaded;
+	bool set; /* a non-empty token was read */
+	unsigned char digest[32];
+};
+
 struct admin {
 	struct store *st;
 	admin_status_fn status;
@@ -78,13 +92,10 @@ struct admin {
 	bool public_read;
 	size_t max_body;
 	unsigned int request_timeout; /* seconds */
-	char *token_file;
 
-	pthread_mutex_t token_lock;
-	struct stat token_sb; /* identity of the file the digest came from */
-	bool token_loaded;
-	bool token_set; /* a non-empty token was read */
-	unsigned char token_digest[32];
+	pthread_mutex_t token_lock; /* both tokens */
+	struct admin_token token; /* --token-file */
+	struct admin_token detok; /* --detokenize-token-file */
 
 	struct MHD_Daemon *mhd;
 	uint16_t port;
@@ -159,22 +170,22 @@ void admin_response_free(struct admin_response *rs)
 /* ---- auth --------------------------------------------------------------------------- */
 
 /* Refresh the token digest when the file changed. token_lock held. */
-static void token_refresh_locked(struct admin *a)
+static void token_refresh_locked(struct admin_token *t)
 {
 	struct stat sb;
-	if (!a->token_file || stat(a->token_file, &sb) < 0) {
-		a->token_loaded = false;
-		a->token_set = false;
+	if (!t->file || stat(t->file, &sb) < 0) {
+		t->loaded = false;
+		t->set = false;
 		return;
 	}
-	if (a->token_loaded && sb.st_ino == a->token_sb.st_ino && sb.st_dev == a->token_sb.st_dev &&
-	    sb.st_size == a->token_sb.st_size && sb.st_mtim.tv_sec == a->token_sb.st_mtim.tv_sec &&
-	    sb.st_mtim.tv_nsec == a->token_sb.st_mtim.tv_nsec)
+	if (t->loaded && sb.st_ino == t->sb.st_ino && sb.st_dev == t->sb.st_dev &&
+	    sb.st_size == t->sb.st_size && sb.st_mtim.tv_sec == t->sb.st_mtim.tv_sec &&
+	    sb.st_mtim.tv_nsec == t->sb.st_mtim.tv_nsec)
 		return;
-	a->token_loaded = true;
-	a->token_set = false;
-	a->token_sb = sb;
-	int fd = open(a->token_file, O_RDONLY | O_CLOEXEC);
+	t->loaded = true;
+	t->set = false;
+	t->sb = sb;
+	int fd = open(t->file, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
 		return;
 	char buf[ADMIN_TOKEN_MAX];
@@ -182,7 +193,7 @@ static void token_refresh_locked(struct admin *a)
 	close(fd);
 	if (n <= 0 || n == (ssize_t)sizeof(buf)) {
 		if (n == (ssize_t)sizeof(buf))
-			agent_log(AGENT_LOG_ERROR, "token file %s: too long", a->token_file);
+			agent_log(AGENT_LOG_ERROR, "token file %s: too long", t->file);
 		OPENSSL_cleanse(buf, sizeof(buf));
 		return;
 	}
@@ -194,25 +205,28 @@ static void token_refresh_locked(struct admin *a)
 			 buf[e - 1] == '\r'))
 		e--;
 	if (e > b) {
-		mm_sha256(buf + b, e - b, a->token_digest);
-		a->token_set = true;
+		mm_sha256(buf + b, e - b, t->digest);
+		t->set = true;
 	}
 	OPENSSL_cleanse(buf, sizeof(buf));
 }
 
-/* 0 when the request carries the token, else the status to answer (401 or 403). */
-static int check_auth(struct admin *a, const struct admin_request *rq, struct admin_response *rs)
+/*
+ * 0 when the request carries token t, else the status to answer (401, or 403 with `unset` as
+ * the message when no token is configured).
+ */
+static int check_token(struct admin *a, struct admin_token *t, const char *unset,
+		       const struct admin_request *rq, struct admin_response *rs)
 {
 	pthread_mutex_lock(&a->token_lock);
-	token_refresh_locked(a);
-	bool set = a->token_set;
+	token_refresh_locked(t);
+	bool set = t->set;
 	unsigned char want[32];
-	memcpy(want, a->token_digest, sizeof(want));
+	memcpy(want, t->digest, sizeof(want));
 	pthread_mutex_unlock(&a->token_lock);
 
 	if (!set) {
-		set_error(rs, 403, NULL,
-			  "no admin token is configured: the admin API is read-only");
+		set_error(rs, 403, NULL, "%s", unset);
 		return 403;
 	}
 	const char *h = rq->authorization;
@@ -235,6 +249,12 @@ static int check_auth(struct admin *a, const struct admin_request *rq, struct ad
 		return 401;
 	}
 	return 0;
+}
+
+static int check_auth(struct admin *a, const struct admin_request *rq, struct admin_response *rs)
+{
+	return check_token(a, &a->token, "no admin token is configured: the admin API is read-only",
+			   rq, rs);
 }
 
 /* ---- handlers ----------------------------------------------------------------------- */
@@ -504,6 +524,103 @@ static void h_mask(struct admin *a, const struct admin_request *rq, struct admin
 	policy_set_unref(set);
 }
 
+/*
+ * POST /v1/detokenize {"policy": P, "rule": R, "values": [...]}: restore tokens with the key and
+ * options of rule R of policy P (a tokenize or detokenize rule). A value that is not a token
+ * of that rule answers null and is counted as failed. Audited and counted whatever the outcome:
+ * names and counts only.
+ */
+static void h_detokenize(struct admin *a, const struct admin_request *rq, struct admin_response *rs,
+			 const struct audit_who *who)
+{
+	json_error_t je;
+	json_t *doc =
+		json_loadb(rq->body ? rq->body : "", rq->body_len, JSON_REJECT_DUPLICATES, &je);
+	json_t *vals = json_object_get(doc, "values"), *v, *out = NULL;
+	const char *pname = json_string_value(json_object_get(doc, "policy"));
+	const char *rname = json_string_value(json_object_get(doc, "rule"));
+	struct policy_set *set = NULL;
+	const struct policy_rule *rule = NULL;
+	struct action_ctx c = {0};
+	struct mm_buf b = {0};
+	uint64_t failed = 0;
+	size_t i, n = json_array_size(vals);
+	bool known = false;
+
+	if (!json_is_object(doc) || !pname || !rname || !json_is_array(vals)) {
+		set_error(rs, 400, NULL,
+			  "the body must be {\"policy\": string, \"rule\": string, \"values\": "
+			  "[string, ...]}");
+		goto out;
+	}
+	if (n > ADMIN_DETOKENIZE_MAX_VALUES) {
+		set_error(rs, 400, NULL, "at most %d values per call", ADMIN_DETOKENIZE_MAX_VALUES);
+		goto out;
+	}
+	json_array_foreach(vals, i, v)
+	{
+		if (!json_is_string(v) || json_string_length(v) > ADMIN_DETOKENIZE_MAX_VALUE) {
+			set_error(rs, 400, NULL, "values/%zu must be a string of at most %d bytes",
+				  i, ADMIN_DETOKENIZE_MAX_VALUE);
+			goto out;
+		}
+	}
+	set = store_get(a->st);
+	struct policy *p = policy_set_find(set, pname);
+	for (size_t k = 0; p && k < p->n_rules && !rule; k++)
+		if (p->rules[k].name && !strcmp(p->rules[k].name, rname))
+			rule = &p->rules[k];
+	if (!rule) {
+		set_error(rs, 404, NULL,
+			  p ? "policy %s has no rule named %s" : "no policy named %s", pname,
+			  rname);
+		goto out;
+	}
+	if (rule->action.type != POLICY_ACTION_TOKENIZE &&
+	    rule->action.type != POLICY_ACTION_DETOKENIZE) {
+		set_error(rs, 400, NULL, "rule %s of policy %s neither tokenizes nor detokenizes",
+			  rname, pname);
+		goto out;
+	}
+	known = true;
+	/* The rule's key and options, as the detokenize that reverses it. */
+	struct policy_action act = rule->action;
+	act.type = POLICY_ACTION_DETOKENIZE;
+	out = json_array();
+	json_array_foreach(vals, i, v)
+	{
+		uint64_t before = c.unfit;
+		b.len = 0;
+		int r = action_apply_ctx(&act, &c, -1, json_string_value(v), json_string_length(v),
+					 &b);
+		if (r) {
+			set_error(rs, 500, NULL, "detokenize failed: %s", strerror(-r));
+			goto out;
+		}
+		if (c.unfit != before) {
+			failed++;
+			json_array_append_new(out, json_null());
+		} else {
+			json_array_append_new(out, json_stringn(b.data ? b.data : "", b.len));
+		}
+	}
+	set_json(rs, 200,
+		 json_pack("{s:s, s:s, s:o, s:I}", "policy", pname, "rule", rname, "values", out,
+			   "failed", (json_int_t)failed));
+	out = NULL;
+out:
+	metrics_detokenize(rs->status, known ? pname : NULL, known ? rname : NULL, n - failed,
+			   failed);
+	audit_detokenize(who, known ? pname : NULL, known ? rname : NULL, n, failed, rs->status);
+	json_decref(out);
+	action_ctx_free(&c);
+	if (b.data)
+		OPENSSL_cleanse(b.data, b.cap);
+	mm_buf_free(&b);
+	policy_set_unref(set);
+	json_decref(doc);
+}
+
 /* {"mode": m, "available": ok[, "reason": why]} */
 static json_t *tls_mode_json(const char *mode, const char *why)
 {
@@ -657,6 +774,29 @@ void admin_handle(struct admin *a, const struct admin_request *rq, struct admin_
 			set_error(rs, 415, NULL, "Content-Type must be application/json");
 		else
 			h_put(a, rq, name, rs);
+	} else if (!strcmp(path, "/v1/detokenize")) {
+		char caller[128];
+		snprintf(caller, sizeof(caller), "admin-api %s", rq->peer ? rq->peer : "local");
+		struct audit_who who = {.caller = caller, .dest = "detokenize"};
+		if (!method_is(rq, "POST")) {
+			not_allowed(rq, rs, "POST");
+		} else if (check_token(a, &a->detok,
+				       "no detokenize token is configured "
+				       "(--detokenize-token-file): detokenize is off",
+				       rq, rs)) {
+			metrics_detokenize(rs->status, NULL, NULL, 0, 0);
+			audit_detokenize(&who, NULL, NULL, 0, 0, rs->status);
+		} else if (rq->body_too_large || !is_json_type(rq->content_type)) {
+			if (rq->body_too_large)
+				set_error(rs, 413, NULL, "request body over %zu bytes",
+					  a->max_body);
+			else
+				set_error(rs, 415, NULL, "Content-Type must be application/json");
+			metrics_detokenize(rs->status, NULL, NULL, 0, 0);
+			audit_detokenize(&who, NULL, NULL, 0, 0, rs->status);
+		} else {
+			h_detokenize(a, rq, rs, &who);
+		}
 	} else if (!strcmp(path, "/v1/mask")) {
 		if (!method_is(rq, "POST"))
 			not_allowed(rq, rs, "POST");
@@ -691,7 +831,8 @@ struct admin *admin_new(const struct admin_config *cfg, struct store *st, admin_
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
 	pthread_cond_init(&a->socks_cond, &ca);
 	pthread_condattr_destroy(&ca);
-	if (cfg->token_file && !(a->token_file = strdup(cfg->token_file))) {
+	if ((cfg->token_file && !(a->token.file = strdup(cfg->token_file))) ||
+	    (cfg->detokenize_token_file && !(a->detok.file = strdup(cfg->detokenize_token_file)))) {
 		admin_free(a);
 		errno = ENOMEM;
 		return NULL;
@@ -703,13 +844,15 @@ void admin_free(struct admin *a)
 {
 	if (!a)
 		return;
-	free(a->token_file);
+	free(a->token.file);
+	free(a->detok.file);
 	free(a->tls_cert);
 	if (a->tls_key) {
 		OPENSSL_cleanse(a->tls_key, a->tls_key_len);
 		free(a->tls_key);
 	}
-	OPENSSL_cleanse(a->token_digest, sizeof(a->token_digest));
+	OPENSSL_cleanse(a->token.digest, sizeof(a->token.digest));
+	OPENSSL_cleanse(a->detok.digest, sizeof(a->detok.digest));
 	pthread_mutex_destroy(&a->token_lock);
 	while (a->socks) { /* only when libmicrohttpd never ran */
 		struct admin_sock *s = a->socks;
@@ -1053,7 +1196,7 @@ int admin_start(struct admin **out, const struct admin_config *cfg, struct store
 	struct admin *a = admin_new(cfg, st, status, status_ctx);
 	if (!a)
 		return -ENOMEM;
-	if (!a->token_file)
+	if (!a->token.file)
 		agent_log(AGENT_LOG_WARN, "admin: no --token-file: the admin API is read-only");
 	unsigned int flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ERROR_LOG;
 	size_t cert_len = 0;

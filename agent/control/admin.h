@@ -17,6 +17,7 @@ struct admin;
 struct admin_config {
 	const char *addr; /* HOST:PORT to listen on (admin_start only) */
 	const char *token_file; /* bearer token for writes, re-read on change; NULL = none */
+	const char *detokenize_token_file; /* the only token POST /v1/detokenize takes; NULL = off */
 	const char *tls_cert, *tls_key; /* PEM files: serve HTTPS (admin_start only) */
 	bool public_read; /* policy reads without a token */
 	size_t max_body; /* request body limit in bytes; 0 = ADMIN_DEFAULT_MAX_BODY */

@@ -317,6 +317,25 @@ void audit_tls(const struct audit_who *who, const char *policy, const char *enti
 	pthread_mutex_unlock(&lock);
 }
 
+void audit_detokenize(const struct audit_who *who, const char *policy, const char *rule,
+		      uint64_t values, uint64_t failed, int status)
+{
+	pthread_mutex_lock(&lock);
+	json_t *ev =
+		audit_fd >= 0 ? event_new("detokenize", who, policy, POLICY_DIR_REQUEST) : NULL;
+	if (ev) {
+		json_object_del(ev, "direction");
+		if (!policy)
+			json_object_set_new(ev, "policy", json_null());
+		json_object_set_new(ev, "rule", rule ? json_string(rule) : json_null());
+		json_object_set_new(ev, "count", json_integer((json_int_t)values));
+		json_object_set_new(ev, "failed", json_integer((json_int_t)failed));
+		json_object_set_new(ev, "status", json_integer(status));
+		emit_locked(ev);
+	}
+	pthread_mutex_unlock(&lock);
+}
+
 void audit_close(void)
 {
 	pthread_mutex_lock(&lock);

@@ -24,6 +24,13 @@ void audit_message(const struct audit_who *who, const struct http_message_info *
 /* Record a TLS finding batch (issue 5). */
 void audit_tls(const struct audit_who *who, const char *policy, const char *entity,
 	       uint64_t count, uint32_t direction);
+/*
+ * One admin API detokenize call: who, the policy and rule it named (NULL when not known), how
+ * many values and how many failed, the status answered. Never the values; never dropped by the
+ * rate limit.
+ */
+void audit_detokenize(const struct audit_who *who, const char *policy, const char *rule,
+		      uint64_t values, uint64_t failed, int status);
 /* Rate limit (default 200 lines/s, bursts of 1000); drops are counted and summarised. */
 void audit_set_rate(double lines_per_sec, double burst_lines);
 void audit_close(void);

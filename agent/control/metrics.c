@@ -65,6 +65,8 @@ enum metrics_family {
 	F_CALLERS_UNSTEERED,
 	F_WORKER_CONNS,
 	F_WORKER_ACTIVE,
+	F_DETOKENIZE,
+	F_DETOKENIZE_VALUES,
 	F__COUNT
 };
 
@@ -243,6 +245,16 @@ static const struct metrics_family_def families[F__COUNT] = {
 			     "Steered connections open now, per data-path worker thread.",
 			     MT_GAUGE,
 			     {"worker"}},
+	[F_DETOKENIZE] = {"meshmask_detokenize_requests_total",
+			  "Admin API detokenize calls by status code (refused ones included).",
+			  MT_COUNTER,
+			  {"code"}},
+	[F_DETOKENIZE_VALUES] =
+		{"meshmask_detokenize_values_total",
+		 "Values sent to the admin API detokenize call, by policy and rule: "
+		 "restored, or failed (not a token of that rule).",
+		 MT_COUNTER,
+		 {"policy", "rule", "result"}},
 };
 
 /* Upper bounds of the masking-time histogram, in seconds. */
@@ -526,6 +538,20 @@ void metrics_dryrun(const char *policy, uint64_t values)
 	const char *l[] = {policy ? policy : ""};
 	add(F_DRYRUN, l, 1);
 	add(F_DRYRUN_VALUES, l, values);
+}
+
+void metrics_detokenize(int code, const char *policy, const char *rule, uint64_t restored,
+			uint64_t failed)
+{
+	char c[16];
+	snprintf(c, sizeof(c), "%d", code);
+	const char *l[] = {c};
+	add(F_DETOKENIZE, l, 1);
+	if (policy && rule) {
+		const char *ok[] = {policy, rule, "restored"}, *bad[] = {policy, rule, "failed"};
+		add(F_DETOKENIZE_VALUES, ok, restored);
+		add(F_DETOKENIZE_VALUES, bad, failed);
+	}
 }
 
 void metrics_audit_suppressed(uint64_t n)

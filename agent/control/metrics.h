@@ -53,6 +53,12 @@ void metrics_callers_unsteered(uint64_t n);
 void metrics_policies_loaded(const char *source, uint64_t n);
 /* One admin API dry-run (kept out of the traffic counters). */
 void metrics_dryrun(const char *policy, uint64_t values);
+/*
+ * One admin API detokenize call answered `code`; with the policy and rule it named (only once
+ * both exist, so the labels stay bounded) the values restored and failed.
+ */
+void metrics_detokenize(int code, const char *policy, const char *rule, uint64_t restored,
+			uint64_t failed);
 /* Audit lines dropped by the audit rate limit. */
 void metrics_audit_suppressed(uint64_t n);
 /* Render everything in the Prometheus text exposition format (appended to out). */

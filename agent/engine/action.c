@@ -348,6 +348,9 @@ static int do_token(const struct policy_action *a, struct action_ctx *c, const c
 			c->unfit++;
 		if (detok) {
 			r = mm_buf_append(out, val, len);
+		} else if (!tok_mask(&o, val, len, out->data + out->len)) {
+			out->len += len;
+			r = 0;
 		} else {
 			struct policy_action m = {.type = POLICY_ACTION_MASK,
 						  .keep_first = a->keep_first,

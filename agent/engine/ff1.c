@@ -4,7 +4,7 @@
  * numeral string, whose round function is AES-CBC-MAC (zero IV) of P || Q.
  *
  * Cost: P and the tweak's full blocks of Q are the same in every round, so their CBC-MAC state
- * is computed once per call; a round then costs one AES block per remaining block of Q (one,
+ * is computed once per shape and tweak (kept in the key); a round then costs one AES block per remaining block of Q (one,
  * for values of up to 56 digits) and one more per extra 16 bytes of S. AES runs through one
  * EVP_CIPHER_CTX in ECB mode keyed once per key: CBC-MAC is chained here, a block at a time.
  *
@@ -28,8 +28,23 @@ typedef unsigned __int128 u128;
 #define FF1_D_MAX (4 * ((FF1_B_MAX + 3) / 4) + 4)
 #define FF1_Q_MAX (FF1_MAX_TWEAK + 15 + 1 + FF1_B_MAX)
 
+/*
+ * CBC-MAC state after P and the tweak's full blocks: the same for every value of one shape and
+ * tweak, so a few are kept per key (a stream meets a few shapes: SSNs, cards, IDs).
+ */
+#define FF1_PREFIX_CACHE 4
+struct ff1_prefix {
+	bool valid;
+	unsigned radix;
+	size_t n, tlen;
+	uint8_t tweak[FF1_MAX_TWEAK];
+	uint8_t y0[16];
+};
+
 struct ff1_key {
 	EVP_CIPHER_CTX *ecb;
+	struct ff1_prefix cache[FF1_PREFIX_CACHE];
+	unsigned next; /* the entry replaced next */
 };
 
 struct ff1_key *ff1_key_new(const unsigned char *key, size_t len)
@@ -64,6 +79,7 @@ void ff1_key_free(struct ff1_key *k)
 	if (!k)
 		return;
 	EVP_CIPHER_CTX_free(k->ecb); /* cleanses the key schedule */
+	OPENSSL_cleanse(k, sizeof(*k));
 	free(k);
 }
 
@@ -88,6 +104,18 @@ bool ff1_domain_ok(unsigned radix, size_t n)
 /* ceil(ceil(v * log2(radix)) / 8): the bytes of radix^v - 1, computed exactly. */
 static size_t num_bytes(unsigned radix, size_t v)
 {
+	u128 p = 1;
+	size_t e = 0;
+	for (; e < v && p < ((u128)1 << 119); e++) /* radix <= 2^8: no overflow */
+		p *= radix;
+	if (e == v) {
+		p -= 1;
+		uint64_t hi = (uint64_t)(p >> 64), lo = (uint64_t)p;
+		size_t bits = hi   ? 128 - (size_t)__builtin_clzll(hi)
+			      : lo ? 64 - (size_t)__builtin_clzll(lo)
+				   : 0;
+		return (bits + 7) / 8;
+	}
 	uint32_t l[FF1_B_MAX / 4 + 2] = {1};
 	size_t nl = 1;
 	for (size_t i = 0; i < v; i++) {
@@ -148,6 +176,14 @@ static int run_init(struct ff1_run *r, struct ff1_key *k, unsigned radix, const 
 	if (tlen)
 		memcpy(r->q, t, tlen);
 	memset(r->q + tlen, 0, pad);
+	for (unsigned c = 0; c < FF1_PREFIX_CACHE; c++) {
+		const struct ff1_prefix *h = &k->cache[c];
+		if (h->valid && h->radix == radix && h->n == n && h->tlen == tlen &&
+		    (!tlen || !memcmp(h->tweak, t, tlen))) {
+			memcpy(r->y0, h->y0, 16);
+			return 0;
+		}
+	}
 	if ((e = aes(k, p, r->y0)))
 		return e;
 	for (size_t j = 0; j < r->qconst; j++) {
@@ -157,6 +193,11 @@ static int run_init(struct ff1_run *r, struct ff1_key *k, unsigned radix, const 
 		if ((e = aes(k, x, r->y0)))
 			return e;
 	}
+	struct ff1_prefix *h = &k->cache[k->next++ % FF1_PREFIX_CACHE];
+	*h = (struct ff1_prefix){.valid = true, .radix = radix, .n = n, .tlen = tlen};
+	if (tlen)
+		memcpy(h->tweak, t, tlen);
+	memcpy(h->y0, r->y0, 16);
 	return 0;
 }
 
@@ -220,10 +261,25 @@ static void str_u128(u128 c, unsigned radix, uint8_t *out, size_t m)
 	}
 }
 
+/* The last len (<= 16) bytes of v, big-endian. */
 static void be_bytes(u128 v, uint8_t *out, size_t len)
 {
-	for (size_t j = len; j-- > 0; v >>= 8)
-		out[j] = (uint8_t)v;
+	uint8_t w[16];
+	uint64_t hi = __builtin_bswap64((uint64_t)(v >> 64)), lo = __builtin_bswap64((uint64_t)v);
+	memcpy(w, &hi, 8);
+	memcpy(w + 8, &lo, 8);
+	memcpy(out, w + 16 - len, len);
+}
+
+/* NUM of len (<= 16) big-endian bytes. */
+static u128 be_num(const uint8_t *in, size_t len)
+{
+	uint8_t w[16] = {0};
+	uint64_t hi, lo;
+	memcpy(w + 16 - len, in, len);
+	memcpy(&hi, w, 8);
+	memcpy(&lo, w + 8, 8);
+	return (u128)__builtin_bswap64(hi) << 64 | __builtin_bswap64(lo);
 }
 
 static int crypt_u128(struct ff1_run *r, unsigned radix, uint8_t *a, uint8_t *bb, size_t u,
@@ -246,10 +302,7 @@ static int crypt_u128(struct ff1_run *r, unsigned radix, uint8_t *a, uint8_t *bb
 		be_bytes(dec ? na : nb, numb, r->b);
 		if ((e = run_prf(r, i, numb, s)))
 			return e;
-		u128 y = 0;
-		for (size_t j = 0; j < r->d; j++)
-			y = y << 8 | s[j];
-		y %= m;
+		u128 y = be_num(s, r->d) % m;
 		if (!dec) {
 			u128 c = na + y;
 			if (c >= m)

@@ -93,44 +93,58 @@ static bool luhn_ok(const char *v, size_t len)
 	return detect_luhn_ok(d, n);
 }
 
-int tok_shape_parse(const char *v, size_t len, const struct tok_opts *o, struct tok_shape *sh,
-		    const char **why)
+/*
+ * Where units are tokenized: [0, *end) of a printable ASCII value, *email set for an e-mail
+ * address. 0, or -EDOM with *why.
+ */
+static int region_of(const char *v, size_t len, const struct tok_opts *o, bool *email, size_t *end,
+		     const char **why)
 {
 	size_t at = 0, n_at = 0;
-	const char *w = NULL;
 
-	memset(sh, 0, sizeof(*sh));
+	*email = false;
+	*end = len;
 	if (!v || !len) {
-		w = "empty value";
-		goto bad;
+		*why = "empty value";
+		return -EDOM;
 	}
 	for (size_t i = 0; i < len; i++) {
 		if ((unsigned char)v[i] < 0x20 || (unsigned char)v[i] >= 0x7f) {
-			w = "not printable ASCII";
-			goto bad;
+			*why = "not printable ASCII";
+			return -EDOM;
 		}
 		if (v[i] == '@') {
 			n_at++;
 			at = i;
 		}
 	}
-	sh->region_end = len;
-	if (n_at) {
-		if (n_at > 1 || at == 0 || at + 1 == len) {
-			w = "not an e-mail address";
-			goto bad;
-		}
-		sh->email = true;
-		if (o->keep_domain) {
-			sh->region_end = at;
-		} else {
-			for (size_t i = len; i-- > at + 2;)
-				if (v[i] == '.') {
-					sh->region_end = i; /* the top-level domain stays */
-					break;
-				}
-		}
+	if (!n_at)
+		return 0;
+	if (n_at > 1 || at == 0 || at + 1 == len) {
+		*why = "not an e-mail address";
+		return -EDOM;
 	}
+	*email = true;
+	if (o->keep_domain) {
+		*end = at;
+	} else {
+		for (size_t i = len; i-- > at + 2;)
+			if (v[i] == '.') {
+				*end = i; /* the top-level domain stays */
+				break;
+			}
+	}
+	return 0;
+}
+
+int tok_shape_parse(const char *v, size_t len, const struct tok_opts *o, struct tok_shape *sh,
+		    const char **why)
+{
+	const char *w = NULL;
+
+	memset(sh, 0, sizeof(*sh));
+	if (region_of(v, len, o, &sh->email, &sh->region_end, &w))
+		goto bad;
 	for (size_t i = 0; i < sh->region_end; i++)
 		sh->units += is_unit(v[i]);
 	if ((uint64_t)o->keep_first + o->keep_last >= sh->units) {
@@ -172,11 +186,12 @@ bad:
 }
 
 /*
- * The class a token keeps (see tokenize.h): bit 0 the kind's letters, bits 1.. the entity
- * detected over the whole text (+1, 0 for none), bit 15 Luhn validity.
+ * The class a token keeps (see tokenize.h): bit 0 the kind's letters, bit 15 Luhn validity (the
+ * cheap part, computed first), bits 1.. the entity detected over the whole text (+1, 0 for
+ * none). With `cheap`, the entity is left out.
  */
-static unsigned value_class(const struct tok_opts *o, const struct tok_shape *sh, const size_t *pos,
-			    const char *v, size_t len)
+static unsigned value_class(const struct tok_opts *o, const struct tok_shape *sh,
+			    const size_t *pos, const char *v, size_t len, bool cheap)
 {
 	unsigned cls = 0;
 	if (sh->kind != TOK_DIGITS) {
@@ -188,6 +203,10 @@ static unsigned value_class(const struct tok_opts *o, const struct tok_shape *sh
 		cls |= sh->kind == TOK_MIXED ? (upper && lower) : (upper || lower);
 	}
 	bool luhn = luhn_applies(o, sh, v, len);
+	if (luhn && luhn_ok(v, len))
+		cls |= 1u << 15;
+	if (cheap)
+		return cls;
 	uint32_t ents = MM_ENT_BIT(MM_ENT_US_SSN) | MM_ENT_BIT(MM_ENT_PHONE_NUMBER) |
 			MM_ENT_BIT(MM_ENT_EMAIL_ADDRESS);
 	if (luhn)
@@ -196,9 +215,31 @@ static unsigned value_class(const struct tok_opts *o, const struct tok_shape *sh
 	if (detect_scan(v, len, 0, ents, DETECT_FIELD_CONTEXT, &m, 1) == 1 && m.off == 0 &&
 	    m.len == len)
 		cls |= ((unsigned)m.entity + 1) << 1;
-	if (luhn && luhn_ok(v, len))
-		cls |= 1u << 15;
 	return cls;
+}
+
+int tok_mask(const struct tok_opts *o, const char *v, size_t len, char *out)
+{
+	bool email;
+	size_t end, units = 0, u = 0;
+	const char *why;
+	int e = region_of(v, len, o, &email, &end, &why);
+
+	if (e && len && v && strcmp(why, "not an e-mail address") == 0)
+		end = len, e = 0; /* not an address: every unit is hidden */
+	if (e)
+		return e;
+	for (size_t i = 0; i < end; i++)
+		units += is_unit(v[i]);
+	uint64_t kf = o->keep_first, kl = o->keep_last;
+	if (kf + kl >= units)
+		kf = kl = 0;
+	for (size_t i = 0; i < len; i++) {
+		bool hide = i < end && is_unit(v[i]) && u >= kf && u < units - kl;
+		u += i < end && is_unit(v[i]);
+		out[i] = hide ? '*' : v[i];
+	}
+	return 0;
 }
 
 int tok_transform(struct ff1_key *k, const struct tok_opts *o, bool detok, const char *v,
@@ -223,7 +264,8 @@ int tok_transform(struct ff1_key *k, const struct tok_opts *o, bool detok, const
 			pos[j++] = i;
 		u++;
 	}
-	unsigned target = value_class(o, &sh, pos, v, len);
+	unsigned target = value_class(o, &sh, pos, v, len, false);
+	unsigned cheap_target = value_class(o, &sh, pos, v, len, true);
 	for (size_t j = 0; j < sh.n; j++)
 		x[j] = numeral(sh.kind, v[pos[j]]);
 	memcpy(out, v, len);
@@ -237,7 +279,8 @@ int tok_transform(struct ff1_key *k, const struct tok_opts *o, bool detok, const
 		}
 		for (size_t j = 0; j < sh.n; j++)
 			out[pos[j]] = symbol(sh.kind, x[j]);
-		if (value_class(o, &sh, pos, out, len) == target) {
+		if (value_class(o, &sh, pos, out, len, true) == cheap_target &&
+		    value_class(o, &sh, pos, out, len, false) == target) {
 			e = 0;
 			break;
 		}

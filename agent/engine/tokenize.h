@@ -65,6 +65,14 @@ int tok_shape_parse(const char *v, size_t len, const struct tok_opts *o, struct 
 int tok_transform(struct ff1_key *k, const struct tok_opts *o, bool detok, const char *v,
 		  size_t len, char *out);
 
+/*
+ * What a value that cannot be tokenized becomes: `out` (len bytes) is v with '*' for every unit
+ * that would have been tokenized (keep_first/keep_last kept when something is left to hide),
+ * so that an e-mail address keeps its domain as its token would. 0, or -EDOM when v is not
+ * printable ASCII (the caller masks it otherwise).
+ */
+int tok_mask(const struct tok_opts *o, const char *v, size_t len, char *out);
+
 /* The radix of a kind: 10, 36 or 62. */
 unsigned tok_radix(enum tok_kind kind);
 

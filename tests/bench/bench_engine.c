@@ -5,7 +5,8 @@
  * through mask_stream_write() in 64 KiB chunks, against memcpy of the same bytes in the same
  * run; then the peak RSS while streaming 1 GB generated on the fly. Rates are per CPU second of
  * the benchmark thread (CLOCK_THREAD_CPUTIME_ID), so a busy machine slows them less. The last
- * policy is policy/examples/pii-default.json itself (its hash key from MESHMASK_HASH_KEY).
+ * policy is policy/examples/pii-default.json itself (its hash key from MESHMASK_HASH_KEY). The
+ * tokenize row is the hash row with cards and SSNs tokenized (FF1) instead of masked.
  *
  * Small documents are also run on one stream reused for each (mask_stream_reuse), the way
  * the proxy masks the bodies of a keep-alive connection.
@@ -45,6 +46,43 @@ static const char *policies[][2] = {
 	 "\"keepLast\":2}},"
 	 "{\"name\":\"ssn-text\",\"entities\":[\"US_SSN\"],\"action\":{\"type\":\"mask\","
 	 "\"keepLast\":4}},"
+	 "{\"name\":\"iban\",\"entities\":[\"IBAN_CODE\"],\"action\":{\"type\":\"redact\"}}]"},
+	{"same 10 rules, cards+SSNs FF1",
+	 "[{\"name\":\"ssn\",\"fields\":[\"$..ssn\"],\"action\":{\"type\":\"tokenize\","
+	 "\"keyEnv\":\"MESHMASK_BENCH_TOKEN_KEY\"}},"
+	 "{\"name\":\"pw\",\"fields\":[\"$..password\"],\"action\":{\"type\":\"redact\"}},"
+	 "{\"name\":\"pan\",\"fields\":[\"$..card.number\"],\"action\":{\"type\":"
+	 "\"tokenize\",\"keyEnv\":\"MESHMASK_BENCH_TOKEN_KEY\",\"keepFirst\":6,\"keepLast\":4}},"
+	 "{\"name\":\"dob\",\"fields\":[\"$.users[*].dob\"],\"action\":{\"type\":\"redact\"}},"
+	 "{\"name\":\"street\",\"fields\":[\"$.users[*].address.street\"],\"action\":{\"type\":"
+	 "\"mask\"}},"
+	 "{\"name\":\"cards\",\"entities\":[\"CREDIT_CARD\"],\"action\":{\"type\":\"tokenize\","
+	 "\"keyEnv\":\"MESHMASK_BENCH_TOKEN_KEY\",\"keepFirst\":6,\"keepLast\":4}},"
+	 "{\"name\":\"email\",\"entities\":[\"EMAIL_ADDRESS\"],\"action\":{\"type\":\"hash\","
+	 "\"keyEnv\":\"MESHMASK_BENCH_KEY\"}},"
+	 "{\"name\":\"phone\",\"entities\":[\"PHONE_NUMBER\"],\"action\":{\"type\":\"mask\","
+	 "\"keepLast\":2}},"
+	 "{\"name\":\"ssn-text\",\"entities\":[\"US_SSN\"],\"action\":{\"type\":\"tokenize\","
+	 "\"keyEnv\":\"MESHMASK_BENCH_TOKEN_KEY\"}},"
+	 "{\"name\":\"iban\",\"entities\":[\"IBAN_CODE\"],\"action\":{\"type\":\"redact\"}}]"},
+	{"same 10 rules, cards+SSNs FF1 +luhn",
+	 "[{\"name\":\"ssn\",\"fields\":[\"$..ssn\"],\"action\":{\"type\":\"tokenize\","
+	 "\"keyEnv\":\"MESHMASK_BENCH_TOKEN_KEY\"}},"
+	 "{\"name\":\"pw\",\"fields\":[\"$..password\"],\"action\":{\"type\":\"redact\"}},"
+	 "{\"name\":\"pan\",\"fields\":[\"$..card.number\"],\"action\":{\"type\":"
+	 "\"tokenize\",\"keyEnv\":\"MESHMASK_BENCH_TOKEN_KEY\",\"keepFirst\":6,\"keepLast\":4,"
+	 "\"luhn\":true}},"
+	 "{\"name\":\"dob\",\"fields\":[\"$.users[*].dob\"],\"action\":{\"type\":\"redact\"}},"
+	 "{\"name\":\"street\",\"fields\":[\"$.users[*].address.street\"],\"action\":{\"type\":"
+	 "\"mask\"}},"
+	 "{\"name\":\"cards\",\"entities\":[\"CREDIT_CARD\"],\"action\":{\"type\":\"tokenize\","
+	 "\"keyEnv\":\"MESHMASK_BENCH_TOKEN_KEY\",\"keepFirst\":6,\"keepLast\":4,\"luhn\":true}},"
+	 "{\"name\":\"email\",\"entities\":[\"EMAIL_ADDRESS\"],\"action\":{\"type\":\"hash\","
+	 "\"keyEnv\":\"MESHMASK_BENCH_KEY\"}},"
+	 "{\"name\":\"phone\",\"entities\":[\"PHONE_NUMBER\"],\"action\":{\"type\":\"mask\","
+	 "\"keepLast\":2}},"
+	 "{\"name\":\"ssn-text\",\"entities\":[\"US_SSN\"],\"action\":{\"type\":\"tokenize\","
+	 "\"keyEnv\":\"MESHMASK_BENCH_TOKEN_KEY\"}},"
 	 "{\"name\":\"iban\",\"entities\":[\"IBAN_CODE\"],\"action\":{\"type\":\"redact\"}}]"},
 	{"same 10 rules, hash -> mask",
 	 "[{\"name\":\"ssn\",\"fields\":[\"$..ssn\"],\"action\":{\"type\":\"mask\",\"keepLast\":4}}"
@@ -306,6 +344,8 @@ int main(int argc, char **argv)
 	}
 	setenv("MESHMASK_BENCH_KEY", "bench-key-0123456789abcdef0123456789", 1);
 	setenv("MESHMASK_HASH_KEY", "bench-key-0123456789abcdef0123456789", 1);
+	setenv("MESHMASK_BENCH_TOKEN_KEY",
+	       "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff", 1);
 
 	struct mm_buf small = {0}, mid = {0}, big = {0};
 	if (file) {

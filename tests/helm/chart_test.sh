@@ -62,6 +62,8 @@ declare -A variants=(
 	[notls]="--set agent.tlsUprobes=false"
 	[automount]="--set bpf.autoMount=true"
 	[external]="--set existingPoliciesConfigMap=my-policies --set hashKeys.existingSecret=my-hash-keys"
+	[detokenize]="--set admin.detokenize.enabled=true"
+	[detokexisting]="--set admin.detokenize.enabled=true --set admin.detokenize.existingSecret=my-detok --set admin.detokenize.existingSecretKey=t"
 )
 
 # --- lint ------------------------------------------------------------------------------
@@ -106,6 +108,17 @@ t2=$(H template mm "$chart" --show-only templates/secret-admin-token.yaml | sed 
 [[ -n $t1 && $t1 != "$t2" ]]
 ok $? "admin token generated at random when not given"
 
+# The detokenize token: off by default; when enabled, its own Secret, mount and flag.
+H template mm "$chart" >"$tmp/detok-off.yaml"
+! grep -q "detokenize" "$tmp/detok-off.yaml"
+ok $? "detokenize is off by default: no flag, no Secret"
+H template mm "$chart" --set admin.detokenize.enabled=true --set admin.detokenize.token=0123456789abcdef-detok >"$tmp/detok.yaml"
+grep -q -- "--detokenize-token-file=/etc/meshmask/detokenize/token" "$tmp/detok.yaml" &&
+	grep -q "mountPath: /etc/meshmask/detokenize" "$tmp/detok.yaml" &&
+	grep -q "name: mm-meshmask-detokenize-token" "$tmp/detok.yaml" &&
+	grep -q "token: $(printf %s 0123456789abcdef-detok | base64)" "$tmp/detok.yaml"
+ok $? "admin.detokenize.enabled: the flag, the mount and a Secret with the given token"
+
 # --- schema rejections -------------------------------------------------------------------
 # Each: expected text in helm's error, then the arguments.
 reject() {
@@ -133,6 +146,8 @@ reject "Additional property privilegd is not allowed" --set securityContext.priv
 reject "securityContext.extraCapabilities.0" --set "securityContext.extraCapabilities={CAP_SYS_ADMIN}"
 reject "securityContext.extraCapabilities.0" --set "securityContext.extraCapabilities={ALL}"
 reject "admin.token" --set admin.token=short
+reject "admin.detokenize.token" --set admin.detokenize.enabled=true --set admin.detokenize.token=short
+reject "Additional property enable is not allowed" --set admin.detokenize.enable=true
 reject "agent.auditLog" --set agent.auditLog=/tmp/audit.log
 reject "image.digest" --set image.digest=sha256:abc
 reject "host.stateDir" --set host.stateDir=var/lib/meshmask

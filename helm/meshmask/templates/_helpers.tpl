@@ -62,6 +62,14 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- if .Values.admin.existingSecret }}{{ .Values.admin.existingSecretKey }}{{ else }}token{{ end }}
 {{- end }}
 
+{{- define "meshmask.detokenizeSecret" -}}
+{{- default (printf "%s-detokenize-token" (include "meshmask.fullname" .)) .Values.admin.detokenize.existingSecret }}
+{{- end }}
+
+{{- define "meshmask.detokenizeSecretKey" -}}
+{{- if .Values.admin.detokenize.existingSecret }}{{ .Values.admin.detokenize.existingSecretKey }}{{ else }}token{{ end }}
+{{- end }}
+
 {{- define "meshmask.keysSecret" -}}
 {{- default (printf "%s-hash-keys" (include "meshmask.fullname" .)) .Values.hashKeys.existingSecret }}
 {{- end }}
