@@ -45,7 +45,7 @@ struct agent_config {
 	bool no_bpf, detach_on_exit, splice, no_zero_copy;
 	uint32_t idle_timeout, busy_poll_us, grpc_max_message_kb, tls_ring_kb, max_callers;
 	uint32_t workers, head_timeout;
-	size_t max_head_bytes, max_headers;
+	size_t max_head_bytes, max_headers, max_connections, max_connections_per_pod;
 	enum agent_log_level log_level;
 	const char *kube_api, *kube_token_file, *kube_ca_file, *node_name;
 	bool no_kube;
@@ -169,6 +169,12 @@ static const struct flag flags[] = {
 	{"max-headers", F_SIZE, CFG(max_headers), 1, 10000, "N",
 	 "most header (and trailer) field lines of an HTTP/1.1 message (default 100, as Envoy and "
 	 "HAProxy): more is answered 431 for a request, 502 for a response"},
+	{"max-connections", F_SIZE, CFG(max_connections), 1, 1 << 22, "N",
+	 "proxied connections on the node (default: what the open-file limit allows, 3 fds "
+	 "each); past it new flagged connections follow failureMode"},
+	{"max-connections-per-pod", F_SIZE, CFG(max_connections_per_pod), 1, 1 << 22, "N",
+	 "proxied connections from one caller pod (default a quarter of --max-connections); past "
+	 "it that pod's new flagged connections follow failureMode"},
 	{"grpc-max-message-kb", F_U32, CFG(grpc_max_message_kb), 1, 262144, "N",
 	 "largest gRPC message masked, in KiB (default 4096 as gRPC's own); a larger one follows "
 	 "onError"},
@@ -414,6 +420,17 @@ int main(int argc, char **argv)
 		setrlimit(RLIMIT_NOFILE, &nofile);
 	}
 	/*
+	 * Connection caps from the open-file limit: two sockets and, while a large body passes
+	 * through, a pipe per connection; 1024 descriptors kept for the rest of the agent.
+	 */
+	if (!cfg.max_connections && getrlimit(RLIMIT_NOFILE, &nofile) == 0)
+		cfg.max_connections = nofile.rlim_cur > 1024 + 3 * 64 ? (nofile.rlim_cur - 1024) / 3
+								     : 64;
+	if (cfg.max_connections > (1u << 22))
+		cfg.max_connections = 1u << 22;
+	if (!cfg.max_connections_per_pod)
+		cfg.max_connections_per_pod = cfg.max_connections / 4 ? cfg.max_connections / 4 : 1;
+	/*
 	 * Held bodies (up to hold_body each) are the agent's large allocations. A fixed mmap
 	 * threshold hands each back to the system when its message is sent; glibc's default
 	 * raises the threshold after the first such free, and the heap then keeps the peak.
@@ -457,7 +474,9 @@ int main(int argc, char **argv)
 				       .callers_max = cfg.max_callers,
 				       .workers = cfg.workers ? cfg.workers : default_workers(),
 				       .max_head_bytes = cfg.max_head_bytes,
-				       .max_headers = cfg.max_headers};
+				       .max_headers = cfg.max_headers,
+				       .max_connections = cfg.max_connections,
+				       .max_connections_per_pod = cfg.max_connections_per_pod};
 	if (!cfg.no_bpf && dataplane_start(&g_dp, &dpc, st) < 0)
 		goto out_store;
 	struct tls_config tlc = {.cgroup_root = cfg.cgroup_root, .ring_kb = cfg.tls_ring_kb};

@@ -63,6 +63,7 @@ enum metrics_family {
 	F_AUDIT_SUPPRESSED,
 	F_EXISTING_CONNS,
 	F_CALLERS_UNSTEERED,
+	F_CONN_CAPS,
 	F_WORKER_CONNS,
 	F_WORKER_ACTIVE,
 	F_DETOKENIZE,
@@ -237,6 +238,11 @@ static const struct metrics_family_def families[F__COUNT] = {
 				 "full): their flows follow failureMode.",
 				 MT_GAUGE,
 				 {NULL}},
+	[F_CONN_CAPS] = {"meshmask_connections_over_cap_total",
+			 "Steered connections past the node's or a pod's connection cap, by caller: "
+			 "refused (failureMode closed) or relayed unmasked (open).",
+			 MT_COUNTER,
+			 {"policy", "caller", "cap", "action"}},
 	[F_WORKER_CONNS] = {"meshmask_worker_connections_total",
 			    "Steered connections accepted, per data-path worker thread.",
 			    MT_COUNTER,
@@ -582,6 +588,14 @@ void metrics_existing_connections(const char *policy, bool reset, uint64_t n)
 {
 	const char *l[] = {policy ? policy : "", reset ? "reset" : "kept"};
 	add(F_EXISTING_CONNS, l, n);
+}
+
+void metrics_connection_cap(const char *policy, const char *caller, const char *cap,
+			    bool passed)
+{
+	const char *l[] = {policy ? policy : "", caller ? caller : "", cap,
+			   passed ? "passed" : "refused"};
+	add(F_CONN_CAPS, l, 1);
 }
 
 void metrics_worker(unsigned idx, uint64_t accepted, uint64_t active)

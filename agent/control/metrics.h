@@ -45,6 +45,9 @@ void metrics_admin_timeout(void);
 void metrics_bpf_map(const char *map, uint64_t entries, uint64_t capacity);
 /* Connections that bypassed the agent when a policy started covering them: reset or kept. */
 void metrics_existing_connections(const char *policy, bool reset, uint64_t n);
+/* A connection past a cap ("node" or "pod") of its caller (pod name or cgroup path). */
+void metrics_connection_cap(const char *policy, const char *caller, const char *cap,
+			    bool passed);
 /* One data-path worker's connections: accepted so far (a counter's value) and open now. */
 void metrics_worker(unsigned idx, uint64_t accepted, uint64_t active);
 /* Covered callers that could not be steered (gauge). */

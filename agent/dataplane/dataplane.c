@@ -18,6 +18,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "caps.h"
 #include "cgroup.h"
 #include "dataplane.h"
 #include "identity.h"
@@ -38,6 +39,7 @@ struct dataplane {
 	struct loader *loader;
 	struct steering *steer;
 	struct workers *workers;
+	struct caps *caps;
 	pthread_mutex_t lock;
 	struct policy_set *pending; /* newest set not yet applied, guarded by lock */
 	volatile int stopping;
@@ -232,6 +234,10 @@ int dataplane_start(struct dataplane **out, const struct dataplane_config *cfg,
 		goto err; /* logged by the loader */
 	}
 	const struct loader_maps *maps = loader_maps(dp->loader);
+	if (!(dp->caps = caps_new(cfg->max_connections, cfg->max_connections_per_pod))) {
+		r = -ENOMEM;
+		goto err;
+	}
 	struct proxy_config pc = {
 		.by_port_fd = maps->by_port,
 		.port = cfg->proxy_port,
@@ -241,6 +247,7 @@ int dataplane_start(struct dataplane **out, const struct dataplane_config *cfg,
 		.zero_copy = !cfg->no_zero_copy,
 		.grpc_max_message = (size_t)cfg->grpc_max_message_kb * 1024,
 		.http = {.max_head = cfg->max_head_bytes, .max_headers = cfg->max_headers},
+		.caps = dp->caps,
 		.resolver = {.policy_for = resolve_policy,
 			     .caller_name = resolve_caller,
 			     .ctx = dp},
@@ -343,6 +350,7 @@ void dataplane_free(struct dataplane *dp)
 		steering_release(dp->steer);
 	workers_free(dp->workers); /* joins the threads: nothing resolves through steering after */
 	steering_free(dp->steer);
+	caps_free(dp->caps);
 	loader_close(dp->loader);
 	if (dp->loader && dp->stopped_cleanly && dp->cfg.detach_on_exit) {
 		const char *inst = dp->cfg.instance ? dp->cfg.instance : "default";

@@ -32,6 +32,8 @@ struct dataplane_config {
 	unsigned workers;          /* data-path threads, 1..WORKERS_MAX; 0 = 1 */
 	size_t max_head_bytes;     /* HTTP/1.1 head size limit; 0 = 64 KiB */
 	size_t max_headers;        /* HTTP/1.1 header field lines; 0 = 100 */
+	size_t max_connections;    /* proxied connections on the node; 0 = no cap */
+	size_t max_connections_per_pod; /* from one caller cgroup; 0 = no cap */
 };
 
 /* Load, attach, subscribe to the store. 0 or -errno (logged here). */

@@ -26,6 +26,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "netns.h"
+#include "caps.h"
 #include "proxy.h"
 #include "sockdiag.h"
 #include "splice.h"
@@ -107,6 +108,8 @@ struct conn {
 	bool reset; /* a side was reset: end the other one the same way once it drained */
 	bool closing; /* the framing ended the exchange: drain one side, drop its input, close */
 	bool no_pipe; /* pass-through by splice(2) failed here once: copy instead */
+	bool capped; /* counted in the caps: given back when freed */
+	bool over_cap; /* over a cap under failureMode open: relayed without a policy */
 	int ns_fd, diag_fd; /* --splice: the pod's netns and a sock_diag socket in it, or -1 */
 	time_t last;
 	time_t head_since; /* a request head is due since (accept, or its first byte); 0 = none */
@@ -214,6 +217,8 @@ static void conn_close(struct conn *c, bool reset)
 
 static void conn_free(struct conn *c)
 {
+	if (c->capped)
+		caps_put(c->px->cfg.caps, c->orig.cgroup_id);
 	if (c->ns_fd >= 0)
 		close(c->ns_fd);
 	if (c->diag_fd >= 0)
@@ -783,6 +788,8 @@ static struct policy *hook_policy_for(void *ctx, uint32_t direction)
 {
 	struct conn *c = ctx;
 	const struct proxy_resolver *r = &c->px->cfg.resolver;
+	if (c->over_cap)
+		return NULL; /* failureMode open past a cap: relayed as if the agent were down */
 	return r->policy_for ? r->policy_for(r->ctx, &c->orig, direction) : NULL;
 }
 
@@ -880,6 +887,41 @@ static int orig_dst(struct lsock *ls, int fd, struct steer_orig *orig, bool *via
 	return 0;
 }
 
+/*
+ * A new connection past a cap (the node's or its pod's), counted per pod. failureMode closed:
+ * answered 503 (x-meshmask-reason: limit) and closed, -1. Open: relayed without a policy, as
+ * when the agent is down (0).
+ */
+static int over_cap(struct conn *c, enum caps_verdict cv, bool open_mode, int fd)
+{
+	const struct proxy_resolver *r = &c->px->cfg.resolver;
+	char pod[320], path[PATH_MAX];
+	const char *caller = identity_caller_name(
+		r->caller_name ? r->caller_name(r->ctx, c->orig.cgroup_id, path, sizeof(path)) : NULL,
+		pod, sizeof(pod));
+	metrics_connection_cap(c->policy, caller ? caller : "", cv == CAPS_POD ? "pod" : "node",
+			       open_mode);
+	metrics_flow(c->policy, open_mode ? METRICS_FLOW_PASSED : METRICS_FLOW_REFUSED,
+		     MM_REASON_LIMIT);
+	if (open_mode) {
+		c->over_cap = true;
+		return 0;
+	}
+	const char *body = cv == CAPS_POD ? "meshmask: too many connections from this pod\n"
+					  : "meshmask: too many connections on this node\n";
+	char m[256];
+	int k = snprintf(m, sizeof(m),
+			 "HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\n"
+			 "Content-Length: %zu\r\nConnection: close\r\nx-meshmask-reason: limit\r\n"
+			 "\r\n%s",
+			 strlen(body), body);
+	ssize_t n = send(fd, m, (size_t)k, MSG_DONTWAIT | MSG_NOSIGNAL);
+	(void)n;
+	shutdown(fd, SHUT_WR);
+	close(fd);
+	return -1;
+}
+
 static void accept_one(struct lsock *ls, int fd)
 {
 	struct proxy *px = ls->ns->px;
@@ -905,8 +947,15 @@ static void accept_one(struct lsock *ls, int fd)
 	format_dest(&orig, c->dest, sizeof(c->dest));
 	struct policy *p = hook_policy_for(c, ~0u);
 	snprintf(c->policy, sizeof(c->policy), "%s", p ? p->name : "");
+	bool open_mode = p && p->failure_mode == POLICY_FAIL_OPEN;
 	if (p)
 		policy_unref(p);
+	enum caps_verdict cv = px->cfg.caps ? caps_take(px->cfg.caps, orig.cgroup_id) : CAPS_OK;
+	c->capped = cv == CAPS_OK && px->cfg.caps;
+	if (cv != CAPS_OK && over_cap(c, cv, open_mode, fd) < 0) {
+		free(c);
+		return;
+	}
 
 	struct http_hooks hooks = {.policy_for = hook_policy_for,
 				   .message_done = hook_message_done,

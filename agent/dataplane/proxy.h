@@ -54,6 +54,7 @@ struct proxy_config {
 	bool zero_copy;
 	size_t grpc_max_message; /* a larger gRPC message follows onError; 0 = 4 MiB */
 	struct http_limits http; /* HTTP/1.1 heads: size and field count (0 = the defaults) */
+	struct caps *caps; /* connection caps shared by the workers (borrowed), or NULL */
 };
 
 struct proxy;
