@@ -23,6 +23,7 @@
 
 #include "admin.h"
 #include "audit.h"
+#include "cgroup.h"
 #include "dataplane.h"
 #include "identity.h"
 #include "log.h"
@@ -46,6 +47,7 @@ struct agent_config {
 	uint32_t idle_timeout, busy_poll_us, grpc_max_message_kb, tls_ring_kb, max_callers;
 	uint32_t workers, head_timeout;
 	size_t max_head_bytes, max_headers, max_connections, max_connections_per_pod;
+	size_t memory_budget_mb;
 	enum agent_log_level log_level;
 	const char *kube_api, *kube_token_file, *kube_ca_file, *node_name;
 	bool no_kube;
@@ -84,6 +86,29 @@ static unsigned default_workers(void)
 	cpu_set_t set;
 	int n = sched_getaffinity(0, sizeof(set), &set) == 0 ? CPU_COUNT(&set) : 1;
 	return n < 1 ? 1 : n > WORKERS_MAX ? WORKERS_MAX : (unsigned)n;
+}
+
+/*
+ * Half of this process's cgroup memory limit (memory.max of its cgroup v2 directory), in MiB,
+ * or 512 when there is none.
+ */
+static size_t default_budget_mb(void)
+{
+	char root[4096], dir[4096], path[4200], buf[64];
+	size_t mb = 512;
+	if (cgroup_find_root(root, sizeof(root)) < 0 || cgroup_self(root, dir, sizeof(dir)) < 0)
+		return mb;
+	snprintf(path, sizeof(path), "%s/memory.max", dir);
+	FILE *f = fopen(path, "re");
+	if (f && fgets(buf, sizeof(buf), f)) {
+		char *end;
+		unsigned long long v = strtoull(buf, &end, 10);
+		if (end != buf && v >= (64ull << 20))
+			mb = (size_t)(v >> 21);
+	}
+	if (f)
+		fclose(f);
+	return mb;
 }
 
 /* ---- flags ---- */
@@ -175,6 +200,9 @@ static const struct flag flags[] = {
 	{"max-connections-per-pod", F_SIZE, CFG(max_connections_per_pod), 1, 1 << 22, "N",
 	 "proxied connections from one caller pod (default a quarter of --max-connections); past "
 	 "it that pod's new flagged connections follow failureMode"},
+	{"memory-budget-mb", F_SIZE, CFG(memory_budget_mb), 16, 1 << 20, "N",
+	 "MiB that masked bodies held for an exact Content-Length may take together (default "
+	 "half the container's memory limit, else 512); past it they stream"},
 	{"grpc-max-message-kb", F_U32, CFG(grpc_max_message_kb), 1, 262144, "N",
 	 "largest gRPC message masked, in KiB (default 4096 as gRPC's own); a larger one follows "
 	 "onError"},
@@ -476,7 +504,10 @@ int main(int argc, char **argv)
 				       .max_head_bytes = cfg.max_head_bytes,
 				       .max_headers = cfg.max_headers,
 				       .max_connections = cfg.max_connections,
-				       .max_connections_per_pod = cfg.max_connections_per_pod};
+				       .max_connections_per_pod = cfg.max_connections_per_pod,
+				       .memory_budget = (cfg.memory_budget_mb ? cfg.memory_budget_mb
+									       : default_budget_mb())
+						<< 20};
 	if (!cfg.no_bpf && dataplane_start(&g_dp, &dpc, st) < 0)
 		goto out_store;
 	struct tls_config tlc = {.cgroup_root = cfg.cgroup_root, .ring_kb = cfg.tls_ring_kb};

@@ -40,6 +40,7 @@ struct dataplane {
 	struct steering *steer;
 	struct workers *workers;
 	struct caps *caps;
+	struct http_budget budget; /* the workers' held bodies, together */
 	pthread_mutex_t lock;
 	struct policy_set *pending; /* newest set not yet applied, guarded by lock */
 	volatile int stopping;
@@ -191,6 +192,7 @@ int dataplane_start(struct dataplane **out, const struct dataplane_config *cfg,
 		return -ENOMEM;
 	dp->epfd = dp->stop_fd = dp->change_fd = dp->timer_fd = dp->burst_fd = dp->ident_fd = -1;
 	dp->cfg = *cfg;
+	dp->budget.max = cfg->memory_budget;
 	pthread_mutex_init(&dp->lock, NULL);
 
 	if (cfg->cgroup_root) {
@@ -246,7 +248,9 @@ int dataplane_start(struct dataplane **out, const struct dataplane_config *cfg,
 		.splice = loader_splice(dp->loader),
 		.zero_copy = !cfg->no_zero_copy,
 		.grpc_max_message = (size_t)cfg->grpc_max_message_kb * 1024,
-		.http = {.max_head = cfg->max_head_bytes, .max_headers = cfg->max_headers},
+		.http = {.max_head = cfg->max_head_bytes,
+			 .max_headers = cfg->max_headers,
+			 .budget = &dp->budget},
 		.caps = dp->caps,
 		.resolver = {.policy_for = resolve_policy,
 			     .caller_name = resolve_caller,

@@ -34,6 +34,7 @@ struct dataplane_config {
 	size_t max_headers;        /* HTTP/1.1 header field lines; 0 = 100 */
 	size_t max_connections;    /* proxied connections on the node; 0 = no cap */
 	size_t max_connections_per_pod; /* from one caller cgroup; 0 = no cap */
+	size_t memory_budget;      /* bytes all held masked bodies may take together; 0 = none */
 };
 
 /* Load, attach, subscribe to the store. 0 or -errno (logged here). */

@@ -27,7 +27,8 @@
 
 #define HTTP_DEF_MAX_HEAD (64u * 1024)
 #define HTTP_DEF_MAX_HEADERS 100u /* as Envoy and HAProxy */
-#define HTTP_DEF_HOLD_BODY (1024u * 1024)
+#define HTTP_DEF_HOLD_BODY (64u * 1024)
+#define HTTP_DEF_HOLD_BODY10 (1024u * 1024)
 #define HTTP_STAGE_MAX (16u * 1024)
 #define HTTP_STAGE_DIRECT (4u * 1024) /* larger pieces bypass the stage */
 #define HTTP_FIFO_MAX 4096u /* pipelined requests awaiting a response */
@@ -103,6 +104,7 @@ struct hdir {
 	enum out_framing of;
 	bool head_sent;
 	bool peer10; /* the receiver cannot take chunked */
+	size_t charged; /* bytes of `held` counted in the shared budget */
 	bool had_cl; /* input framing, to tell whether re-framing changed anything */
 	uint64_t in_cl;
 	struct mm_buf ohead; /* rewritten head without the final CRLF (mask mode) */
@@ -373,6 +375,29 @@ static struct mask_stream *stream_for(struct hdir *d, const struct mask_opts *o)
 	return mask_stream_new(o);
 }
 
+/* Count n more held bytes in the shared budget; false when it has no room for them. */
+static bool budget_take(struct hdir *d, size_t n)
+{
+	struct http_budget *b = d->s->lim.budget;
+	if (!b)
+		return true;
+	size_t now = __atomic_add_fetch(&b->used, n, __ATOMIC_RELAXED);
+	if (b->max && now > b->max) {
+		__atomic_sub_fetch(&b->used, n, __ATOMIC_RELAXED);
+		return false;
+	}
+	d->charged += n;
+	return true;
+}
+
+/* The held body left (sent, streamed or dropped): its bytes leave the budget. */
+static void budget_release(struct hdir *d)
+{
+	if (d->charged && d->s->lim.budget)
+		__atomic_sub_fetch(&d->s->lim.budget->used, d->charged, __ATOMIC_RELAXED);
+	d->charged = 0;
+}
+
 static void msg_reset(struct hdir *d)
 {
 	if (d->ms && d->pol) {
@@ -394,6 +419,7 @@ static void msg_reset(struct hdir *d)
 	d->bm = BM_RAW;
 	d->ms_dead = false;
 	d->body = false;
+	budget_release(d);
 	d->of = OF_HELD;
 	d->head_sent = false;
 	d->peer10 = false;
@@ -580,6 +606,7 @@ static int start_stream(struct hdir *d)
 		return r;
 	r = d->of == OF_CHUNKED ? flush_chunk(d) : emit(d, d->held.data, d->held.len);
 	mm_buf_free(&d->held);
+	budget_release(d);
 	return r;
 }
 
@@ -590,7 +617,10 @@ static int body_out(void *ctx, const char *p, size_t n)
 	if (!n)
 		return 0;
 	if (d->of == OF_HELD) {
-		if (d->held.len + n <= d->s->lim.hold_body)
+		/* Only a request to an HTTP/1.0 server must be held whole; others may stream. */
+		bool must = d->peer10 && d->dir == POLICY_DIR_REQUEST;
+		size_t hold = must ? d->s->lim.hold_body10 : d->s->lim.hold_body;
+		if (d->held.len + n <= hold && budget_take(d, n))
 			return mm_buf_append(&d->held, p, n);
 		r = start_stream(d);
 		if (r)
@@ -1781,6 +1811,10 @@ struct http_session *http_session_new(const struct http_hooks *hooks, const stru
 	s->lim.max_head = lim && lim->max_head ? lim->max_head : HTTP_DEF_MAX_HEAD;
 	s->lim.max_headers = lim && lim->max_headers ? lim->max_headers : HTTP_DEF_MAX_HEADERS;
 	s->lim.hold_body = lim && lim->hold_body ? lim->hold_body : HTTP_DEF_HOLD_BODY;
+	s->lim.hold_body10 = lim && lim->hold_body10 ? lim->hold_body10 : HTTP_DEF_HOLD_BODY10;
+	if (s->lim.hold_body10 < s->lim.hold_body)
+		s->lim.hold_body10 = s->lim.hold_body;
+	s->lim.budget = lim ? lim->budget : NULL;
 	for (int i = 0; i < 2; i++) {
 		s->d[i].s = s;
 		s->d[i].dir = i ? POLICY_DIR_RESPONSE : POLICY_DIR_REQUEST;
@@ -2061,6 +2095,7 @@ void http_session_free(struct http_session *s)
 		struct hdir *d = &s->d[i];
 		mask_stream_free(d->ms);
 		spare_free(d);
+		budget_release(d);
 		if (d->pol)
 			policy_unref(d->pol);
 		mm_buf_free(&d->head);

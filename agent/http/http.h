@@ -17,11 +17,27 @@
 #include "message.h"
 #include "policy.h"
 
+/*
+ * Bytes held by every session that shares it (any thread): a body that would go over `max`
+ * streams instead of being held, or where it must be held (to an HTTP/1.0 server) is refused.
+ */
+struct http_budget {
+	size_t max; /* 0 = no bound */
+	size_t used; /* __atomic */
+};
+
 struct http_limits {
 	size_t max_head; /* request/status line + headers; default 64 KiB: 431 / 502 */
 	size_t max_headers; /* header (and trailer) field lines; default 100: 431 / 502 */
-	size_t hold_body; /* masked bodies up to this size are held and sent with an exact
-			     Content-Length; larger ones stream chunked. Default 1 MiB */
+	/*
+	 * A masked body up to this size is held and sent with an exact Content-Length; a larger
+	 * one streams (chunked, or close-delimited to an HTTP/1.0 client). Default 64 KiB.
+	 */
+	size_t hold_body;
+	/* The same for a request body to an HTTP/1.0 server, which can only be held (it cannot
+	 * take chunked); larger ones are refused (limit). Default 1 MiB. */
+	size_t hold_body10;
+	struct http_budget *budget; /* all sessions' held bodies together; NULL = no bound */
 };
 
 struct http_hooks {

@@ -132,7 +132,10 @@ static void run(struct fctx *fc, const struct http_limits *lim, const char *cons
 	if (!s)
 		abort();
 	size_t max_head = lim->max_head ? lim->max_head : 64 * 1024;
-	size_t hold = lim->hold_body ? lim->hold_body : 1024 * 1024;
+	/* what a session may hold: a body to an HTTP/1.0 server up to hold_body10 */
+	size_t hold = lim->hold_body10 ? lim->hold_body10 : 1024 * 1024;
+	if (lim->hold_body > hold)
+		hold = lim->hold_body;
 	rc[0] = rc[1] = 0;
 	while ((off[0] < len[0] && !rc[0]) || (off[1] < len[1] && !rc[1])) {
 		for (int d = 0; d < 2; d++) {

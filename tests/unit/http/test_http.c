@@ -914,6 +914,66 @@ static void test_mask_cl(struct policy *p)
 	mm_buf_free(&in);
 }
 
+/*
+ * The shared budget of held bodies: while another session holds most of it, a masked body
+ * streams chunked instead of being held; once it is given back, bodies are held again; the
+ * budget is empty when the sessions end.
+ */
+static void test_budget(struct policy *p)
+{
+	struct mm_buf b = {0};
+	mm_buf_puts(&b, "{\"items\":[");
+	for (int i = 0; i < 1500; i++) /* past the engine's own output buffer */
+		mm_buf_puts(&b, "{\"name\":\"Ann\",\"ssn\":\"123-45-6789\"},");
+	mm_buf_puts(&b, "{}]}");
+	mm_buf_putc(&b, 0);
+	const char *body = b.data;
+	static char resp[65536];
+	snprintf(resp, sizeof(resp),
+		 "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %zu\r\n\r\n%s",
+		 strlen(body), body);
+	struct http_budget budget = {.max = strlen(body) + strlen(body) / 2};
+	struct http_limits lim = {.hold_body = 256 * 1024, .budget = &budget};
+	struct ctx c1 = {.resp_pol = p}, c2 = {.resp_pol = p};
+	struct http_hooks h1 = {.policy_for = policy_for, .message_done = message_done,
+				.reply = reply, .ctx = &c1};
+	struct http_hooks h2 = h1;
+	h2.ctx = &c2;
+	struct mm_buf o1[2] = {0}, o2[2] = {0};
+	c1.reply_to = &o1[1];
+	c2.reply_to = &o2[1];
+	struct http_session *s1 = http_session_new(&h1, &lim), *s2 = http_session_new(&h2, &lim);
+	http_session_feed(s1, REQ, "GET / HTTP/1.1\r\n\r\n", 18, sink, &o1[0]);
+	http_session_feed(s2, REQ, "GET / HTTP/1.1\r\n\r\n", 18, sink, &o2[0]);
+	/* s1 holds all but its body's last byte: most of the budget */
+	size_t k = strlen(resp) - 1;
+	http_session_feed(s1, RESP, resp, k, sink, &o1[1]);
+	ok(budget.used > 0 && !o1[1].len, "a held body is counted in the budget (%zu)",
+	   budget.used);
+	http_session_feed(s2, RESP, resp, strlen(resp), sink, &o2[1]);
+	struct parsed m;
+	int e = parse_msg(o2[1].data, o2[1].len, true, &m);
+	ok(!e && m.chunked && m.cl < 0, "the budget is short: the other body streams chunked");
+	if (!e)
+		mm_buf_free(&m.body);
+	http_session_feed(s1, RESP, resp + k, 1, sink, &o1[1]);
+	e = parse_msg(o1[1].data, o1[1].len, true, &m);
+	ok(!e && !m.chunked && m.cl > 0, "the held body goes out with its Content-Length");
+	if (!e)
+		mm_buf_free(&m.body);
+	is_int((int)budget.used, 0, "sent: the budget is given back");
+	http_session_feed(s1, REQ, "GET / HTTP/1.1\r\n\r\n", 18, sink, &o1[0]);
+	http_session_feed(s1, RESP, resp, k, sink, &o1[1]);
+	http_session_free(s1);
+	http_session_free(s2);
+	is_int((int)budget.used, 0, "a session freed with a held body gives it back");
+	for (int i = 0; i < 2; i++) {
+		mm_buf_free(&o1[i]);
+		mm_buf_free(&o2[i]);
+	}
+	mm_buf_free(&b);
+}
+
 static void test_mask_chunked(struct policy *p)
 {
 	const char *body = JSON_BODY;
@@ -1574,6 +1634,7 @@ int main(void)
 		test_caller_passthrough(resp);
 		test_spares(resp);
 		test_mask_cl(resp);
+		test_budget(resp);
 		test_mask_chunked(resp);
 		test_mask_large(resp);
 		test_mask_gzip(resp);
