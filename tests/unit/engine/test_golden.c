@@ -39,7 +39,8 @@ static const struct {
 	/* 0: the shipped PII policy (loaded from policy/examples) */
 	{NULL, NULL, NULL},
 	/* 1: the benchmark's 10 rules, hash */
-	{"[{\"name\":\"ssn\",\"fields\":[\"$..ssn\"],\"action\":{\"type\":\"mask\",\"keepLast\":4}},"
+	{"[{\"name\":\"ssn\",\"fields\":[\"$..ssn\"],\"action\":{\"type\":\"mask\",\"keepLast\":4}}"
+	 ","
 	 "{\"name\":\"pw\",\"fields\":[\"$..password\"],\"action\":{\"type\":\"redact\"}},"
 	 "{\"name\":\"pan\",\"fields\":[\"$..card.number\"],\"action\":{\"type\":\"mask\","
 	 "\"keepLast\":4}},"
@@ -57,7 +58,8 @@ static const struct {
 	 "{\"name\":\"iban\",\"entities\":[\"IBAN_CODE\"],\"action\":{\"type\":\"redact\"}}]",
 	 "enforce", "fallback"},
 	/* 2: five field rules */
-	{"[{\"name\":\"ssn\",\"fields\":[\"$..ssn\"],\"action\":{\"type\":\"mask\",\"keepLast\":4}},"
+	{"[{\"name\":\"ssn\",\"fields\":[\"$..ssn\"],\"action\":{\"type\":\"mask\",\"keepLast\":4}}"
+	 ","
 	 "{\"name\":\"pw\",\"fields\":[\"$..password\"],\"action\":{\"type\":\"redact\"}},"
 	 "{\"name\":\"pan\",\"fields\":[\"$..card.number\"],\"action\":{\"type\":\"mask\","
 	 "\"keepLast\":4}},"
@@ -83,7 +85,8 @@ static const struct {
 	 "\"action\":{\"type\":\"redact\"}}]",
 	 "enforce", "pass"},
 	/* 7: observe */
-	{"[{\"name\":\"f\",\"fields\":[\"$..ssn\",\"$..password\"],\"action\":{\"type\":\"redact\"}},"
+	{"[{\"name\":\"f\",\"fields\":[\"$..ssn\",\"$..password\"],\"action\":{\"type\":\"redact\"}"
+	 "},"
 	 "{\"name\":\"e\",\"entities\":[\"EMAIL_ADDRESS\",\"CREDIT_CARD\",\"US_SSN\"],"
 	 "\"action\":{\"type\":\"mask\"}}]",
 	 "observe", "block"},
@@ -135,7 +138,8 @@ static const struct {
 	 "{\"type\":\"mask\",\"keepLast\":4}},"
 	 "{\"name\":\"pw\",\"fields\":[\"$..password\",\"pw\"],\"action\":{\"type\":\"redact\"}},"
 	 "{\"name\":\"tok\",\"fields\":[\"$.auth.token\"],\"action\":{\"type\":\"replace\"}},"
-	 "{\"name\":\"ssn\",\"entities\":[\"US_SSN\"],\"action\":{\"type\":\"mask\",\"keepLast\":4}},"
+	 "{\"name\":\"ssn\",\"entities\":[\"US_SSN\"],\"action\":{\"type\":\"mask\",\"keepLast\":4}"
+	 "},"
 	 "{\"name\":\"card\",\"entities\":[\"CREDIT_CARD\"],\"action\":{\"type\":\"mask\","
 	 "\"keepLast\":4}},"
 	 "{\"name\":\"mail\",\"entities\":[\"EMAIL_ADDRESS\"],\"action\":{\"type\":\"redact\"}}]",
@@ -148,12 +152,9 @@ static const struct {
 static const struct {
 	const char *ct, *ce;
 } formats[] = {
-	{"application/json", NULL},
-	{"application/x-ndjson", NULL},
-	{"text/plain; charset=utf-8", NULL},
-	{"application/x-www-form-urlencoded", NULL},
-	{"application/octet-stream", NULL},
-	{NULL, NULL},
+	{"application/json", NULL},	      {"application/x-ndjson", NULL},
+	{"text/plain; charset=utf-8", NULL},  {"application/x-www-form-urlencoded", NULL},
+	{"application/octet-stream", NULL},   {NULL, NULL},
 	{"application/vnd.api+json", "gzip"},
 };
 #define N_FMT (sizeof(formats) / sizeof(*formats))
@@ -179,33 +180,86 @@ static unsigned rn(unsigned n)
 #define PICK(a) ((a)[rn(sizeof(a) / sizeof(*(a)))])
 
 static const char *const secrets[] = {
-	"536-22-8105", "536228105", "078-05-1120", "457 55 5462", "666-12-3456", "4111 1111 1111 1111",
-	"4111111111111111", "5500-0000-0000-0004", "340000000000009", "4111111111111112",
-	"6011000000000004", "3530111333300000", "bob@example.org", "a.b+c@sub.example.co.uk", "x@y",
-	"a..b@example.com", "joe@xn--p1ai.xn--p1ai", "+1 (415) 555-0100", "415-555-0100",
-	"(415) 555 0100", "1 415.555.0100", "+44 20 7946 0958", "+4915123456789",
-	"GB82 WEST 1234 5698 7654 32", "DE89370400440532013000", "GB82WEST12345698765431",
-	"192.168.1.1", "10.0.0.1.nip.io", "256.1.1.1", "2001:db8::1", "fe80::", "::1",
-	"1:2:3:4:5:6:7:8", "::ffff:192.0.2.1", "12:30:45",
-	"eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.c2ln", "eyJhbGciOiJub25lIn0.eyJ4IjoxfQ.",
-	"AKIAIOSFODNN7EXAMPLE", "ASIAXXXXXXXXXXXXXXX1", "AKIAIOSFODNN7EXAMPL", "1.2.3.4.5",
-	"v1.2.3.4", "2019-05-11", "94103", "123e4567-e89b-12d3-a456-426614174000", "caf\xc3\xa9",
-	"\xf0\x9f\x98\x80", "\xe2\x82\xac 12.50", "\xff\xfe", "\xc3", "536-22-8105x", "x536-22-8105",
-	"536-22-8105-1", "4111-1111-1111-1111.5", "+1 415 555 0100", "A-123", "pw-1-secret",
+	"536-22-8105",
+	"536228105",
+	"078-05-1120",
+	"457 55 5462",
+	"666-12-3456",
+	"4111 1111 1111 1111",
+	"4111111111111111",
+	"5500-0000-0000-0004",
+	"340000000000009",
+	"4111111111111112",
+	"6011000000000004",
+	"3530111333300000",
+	"bob@example.org",
+	"a.b+c@sub.example.co.uk",
+	"x@y",
+	"a..b@example.com",
+	"joe@xn--p1ai.xn--p1ai",
+	"+1 (415) 555-0100",
+	"415-555-0100",
+	"(415) 555 0100",
+	"1 415.555.0100",
+	"+44 20 7946 0958",
+	"+4915123456789",
+	"GB82 WEST 1234 5698 7654 32",
+	"DE89370400440532013000",
+	"GB82WEST12345698765431",
+	"192.168.1.1",
+	"10.0.0.1.nip.io",
+	"256.1.1.1",
+	"2001:db8::1",
+	"fe80::",
+	"::1",
+	"1:2:3:4:5:6:7:8",
+	"::ffff:192.0.2.1",
+	"12:30:45",
+	"eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.c2ln",
+	"eyJhbGciOiJub25lIn0.eyJ4IjoxfQ.",
+	"AKIAIOSFODNN7EXAMPLE",
+	"ASIAXXXXXXXXXXXXXXX1",
+	"AKIAIOSFODNN7EXAMPL",
+	"1.2.3.4.5",
+	"v1.2.3.4",
+	"2019-05-11",
+	"94103",
+	"123e4567-e89b-12d3-a456-426614174000",
+	"caf\xc3\xa9",
+	"\xf0\x9f\x98\x80",
+	"\xe2\x82\xac 12.50",
+	"\xff\xfe",
+	"\xc3",
+	"536-22-8105x",
+	"x536-22-8105",
+	"536-22-8105-1",
+	"4111-1111-1111-1111.5",
+	"+1 415 555 0100",
+	"A-123",
+	"pw-1-secret",
 };
 static const char *const json_secrets[] = {
-	"\\u0035\\u0033\\u0036-22-8105", "\\ud83d\\ude00 536-22-8105", "\\ud83d", "\\udc00x",
-	"x\\\"y\\\\z", "a\\/b\\b\\f\\n\\r\\t", "bob\\u0040example.org", "\\u00e9\\u20ac",
+	"\\u0035\\u0033\\u0036-22-8105",
+	"\\ud83d\\ude00 536-22-8105",
+	"\\ud83d",
+	"\\udc00x",
+	"x\\\"y\\\\z",
+	"a\\/b\\b\\f\\n\\r\\t",
+	"bob\\u0040example.org",
+	"\\u00e9\\u20ac",
 	"4111\\u00201111 1111 1111",
 };
 static const char *const words[] = {
-	"lorem", "ipsum", "call", "mail", "ssn", "card:", "to", "the", "Customer", "since", "2019.",
-	"tier", "gold", "a", "(x)", "[1]", "50%", "e-mail", "no.", "+", "-", ":", "@", "#", "=", "&",
+	"lorem", "ipsum", "call", "mail", "ssn", "card:", "to",	 "the", "Customer",
+	"since", "2019.", "tier", "gold", "a",	 "(x)",	  "[1]", "50%", "e-mail",
+	"no.",	 "+",	  "-",	  ":",	  "@",	 "#",	  "=",	 "&",
 };
 static const char *const keys[] = {
-	"ssn", "password", "email", "card", "number", "token", "notes", "note", "users", "address",
-	"street", "dob", "bio", "socialSecurityNumber", "id", "items", "phone", "orders", "geo",
-	"active", "qty", "auth", "odd key", "a\\u0073sn", "", "n", "k\\\"q", "pw", "links", "v",
+	"ssn",	 "password", "email",	   "card",   "number", "token",	 "notes",
+	"note",	 "users",    "address",	   "street", "dob",    "bio",	 "socialSecurityNumber",
+	"id",	 "items",    "phone",	   "orders", "geo",    "active", "qty",
+	"auth",	 "odd key",  "a\\u0073sn", "",	     "n",      "k\\\"q", "pw",
+	"links", "v",
 };
 
 static void put_secret(struct mm_buf *b, bool json)
@@ -233,9 +287,10 @@ static void put_json(struct mm_buf *b, int depth);
 
 static void put_scalar(struct mm_buf *b)
 {
-	static const char *const nums[] = {"0",	    "-1",	"12.5e-3", "536228105", "4111111111111111",
-					   "1E5",    "-0.0",	"94103",   "3.14159",	"1e+2",
-					   "100000", "4.5",	"7"};
+	static const char *const nums[] = {
+		"0",	  "-1",	  "12.5e-3", "536228105", "4111111111111111",
+		"1E5",	  "-0.0", "94103",   "3.14159",	  "1e+2",
+		"100000", "4.5",  "7"};
 	static const char *const lits[] = {"true", "false", "null"};
 	switch (rn(6)) {
 	case 0:
@@ -287,18 +342,20 @@ static void put_json(struct mm_buf *b, int depth)
 static void put_user(struct mm_buf *b, unsigned i)
 {
 	char rec[2048];
-	snprintf(rec, sizeof(rec),
-		 "{\"id\":%u,\"name\":\"Al %u\",\"email\":\"al.%u@example.com\",\"ssn\":\"%s\","
-		 "\"dob\":\"19%02u-0%u-1%u\",\"phone\":\"+1 (415) 555-%04u\",\"active\":%s,"
-		 "\"address\":{\"street\":\"%u Market Street\",\"city\":\"San Francisco\","
-		 "\"zip\":\"94%03u\",\"geo\":[37.7749,-122.4194]},"
-		 "\"card\":{\"number\":\"%s\",\"exp\":\"1%u/2%u\",\"brand\":\"visa\"},"
-		 "\"orders\":[{\"sku\":\"A-%u\",\"qty\":%u,\"price\":%u.99,\"note\":\"gift wrap\"}],"
-		 "\"bio\":\"Customer since 2019; contact al.%u@example.com or call +1 415 555 %04u.\","
-		 "\"password\":\"pw-%u-secret\"}",
-		 i, i, i, PICK(secrets), 50 + i % 49, 1 + i % 9, i % 10, i % 10000,
-		 i % 2 ? "true" : "false", 100 + i % 900, i % 1000, PICK(secrets), i % 3, 5 + i % 4,
-		 i, 1 + i % 5, 10 + i % 90, i, i % 10000, i);
+	snprintf(
+		rec, sizeof(rec),
+		"{\"id\":%u,\"name\":\"Al %u\",\"email\":\"al.%u@example.com\",\"ssn\":\"%s\","
+		"\"dob\":\"19%02u-0%u-1%u\",\"phone\":\"+1 (415) 555-%04u\",\"active\":%s,"
+		"\"address\":{\"street\":\"%u Market Street\",\"city\":\"San Francisco\","
+		"\"zip\":\"94%03u\",\"geo\":[37.7749,-122.4194]},"
+		"\"card\":{\"number\":\"%s\",\"exp\":\"1%u/2%u\",\"brand\":\"visa\"},"
+		"\"orders\":[{\"sku\":\"A-%u\",\"qty\":%u,\"price\":%u.99,\"note\":\"gift wrap\"}],"
+		"\"bio\":\"Customer since 2019; contact al.%u@example.com or call +1 415 555 "
+		"%04u.\","
+		"\"password\":\"pw-%u-secret\"}",
+		i, i, i, PICK(secrets), 50 + i % 49, 1 + i % 9, i % 10, i % 10000,
+		i % 2 ? "true" : "false", 100 + i % 900, i % 1000, PICK(secrets), i % 3, 5 + i % 4,
+		i, 1 + i % 5, 10 + i % 90, i, i % 10000, i);
 	mm_buf_puts(b, rec);
 }
 
@@ -360,9 +417,16 @@ static void gen_input(unsigned i, struct mm_buf *b)
 		break;
 	case 6: { /* form */
 		for (unsigned k = 0, n = 1 + rn(8); k < n; k++) {
-			static const char *const vals[] = {"ssn+536-22-8105", "bob%40example.org",
-							   "hunter2", "%7E%21", "a+b", "4111111111111111",
-							   "", "%", "%zz", "x=y"};
+			static const char *const vals[] = {"ssn+536-22-8105",
+							   "bob%40example.org",
+							   "hunter2",
+							   "%7E%21",
+							   "a+b",
+							   "4111111111111111",
+							   "",
+							   "%",
+							   "%zz",
+							   "x=y"};
 			if (k)
 				mm_buf_putc(b, '&');
 			mm_buf_puts(b, PICK(keys));
@@ -532,8 +596,9 @@ int main(int argc, char **argv)
 	}
 	const char *golden = argv[a0];
 	setenv("MESHMASK_HASH_KEY", "golden-key-0123456789abcdef", 1);
-	setenv("MESHMASK_HASH_KEY2", "another key, a longer one: past the 64-byte block size of "
-				     "SHA-256, so HMAC hashes it first",
+	setenv("MESHMASK_HASH_KEY2",
+	       "another key, a longer one: past the 64-byte block size of "
+	       "SHA-256, so HMAC hashes it first",
 	       1);
 	setenv("MM_TOK_KEY", TOK_KEY, 1);
 
@@ -586,8 +651,9 @@ int main(int argc, char **argv)
 		}
 		fclose(g);
 	} else {
-		fprintf(g, "# test_golden: input, then per policy the digest of its %zu formats' "
-			   "records\n",
+		fprintf(g,
+			"# test_golden: input, then per policy the digest of its %zu formats' "
+			"records\n",
 			N_FMT);
 	}
 
@@ -626,13 +692,15 @@ int main(int argc, char **argv)
 					 */
 					if (rc.outcome == MASK_OUTCOME_BLOCKED)
 						rc.scanned = rec[f].scanned;
-					bool same = rec[f].rc ? rc.rc == rec[f].rc &&
-									rc.outcome == rec[f].outcome &&
-									rc.reason == rec[f].reason
-							      : !memcmp(&rc, &rec[f], sizeof(rc));
+					bool same =
+						rec[f].rc ? rc.rc == rec[f].rc &&
+								    rc.outcome == rec[f].outcome &&
+								    rc.reason == rec[f].reason
+							  : !memcmp(&rc, &rec[f], sizeof(rc));
 					if (!same) {
 						if (diff_split++ < 10)
-							printf("# %s policy %zu format %zu: %zu-byte "
+							printf("# %s policy %zu format %zu: "
+							       "%zu-byte "
 							       "chunks differ from one write\n",
 							       in[i].name, k, f, step);
 					}
@@ -667,11 +735,12 @@ int main(int argc, char **argv)
 	}
 	if (write) {
 		fclose(g);
-		printf("wrote %zu inputs x %zu policies x %zu formats (%zu runs) to %s\n", n_in, N_POL,
-		       N_FMT, runs, golden);
+		printf("wrote %zu inputs x %zu policies x %zu formats (%zu runs) to %s\n", n_in,
+		       N_POL, N_FMT, runs, golden);
 	} else {
 		if (unknown)
-			printf("# %zu inputs not in the golden file (new corpus files): not compared\n",
+			printf("# %zu inputs not in the golden file (new corpus files): not "
+			       "compared\n",
 			       unknown);
 		ok(checked >= N_GEN, "%zu inputs x %zu policies x %zu formats compared", checked,
 		   N_POL, N_FMT);
