@@ -459,16 +459,24 @@ static int wire_feed(struct mask_stream *s, const char *p, size_t n)
 	return 0;
 }
 
-int mask_stream_write(struct mask_stream *s, const void *data, size_t len, mask_sink_fn sink,
-		      void *ctx)
+/* A write or finish on a stream: its earlier error, -EPROTO once blocked, else 0. */
+static int call_begin(struct mask_stream *s, mask_sink_fn sink, void *ctx)
 {
-	int r;
 	if (s->err)
 		return s->err;
 	if (s->blocked)
 		return -EPROTO;
 	s->sink = sink;
 	s->sink_ctx = ctx;
+	return 0;
+}
+
+int mask_stream_write(struct mask_stream *s, const void *data, size_t len, mask_sink_fn sink,
+		      void *ctx)
+{
+	int r = call_begin(s, sink, ctx);
+	if (r)
+		return r;
 	s->st.bytes_in += len;
 	if (s->observe && len) {
 		s->st.bytes_out += len;
@@ -491,13 +499,9 @@ int mask_stream_write(struct mask_stream *s, const void *data, size_t len, mask_
 
 int mask_stream_finish(struct mask_stream *s, mask_sink_fn sink, void *ctx)
 {
-	int r = 0;
-	if (s->err)
-		return s->err;
-	if (s->blocked)
-		return -EPROTO;
-	s->sink = sink;
-	s->sink_ctx = ctx;
+	int r = call_begin(s, sink, ctx);
+	if (r)
+		return r;
 	bool coded = s->codec == CODEC_GZIP || s->codec == CODEC_DEFLATE;
 	if (coded && !s->stopped && !s->bypass &&
 	    codec_dec_finish(&s->dec, dec_out, s) == -EBADMSG) {

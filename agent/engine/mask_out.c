@@ -59,9 +59,15 @@ int mask_out_put(struct mask_stream *s, const char *p, size_t n)
 	return mask_out_wire(s, p, n);
 }
 
-/* First index >= i of '"', '\\' or a control byte, or n (16 or 8 bytes at a time). */
 static const char hexd[] = "0123456789abcdef";
 
+/* The two-byte escape of each byte jsonscan_string() stops at; 0: \u00XX. */
+static const char json_short_esc[0x60] = {
+	['"'] = '"',  ['\\'] = '\\', ['\n'] = 'n', ['\r'] = 'r',
+	['\t'] = 't', ['\b'] = 'b',  ['\f'] = 'f',
+};
+
+/* Minimal JSON escapes: '"', '\\' and control bytes; everything else (UTF-8 too) as it is. */
 static int json_escape(struct mm_buf *b, const char *p, size_t n)
 {
 	const unsigned char *u = (const unsigned char *)p;
@@ -74,37 +80,10 @@ static int json_escape(struct mm_buf *b, const char *p, size_t n)
 		if (j == n)
 			break;
 		unsigned char c = u[j];
-		char e[6] = {'\\', 0};
-		size_t el = 2;
-		switch (c) {
-		case '"':
-			e[1] = '"';
-			break;
-		case '\\':
-			e[1] = '\\';
-			break;
-		case '\n':
-			e[1] = 'n';
-			break;
-		case '\r':
-			e[1] = 'r';
-			break;
-		case '\t':
-			e[1] = 't';
-			break;
-		case '\b':
-			e[1] = 'b';
-			break;
-		case '\f':
-			e[1] = 'f';
-			break;
-		default:
-			memcpy(e, "\\u00", 4);
-			e[4] = hexd[c >> 4];
-			e[5] = hexd[c & 15];
-			el = 6;
-		}
-		if ((r = mm_buf_append(b, e, el)))
+		char e[6] = {'\\', json_short_esc[c], '0', '0', hexd[c >> 4], hexd[c & 15]};
+		if (!e[1])
+			e[1] = 'u';
+		if ((r = mm_buf_append(b, e, json_short_esc[c] ? 2 : 6)))
 			return r;
 		i = j + 1;
 	}
