@@ -301,7 +301,13 @@ static int value_begin(struct mask_stream *s, unsigned char c, bool *hold)
 	} else if (d) {
 		index = s->pg.lv[d - 1].index;
 	}
-	mask_fp_value(s, key, key_len, index, &s->v_rule, &alive);
+	if (d && !s->pg.lv[d - 1].alive) {
+		/* what mask_fp_value() says under a level no path lives in, without the call */
+		s->v_rule = s->pg.lv[d - 1].rule;
+		alive = false;
+	} else {
+		mask_fp_value(s, key, key_len, index, &s->v_rule, &alive);
+	}
 	*hold = false;
 	s->vm = V_COPY;
 	s->v_ents = 0;
@@ -415,7 +421,9 @@ int mask_json_feed(struct mask_stream *s, const char *cp, size_t n)
 	size_t i = 0, emit_from = 0, hold_from = 0, tok = 0;
 	bool hold;
 	int r;
+	struct jsonscan_idx ix; /* the chunk's special bytes, a 64-byte block at a time */
 
+	jsonscan_idx_init(&ix, p, n, jsonscan_best());
 	if (s->em != E_NONE) {
 		if ((r = em_line_skip(s, cp, n, 0, &i)))
 			return r;
@@ -555,7 +563,7 @@ int mask_json_feed(struct mask_stream *s, const char *cp, size_t n)
 		case J_STR:
 		in_string : {
 			if (s->esc == 0) {
-				size_t j = jsonscan_string(p, i, n);
+				size_t j = jsonscan_next(&ix, i);
 				if (j > i && s->str_dec && !s->lazy) {
 					if ((r = flush_high(s)) ||
 					    (r = mm_buf_append(str_target(s), cp + i, j - i)))
