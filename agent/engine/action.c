@@ -10,13 +10,12 @@
 #include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
-#include <openssl/core_names.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
-#include <openssl/params.h>
 
 #include "action.h"
 #include "detect.h"
@@ -200,62 +199,95 @@ static int do_replace(const struct policy_action *a, int entity, struct mm_buf *
 }
 
 /*
- * HMAC-SHA256 without a key, set up once per process: a fetch takes locks and walks tables, and
- * a context duplicated from this one needs no digest fetch either. It is never changed after
- * creation, so threads may duplicate it concurrently.
+ * HMAC-SHA256 (RFC 2104) from the keyed midstates: H((K ^ opad) || H((K ^ ipad) || m)). The
+ * two states after the key's padded block are computed once per key and copied per value
+ * (EVP_MD_CTX_copy_ex), instead of re-keying an EVP_MAC_CTX, which copies two digest contexts
+ * through the provider for every value. The output is HMAC-SHA256 (checked against RFC 4231
+ * and EVP_MAC in tests/unit/detect/test_action.c).
  */
-static EVP_MAC *hmac_alg;
-static EVP_MAC_CTX *hmac_tmpl;
-static pthread_once_t hmac_once = PTHREAD_ONCE_INIT;
+#define SHA256_BLOCK 64
+#define SHA256_LEN 32
 
-static void hmac_setup(void)
+struct hmac_prep {
+	EVP_MD_CTX *inner, *outer; /* after (K ^ ipad), (K ^ opad): never changed once keyed */
+	EVP_MD_CTX *work; /* a copy of one of them, per value */
+};
+
+/* SHA-256, fetched once per process: an implicit fetch takes locks and walks tables. */
+static EVP_MD *sha256_md;
+static pthread_once_t sha256_once = PTHREAD_ONCE_INIT;
+
+static void sha256_setup(void)
 {
-	char digest[] = "SHA256";
-	OSSL_PARAM params[] = {
-		OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, digest, 0),
-		OSSL_PARAM_construct_end(),
-	};
-	hmac_alg = EVP_MAC_fetch(NULL, "HMAC", NULL);
-	if (hmac_alg && (hmac_tmpl = EVP_MAC_CTX_new(hmac_alg)) &&
-	    !EVP_MAC_CTX_set_params(hmac_tmpl, params)) {
-		EVP_MAC_CTX_free(hmac_tmpl);
-		hmac_tmpl = NULL;
-	}
+	sha256_md = EVP_MD_fetch(NULL, "SHA256", NULL);
 }
 
-/* A new HMAC-SHA256 context keyed with `key`; NULL on failure. */
-static EVP_MAC_CTX *hmac_new(const unsigned char *key, size_t key_len)
+static void hmac_prep_free(struct hmac_prep *h)
 {
-	static const unsigned char empty[1];
-	char digest[] = "SHA256";
-	OSSL_PARAM params[] = {
-		OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, digest, 0),
-		OSSL_PARAM_construct_end(),
-	};
-	/* OpenSSL rejects a NULL key even with length 0. */
-	const unsigned char *k = key && key_len ? key : empty;
-
-	pthread_once(&hmac_once, hmac_setup);
-	EVP_MAC_CTX *m = hmac_tmpl ? EVP_MAC_CTX_dup(hmac_tmpl) : NULL;
-	if (m && EVP_MAC_init(m, k, key_len, NULL))
-		return m;
-	/* Some OpenSSL 3 releases cannot duplicate a context before it has a key. */
-	EVP_MAC_CTX_free(m);
-	m = hmac_alg ? EVP_MAC_CTX_new(hmac_alg) : NULL;
-	if (m && !EVP_MAC_init(m, k, key_len, params)) {
-		EVP_MAC_CTX_free(m);
-		m = NULL;
-	}
-	return m;
+	if (!h)
+		return;
+	EVP_MD_CTX_free(h->inner); /* cleanses the keyed states */
+	EVP_MD_CTX_free(h->outer);
+	EVP_MD_CTX_free(h->work);
+	free(h);
 }
 
-/* HMAC-SHA256 of val into md[32]: with the prepared context of c, else one-shot. */
+/* The keyed states of `key`; NULL on failure. */
+static struct hmac_prep *hmac_prep_new(const unsigned char *key, size_t key_len)
+{
+	unsigned char k[SHA256_BLOCK] = {0}, pad[SHA256_BLOCK];
+	struct hmac_prep *h = NULL;
+	bool ok = false;
+
+	pthread_once(&sha256_once, sha256_setup);
+	if (!sha256_md || !(h = calloc(1, sizeof(*h))) || !(h->inner = EVP_MD_CTX_new()) ||
+	    !(h->outer = EVP_MD_CTX_new()) || !(h->work = EVP_MD_CTX_new()))
+		goto out;
+	/* A key longer than the block is hashed first; a shorter one is padded with zeros. */
+	if (key_len > SHA256_BLOCK) {
+		if (!EVP_DigestInit_ex(h->work, sha256_md, NULL) ||
+		    !EVP_DigestUpdate(h->work, key, key_len) ||
+		    !EVP_DigestFinal_ex(h->work, k, NULL))
+			goto out;
+	} else if (key_len) {
+		memcpy(k, key, key_len);
+	}
+	for (size_t i = 0; i < SHA256_BLOCK; i++)
+		pad[i] = k[i] ^ 0x36;
+	if (!EVP_DigestInit_ex(h->inner, sha256_md, NULL) ||
+	    !EVP_DigestUpdate(h->inner, pad, SHA256_BLOCK))
+		goto out;
+	for (size_t i = 0; i < SHA256_BLOCK; i++)
+		pad[i] = k[i] ^ 0x5c;
+	ok = EVP_DigestInit_ex(h->outer, sha256_md, NULL) &&
+	     EVP_DigestUpdate(h->outer, pad, SHA256_BLOCK);
+out:
+	OPENSSL_cleanse(k, sizeof(k));
+	OPENSSL_cleanse(pad, sizeof(pad));
+	if (!ok) {
+		hmac_prep_free(h);
+		h = NULL;
+	}
+	return h;
+}
+
+/* HMAC-SHA256 of v[0, len) into md[32] from the keyed states. 0 or -EIO. */
+static int hmac_prep_mac(struct hmac_prep *h, const unsigned char *v, size_t len, unsigned char *md)
+{
+	unsigned char ih[SHA256_LEN];
+	int ok = EVP_MD_CTX_copy_ex(h->work, h->inner) && EVP_DigestUpdate(h->work, v, len) &&
+		 EVP_DigestFinal_ex(h->work, ih, NULL) && EVP_MD_CTX_copy_ex(h->work, h->outer) &&
+		 EVP_DigestUpdate(h->work, ih, SHA256_LEN) && EVP_DigestFinal_ex(h->work, md, NULL);
+	OPENSSL_cleanse(ih, sizeof(ih));
+	return ok ? 0 : -EIO;
+}
+
+/* HMAC-SHA256 of val into md[32]: with the prepared states of c, else one-shot. */
 static int hmac_sha256(const struct policy_action *a, struct action_ctx *c, const char *val,
 		       size_t len, unsigned char *md)
 {
 	static const unsigned char empty[1];
 	const unsigned char *v = len ? (const unsigned char *)val : empty;
-	size_t mdlen = 0;
 
 	if (!c) {
 		unsigned int l = 0;
@@ -267,17 +299,12 @@ static int hmac_sha256(const struct policy_action *a, struct action_ctx *c, cons
 	if (c->mac && c->key != a->hash_key)
 		action_ctx_free(c);
 	if (!c->mac) {
-		/* Keyed once; later values only re-initialise (the key schedule is kept). */
-		if (!(c->mac = hmac_new(a->hash_key, a->hash_key_len)))
+		/* Keyed once; later values only copy the keyed states. */
+		if (!(c->mac = hmac_prep_new(a->hash_key, a->hash_key_len)))
 			return -EIO;
 		c->key = a->hash_key;
-	} else if (!EVP_MAC_init(c->mac, NULL, 0, NULL)) {
-		return -EIO;
 	}
-	if (!EVP_MAC_update(c->mac, v, len) || !EVP_MAC_final(c->mac, md, &mdlen, 32) ||
-	    mdlen != 32)
-		return -EIO;
-	return 0;
+	return hmac_prep_mac(c->mac, v, len, md);
 }
 
 static int do_hash(const struct policy_action *a, struct action_ctx *c, const char *val, size_t len,
@@ -375,7 +402,7 @@ void action_ctx_free(struct action_ctx *c)
 {
 	if (!c)
 		return;
-	EVP_MAC_CTX_free(c->mac); /* cleanses the key schedule */
+	hmac_prep_free(c->mac);
 	c->mac = NULL;
 	c->key = NULL;
 	ff1_key_free(c->ff1);

@@ -26,14 +26,15 @@ int action_apply(const struct policy_action *a, int entity, const char *val, siz
 struct ff1_key;
 
 /*
- * Per-engine-instance state of one action: a hash action keeps its HMAC key schedule here (an
- * EVP_MAC_CTX keyed once, re-initialised per value), a tokenize/detokenize action its AES key
+ * Per-engine-instance state of one action: a hash action keeps its HMAC key schedule here (the
+ * SHA-256 states after the padded key, computed once and copied per value), a
+ * tokenize/detokenize action its AES key
  * schedule, so a value costs no algorithm fetch and no re-keying. The policy is shared between
  * threads; this is not: one per stream (or per thread). A zero-initialised struct is empty; it
  * borrows nothing from the action.
  */
 struct action_ctx {
-	void *mac; /* EVP_MAC_CTX *, created on first use */
+	void *mac; /* the keyed HMAC states (action.c), created on first use */
 	const void *key; /* the hash key it was keyed with (to notice another action) */
 	struct ff1_key *ff1; /* tokenize/detokenize, created on first use */
 	const void *ff1_for; /* the key it was set up with */

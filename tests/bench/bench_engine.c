@@ -11,9 +11,11 @@
  * Small documents are also run on one stream reused for each (mask_stream_reuse), the way
  * the proxy masks the bodies of a keep-alive connection.
  *
- *   bench_engine [--seconds S] [--stream-mb N] [--policy K] [--doc KB] [--file F]
+ *   bench_engine [--seconds S] [--stream-mb N] [--policy K] [--doc KB] [--file F] [--mb M]
  *   (K: one policy, KB: one document size, for profiling; F: a JSON file instead of the
- *   generated documents, e.g. the payloads of `scripts/bench.sh all`)
+ *   generated documents, e.g. the payloads of `scripts/bench.sh all`; M: mask M MB of each
+ *   document instead of timing it, and no memcpy run, for instruction counts under
+ *   `valgrind --tool=callgrind`, which a loaded machine does not change)
  */
 #include <stdbool.h>
 #include <stdio.h>
@@ -238,10 +240,22 @@ static int mask_once(const struct policy *pol, const char *d, size_t n)
 	return r;
 }
 
+/* --mb: a fixed amount of work instead of a fixed time. */
+static uint64_t fixed_bytes;
+
 static double mbps_mask(const struct policy *pol, const struct mm_buf *doc, double secs)
 {
 	uint64_t bytes = 0;
 	double t0 = now(), t;
+	if (fixed_bytes) {
+		for (; bytes < fixed_bytes; bytes += doc->len)
+			if (mask_once(pol, doc->data, doc->len)) {
+				fprintf(stderr, "mask failed\n");
+				exit(1);
+			}
+		t = now() - t0;
+		return bytes / t / 1e6;
+	}
 	do {
 		/* at least 256 KiB between clock reads: a read is a system call */
 		for (uint64_t b = 0; b < (256 << 10); b += doc->len) {
@@ -341,6 +355,8 @@ int main(int argc, char **argv)
 			only_kb = atoi(argv[i + 1]);
 		else if (!strcmp(argv[i], "--file"))
 			file = argv[i + 1];
+		else if (!strcmp(argv[i], "--mb"))
+			fixed_bytes = (uint64_t)(atof(argv[i + 1]) * 1e6);
 	}
 	setenv("MESHMASK_BENCH_KEY", "bench-key-0123456789abcdef0123456789", 1);
 	setenv("MESHMASK_HASH_KEY", "bench-key-0123456789abcdef0123456789", 1);
@@ -379,7 +395,7 @@ int main(int argc, char **argv)
 			if (only_kb >= 0 && only_kb != kbs[d])
 				continue;
 			double m = mbps_mask(pol, docs[d], secs);
-			double c = mbps_memcpy(docs[d], secs / 4);
+			double c = fixed_bytes ? 1 : mbps_memcpy(docs[d], secs / 4);
 			char label[32];
 			snprintf(label, sizeof(label), "%zu B", docs[d]->len);
 			printf("%-36s %-14s %10.0f %10.0f %6.3f\n", policies[k][0], label, m, c,

@@ -1,7 +1,12 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* Actions: format-preserving mask, replace, redact, HMAC-SHA256 hash. */
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
+
+#include <openssl/core_names.h>
+#include <openssl/evp.h>
+#include <openssl/params.h>
 
 #include "action.h"
 #include "detect.h"
@@ -307,6 +312,118 @@ static void test_hash_ctx(void)
 	mm_buf_free(&o2);
 }
 
+/* HMAC-SHA256 through OpenSSL's EVP_MAC, as the reference for the engine's prepared states. */
+static void evp_hmac(const unsigned char *key, size_t kl, const char *v, size_t n, char hex[65])
+{
+	static const unsigned char empty[1];
+	unsigned char md[32];
+	size_t mdl = 0;
+	char digest[] = "SHA256";
+	OSSL_PARAM params[] = {OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, digest, 0),
+			       OSSL_PARAM_construct_end()};
+	EVP_MAC *mac = EVP_MAC_fetch(NULL, "HMAC", NULL);
+	EVP_MAC_CTX *c = mac ? EVP_MAC_CTX_new(mac) : NULL;
+	hex[0] = 0;
+	if (c && EVP_MAC_init(c, kl ? key : empty, kl, params) &&
+	    EVP_MAC_update(c, (const unsigned char *)(n ? v : ""), n) &&
+	    EVP_MAC_final(c, md, &mdl, sizeof(md)) && mdl == 32)
+		for (int i = 0; i < 32; i++)
+			sprintf(hex + 2 * i, "%02x", md[i]);
+	EVP_MAC_CTX_free(c);
+	EVP_MAC_free(mac);
+}
+
+/* RFC 4231 section 4 (HMAC-SHA-256), and random keys and values against EVP_MAC. */
+static void test_hmac_vectors(void)
+{
+	unsigned char k1[20], k3[20], k4[25], k5[20], k6[131];
+	char d3[50], d4[50];
+	memset(k1, 0x0b, sizeof(k1));
+	memset(k3, 0xaa, sizeof(k3));
+	memset(d3, 0xdd, sizeof(d3));
+	for (int i = 0; i < 25; i++)
+		k4[i] = (unsigned char)(i + 1);
+	memset(d4, 0xcd, sizeof(d4));
+	memset(k5, 0x0c, sizeof(k5));
+	memset(k6, 0xaa, sizeof(k6));
+	static const char m7[] = "This is a test using a larger than block-size key and a larger "
+				 "than block-size data. The key needs to be hashed before being "
+				 "used by the HMAC algorithm.";
+	const struct {
+		const unsigned char *key;
+		size_t kl;
+		const char *data;
+		size_t dl;
+		const char *want;
+	} v[] = {
+		{k1, 20, "Hi There", 8,
+		 "b0344c61d8db38535ca8afceaf0bf12b881dc200c9833da726e9376c2e32cff7"},
+		{(const unsigned char *)"Jefe", 4, "what do ya want for nothing?", 28,
+		 "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"},
+		{k3, 20, d3, 50,
+		 "773ea91e36800e46854db8ebd09181a72959098b3ef8c122d9635514ced565fe"},
+		{k4, 25, d4, 50,
+		 "82558a389a443c0ea4cc819899f2083a85f0faa3e578f8077a2e3ff46729665b"},
+		{k5, 20, "Test With Truncation", 20, "a3b6167473100ee06e0c796c2955552b"},
+		{k6, 131, "Test Using Larger Than Block-Size Key - Hash Key First", 54,
+		 "60e431591ee0b67f0d8a26aacbf5b77f8e0bc6213728c5140546040f0ee37f54"},
+		{k6, 131, m7, sizeof(m7) - 1,
+		 "9b09ffa71b942fcb27635fbcd5b0e944bfdc63644f0713938a7f51535c3a35e2"},
+	};
+	struct mm_buf o = {0};
+	for (size_t i = 0; i < sizeof(v) / sizeof(*v); i++) {
+		struct action_ctx c = {0};
+		struct policy_action a = {.type = POLICY_ACTION_HASH,
+					  .hash_key = (void *)v[i].key,
+					  .hash_key_len = v[i].kl,
+					  .hash_len = (uint32_t)strlen(v[i].want)};
+		int same = 1;
+		/* twice: the first value keys the context, the second copies the kept states */
+		for (int k = 0; k < 2; k++) {
+			mm_buf_reset(&o);
+			same &= action_apply_ctx(&a, &c, -1, v[i].data, v[i].dl, &o) == 0 &&
+				o.len == strlen(v[i].want) && !memcmp(o.data, v[i].want, o.len);
+		}
+		mm_buf_reset(&o);
+		same &= action_apply(&a, -1, v[i].data, v[i].dl, &o) == 0 &&
+			o.len == strlen(v[i].want) && !memcmp(o.data, v[i].want, o.len);
+		ok(same, "RFC 4231 test case %zu: prepared states and one-shot", i + 1);
+		action_ctx_free(&c);
+	}
+
+	/* random keys (0-200 bytes) and values (0-300 bytes) */
+	uint64_t x = 0x243f6a8885a308d3ull;
+	int bad = 0;
+	for (int t = 0; t < 500; t++) {
+		unsigned char key[200];
+		char val[300], want[65];
+		x = x * 6364136223846793005ull + 1442695040888963407ull;
+		size_t kl = (size_t)(x >> 33) % sizeof(key), vl = (size_t)(x >> 17) % sizeof(val);
+		for (size_t i = 0; i < kl; i++)
+			key[i] = (unsigned char)((x >> (i % 56)) + i * 7);
+		for (size_t i = 0; i < vl; i++)
+			val[i] = (char)((x >> (i % 48)) ^ i);
+		struct action_ctx c = {0};
+		struct policy_action a = {.type = POLICY_ACTION_HASH,
+					  .hash_key = kl ? key : NULL,
+					  .hash_key_len = kl,
+					  .hash_len = 64};
+		evp_hmac(key, kl, val, vl, want);
+		for (int k = 0; k < 3; k++) {
+			mm_buf_reset(&o);
+			size_t n = k == 1 ? vl / 2 : vl;
+			char w2[65];
+			if (k == 1)
+				evp_hmac(key, kl, val, n, w2);
+			bad += action_apply_ctx(&a, &c, -1, val, n, &o) != 0 || o.len != 64 ||
+			       memcmp(o.data, k == 1 ? w2 : want, 64) != 0;
+		}
+		action_ctx_free(&c);
+	}
+	is_int(bad, 0, "500 random keys x 3 values: the same digest as EVP_MAC HMAC-SHA256");
+	mm_buf_free(&o);
+}
+
 int main(void)
 {
 	test_mask();
@@ -315,5 +432,6 @@ int main(void)
 	test_replace_redact();
 	test_hash();
 	test_hash_ctx();
+	test_hmac_vectors();
 	return tap_done();
 }

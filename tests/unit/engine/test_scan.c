@@ -4,6 +4,8 @@
  * same byte as the byte loop, at every start offset and length, over bytes that include every
  * special byte, the bytes around the control range and bytes >= 0x80 (a signed compare would
  * take them for control bytes). Buffers are exact-size copies so ASan sees any read past them.
+ * The structural pass (jsonscan_idx) finds the same bytes with every block variant: words,
+ * SSE2 and AVX2 (when this CPU has it), over texts longer than a batch of blocks.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -33,6 +35,69 @@ static unsigned check_all(const unsigned char *p, size_t n)
 #endif
 	}
 	return bad;
+}
+
+/* jsonscan_next() with variant v from every start (and walking forward) vs the byte loop. */
+static unsigned check_idx(const unsigned char *p, size_t n, enum jsonscan_variant v)
+{
+	unsigned bad = 0;
+	struct jsonscan_idx x;
+	for (size_t i = 0; i <= n; i += 1 + i / 97) {
+		jsonscan_idx_init(&x, p, n, v);
+		bad += jsonscan_next(&x, i) != jsonscan_bytes(p, i, n);
+	}
+	jsonscan_idx_init(&x, p, n, v);
+	for (size_t i = 0; i < n;) {
+		size_t j = jsonscan_next(&x, i);
+		bad += j != jsonscan_bytes(p, i, n);
+		i = j + 1 + (j % 3);
+	}
+	return bad;
+}
+
+static void test_blocks(void)
+{
+	enum jsonscan_variant vs[3] = {JSONSCAN_WORDS};
+	int nv = 1;
+#ifdef __SSE2__
+	vs[nv++] = JSONSCAN_SSE2;
+#endif
+#ifdef JSONSCAN_HAVE_AVX2
+	if (__builtin_cpu_supports("avx2"))
+		vs[nv++] = JSONSCAN_AVX2;
+#endif
+	unsigned seed = 11, bad = 0, runs = 0;
+	unsigned char blk[64];
+	for (int iter = 0; iter < 20000; iter++) {
+		for (size_t k = 0; k < 64; k++)
+			blk[k] = iter % 7 == 0	  ? interesting[rnd(&seed) % sizeof(interesting)]
+				 : rnd(&seed) % 5 ? (unsigned char)('a' + k % 26)
+						  : (unsigned char)rnd(&seed);
+		uint64_t want = jsonscan_mask_bytes(blk, 64);
+		bad += jsonscan_mask_words(blk) != want;
+#ifdef __SSE2__
+		bad += jsonscan_mask_sse2(blk) != want;
+#endif
+	}
+	memset(blk, '"', 64);
+	bad += jsonscan_mask_words(blk) != ~0ull;
+	ok(bad == 0, "64-byte block masks: words and SSE2 agree with the byte loop");
+
+	bad = 0;
+	for (int iter = 0; iter < 300; iter++) {
+		size_t n = (size_t)(iter * 37 % 2300);
+		unsigned char *p = malloc(n ? n : 1);
+		for (size_t i = 0; i < n; i++)
+			p[i] = (unsigned char)('a' + rnd(&seed) % 26);
+		for (unsigned k = rnd(&seed) % (1 + (unsigned)n / 16); k > 0 && n; k--)
+			p[rnd(&seed) % n] = interesting[rnd(&seed) % sizeof(interesting)];
+		for (int v = 0; v < nv; v++)
+			bad += check_idx(p, n, vs[v]);
+		runs++;
+		free(p);
+	}
+	ok(bad == 0, "structural pass: %d block variants agree with the byte loop (%u texts)", nv,
+	   runs);
 }
 
 int main(void)
@@ -78,5 +143,6 @@ int main(void)
 	is_int(jsonscan_string(t, 4, 16), 4, "NUL byte");
 	is_int(jsonscan_string(t, 5, 16), 8, "quote");
 	is_int(jsonscan_string(t, 16, 16), 16, "start at the end");
+	test_blocks();
 	return tap_done();
 }
