@@ -60,6 +60,7 @@ declare -A variants=(
 	[latency]="--set agent.workers=4 --set agent.splice=true --set agent.busyPollMicroseconds=100 --set agent.zeroCopy=false --set agent.tlsRingBufferKiB=1024"
 	[noidentity]="--set identity.kubernetes=false"
 	[notls]="--set agent.tlsUprobes=false"
+	[plainhttp]="--set admin.tls.mode=off"
 	[automount]="--set bpf.autoMount=true"
 	[external]="--set existingPoliciesConfigMap=my-policies --set hashKeys.existingSecret=my-hash-keys"
 	[detokenize]="--set admin.detokenize.enabled=true"
@@ -81,7 +82,7 @@ if [[ -n $agent_bin && -x $agent_bin ]] && "$agent_bin" --help >"$tmp/agent-help
 	grep -q -- '--policies' "$tmp/agent-help"; then
 	help_arg=(--agent-help "$tmp/agent-help")
 fi
-for v in default privileged servicemonitor smnoapi existingsecret policies tls loopback nobpf notls automount external noidentity latency; do
+for v in default privileged servicemonitor smnoapi existingsecret policies tls plainhttp loopback nobpf notls automount external noidentity latency; do
 	# shellcheck disable=SC2086
 	if H template mm "$chart" --namespace "$ns" ${variants[$v]} >"$tmp/$v.yaml"; then
 		node "$here/validate.mjs" --npm "$npm" --variant "$v" "${help_arg[@]}" "$tmp/$v.yaml" \
@@ -170,7 +171,8 @@ printf '%s\n' 'notes: |' '{{ tpl (.Files.Get "notes.tpl") . | indent 2 }}' >"$tm
 H template mm "$tmp/chart" --namespace "$ns" --show-only templates/zz-notes.yaml >"$tmp/notes.out"
 rc=$?
 for want in "/v1/policies/<name>" "Authorization: Bearer \$TOKEN" "get secret mm-meshmask-admin-token" \
-	"GET /metrics" "prometheus.io/scrape" "http://mm-meshmask.meshmask.svc:9477"; do
+	"GET /metrics" "prometheus.io/scrape" "https://mm-meshmask.meshmask.svc:9477" \
+	"get secret mm-meshmask-admin-tls" "--cacert ca.crt"; do
 	grep -qF -- "$want" "$tmp/notes.out" || { rc=1 && echo "missing: $want" >>"$tmp/notes.out"; }
 done
 ok $rc "NOTES: how to push a policy, the token, where metrics are" "$tmp/notes.out"
@@ -217,23 +219,33 @@ if [[ -z $agent_bin || ! -x $agent_bin ]]; then
 	skip "agent runs the rendered --no-bpf command line; probe paths answer 200" "agent not built"
 else
 	port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-	mkdir -p "$tmp/run/policies" "$tmp/run/state" "$tmp/run/admin"
+	mkdir -p "$tmp/run/policies" "$tmp/run/state" "$tmp/run/admin" "$tmp/run/tls"
 	cp "$tmp"/pol/*.json "$tmp/run/policies/" 2>/dev/null
 	printf 'test-token-0123456789abcdef' >"$tmp/run/admin/token"
+	# The default admin TLS: the chart's generated certificate, written where the Secret mounts.
 	H template mm "$chart" --set agent.bpf=false -f "$here/values-policies.yaml" \
-		--show-only templates/daemonset.yaml >"$tmp/run/ds.yaml"
+		--show-only templates/daemonset.yaml --show-only templates/secret-admin-tls.yaml \
+		>"$tmp/run/ds.yaml"
 	mapfile -t args < <(node -e '
 const y = require(process.argv[1] + "/node_modules/js-yaml");
-const ds = y.load(require("fs").readFileSync(process.argv[2], "utf8"));
+const fs = require("fs");
+const docs = y.loadAll(fs.readFileSync(process.argv[2], "utf8")).filter(Boolean);
+const ds = docs.find((d) => d.kind === "DaemonSet");
+const sec = docs.find((d) => d.kind === "Secret");
+for (const k of ["tls.crt", "tls.key", "ca.crt"])
+	fs.writeFileSync(process.argv[3] + "/" + k, Buffer.from(sec.data[k], "base64"));
 const c = ds.spec.template.spec.containers.find((c) => c.name === "agent");
 for (const a of c.args) console.log(a);
-' "$npm" "$tmp/run/ds.yaml")
+' "$npm" "$tmp/run/ds.yaml" "$tmp/run/tls")
+	host=mm-meshmask.default.svc # the Service name the certificate is for
+	cu() { curl --cacert "$tmp/run/tls/ca.crt" --resolve "$host:$port:127.0.0.1" "$@"; }
 	# Container paths -> this test's directories; the node IP -> loopback.
 	run_args=()
 	for a in "${args[@]}"; do
 		a=${a//\/etc\/meshmask\/policies/$tmp/run/policies}
 		a=${a//\/var\/lib\/meshmask/$tmp/run/state}
 		a=${a//\/etc\/meshmask\/admin/$tmp/run/admin}
+		a=${a//\/etc\/meshmask\/tls/$tmp/run/tls}
 		a=${a//\$(MESHMASK_HOST_IP):9477/127.0.0.1:$port}
 		run_args+=("$a")
 	done
@@ -242,29 +254,34 @@ for (const a of c.args) console.log(a);
 	agent_pid=$!
 	rc=1
 	for _ in $(seq 50); do
-		curl -fsS -o /dev/null "http://127.0.0.1:$port/healthz" 2>/dev/null && rc=0 && break
+		cu -fsS -o /dev/null "https://$host:$port/healthz" 2>/dev/null && rc=0 && break
 		kill -0 "$agent_pid" 2>/dev/null || break
 		sleep 0.1
 	done
 	if ((rc == 0)); then
 		for p in /healthz /readyz /metrics; do
-			code=$(curl -s -o "$tmp/body" -w '%{http_code}' "http://127.0.0.1:$port$p")
+			code=$(cu -s -o "$tmp/body" -w '%{http_code}' "https://$host:$port$p")
 			[[ $code == 200 ]] || { rc=1 && echo "GET $p -> $code" >>"$tmp/agent.log"; }
 		done
 		grep -q '^meshmask_' "$tmp/body" || { rc=1 && echo "/metrics has no meshmask_ series" >>"$tmp/agent.log"; }
 		# The ConfigMap directory and the token file are wired as the agent reads them.
-		code=$(curl -s -o "$tmp/body" -w '%{http_code}' -H "Authorization: Bearer test-token-0123456789abcdef" \
-			"http://127.0.0.1:$port/v1/policies")
+		code=$(cu -s -o "$tmp/body" -w '%{http_code}' -H "Authorization: Bearer test-token-0123456789abcdef" \
+			"https://$host:$port/v1/policies")
 		if [[ $code != 200 ]] || ! grep -q customer-pii "$tmp/body"; then
 			rc=1 && echo "GET /v1/policies -> $code, customer-pii not listed" >>"$tmp/agent.log"
 		fi
-		code=$(curl -s -o /dev/null -w '%{http_code}' -X DELETE "http://127.0.0.1:$port/v1/policies/customer-pii")
+		code=$(cu -s -o /dev/null -w '%{http_code}' -X DELETE "https://$host:$port/v1/policies/customer-pii")
 		[[ $code == 401 || $code == 403 ]] ||
 			{ rc=1 && echo "DELETE without the token -> $code (want 401/403)" >>"$tmp/agent.log"; }
+		# Plain HTTP is not served, and the certificate is for the Service's name only.
+		code=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/healthz")
+		[[ $code != 200 ]] || { rc=1 && echo "plain HTTP answered 200" >>"$tmp/agent.log"; }
+		cu -s -o /dev/null "https://127.0.0.2.nip.invalid:$port/healthz" 2>/dev/null &&
+			{ rc=1 && echo "a name the certificate is not for was accepted" >>"$tmp/agent.log"; }
 	else
 		echo "agent did not answer /healthz on 127.0.0.1:$port" >>"$tmp/agent.log"
 	fi
-	ok $rc "agent runs the rendered --no-bpf command line: probes and /metrics answer 200, policies loaded, token enforced" "$tmp/agent.log"
+	ok $rc "agent runs the rendered --no-bpf command line over the chart's generated HTTPS certificate (verified against its ca.crt and the Service name): probes and /metrics answer 200, policies loaded, token enforced, no plain HTTP" "$tmp/agent.log"
 fi
 
 echo "1..$n"

@@ -32,6 +32,7 @@ const VARIANTS = {
 	existingsecret: { caps: BASE_CAPS, tokenSecret: 'my-admin-token', tokenKey: 'admin-token' },
 	policies: { caps: [...BASE_CAPS, 'SYS_RESOURCE', 'KILL'], policies: ['customer-pii'], keys: true },
 	tls: { caps: BASE_CAPS, tls: true, headless: true, serviceMonitor: true },
+	plainhttp: { caps: BASE_CAPS, plain: true },
 	loopback: { caps: BASE_CAPS, probeHost: '127.0.0.1', noService: true },
 	nobpf: { caps: [], noBpf: true, noIdentity: true },
 	latency: { caps: BASE_CAPS, args: ['--splice', '--busy-poll-us', '--no-zero-copy'], ringKiB: '1024' },
@@ -47,6 +48,8 @@ if (!want) {
 	console.error(`unknown variant ${opt.variant}`);
 	process.exit(2);
 }
+// The admin API is HTTPS unless a variant opts out (admin.tls.mode=off).
+const tlsOn = !want.plain;
 // The agent's command line (notes/agent-flags.md); --help of a built agent overrides it.
 let agentFlags = new Set(['--policies', '--state-dir', '--admin', '--token-file', '--tls-cert',
 	'--tls-key', '--public-read', '--audit-log', '--cgroup-root', '--bpffs', '--proxy-port',
@@ -326,7 +329,7 @@ check('agent flags exist and match the mounts', (ok) => {
 			ok(ks && Object.keys(ks.data).length > 0, 'hash keys Secret not rendered');
 		}
 	}
-	if (want.tls) {
+	if (tlsOn) {
 		ok(args.get('--tls-cert') === '/etc/meshmask/tls/tls.crt' && args.get('--tls-key') === '/etc/meshmask/tls/tls.key', 'TLS flags');
 		const tm = mountOf('/etc/meshmask/tls');
 		ok(tm && volumeOf(tm.name).secret, 'TLS Secret not mounted');
@@ -432,7 +435,7 @@ check('admin API: port, Service, probes on /healthz and /readyz', (ok) => {
 		ok(env && env.valueFrom && env.valueFrom.fieldRef.fieldPath === 'status.hostIP',
 			`--admin uses $(${v}) but it is not the node IP from the downward API`);
 	}
-	const scheme = want.tls ? 'HTTPS' : 'HTTP';
+	const scheme = tlsOn ? 'HTTPS' : 'HTTP';
 	const probes = { startupProbe: '/healthz', livenessProbe: '/healthz', readinessProbe: '/readyz' };
 	for (const [p, want_path] of Object.entries(probes)) {
 		const g = agent[p] && agent[p].httpGet;
@@ -465,8 +468,8 @@ check('metrics: ServiceMonitor or scrape annotations', (ok) => {
 		if (!sm) return;
 		const ep = sm.spec.endpoints[0];
 		ok(ep.port === 'admin' && ep.path === '/metrics', 'ServiceMonitor endpoint');
-		ok(ep.scheme === (want.tls ? 'https' : 'http'), `ServiceMonitor scheme ${ep.scheme}`);
-		ok(!!ep.tlsConfig === !!want.tls, 'ServiceMonitor tlsConfig');
+		ok(ep.scheme === (tlsOn ? 'https' : 'http'), `ServiceMonitor scheme ${ep.scheme}`);
+		ok(!!ep.tlsConfig === !!tlsOn, 'ServiceMonitor tlsConfig');
 		ok(svc.spec.ports.some((p) => p.name === ep.port), 'ServiceMonitor port not on the Service');
 		for (const [k, v] of Object.entries(sm.spec.selector.matchLabels))
 			ok(svc.metadata.labels[k] === v, `ServiceMonitor selector ${k} does not match the Service`);
@@ -475,7 +478,7 @@ check('metrics: ServiceMonitor or scrape annotations', (ok) => {
 		ok(!sm, 'ServiceMonitor rendered');
 		ok(ann['prometheus.io/scrape'] === 'true' && ann['prometheus.io/path'] === '/metrics' &&
 			Number(ann['prometheus.io/port']) === adminPort.containerPort &&
-			ann['prometheus.io/scheme'] === (want.tls ? 'https' : 'http'), 'scrape annotations');
+			ann['prometheus.io/scheme'] === (tlsOn ? 'https' : 'http'), 'scrape annotations');
 	}
 });
 

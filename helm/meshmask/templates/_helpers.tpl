@@ -80,8 +80,26 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- end }}
 
 {{/* HTTP or HTTPS, for probes and scrapes. */}}
+{{/* How the admin API gets its certificate: generate, certManager, secret or off. */}}
+{{- define "meshmask.tlsMode" -}}
+{{- if .Values.admin.tls.secretName }}secret{{ else }}{{ .Values.admin.tls.mode | default "generate" }}{{ end }}
+{{- end }}
+
+{{/* The Secret holding tls.crt/tls.key (and ca.crt unless "secret"); empty when TLS is off. */}}
+{{- define "meshmask.tlsSecret" -}}
+{{- $m := include "meshmask.tlsMode" . }}
+{{- if eq $m "secret" }}{{ .Values.admin.tls.secretName }}
+{{- else if ne $m "off" }}{{ printf "%s-admin-tls" (include "meshmask.fullname" .) }}
+{{- end }}
+{{- end }}
+
+{{/* The DNS name the certificate is for and clients verify (the Service's). */}}
+{{- define "meshmask.adminHost" -}}
+{{- printf "%s.%s.svc" (include "meshmask.fullname" .) .Release.Namespace }}
+{{- end }}
+
 {{- define "meshmask.scheme" -}}
-{{- if .Values.admin.tls.secretName }}HTTPS{{ else }}HTTP{{ end }}
+{{- if include "meshmask.tlsSecret" . }}HTTPS{{ else }}HTTP{{ end }}
 {{- end }}
 
 {{/* The loopback address probes target when the admin API binds loopback; empty otherwise. */}}
