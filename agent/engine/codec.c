@@ -49,6 +49,7 @@ static int codec_inflate(struct codec_dec *d, const unsigned char *p, size_t n, 
 
 	d->z.next_in = (unsigned char *)p;
 	d->z.avail_in = (uInt)n;
+	d->in_total += n;
 	for (;;) {
 		if (d->ended) {
 			if (!d->z.avail_in)
@@ -64,6 +65,12 @@ static int codec_inflate(struct codec_dec *d, const unsigned char *p, size_t n, 
 		d->z.avail_out = sizeof(buf);
 		int zr = inflate(&d->z, Z_NO_FLUSH);
 		size_t got = sizeof(buf) - d->z.avail_out;
+		d->out_total += got;
+		if (d->out_total > CODEC_RATIO_FREE &&
+		    d->out_total / CODEC_MAX_RATIO > d->in_total) {
+			*left = d->z.avail_in;
+			return -EFBIG; /* a decompression bomb: nothing of this output goes on */
+		}
 		if (got && (r = out(ctx, (const char *)buf, got)))
 			return r;
 		if (zr == Z_STREAM_END) {

@@ -7,6 +7,7 @@
 #define MESHMASK_CODEC_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include <zlib.h>
 
 enum codec_kind { CODEC_NONE, CODEC_GZIP, CODEC_DEFLATE, CODEC_UNKNOWN };
@@ -26,7 +27,16 @@ struct codec_dec {
 	int seen; /* any input at all */
 	unsigned char hdr[2];
 	size_t n_hdr;
+	uint64_t in_total, out_total; /* compressed bytes pushed, decoded bytes produced */
 };
+
+/*
+ * A decompression bomb bound: past the first CODEC_RATIO_FREE bytes of output, a body that
+ * decodes to more than CODEC_MAX_RATIO times its compressed size is cut (-EFBIG). Real
+ * JSON and text compress 5-50x; a gzip bomb 1,000x.
+ */
+#define CODEC_MAX_RATIO 200u
+#define CODEC_RATIO_FREE (1u << 20)
 
 struct codec_enc {
 	z_stream z;
@@ -37,8 +47,9 @@ struct codec_enc {
 
 void codec_dec_init(struct codec_dec *d, enum codec_kind kind);
 /*
- * Decode `n` bytes. Returns 0, the output function's error, or -EBADMSG for a corrupt stream
- * (then *bad_off is the offset in p of the first byte not consumed).
+ * Decode `n` bytes. Returns 0, the output function's error, -EBADMSG for a corrupt stream
+ * (then *bad_off is the offset in p of the first byte not consumed), or -EFBIG for a body
+ * past the ratio bound (CODEC_MAX_RATIO).
  */
 int codec_dec_push(struct codec_dec *d, const char *p, size_t n, codec_out_fn out, void *ctx,
 		   size_t *bad_off);

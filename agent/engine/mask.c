@@ -440,9 +440,11 @@ static int wire_feed(struct mask_stream *s, const char *p, size_t n)
 		return fmt_feed(s, p, n);
 	size_t bad = 0;
 	r = codec_dec_push(&s->dec, p, n, dec_out, s, &bad);
-	if (r != -EBADMSG)
+	if (r != -EBADMSG && r != -EFBIG)
 		return r;
-	if (mask_note_error(s, MM_REASON_BAD_ENCODING) != POLICY_ONERR_PASS) {
+	/* A corrupt stream, or a bomb (the ratio bound): what onError says. */
+	if (mask_note_error(s, r == -EFBIG ? MM_REASON_LIMIT : MM_REASON_BAD_ENCODING) !=
+	    POLICY_ONERR_PASS) {
 		s->stopped = true;
 		return 0;
 	}

@@ -6,6 +6,7 @@
  */
 #include <errno.h>
 
+#include "codec.h"
 #include "engine_test.h"
 #include "zhelp.h"
 
@@ -592,6 +593,28 @@ static void test_encodings(void)
 		   modes[m]);
 		free(rr.st.rules);
 		mm_buf_free(&o2);
+		/* A decompression bomb: 32 MiB of one JSON string in ~32 KiB of gzip (1000x). */
+		if (m != 1) {
+			size_t bn = 32u << 20;
+			char *bomb = malloc(bn);
+			memset(bomb, 'a', bn);
+			memcpy(bomb, "{\"s\":\"", 6);
+			memcpy(bomb + bn - 2, "\"}", 2);
+			struct mm_buf bz = {0};
+			zcompress(bomb, bn, 31, &bz);
+			free(bomb);
+			rr = run_cuts(p, "application/json", "gzip", bz.data, bz.len, NULL, 0, 0, &o2);
+			/* block: the stream is cut; fallback: what was decoded is scanned, no more */
+			ok(rr.st.errors[MM_REASON_LIMIT] == 1 && o2.len < (4u << 20) &&
+				   (m == 2 ? rr.rc == -EPROTO && rr.outcome == MASK_OUTCOME_BLOCKED
+					   : rr.outcome == MASK_OUTCOME_FALLBACK),
+			   "gzip bomb (%zu bytes -> 32 MiB) + %s: limit, stopped after at most %u:1 "
+			   "(%zu bytes out)",
+			   bz.len, modes[m], CODEC_MAX_RATIO, o2.len);
+			free(rr.st.rules);
+			mm_buf_free(&o2);
+			mm_buf_free(&bz);
+		}
 		rr = run_cuts(p, "application/json", "br", in, strlen(in), NULL, 0, 0, &o2);
 		ok(rr.st.errors[MM_REASON_UNKNOWN_ENCODING] == 1 &&
 			   (m == 1 ? rr.rc == 0 && o2.len == strlen(in) : rr.rc == -EPROTO),
