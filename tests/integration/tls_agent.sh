@@ -101,9 +101,14 @@ grep -q "tls: probes attached to .*libssl" "$tmp/agent.err" && ok "libssl probed
 grep -q "in-place rewriting of TLS plaintext is" "$tmp/agent.err" && ok "in-place capability logged" ||
 	not_ok "in-place capability logged"
 
-# The policy goes away: its cgroup is no longer covered, nothing more is counted.
+# The policy goes away: its cgroup is no longer covered, nothing more is counted. Waited for
+# on the capture's own gauge (the store reloads, then the capture thread refreshes the filter).
 rm "$tmp/policies/$pol.json"
-sleep 2.5
+for _ in $(seq 100); do
+	curl -s "http://127.0.0.1:$admin_port/metrics" |
+		grep -q '^meshmask_bpf_map_entries{map="ssl_covered_cgroups"} 0$' && break
+	sleep 0.1
+done
 in_cg "$cg" curl -sk "https://127.0.0.1:$port/" >/dev/null
 sleep 1.5
 curl -s "http://127.0.0.1:$admin_port/metrics" |

@@ -88,7 +88,12 @@ check "python urllib (covered) prints the masked values" grep -qF "$masked" "$tm
 check "uncovered curl gets the raw values" grep -qF "$raw" "$tmp/unc.body"
 echo "# curl printed: $(cat "$tmp/curl.body")"
 
-# Threads: each is held on its own; new threads are traced from birth.
+# Threads: each is held on its own; new threads are traced from birth. Under failureMode open a
+# read the watchdog released (the agent was not scheduled within 50 ms: a loaded machine) goes
+# on unmasked, by the policy's choice, and is counted: raw answers are allowed only as many as
+# watchdog releases happened meanwhile (on an idle machine, none).
+stats_now "$hpid" "$tmp/out"
+wd0=$(stat_of "$tmp/out" watchdog)
 in_cg "$base-open-py" "$py" -c '
 import ssl, sys, threading, urllib.request
 c = ssl.create_default_context(); c.check_hostname = False; c.verify_mode = ssl.CERT_NONE
@@ -101,8 +106,11 @@ ts = [threading.Thread(target=run) for _ in range(8)]
 [t.join() for t in ts]
 print("masked=%d raw=%d" % (sum(sys.argv[2] in r for r in res), sum(sys.argv[3] in r for r in res)))' \
 	"$url/" "$masked" "$raw" >"$tmp/threads.out"
-check "8 python threads, 40 requests: all masked ($(cat "$tmp/threads.out"))" \
-	grep -q '^masked=40 raw=0$' "$tmp/threads.out"
+stats_now "$hpid" "$tmp/out"
+wd=$(($(stat_of "$tmp/out" watchdog) - wd0))
+read -r m r < <(sed 's/masked=\([0-9]*\) raw=\([0-9]*\)/\1 \2/' "$tmp/threads.out")
+check "8 python threads, 40 requests: all masked but watchdog releases ($(cat "$tmp/threads.out"), $wd released)" \
+	test "$((m + r))" -eq 40 -a "$r" -le "$wd"
 if command -v node >/dev/null; then
 	# node has OpenSSL linked in: its executable is probed once a scan finds it (< 1 s).
 	in_cg "$base-open-node" node -e '
