@@ -33,24 +33,17 @@
 #include "tls.h"
 #include "workers.h"
 
-/* The command line. Each layer gets its own config struct from it (see main). */
+/* The command line: the flag table writes straight into each layer's own config struct. */
 struct agent_config {
-	const char *policies_dir, *state_dir, *key_dir;
-	const char *admin_addr, *token_file, *detokenize_token_file, *tls_cert, *tls_key;
-	bool public_read;
-	size_t admin_max_body;
-	uint32_t admin_request_timeout;
-	const char *audit_log;
-	const char *cgroup_root, *bpffs, *attach_cgroup, *instance;
-	uint16_t proxy_port;
-	bool no_bpf, detach_on_exit, splice, no_zero_copy;
-	uint32_t idle_timeout, busy_poll_us, grpc_max_message_kb, tls_ring_kb, max_callers;
-	uint32_t workers, head_timeout;
-	size_t max_head_bytes, max_headers, max_connections, max_connections_per_pod;
+	struct store_config store;
+	struct admin_config admin;
+	struct dataplane_config dp;
+	struct tls_config tls;
+	struct identity_config identity;
+	const char *key_dir, *audit_log;
+	bool no_bpf, no_kube;
 	size_t memory_budget_mb;
 	enum agent_log_level log_level;
-	const char *kube_api, *kube_token_file, *kube_ca_file, *node_name;
-	bool no_kube;
 };
 
 /* Timestamped lines on stderr (the container log). */
@@ -136,87 +129,87 @@ struct flag {
 #define CFG(field) offsetof(struct agent_config, field)
 
 static const struct flag flags[] = {
-	{"policies", F_STR, CFG(policies_dir), 0, 0, "DIR",
+	{"policies", F_STR, CFG(store.policies_dir), 0, 0, "DIR",
 	 "policy files, hot-reloaded (default /etc/meshmask/policies)"},
-	{"state-dir", F_STR, CFG(state_dir), 0, 0, "DIR",
+	{"state-dir", F_STR, CFG(store.state_dir), 0, 0, "DIR",
 	 "pushed policies persist here (default /var/lib/meshmask)"},
 	{"key-dir", F_STR, CFG(key_dir), 0, 0, "DIR",
 	 "the only directory keyFile may name (default /etc/meshmask/keys); keyEnv may name "
 	 "MESHMASK_* variables only"},
-	{"admin", F_STR, CFG(admin_addr), 0, 0, "HOST:PORT",
+	{"admin", F_STR, CFG(admin.addr), 0, 0, "HOST:PORT",
 	 "admin API and /metrics (default 127.0.0.1:9477)"},
-	{"token-file", F_STR, CFG(token_file), 0, 0, "F", "bearer token for admin writes"},
-	{"detokenize-token-file", F_STR, CFG(detokenize_token_file), 0, 0, "F",
+	{"token-file", F_STR, CFG(admin.token_file), 0, 0, "F", "bearer token for admin writes"},
+	{"detokenize-token-file", F_STR, CFG(admin.detokenize_token_file), 0, 0, "F",
 	 "bearer token for POST /v1/detokenize, which takes no other (else the endpoint is off)"},
-	{"tls-cert", F_STR, CFG(tls_cert), 0, 0, "F", "serve the admin API over HTTPS (with --tls-key)"},
-	{"tls-key", F_STR, CFG(tls_key), 0, 0, "F", "the private key of --tls-cert"},
-	{"public-read", F_BOOL, CFG(public_read), 0, 0, NULL, "allow policy reads without a token"},
-	{"admin-max-body", F_SIZE, CFG(admin_max_body), 1024, 64ll << 20, "N",
+	{"tls-cert", F_STR, CFG(admin.tls_cert), 0, 0, "F", "serve the admin API over HTTPS (with --tls-key)"},
+	{"tls-key", F_STR, CFG(admin.tls_key), 0, 0, "F", "the private key of --tls-cert"},
+	{"public-read", F_BOOL, CFG(admin.public_read), 0, 0, NULL, "allow policy reads without a token"},
+	{"admin-max-body", F_SIZE, CFG(admin.max_body), 1024, 64ll << 20, "N",
 	 "admin request body limit in bytes (default 1048576)"},
-	{"admin-request-timeout", F_U32, CFG(admin_request_timeout), 1, 3600, "SECS",
+	{"admin-request-timeout", F_U32, CFG(admin.request_timeout), 1, 3600, "SECS",
 	 "close an admin connection whose request is not received and answered within SECS "
 	 "(default 30)"},
 	{"audit-log", F_STR, CFG(audit_log), 0, 0, "F|-", "audit log (default - = stdout)"},
-	{"cgroup-root", F_STR, CFG(cgroup_root), 0, 0, "DIR",
+	{"cgroup-root", F_STR, CFG(dp.cgroup_root), 0, 0, "DIR",
 	 "cgroup v2 mount (default: from /proc/self/mountinfo)"},
-	{"bpffs", F_STR, CFG(bpffs), 0, 0, "DIR", "bpffs mount (default /sys/fs/bpf)"},
-	{"proxy-port", F_U16, CFG(proxy_port), 1, 65535, "N",
+	{"bpffs", F_STR, CFG(dp.bpffs), 0, 0, "DIR", "bpffs mount (default /sys/fs/bpf)"},
+	{"proxy-port", F_U16, CFG(dp.proxy_port), 1, 65535, "N",
 	 "agent listener port in covered netns (default 15101)"},
 	{"no-bpf", F_BOOL, CFG(no_bpf), 0, 0, NULL, "control plane only: no steering"},
-	{"attach-cgroup", F_STR, CFG(attach_cgroup), 0, 0, "DIR",
+	{"attach-cgroup", F_STR, CFG(dp.attach_cgroup), 0, 0, "DIR",
 	 "cgroup the BPF programs attach to (default: cgroup root)"},
-	{"instance", F_NAME, CFG(instance), 0, 0, "NAME",
+	{"instance", F_NAME, CFG(dp.instance), 0, 0, "NAME",
 	 "pin directory <bpffs>/meshmask/NAME (default \"default\")"},
-	{"detach-on-exit", F_BOOL, CFG(detach_on_exit), 0, 0, NULL,
+	{"detach-on-exit", F_BOOL, CFG(dp.detach_on_exit), 0, 0, NULL,
 	 "at clean shutdown remove the BPF steering (uninstall)"},
-	{"max-callers", F_U32, CFG(max_callers), 1, 1 << 20, "N",
+	{"max-callers", F_U32, CFG(dp.callers_max), 1, 1 << 20, "N",
 	 "cgroups the steering map holds (default 16384); more follow failureMode"},
-	{"workers", F_U32, CFG(workers), 1, WORKERS_MAX, "N",
+	{"workers", F_U32, CFG(dp.workers), 1, WORKERS_MAX, "N",
 	 "data-path threads, each owning its connections (default: the CPUs the agent may run "
 	 "on, at most 16)"},
-	{"splice", F_BOOL, CFG(splice), 0, 0, NULL,
+	{"splice", F_BOOL, CFG(dp.splice), 0, 0, NULL,
 	 "pass responses to apps through an sk_msg splice of the loopback hop instead of TCP "
 	 "(lower latency; off by default)"},
-	{"no-zero-copy", F_BOOL, CFG(no_zero_copy), 0, 0, NULL,
+	{"no-zero-copy", F_BOOL, CFG(dp.no_zero_copy), 0, 0, NULL,
 	 "copy bytes no rule covers through the agent instead of splice(2) from socket to "
 	 "socket (for comparison)"},
-	{"idle-timeout", F_U32, CFG(idle_timeout), 1, 86400, "SECS",
+	{"idle-timeout", F_U32, CFG(dp.idle_timeout), 1, 86400, "SECS",
 	 "close proxied connections idle this long (default 300)"},
-	{"head-timeout", F_U32, CFG(head_timeout), 1, 3600, "SECS",
+	{"head-timeout", F_U32, CFG(dp.head_timeout), 1, 3600, "SECS",
 	 "a request head must be complete this long after its first byte (the first one after "
 	 "the connection opens): else answered 408 and closed (default 10)"},
-	{"busy-poll-us", F_U32, CFG(busy_poll_us), 0, 1000, "N",
+	{"busy-poll-us", F_U32, CFG(dp.busy_poll_us), 0, 1000, "N",
 	 "after traffic, keep polling for N us before sleeping: lower latency on idle CPUs, "
 	 "costs CPU (default 0)"},
-	{"max-head-bytes", F_SIZE, CFG(max_head_bytes), 1024, 1 << 20, "N",
+	{"max-head-bytes", F_SIZE, CFG(dp.max_head_bytes), 1024, 1 << 20, "N",
 	 "largest HTTP/1.1 request or response head (line and fields, default 65536): a larger "
 	 "request is answered 431, a larger response 502"},
-	{"max-headers", F_SIZE, CFG(max_headers), 1, 10000, "N",
+	{"max-headers", F_SIZE, CFG(dp.max_headers), 1, 10000, "N",
 	 "most header (and trailer) field lines of an HTTP/1.1 message (default 100, as Envoy and "
 	 "HAProxy): more is answered 431 for a request, 502 for a response"},
-	{"max-connections", F_SIZE, CFG(max_connections), 1, 1 << 22, "N",
+	{"max-connections", F_SIZE, CFG(dp.max_connections), 1, 1 << 22, "N",
 	 "proxied connections on the node (default: what the open-file limit allows, 3 fds "
 	 "each); past it new flagged connections follow failureMode"},
-	{"max-connections-per-pod", F_SIZE, CFG(max_connections_per_pod), 1, 1 << 22, "N",
+	{"max-connections-per-pod", F_SIZE, CFG(dp.max_connections_per_pod), 1, 1 << 22, "N",
 	 "proxied connections from one caller pod (default a quarter of --max-connections); past "
 	 "it that pod's new flagged connections follow failureMode"},
 	{"memory-budget-mb", F_SIZE, CFG(memory_budget_mb), 16, 1 << 20, "N",
 	 "MiB that masked bodies held for an exact Content-Length may take together (default "
 	 "half the container's memory limit, else 512); past it they stream"},
-	{"grpc-max-message-kb", F_U32, CFG(grpc_max_message_kb), 1, 262144, "N",
+	{"grpc-max-message-kb", F_U32, CFG(dp.grpc_max_message_kb), 1, 262144, "N",
 	 "largest gRPC message masked, in KiB (default 4096 as gRPC's own); a larger one follows "
 	 "onError"},
-	{"tls-ring-kb", F_POW2, CFG(tls_ring_kb), 64, 262144, "N",
+	{"tls-ring-kb", F_POW2, CFG(tls.ring_kb), 64, 262144, "N",
 	 "TLS capture ring buffer in KiB, a power of two (default 8192; records that find it full "
 	 "are counted as dropped)"},
 	{"log-level", F_LEVEL, CFG(log_level), 0, 0, "L", "error|warn|info|debug (default info)"},
-	{"kube-api", F_STR, CFG(kube_api), 0, 0, "URL",
+	{"kube-api", F_STR, CFG(identity.kube_api), 0, 0, "URL",
 	 "Kubernetes API for pod identity (default: in-cluster)"},
-	{"kube-token-file", F_STR, CFG(kube_token_file), 0, 0, "F",
+	{"kube-token-file", F_STR, CFG(identity.token_file), 0, 0, "F",
 	 "API bearer token, re-read on reconnect (default: SA token)"},
-	{"kube-ca-file", F_STR, CFG(kube_ca_file), 0, 0, "F",
+	{"kube-ca-file", F_STR, CFG(identity.ca_file), 0, 0, "F",
 	 "CA bundle of the API server (default: SA ca.crt)"},
-	{"node-name", F_STR, CFG(node_name), 0, 0, "NAME", "pods of this node (default $NODE_NAME)"},
+	{"node-name", F_STR, CFG(identity.node_name), 0, 0, "NAME", "pods of this node (default $NODE_NAME)"},
 	{"no-kube", F_BOOL, CFG(no_kube), 0, 0, NULL,
 	 "no pod identity: sources match cgroup paths only"},
 };
@@ -345,14 +338,15 @@ static int parse_args(int argc, char **argv, struct agent_config *cfg)
 		fprintf(stderr, "meshmask-agent: unexpected argument: %s\n", argv[optind]);
 		return 2;
 	}
-	if (!cfg->tls_cert != !cfg->tls_key) {
+	if (!cfg->admin.tls_cert != !cfg->admin.tls_key) {
 		fprintf(stderr, "meshmask-agent: --tls-cert and --tls-key go together\n");
 		return 2;
 	}
-	if (!cfg->token_file && access("/etc/meshmask/admin/token", R_OK) == 0)
-		cfg->token_file = "/etc/meshmask/admin/token";
-	if (!cfg->node_name && getenv("NODE_NAME") && *getenv("NODE_NAME"))
-		cfg->node_name = getenv("NODE_NAME");
+	if (!cfg->admin.token_file && access("/etc/meshmask/admin/token", R_OK) == 0)
+		cfg->admin.token_file = "/etc/meshmask/admin/token";
+	if (!cfg->identity.node_name && getenv("NODE_NAME") && *getenv("NODE_NAME"))
+		cfg->identity.node_name = getenv("NODE_NAME");
+	cfg->tls.cgroup_root = cfg->dp.cgroup_root;
 	return 0;
 }
 
@@ -391,40 +385,34 @@ static void start_identity(const struct agent_config *cfg)
 {
 	if (cfg->no_kube || cfg->no_bpf) /* only steering and its audit events use it */
 		return;
-	if (!cfg->kube_api && !getenv("KUBERNETES_SERVICE_HOST")) {
+	if (!cfg->identity.kube_api && !getenv("KUBERNETES_SERVICE_HOST")) {
 		agent_log(AGENT_LOG_INFO, "identity: no Kubernetes API (not in a cluster, no "
 					  "--kube-api): sources match on cgroup paths only");
 		return;
 	}
-	if (!cfg->node_name) {
+	if (!cfg->identity.node_name) {
 		agent_log(AGENT_LOG_WARN, "identity: no --node-name or NODE_NAME: sources naming a "
 					  "namespace, serviceAccount or labels match nothing");
 		return;
 	}
-	struct identity_config ic = {.kube_api = cfg->kube_api,
-				     .token_file = cfg->kube_token_file,
-				     .ca_file = cfg->kube_ca_file,
-				     .node_name = cfg->node_name};
-	int r = identity_start(&ic);
+	int r = identity_start(&cfg->identity);
 	if (r < 0)
 		agent_log(AGENT_LOG_WARN,
 			  "identity: not started: %s (check --kube-api, --node-name)",
 			  strerror(-r));
 	else
-		agent_log(AGENT_LOG_INFO, "identity: watching the pods of node %s", cfg->node_name);
+		agent_log(AGENT_LOG_INFO, "identity: watching the pods of node %s",
+			  cfg->identity.node_name);
 }
 
 int main(int argc, char **argv)
 {
 	struct agent_config cfg = {
-		.policies_dir = "/etc/meshmask/policies",
-		.state_dir = "/var/lib/meshmask",
+		.store = {.policies_dir = "/etc/meshmask/policies", .state_dir = "/var/lib/meshmask"},
+		.admin = {.addr = "127.0.0.1:9477"},
+		.dp = {.bpffs = "/sys/fs/bpf", .proxy_port = 15101, .instance = "default"},
 		.key_dir = "/etc/meshmask/keys",
-		.admin_addr = "127.0.0.1:9477",
 		.audit_log = "-",
-		.bpffs = "/sys/fs/bpf",
-		.proxy_port = 15101,
-		.instance = "default",
 		.log_level = AGENT_LOG_INFO,
 	};
 	int r = parse_args(argc, argv, &cfg);
@@ -451,13 +439,18 @@ int main(int argc, char **argv)
 	 * Connection caps from the open-file limit: two sockets and, while a large body passes
 	 * through, a pipe per connection; 1024 descriptors kept for the rest of the agent.
 	 */
-	if (!cfg.max_connections && getrlimit(RLIMIT_NOFILE, &nofile) == 0)
-		cfg.max_connections = nofile.rlim_cur > 1024 + 3 * 64 ? (nofile.rlim_cur - 1024) / 3
-								     : 64;
-	if (cfg.max_connections > (1u << 22))
-		cfg.max_connections = 1u << 22;
-	if (!cfg.max_connections_per_pod)
-		cfg.max_connections_per_pod = cfg.max_connections / 4 ? cfg.max_connections / 4 : 1;
+	struct dataplane_config *dp = &cfg.dp;
+	if (!dp->max_connections && getrlimit(RLIMIT_NOFILE, &nofile) == 0)
+		dp->max_connections = nofile.rlim_cur > 1024 + 3 * 64 ? (nofile.rlim_cur - 1024) / 3
+								      : 64;
+	if (dp->max_connections > (1u << 22))
+		dp->max_connections = 1u << 22;
+	if (!dp->max_connections_per_pod)
+		dp->max_connections_per_pod = dp->max_connections / 4 ? dp->max_connections / 4 : 1;
+	if (!dp->workers)
+		dp->workers = default_workers();
+	dp->memory_budget = (cfg.memory_budget_mb ? cfg.memory_budget_mb : default_budget_mb())
+			    << 20;
 	/*
 	 * Held bodies (up to hold_body each) are the agent's large allocations. A fixed mmap
 	 * threshold hands each back to the system when its message is sent; glibc's default
@@ -483,50 +476,19 @@ int main(int argc, char **argv)
 		agent_log(AGENT_LOG_ERROR, "--key-dir: %s", strerror(-r));
 		goto out_audit;
 	}
-	struct store_config stc = {.policies_dir = cfg.policies_dir, .state_dir = cfg.state_dir};
-	if ((r = store_open(&st, &stc)) < 0)
+	if ((r = store_open(&st, &cfg.store)) < 0)
 		goto out_audit; /* logged by the store */
 	start_identity(&cfg);
-	struct dataplane_config dpc = {.cgroup_root = cfg.cgroup_root,
-				       .attach_cgroup = cfg.attach_cgroup,
-				       .bpffs = cfg.bpffs,
-				       .instance = cfg.instance,
-				       .proxy_port = cfg.proxy_port,
-				       .splice = cfg.splice,
-				       .no_zero_copy = cfg.no_zero_copy,
-				       .detach_on_exit = cfg.detach_on_exit,
-				       .idle_timeout = cfg.idle_timeout,
-				       .head_timeout = cfg.head_timeout,
-				       .busy_poll_us = cfg.busy_poll_us,
-				       .grpc_max_message_kb = cfg.grpc_max_message_kb,
-				       .callers_max = cfg.max_callers,
-				       .workers = cfg.workers ? cfg.workers : default_workers(),
-				       .max_head_bytes = cfg.max_head_bytes,
-				       .max_headers = cfg.max_headers,
-				       .max_connections = cfg.max_connections,
-				       .max_connections_per_pod = cfg.max_connections_per_pod,
-				       .memory_budget = (cfg.memory_budget_mb ? cfg.memory_budget_mb
-									       : default_budget_mb())
-						<< 20};
-	if (!cfg.no_bpf && dataplane_start(&g_dp, &dpc, st) < 0)
+	if (!cfg.no_bpf && dataplane_start(&g_dp, &cfg.dp, st) < 0)
 		goto out_store;
-	struct tls_config tlc = {.cgroup_root = cfg.cgroup_root, .ring_kb = cfg.tls_ring_kb};
-	if (!cfg.no_bpf && tls_start(&tls, &tlc, st) < 0)
+	if (!cfg.no_bpf && tls_start(&tls, &cfg.tls, st) < 0)
 		goto out_dp;
 	g_tls = tls;
 	g_no_bpf = cfg.no_bpf;
-	struct admin_config adc = {.addr = cfg.admin_addr,
-				   .token_file = cfg.token_file,
-				   .detokenize_token_file = cfg.detokenize_token_file,
-				   .tls_cert = cfg.tls_cert,
-				   .tls_key = cfg.tls_key,
-				   .public_read = cfg.public_read,
-				   .max_body = cfg.admin_max_body,
-				   .request_timeout = cfg.admin_request_timeout};
-	if (admin_start(&adm, &adc, st, node_status, NULL) < 0)
+	if (admin_start(&adm, &cfg.admin, st, node_status, NULL) < 0)
 		goto out_dp;
 	agent_log(AGENT_LOG_INFO, "meshmask-agent %s ready (admin %s%s)", MESHMASK_VERSION,
-		  cfg.admin_addr, cfg.no_bpf ? ", no BPF" : "");
+		  cfg.admin.addr, cfg.no_bpf ? ", no BPF" : "");
 
 	if (g_dp) {
 		rc = dataplane_run(g_dp) < 0;

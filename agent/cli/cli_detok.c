@@ -48,10 +48,7 @@ int cli_detokenize(int argc, char **argv)
 	static const struct option opts[] = {
 		{"policy", required_argument, NULL, 'p'},
 		{"rule", required_argument, NULL, 'r'},
-		{"agent", required_argument, NULL, 'a'},
-		{"token-file", required_argument, NULL, 't'},
-		{"cacert", required_argument, NULL, 'c'},
-		{"insecure", no_argument, NULL, 'k'},
+		CLI_REMOTE_LONGOPTS,
 		{"json", no_argument, NULL, 'j'},
 		{"help", no_argument, NULL, 'h'},
 		{0},
@@ -67,24 +64,14 @@ int cli_detokenize(int argc, char **argv)
 
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		if (cli_remote_opt(c, optarg, &cfg))
+			continue;
 		switch (c) {
 		case 'p':
 			policy = optarg;
 			break;
 		case 'r':
 			rule = optarg;
-			break;
-		case 'a':
-			cfg.agent = optarg;
-			break;
-		case 't':
-			cfg.token_file = optarg;
-			break;
-		case 'c':
-			cfg.cacert = optarg;
-			break;
-		case 'k':
-			cfg.insecure = true;
 			break;
 		case 'j':
 			as_json = true;

@@ -309,14 +309,30 @@ struct opts {
 
 enum { OPTS_USAGE = -1, OPTS_HELP = -2, OPTS_IO = -3 };
 
+bool cli_remote_opt(int c, const char *arg, struct cli_remote_cfg *cfg)
+{
+	switch (c) {
+	case 'a':
+		cfg->agent = arg;
+		return true;
+	case 't':
+		cfg->token_file = arg;
+		return true;
+	case 'c':
+		cfg->cacert = arg;
+		return true;
+	case 'k':
+		cfg->insecure = true;
+		return true;
+	}
+	return false;
+}
+
 /* Common options and the client; the index of the first operand, or OPTS_* after printing. */
 static int parse_opts(int argc, char **argv, struct opts *o, const char *usage)
 {
 	static const struct option longopts[] = {
-		{"agent", required_argument, NULL, 'a'},
-		{"token-file", required_argument, NULL, 't'},
-		{"cacert", required_argument, NULL, 'c'},
-		{"insecure", no_argument, NULL, 'k'},
+		CLI_REMOTE_LONGOPTS,
 		{"if-match", required_argument, NULL, 'm'},
 		{"json", no_argument, NULL, 'j'},
 		{"help", no_argument, NULL, 'h'},
@@ -328,19 +344,9 @@ static int parse_opts(int argc, char **argv, struct opts *o, const char *usage)
 	int c;
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
+		if (cli_remote_opt(c, optarg, &cfg))
+			continue;
 		switch (c) {
-		case 'a':
-			cfg.agent = optarg;
-			break;
-		case 't':
-			cfg.token_file = optarg;
-			break;
-		case 'c':
-			cfg.cacert = optarg;
-			break;
-		case 'k':
-			cfg.insecure = true;
-			break;
 		case 'm':
 			if (!allow_if_match)
 				goto usage;

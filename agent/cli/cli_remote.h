@@ -47,6 +47,14 @@ struct cli_reply {
 	struct mm_buf body;
 };
 
+/* The connection options of every remote command, as getopt_long entries ('a' 't' 'c' 'k'). */
+#define CLI_REMOTE_LONGOPTS                                                                        \
+	{"agent", required_argument, NULL, 'a'}, {"token-file", required_argument, NULL, 't'},     \
+		{"cacert", required_argument, NULL, 'c'}, {"insecure", no_argument, NULL, 'k'}
+
+/* Option c of CLI_REMOTE_LONGOPTS (argument arg) into cfg; false if c is not one of them. */
+bool cli_remote_opt(int c, const char *arg, struct cli_remote_cfg *cfg);
+
 struct cli_remote;
 
 /* A client of cfg's agent (cfg is not kept); NULL with errno set after printing why. */
