@@ -49,6 +49,8 @@ out=$build/compare
 write_docs=0
 payloads="1k 64k 1m"
 only="direct nginx+lua meshmask unflagged"
+# The agent-workers axis: "meshmask" runs once per count, as meshmask-w1, meshmask-w2, ...
+workers_axis=${BENCH_WORKERS:-1 2}
 proxy=0
 cmdline="scripts/bench.sh all${*:+ $*}"
 if [[ ${1:-} == --proxy ]]; then
@@ -63,7 +65,7 @@ fi
 usage() {
 	echo "usage: scripts/bench.sh all|proxy [--duration S] [--rounds N] [--stream-mb N] [--payloads 1k,64k,1m]" >&2
 	echo "         [--bulk-mb N] (proxy only)" >&2
-	echo "         [--systems direct,nginx+lua,meshmask,unflagged] [--out DIR] [--write-docs]" >&2
+	echo "         [--systems direct,nginx+lua,meshmask,unflagged] [--workers 1,2] [--out DIR] [--write-docs]" >&2
 	exit 2
 }
 while [[ $# -gt 0 ]]; do
@@ -75,6 +77,7 @@ while [[ $# -gt 0 ]]; do
 	--out) out=${2:?}; shift 2 ;;
 	--payloads) payloads=${2//,/ }; shift 2 ;;
 	--systems) only=${2//,/ }; shift 2 ;;
+	--workers) workers_axis=${2//,/ }; shift 2 ;;
 	--write-docs) write_docs=1; shift ;;
 	*) usage ;;
 	esac
@@ -85,6 +88,7 @@ done
 [[ $bulk_mb =~ ^[0-9]+$ && $bulk_mb -ge 1 && $bulk_mb -le 10000 ]] || usage
 for p in $payloads; do [[ $p =~ ^(1k|64k|1m)$ ]] || usage; done
 for p in $only; do [[ $p =~ ^(direct|nginx\+lua|meshmask|unflagged)$ ]] || usage; done
+for w in $workers_axis; do [[ $w =~ ^[0-9]+$ && $w -ge 1 && $w -le 16 ]] || usage; done
 [[ $(id -u) -eq 0 ]] || { echo "compare: run as root (netns, cgroups, BPF)" >&2; exit 1; }
 
 log() { echo "== $*" >&2; }
@@ -242,6 +246,7 @@ systems=()
 check_all() { # SYSTEM POD PORT
 	local sys=$1 pod=$2 port=$3 n res records expect=masked
 	[[ $sys == direct || $sys == unflagged ]] && expect=present
+	use_system "$sys"
 	log "$sys: correctness"
 	for n in 1k 64k 1m; do
 		run_in "$pod" curl -s --max-time 60 -o "$tmp/out/$sys-$n.json" "http://127.0.0.1:$port/$n.json" || true
@@ -254,6 +259,7 @@ check_all() { # SYSTEM POD PORT
 
 roundtrips() { # SYSTEM POD PORT PAYLOAD ROUND
 	local line
+	use_system "$1"
 	log "$1: $4 round trips (wrk -c1, ${duration}s, round $5/$rounds)"
 	line=$(run_in "$2" timeout $((duration + 60)) wrk -c1 -t1 -d"${duration}s" --timeout 10s \
 		--latency -s "$bench/wrk_report.lua" "http://127.0.0.1:$3/$4.json" | sed -n 's/^WRKJSON //p')
@@ -262,6 +268,8 @@ roundtrips() { # SYSTEM POD PORT PAYLOAD ROUND
 
 throughput() { # SYSTEM POD PORT MASKPID PAYLOAD [ROUND]
 	local line c0=0 c1 cpu=null hwm=null
+	use_system "$1"
+	set -- "$1" "$2" "$3" "$(resolve "$4")" "$5" "${6:-1}"
 	log "$1: $5 throughput (wrk -c32 -t2, ${duration}s)"
 	if [[ $4 != - ]]; then
 		hwm_reset "$4"
@@ -275,7 +283,7 @@ throughput() { # SYSTEM POD PORT MASKPID PAYLOAD [ROUND]
 			cpu=$(awk -v a="$c0" -v b="$c1" -v hz="$hz" 'BEGIN { printf "%.3f", (b - a) / hz }')
 		hwm=$(hwm_kb "$4")
 	fi
-	emit "{\"system\":\"$1\",\"payload\":\"$5\",\"round\":${6:-1},\"wrk\":${line:-null},\"cpu_s\":$cpu,\"hwm_kb\":$hwm}" throughput
+	emit "{\"system\":\"$1\",\"payload\":\"$5\",\"round\":${6:-1},\"wrk\":${line:-null},\"cpu_s\":$cpu,\"hwm_kb\":$hwm,\"bytes\":$(stat -c %s "$tmp/www/$5.json")}" throughput
 }
 
 streaming() { # SYSTEM POD PORT MASKPID
@@ -306,14 +314,15 @@ bulk() { # SYSTEM POD ROUND: bulk.bin from the bulk port (response not masked); 
 }
 
 # ---- runs -----------------------------------------------------------------------------------
+agent_workers=${workers_axis%% *}
 agent_start() {
-	log "starting the agent"
+	log "starting the agent (--workers $agent_workers)"
 	# shellcheck disable=SC2016
 	sh -c 'echo $$ >"$0/cgroup.procs" && exec "$@"' "$cg_agent" \
 		${BENCH_AGENT_WRAPPER:-} "$agent_bin" --policies "$tmp/policies" --state-dir "$tmp/state" \
 		--admin 127.0.0.1:$admin_port --audit-log "$tmp/audit.log" \
 		--attach-cgroup "$cg" --instance "$instance" --proxy-port $proxy_port \
-		--log-level info >>"$tmp/agent.log" 2>&1 &
+		--workers "$agent_workers" --log-level info >>"$tmp/agent.log" 2>&1 &
 	agent_pid=$!
 	for _ in $(seq 100); do
 		grep -q "ready (admin" "$tmp/agent.log" && wait_port $proxy_port && return 0
@@ -333,9 +342,22 @@ resolve() {
 	esac
 }
 
+# use_system SYSTEM: meshmask-wN needs the agent on N workers (restarted when it has another
+# count; the pins and listeners carry over as in an agent restart).
+use_system() {
+	[[ $1 == meshmask-w* && -n $agent_pid ]] || return 0
+	local n=${1#meshmask-w}
+	[[ $n == "$agent_workers" ]] && return 0
+	kill "$agent_pid" 2>/dev/null
+	wait "$agent_pid" 2>/dev/null
+	agent_workers=$n
+	agent_start || { note "$1" "the agent did not start on $n workers"; agent_pid=; }
+	sleep 1 # listeners of the new agent in place, the old one's gone
+}
+
 # after SYSTEM STEP: if the agent died during STEP, note it and start a new one.
 after() {
-	[[ $1 == meshmask && -n $agent_pid ]] || return 0
+	[[ $1 == meshmask* && -n $agent_pid ]] || return 0
 	kill -0 "$agent_pid" 2>/dev/null && return 0
 	local st=0
 	wait "$agent_pid" 2>/dev/null || st=$?
@@ -355,7 +377,10 @@ if [[ $bpf_ok -eq 0 ]]; then
 	note unflagged "not measured: the agent was not built (BPF toolchain missing)"
 else
 	if agent_start; then
-		systems+=("meshmask flagged $origin_port @agent" "unflagged plain $origin_port -")
+		for w in $workers_axis; do
+			systems+=("meshmask-w$w flagged $origin_port @agent")
+		done
+		systems+=("unflagged plain $origin_port -")
 	else
 		why=$(tail -n 3 "$tmp/agent.log" | tr -d '"\\' | tr '\n' ' ')
 		note meshmask "not measured: the agent did not start ($why)"
@@ -367,7 +392,8 @@ fi
 # Keep the systems asked for.
 kept=()
 for s in "${systems[@]}"; do
-	[[ " $only " == *" ${s%% *} "* ]] && kept+=("$s")
+	n=${s%% *}
+	[[ " $only " == *" ${n%-w*} "* ]] && kept+=("$s")
 done
 systems=("${kept[@]}")
 
@@ -391,13 +417,14 @@ for n in $payloads; do
 	for r in $(seq "$([[ $proxy -eq 1 ]] && echo "$rounds" || echo 1)"); do
 		for s in "${systems[@]}"; do
 			read -r name pod port mpid <<<"$s"
-			throughput "$name" "$pod" "$port" "$(resolve "$mpid")" "$n" "$r"
+			throughput "$name" "$pod" "$port" "$mpid" "$n" "$r"
 			after "$name" "$n throughput (32 connections)"
 		done
 	done
 done
 for s in "${systems[@]}"; do
 	read -r name pod port mpid <<<"$s"
+	use_system "$name"
 	streaming "$name" "$pod" "$port" "$(resolve "$mpid")"
 	after "$name" "${stream_mb} MB streaming"
 done
@@ -408,6 +435,7 @@ if [[ $proxy -eq 1 ]]; then
 	for r in $(seq "$rounds"); do
 		for s in "${systems[@]}"; do
 			read -r name pod port mpid <<<"$s"
+			use_system "$name"
 			bulk "$name" "$pod" "$r"
 			after "$name" "${bulk_mb} MiB bulk"
 		done

@@ -19,6 +19,9 @@ HEADING = "## Comparison (bench.sh all)"
 SYSTEMS = ["direct", "nginx+lua", "meshmask", "unflagged"]
 LABEL = {"direct": "direct (no masking)", "nginx+lua": "nginx + Lua proxy",
          "meshmask": "meshmask (flagged caller)", "unflagged": "meshmask, unflagged caller"}
+# The agent-workers axis (compare.sh --workers): meshmask-wN, one row per worker count.
+for _n in range(1, 17):
+    LABEL["meshmask-w%d" % _n] = "meshmask, %d worker%s (flagged)" % (_n, "" if _n == 1 else "s")
 PAYLOADS = [("1k", "1 KB"), ("64k", "64 KB"), ("1m", "1 MB")]
 PLOT_POINTS_MAX = 99.99
 
@@ -90,7 +93,18 @@ def leaked(check, system):
     return "**FAIL: " + "; ".join(why or ["bad response"]) + "**"
 
 
+def systems_in(keys):
+    """SYSTEMS in order, "meshmask" replaced by the meshmask-wN rows the run has, if any."""
+    found = {k[0] for k in keys}
+    workers = sorted((x for x in found if x.startswith("meshmask-w")), key=lambda x: int(x[10:]))
+    out = []
+    for s in SYSTEMS:
+        out += workers if s == "meshmask" and workers else [s]
+    return out
+
+
 def report(a):
+    global SYSTEMS
     res = a.results
     checks = index(load(os.path.join(res, "check.jsonl")))
     lat = median_round(load(os.path.join(res, "latency.jsonl")))
@@ -100,6 +114,7 @@ def report(a):
     notes = {}
     for n in load(os.path.join(res, "notes.jsonl")):
         notes.setdefault(n["system"], []).append(n["note"])
+    SYSTEMS = systems_in(list(lat) + list(thr) + list(stream))
     measured = [s for s in SYSTEMS if any(k[0] == s for k in list(lat) + list(stream))]
 
     o = [HEADING, ""]
@@ -109,8 +124,10 @@ def report(a):
     o.append("- Machine: %s; load average at the end of the run %s." % (a.machine, a.load))
     o.append("  **The machine was shared with other builds while this ran**: absolute figures are "
              "noisy; the ratios within one row group, measured minutes apart, are the signal.")
-    o.append("- %s. One nginx worker for the origin and for the Lua proxy (the agent's data "
-             "plane is one thread too); every client (wrk, curl) runs in one network namespace "
+    o.append("- %s. One nginx worker for the origin and for the Lua proxy; the agent runs with "
+             "`--workers N` per meshmask row (restarted between rows; on this machine the "
+             "clients and the origin share its CPUs, so a second worker competes with them); "
+             "every client (wrk, curl) runs in one network namespace "
              "and reaches its system on loopback. Direct and nginx + Lua callers sit in a cgroup "
              "outside the agent's attach point, the unflagged caller in one under it that no "
              "policy covers. Each workload runs on every system back to back (interleaved)."
@@ -119,20 +136,20 @@ def report(a):
              "systems, per system the round with the median p99 (p50/p99 of wrk's latency "
              "distribution); throughput: `wrk -c32 -t2 -d%ss`; CPU = user+sys seconds of the "
              "masking process (agent, or the nginx worker) per 1000 requests of the throughput "
-             "run; RSS = its peak (VmHWM, reset before each run). Streaming: one %d MB document "
+             "run, and the payload megabytes it served per CPU-second; RSS = its peak (VmHWM, reset before each run). Streaming: one %d MB document "
              "fetched with curl." % (a.duration, a.rounds, a.duration, a.stream_mb))
     o.append("- Correctness: every system's response to each payload is checked against the "
              "list of secrets the generator put in it (SSNs, Luhn-valid cards, emails, phones, "
              "in fields and in free text): masking systems must leak none and return valid JSON "
              "with every record; direct and unflagged must return them all.")
     o.append("")
-    for s in SYSTEMS:
+    for s in SYSTEMS + (["meshmask"] if "meshmask" not in SYSTEMS else []):
         for n in notes.get(s, []):
             o.append("- **%s**: %s" % (LABEL[s], n))
     o.append("")
     o.append("| payload | system | p50 (added, × direct) | p99 (× direct) | req/s at 32 conns (× direct) | CPU s / 1000 req | "
-             "peak RSS | secrets |")
-    o.append("|---|---|---|---|---|---|---|---|")
+             "MB masked / CPU s | peak RSS | secrets |")
+    o.append("|---|---|---|---|---|---|---|---|---|")
     for p, pname in PAYLOADS:
         if not any(k[1] == p for k in list(lat) + list(thr)):
             continue
@@ -141,7 +158,7 @@ def report(a):
         base_rps = (base_thr["requests"] / (base_thr["duration_us"] / 1e6)) if base_thr else None
         for s in SYSTEMS:
             if s not in measured:
-                o.append("| %s | %s | not measured | | | | | |" % (pname, LABEL[s]))
+                o.append("| %s | %s | not measured | | | | | | |" % (pname, LABEL[s]))
                 continue
             w = (lat.get((s, p)) or {}).get("wrk") or {}
             t = thr.get((s, p)) or {}
@@ -152,12 +169,16 @@ def report(a):
             cpu = t.get("cpu_s")
             cpu_k = "%.3f" % (cpu / tw["requests"] * 1000) if cpu is not None and tw and tw["requests"] else "—"
             hwm = "%.1f MB" % (t["hwm_kb"] / 1024.0) if t.get("hwm_kb") else "—"
-            o.append("| %s | %s | %s%s | %s%s | %s%s%s | %s | %s | %s |" % (
+            # the masking process's throughput per CPU-second (payload bytes it served)
+            mbs = "—"
+            if cpu and tw and tw["requests"] and t.get("bytes") and s not in ("direct", "unflagged"):
+                mbs = "%.0f" % (t["bytes"] * tw["requests"] / cpu / 1e6)
+            o.append("| %s | %s | %s%s | %s%s | %s%s%s | %s | %s | %s | %s |" % (
                 pname, LABEL[s], fmt_us(p50), added(p50, base_lat.get("p50_us")) if s != "direct" else "",
                 fmt_us(p99), ratio(p99, base_lat.get("p99_us")) if s != "direct" else "",
                 "%.0f" % rps if rps is not None else "—",
                 ratio(rps, base_rps) if s != "direct" else "",
-                " (%d errors)" % errs if errs else "", cpu_k, hwm,
+                " (%d errors)" % errs if errs else "", cpu_k, mbs, hwm,
                 leaked((checks.get((s, p)) or {}).get("check"), s)))
     o.append("")
     o.append("Streaming, one %d MB JSON document:" % a.stream_mb)
