@@ -720,9 +720,14 @@ static void on_side(struct ep_handler *h, uint32_t ev)
 	}
 	if (!s->rd_eof && (ev & (EPOLLIN | EPOLLRDHUP | EPOLLHUP))) {
 		char buf[READ_CHUNK];
-		/* One chunk per wake-up (level-triggered) keeps connections fair. */
+		/*
+		 * One chunk per wake-up (level-triggered) keeps connections fair; smaller while a
+		 * compressed body is masked, whose decoding multiplies the work per byte.
+		 */
 		uint64_t pt = pipe_allowed(s);
-		ssize_t n = pt ? pipe_in(s, pt) : recv(s->fd, buf, sizeof(buf), 0);
+		size_t want = c->hs && !c->h2 ? http_session_read_hint(c->hs, dir_of(s), sizeof(buf))
+					     : sizeof(buf);
+		ssize_t n = pt ? pipe_in(s, pt) : recv(s->fd, buf, want, 0);
 		if (n > 0 && c->closing) {
 			/* After the last message: dropped, only the peer's FIN is awaited. */
 		} else if (n > 0 && pt) {

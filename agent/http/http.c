@@ -23,12 +23,15 @@
 
 #include "http.h"
 #include "buf.h"
+#include "codec.h"
 #include "hdrrules.h"
 
 #define HTTP_DEF_MAX_HEAD (64u * 1024)
 #define HTTP_DEF_MAX_HEADERS 100u /* as Envoy and HAProxy */
 #define HTTP_DEF_HOLD_BODY (64u * 1024)
 #define HTTP_DEF_HOLD_BODY10 (1024u * 1024)
+/* Input taken per wake-up while a compressed body is scanned (see http_session_read_hint). */
+#define HTTP_ENCODED_READ 4096u
 #define HTTP_STAGE_MAX (16u * 1024)
 #define HTTP_STAGE_DIRECT (4u * 1024) /* larger pieces bypass the stage */
 #define HTTP_FIFO_MAX 4096u /* pipelined requests awaiting a response */
@@ -105,6 +108,7 @@ struct hdir {
 	bool head_sent;
 	bool peer10; /* the receiver cannot take chunked */
 	size_t charged; /* bytes of `held` counted in the shared budget */
+	bool encoded; /* the body being scanned is compressed: each input byte may be 200 out */
 	bool had_cl; /* input framing, to tell whether re-framing changed anything */
 	uint64_t in_cl;
 	struct mm_buf ohead; /* rewritten head without the final CRLF (mask mode) */
@@ -420,6 +424,7 @@ static void msg_reset(struct hdir *d)
 	d->ms_dead = false;
 	d->body = false;
 	budget_release(d);
+	d->encoded = false;
 	d->of = OF_HELD;
 	d->head_sent = false;
 	d->peer10 = false;
@@ -1244,6 +1249,7 @@ static int head_done(struct hdir *d, const char *h, size_t hlen, bool in_place)
 			memcpy(ce, hi.ce.base, n);
 			ce[n] = 0;
 			o.content_encoding = ce;
+			d->encoded = codec_kind_for(ce) != CODEC_NONE;
 		}
 		d->ms = stream_for(d, &o);
 		if (!d->ms)
@@ -2029,6 +2035,13 @@ bool http_session_h2c(struct http_session *s, const uint8_t **settings, size_t *
 	*rest = s->h2c_rest;
 	s->h2c_rest = (struct mm_buf){0};
 	return true;
+}
+
+size_t http_session_read_hint(const struct http_session *s, uint32_t direction, size_t max)
+{
+	const struct hdir *d = direction == POLICY_DIR_REQUEST ? &s->d[0] : &s->d[1];
+	/* A compressed body the engine scans decodes up to CODEC_MAX_RATIO times its size. */
+	return d->encoded && d->ms && max > HTTP_ENCODED_READ ? HTTP_ENCODED_READ : max;
 }
 
 bool http_session_in_head(const struct http_session *s)

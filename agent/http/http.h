@@ -122,6 +122,13 @@ size_t http_session_spares(void);
 bool http_session_replied(const struct http_session *s);
 
 /*
+ * How much of `max` bytes the caller should read from `direction` per wake-up: less while a
+ * compressed body is being scanned (it may decode to 200 times its size), so that one such
+ * body cannot take a worker's time from every other connection.
+ */
+size_t http_session_read_hint(const struct http_session *s, uint32_t direction, size_t max);
+
+/*
  * Whether the client's side is inside a request head: its first (nothing received yet) or a
  * head begun and not complete. False between keep-alive requests and inside bodies.
  */

@@ -110,14 +110,14 @@ fi
 if [[ ! -f $build/build.ninja ]]; then
 	meson setup "$build" --buildtype=release >"$build.setup.log" 2>&1 || { cat "$build.setup.log" >&2; exit 1; }
 fi
-ninja -C "$build" -j "${BENCH_JOBS:-2}" agent/meshmask >"$build.log" 2>&1 || { tail -n 30 "$build.log" >&2; exit 1; }
+ninja -C "$build" -j "${BENCH_JOBS:-2}" agent/cli/meshmask >"$build.log" 2>&1 || { tail -n 30 "$build.log" >&2; exit 1; }
 # The agent exists only when meson found the BPF toolchain (-Dbpf=auto).
 bpf_ok=0
 if grep -q '^build agent/meshmask-agent:' "$build/build.ninja"; then
 	bpf_ok=1
 	ninja -C "$build" -j "${BENCH_JOBS:-2}" agent/meshmask-agent >>"$build.log" 2>&1 || { tail -n 30 "$build.log" >&2; exit 1; }
 fi
-meshmask=$build/agent/meshmask
+meshmask=$build/agent/cli/meshmask
 agent_bin=$build/agent/meshmask-agent
 
 # ---- topology -------------------------------------------------------------------------------
