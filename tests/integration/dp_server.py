@@ -17,11 +17,20 @@ CUSTOMERS = [
 BODY = json.dumps({"customers": CUSTOMERS}).encode()
 
 
+GZBIG = None
+
+
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
 
     def log_message(self, *args):
         pass
+
+    def setup(self):
+        super().setup()
+        # Head and body are two writes: without this, Nagle holds the body for the peer's
+        # delayed ACK (40 ms a response through the agent, whose sockets are TCP_NODELAY).
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
     def send_json(self, body):
         self.send_response(200)
@@ -33,6 +42,20 @@ class Handler(BaseHTTPRequestHandler):
     def do_GET(self):
         if self.path.startswith("/customers"):
             self.send_json(BODY)
+        elif self.path == "/gzbig":
+            # A large compressed JSON body (about 24 MB decoded, 12-15x): heavy for the agent
+            # to decode and mask, within the decompression bound.
+            global GZBIG
+            if GZBIG is None:
+                recs = [b'{"id":%d,"name":"user%d","ssn":"123-45-6789","note":"%x"}' % (i, i, i * 7919)
+                        for i in range(400000)]
+                GZBIG = gzip.compress(b"[" + b",".join(recs) + b"]", 6)
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Encoding", "gzip")
+            self.send_header("Content-Length", str(len(GZBIG)))
+            self.end_headers()
+            self.wfile.write(GZBIG)
         elif self.path == "/gzip":
             z = gzip.compress(BODY)
             self.send_response(200)
