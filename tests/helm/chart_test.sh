@@ -197,6 +197,18 @@ else
 	ok $? "rendered policy passes 'meshmask policy validate'" "$tmp/cli.out"
 fi
 
+# --- CRD schema vs the agent's validator (policy/examples, policy/invalid) -----------------
+if [[ -n $cli_bin && -x $cli_bin ]]; then
+	node "$here/crd_schema.mjs" --npm "$npm" --cli "$cli_bin" --crds "$chart/files/crds.yaml" \
+		--examples "$root/policy/examples" --invalid "$root/policy/invalid" >"$tmp/crd.tap" 2>&1
+	rc=$?
+	grep -v '^ok\|^1\.\.' "$tmp/crd.tap" >"$tmp/crd.diag"
+	ok $rc "CRD schema and 'meshmask policy validate' agree: $(grep -c '^ok' "$tmp/crd.tap") checks, $(grep -o '[0-9]* caught by the schema, [0-9]* by the agent only' "$tmp/crd.tap")" "$tmp/crd.diag"
+fi
+H template mm "$chart" --namespace "$ns" --set crds.install=false >"$tmp/nocrds.yaml"
+! grep -q CustomResourceDefinition "$tmp/nocrds.yaml"
+ok $? "crds.install=false renders no CRD"
+
 # --- the rendered command line, run: probes and metrics answer on the admin port ----------
 if [[ -z $agent_bin || ! -x $agent_bin ]]; then
 	skip "agent runs the rendered --no-bpf command line; probe paths answer 200" "agent not built"

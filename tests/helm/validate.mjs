@@ -194,6 +194,10 @@ const MODELS = {
 	'rbac.authorization.k8s.io/v1/ClusterRole': ['kubernetes-models/rbac.authorization.k8s.io/v1', 'ClusterRole'],
 	'rbac.authorization.k8s.io/v1/ClusterRoleBinding': ['kubernetes-models/rbac.authorization.k8s.io/v1', 'ClusterRoleBinding'],
 	'monitoring.coreos.com/v1/ServiceMonitor': ['@kubernetes-models/prometheus-operator/monitoring.coreos.com/v1', 'ServiceMonitor'],
+	'apiextensions.k8s.io/v1/CustomResourceDefinition': ['kubernetes-models/apiextensions.k8s.io/v1', 'CustomResourceDefinition'],
+	'rbac.authorization.k8s.io/v1/Role': ['kubernetes-models/rbac.authorization.k8s.io/v1', 'Role'],
+	'rbac.authorization.k8s.io/v1/RoleBinding': ['kubernetes-models/rbac.authorization.k8s.io/v1', 'RoleBinding'],
+	'monitoring.coreos.com/v1/PrometheusRule': ['@kubernetes-models/prometheus-operator/monitoring.coreos.com/v1', 'PrometheusRule'],
 };
 function modelDts(mod, cls) {
 	return require.resolve(`${mod}/${cls}`).replace(/\.js$/, '.d.ts');
@@ -218,8 +222,12 @@ check('every object passes its Kubernetes schema with no unknown field', (ok) =>
 		const out = [];
 		unknownFields(d, loadDts(modelDts(m[0], m[1])).type, id, out);
 		out.forEach((e) => ok(false, e));
-		ok(d.metadata && /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/.test(d.metadata.name) &&
-			d.metadata.name.length <= 63, `${id}: name is not a DNS label`);
+		if (d.kind === 'CustomResourceDefinition' || /^rbac/.test(d.apiVersion))
+			ok(d.metadata && /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/.test(d.metadata.name) &&
+				d.metadata.name.length <= 253, `${id}: name is not a DNS subdomain`);
+		else
+			ok(d.metadata && /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/.test(d.metadata.name) &&
+				d.metadata.name.length <= 63, `${id}: name is not a DNS label`);
 	}
 	const seen = new Set();
 	for (const d of docs) {
@@ -230,6 +238,53 @@ check('every object passes its Kubernetes schema with no unknown field', (ok) =>
 });
 
 const byKind = (kind) => docs.filter((d) => d.kind === kind);
+
+// Structural schema rules (apiextensions-apiserver) the OpenAPI model of a CRD does not hold.
+function structural(s, at, ok, inItems) {
+	if (!s || typeof s !== 'object') return;
+	const special = s['x-kubernetes-int-or-string'] || s['x-kubernetes-preserve-unknown-fields'];
+	ok(s.type || special, `${at}: no type (not structural)`);
+	ok(!(s.properties && s.additionalProperties), `${at}: properties and additionalProperties together`);
+	ok(s.type === 'object' || !s.properties, `${at}: properties on a ${s.type}`);
+	ok(s.type === 'array' ? !!s.items : !s.items, `${at}: items and type array go together`);
+	for (const k of ['anyOf', 'oneOf', 'allOf', 'not', '$ref', 'default'])
+		ok(!(k in s), `${at}: ${k} not used by meshmask's generated schema`);
+	if (s['x-kubernetes-list-type'] === 'map') {
+		const req = (s.items && s.items.required) || [];
+		for (const k of s['x-kubernetes-list-map-keys'] || [])
+			ok(req.includes(k), `${at}: list-map key ${k} must be required`);
+	}
+	if (s['x-kubernetes-list-type'] === 'set')
+		ok(s.items && s.items.type !== 'object', `${at}: a set holds scalars`);
+	for (const [k, v] of Object.entries(s.properties || {})) structural(v, `${at}.${k}`, ok);
+	if (s.items) structural(s.items, `${at}[]`, ok, true);
+	if (s.additionalProperties && typeof s.additionalProperties === 'object')
+		structural(s.additionalProperties, `${at}{}`, ok);
+}
+check('CRDs: structural schemas, printer columns, status subresource', (ok) => {
+	const crds = byKind('CustomResourceDefinition');
+	ok(crds.length === (want.noCrds ? 0 : 3), `${crds.length} CRDs`);
+	for (const c of crds) {
+		const v = c.spec.versions;
+		ok(v.length === 1 && v[0].name === 'v1alpha1' && v[0].served && v[0].storage, `${c.metadata.name}: versions`);
+		ok(c.metadata.name === `${c.spec.names.plural}.${c.spec.group}` && c.spec.group === 'meshmask.io',
+			`${c.metadata.name}: name is not plural.group`);
+		const root = v[0].schema.openAPIV3Schema;
+		structural(root, c.spec.names.kind, ok);
+		const md = root.properties.metadata;
+		ok(!md || Object.keys(md.properties || {}).every((k) => k === 'name' || k === 'generateName'),
+			`${c.metadata.name}: metadata may constrain only name and generateName`);
+		ok(c.metadata.annotations['helm.sh/resource-policy'] === 'keep', `${c.metadata.name}: not kept on uninstall`);
+		if (/policies$/.test(c.spec.names.plural)) {
+			ok(v[0].subresources && v[0].subresources.status, `${c.metadata.name}: no status subresource`);
+			const cols = (v[0].additionalPrinterColumns || []).map((x) => x.name);
+			for (const col of ['Mode', 'Rules', 'In force', 'Age'])
+				ok(cols.includes(col), `${c.metadata.name}: no printer column ${col}`);
+			ok(c.spec.scope === (c.spec.names.kind === 'MaskingPolicy' ? 'Namespaced' : 'Cluster'),
+				`${c.metadata.name}: scope ${c.spec.scope}`);
+		}
+	}
+});
 const ds = byKind('DaemonSet')[0];
 const pod = ds && ds.spec.template.spec;
 const agent = pod && pod.containers.find((c) => c.name === 'agent');
