@@ -23,6 +23,7 @@
 
 #include "admin.h"
 #include "audit.h"
+#include "cluster.h"
 #include "dataplane.h"
 #include "identity.h"
 #include "log.h"
@@ -46,7 +47,8 @@ struct agent_config {
 	uint32_t workers;
 	enum agent_log_level log_level;
 	const char *kube_api, *kube_token_file, *kube_ca_file, *node_name;
-	bool no_kube;
+	bool no_kube, no_cluster_policies;
+	uint32_t status_delay_ms;
 };
 
 /* Timestamped lines on stderr (the container log). */
@@ -168,7 +170,11 @@ static const struct flag flags[] = {
 	 "CA bundle of the API server (default: SA ca.crt)"},
 	{"node-name", F_STR, CFG(node_name), 0, 0, "NAME", "pods of this node (default $NODE_NAME)"},
 	{"no-kube", F_BOOL, CFG(no_kube), 0, 0, NULL,
-	 "no pod identity: sources match cgroup paths only"},
+	 "no Kubernetes API: sources match cgroup paths only, no policy resources"},
+	{"no-cluster-policies", F_BOOL, CFG(no_cluster_policies), 0, 0, NULL,
+	 "do not watch MaskingPolicy / ClusterMaskingPolicy resources"},
+	{"status-delay-ms", F_U32, CFG(status_delay_ms), 10, 60000, "MS",
+	 "gather policy changes this long before writing the node's status (default 200)"},
 };
 
 #define N_FLAGS (sizeof(flags) / sizeof(flags[0]))
@@ -364,6 +370,33 @@ static void start_identity(const struct agent_config *cfg)
 		agent_log(AGENT_LOG_INFO, "identity: watching the pods of node %s", cfg->node_name);
 }
 
+/* MaskingPolicy / ClusterMaskingPolicy resources into the store, and this node's status. */
+static struct cluster *start_cluster(const struct agent_config *cfg, struct store *st)
+{
+	if (cfg->no_kube || cfg->no_cluster_policies)
+		return NULL;
+	if (!cfg->kube_api && !getenv("KUBERNETES_SERVICE_HOST"))
+		return NULL; /* not in a cluster: logged by start_identity */
+	if (!cfg->node_name) {
+		agent_log(AGENT_LOG_WARN, "policies: no --node-name or NODE_NAME: policy resources "
+					  "are not watched");
+		return NULL;
+	}
+	struct cluster_config cc = {.kube_api = cfg->kube_api,
+				    .token_file = cfg->kube_token_file,
+				    .ca_file = cfg->kube_ca_file,
+				    .node_name = cfg->node_name,
+				    .status_delay_ms = (int)cfg->status_delay_ms};
+	struct cluster *c = NULL;
+	int r = cluster_start(&c, &cc, st);
+	if (r < 0)
+		agent_log(AGENT_LOG_WARN, "policies: resources not watched: %s", strerror(-r));
+	else
+		agent_log(AGENT_LOG_INFO, "policies: watching MaskingPolicy and ClusterMaskingPolicy "
+					  "resources for node %s", cfg->node_name);
+	return c;
+}
+
 int main(int argc, char **argv)
 {
 	struct agent_config cfg = {
@@ -404,6 +437,7 @@ int main(int argc, char **argv)
 	mallopt(M_MMAP_THRESHOLD, 256 * 1024);
 
 	struct store *st = NULL;
+	struct cluster *cl = NULL;
 	struct admin *adm = NULL;
 	struct tls *tls = NULL;
 	int rc = 1;
@@ -420,6 +454,7 @@ int main(int argc, char **argv)
 	if ((r = store_open(&st, &stc)) < 0)
 		goto out_audit; /* logged by the store */
 	start_identity(&cfg);
+	cl = start_cluster(&cfg, st);
 	struct dataplane_config dpc = {.cgroup_root = cfg.cgroup_root,
 				       .attach_cgroup = cfg.attach_cgroup,
 				       .bpffs = cfg.bpffs,
@@ -468,6 +503,7 @@ out_dp:
 		dataplane_free(g_dp);
 	g_dp = NULL;
 out_store:
+	cluster_stop(cl);
 	identity_stop();
 	store_close(st);
 out_audit:
