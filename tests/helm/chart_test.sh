@@ -59,6 +59,7 @@ declare -A variants=(
 	[nobpf]="--set agent.bpf=false"
 	[latency]="--set agent.workers=4 --set agent.splice=true --set agent.busyPollMicroseconds=100 --set agent.zeroCopy=false --set agent.tlsRingBufferKiB=1024"
 	[noidentity]="--set identity.kubernetes=false"
+	[nocluster]="--set cluster.policies=false --set cluster.exampleRoles=false --set crds.install=false"
 	[notls]="--set agent.tlsUprobes=false"
 	[automount]="--set bpf.autoMount=true"
 	[external]="--set existingPoliciesConfigMap=my-policies --set hashKeys.existingSecret=my-hash-keys"
@@ -79,7 +80,7 @@ if [[ -n $agent_bin && -x $agent_bin ]] && "$agent_bin" --help >"$tmp/agent-help
 	grep -q -- '--policies' "$tmp/agent-help"; then
 	help_arg=(--agent-help "$tmp/agent-help")
 fi
-for v in default privileged servicemonitor smnoapi existingsecret policies tls loopback nobpf notls automount external noidentity latency; do
+for v in default privileged servicemonitor smnoapi existingsecret policies tls loopback nobpf notls automount external noidentity nocluster latency; do
 	# shellcheck disable=SC2086
 	if H template mm "$chart" --namespace "$ns" ${variants[$v]} >"$tmp/$v.yaml"; then
 		node "$here/validate.mjs" --npm "$npm" --variant "$v" "${help_arg[@]}" "$tmp/$v.yaml" \

@@ -36,6 +36,7 @@ const VARIANTS = {
 	nobpf: { caps: [], noBpf: true, noIdentity: true },
 	latency: { caps: BASE_CAPS, args: ['--splice', '--busy-poll-us', '--no-zero-copy'], ringKiB: '1024' },
 	noidentity: { caps: BASE_CAPS, noIdentity: true },
+	nocluster: { caps: BASE_CAPS, noClusterPolicies: true, noCrds: true },
 	notls: { caps: ['BPF', 'NET_ADMIN', 'SYS_ADMIN', 'SYS_PTRACE'] },
 	// ServiceMonitor asked for on a cluster without the CRD: annotations instead.
 	smnoapi: { caps: BASE_CAPS },
@@ -421,19 +422,30 @@ check('kernel mounts: bpffs, cgroup root, BTF', (ok) => {
 	}
 });
 
+const EXAMPLE_ROLE = /-policy-(author|auditor)$/;
 check('identity: pods get/list/watch only, token, NODE_NAME, --no-kube', (ok) => {
-	const roles = byKind('ClusterRole'), binds = byKind('ClusterRoleBinding');
+	const roles = byKind('ClusterRole').filter((r) => !EXAMPLE_ROLE.test(r.metadata.name));
+	const binds = byKind('ClusterRoleBinding');
 	const sa = byKind('ServiceAccount')[0];
 	ok(args.has('--no-kube') === !!want.noIdentity, `--no-kube ${args.has('--no-kube') ? 'present' : 'absent'}`);
 	if (want.noIdentity) {
-		ok(roles.length === 0 && binds.length === 0, 'RBAC rendered without identity or rules');
+		ok(roles.length === 0 && binds.length === 0, 'agent RBAC rendered without identity or rules');
 		ok(sa && sa.automountServiceAccountToken === false, 'ServiceAccount token automounted');
 		return;
 	}
 	ok(roles.length === 1, `${roles.length} ClusterRoles`);
 	const rules = roles[0] ? roles[0].rules : [];
-	ok(JSON.stringify(rules) === JSON.stringify([{ apiGroups: [''], resources: ['pods'], verbs: ['get', 'list', 'watch'] }]),
-		`rules are not least rights: ${JSON.stringify(rules)}`);
+	const least = [{ apiGroups: [''], resources: ['pods'], verbs: ['get', 'list', 'watch'] }];
+	if (!want.noClusterPolicies)
+		least.push(
+			{ apiGroups: ['meshmask.io'], resources: ['maskingpolicies', 'clustermaskingpolicies'], verbs: ['get', 'list', 'watch'] },
+			{ apiGroups: ['meshmask.io'], resources: ['maskingpolicynodestatuses'], verbs: ['get', 'create', 'patch'] },
+			{ apiGroups: [''], resources: ['nodes'], verbs: ['get'] });
+	ok(JSON.stringify(rules) === JSON.stringify(least), `rules are not least rights: ${JSON.stringify(rules)}`);
+	ok(args.has('--no-cluster-policies') === !!want.noClusterPolicies, '--no-cluster-policies');
+	// The agent writes policies never: no write verb on a policy resource or its status.
+	ok(!rules.some((r) => (r.resources || []).some((x) => /policies(\/status)?$/.test(x)) &&
+		r.verbs.some((v) => !['get', 'list', 'watch'].includes(v))), 'the agent may write policies');
 	const b = binds[0];
 	ok(b && roles[0] && b.roleRef.kind === 'ClusterRole' && b.roleRef.name === roles[0].metadata.name,
 		'binding does not refer to the ClusterRole');
@@ -444,6 +456,25 @@ check('identity: pods get/list/watch only, token, NODE_NAME, --no-kube', (ok) =>
 	const nn = agent.env.find((e) => e.name === 'NODE_NAME');
 	ok(nn && nn.valueFrom && nn.valueFrom.fieldRef && nn.valueFrom.fieldRef.fieldPath === 'spec.nodeName',
 		'NODE_NAME not from the downward API spec.nodeName');
+});
+
+check('example roles: policy author (namespaced writes), auditor (read only)', (ok) => {
+	const ex = byKind('ClusterRole').filter((r) => EXAMPLE_ROLE.test(r.metadata.name));
+	if (want.noClusterPolicies) {
+		ok(ex.length === 0, 'example roles rendered with cluster.exampleRoles=false');
+		return;
+	}
+	ok(ex.length === 2, `${ex.length} example roles`);
+	const author = ex.find((r) => /author$/.test(r.metadata.name));
+	const auditor = ex.find((r) => /auditor$/.test(r.metadata.name));
+	ok(author && author.rules.every((r) => !r.resources.some((x) => /^clustermaskingpolicies|nodestatuses/.test(x))),
+		'the author role reaches beyond MaskingPolicy');
+	ok(author && author.rules.some((r) => r.resources.includes('maskingpolicies') && r.verbs.includes('create')),
+		'the author role cannot create MaskingPolicies');
+	ok(auditor && auditor.rules.every((r) => r.verbs.every((v) => ['get', 'list', 'watch'].includes(v))),
+		'the auditor role writes');
+	ok(auditor && ['maskingpolicies/status', 'clustermaskingpolicies/status', 'maskingpolicynodestatuses']
+		.every((x) => auditor.rules.some((r) => r.resources.includes(x))), 'the auditor cannot read the status');
 });
 
 check('security context: least capabilities, read-only root', (ok) => {
