@@ -115,6 +115,14 @@ r = [x for x in d["rejected"] if x.get("resource") == "ClusterMaskingPolicy/pii"
 assert p["source"] == "crd" and p["resource"] == "ClusterMaskingPolicy/pii", p
 assert r["source"] == "crd" and r["previousVersionInForce"] and r["errors"][0]["pointer"] == "/spec/rules/1/action/keyFile", r
 ' "$DP_DIR/list.json"
+CLI=$(dirname "$1")/cli/meshmask
+if [[ -x $CLI ]]; then
+	"$CLI" policy list --agent "http://127.0.0.1:$DP_APORT" --token-file "$DP_DIR/admin-token" \
+		>"$DP_DIR/cli-list.out" 2>&1
+	check "meshmask policy list: source crd" grep -Eq '^pii +crd ' "$DP_DIR/cli-list.out"
+	check "meshmask policy list: the refused resource and its pointer" \
+		grep -q 'ClusterMaskingPolicy/pii: /spec/rules/1/action/keyFile' "$DP_DIR/cli-list.out"
+fi
 crd clustermaskingpolicies - pii X "" "$CLUSTER_SRC"
 ms=$(until_ms "$PA" 1 '"XXX-XX-6789"')
 check "fixed: the corrected version masks within 1 s (${ms} ms)" test "$ms" -lt 1000
