@@ -219,7 +219,8 @@ static json_t *schema_json(const struct pschema *s)
 		json_object_set_new(o, "properties", props);
 	}
 	if (s->type == PS_STRING_MAP)
-		json_object_set_new(o, "additionalProperties", json_pack("{s:s}", "type", "string"));
+		json_object_set_new(o, "additionalProperties",
+				    json_pack("{s:s}", "type", "string"));
 	if ((s->type == PS_OBJECT || s->type == PS_STRING_MAP) && s->min_props)
 		json_object_set_new(o, "minProperties", json_integer(s->min_props));
 	if (s->type == PS_ARRAY) {
@@ -242,8 +243,9 @@ static json_t *schema_json(const struct pschema *s)
 			json_t *e = json_array();
 			for (unsigned i = 0; i < MM_ENT__COUNT; i++) {
 				json_array_append_new(e, json_string(mm_entity_name(i)));
-				longest = strlen(mm_entity_name(i)) > longest ? strlen(mm_entity_name(i))
-									      : longest;
+				longest = strlen(mm_entity_name(i)) > longest
+						  ? strlen(mm_entity_name(i))
+						  : longest;
 			}
 			json_object_set_new(o, "enum", e);
 		}
@@ -253,8 +255,9 @@ static json_t *schema_json(const struct pschema *s)
 			json_object_set_new(o, "minLength", json_integer(s->min_len));
 		/* An enum's longest value bounds the cost of CEL comparisons on it. */
 		if (s->max_len || longest)
-			json_object_set_new(o, "maxLength",
-					    json_integer(s->max_len ? s->max_len : (json_int_t)longest));
+			json_object_set_new(
+				o, "maxLength",
+				json_integer(s->max_len ? s->max_len : (json_int_t)longest));
 	}
 	if (s->type == PS_INTEGER) {
 		json_object_set_new(o, "minimum", json_integer(s->minimum));
@@ -288,13 +291,14 @@ static json_t *column(const char *name, const char *type, const char *path, cons
 /* status of a policy, written by the status aggregator (docs/deploy.md). */
 static json_t *policy_status_schema(void)
 {
-	json_t *cond = json_pack(
-		"{s:s,s:[s,s,s,s,s],s:{s:{s:s},s:{s:s,s:[s,s,s]},s:{s:s},s:{s:s},s:{s:s,s:s},s:{s:s}}}",
-		"type", "object", "required", "type", "status", "reason", "message",
-		"lastTransitionTime", "properties", "type", "type", "string", "status", "type",
-		"string", "enum", "True", "False", "Unknown", "reason", "type", "string", "message",
-		"type", "string", "lastTransitionTime", "type", "string", "format", "date-time",
-		"observedGeneration", "type", "integer");
+	json_t *cond =
+		json_pack("{s:s,s:[s,s,s,s,s],s:{s:{s:s},s:{s:s,s:[s,s,s]},s:{s:s},s:{s:s},s:{s:s,"
+			  "s:s},s:{s:s}}}",
+			  "type", "object", "required", "type", "status", "reason", "message",
+			  "lastTransitionTime", "properties", "type", "type", "string", "status",
+			  "type", "string", "enum", "True", "False", "Unknown", "reason", "type",
+			  "string", "message", "type", "string", "lastTransitionTime", "type",
+			  "string", "format", "date-time", "observedGeneration", "type", "integer");
 	json_t *refused = json_pack("{s:s,s:[s],s:{s:{s:s},s:{s:s},s:{s:s}}}", "type", "object",
 				    "required", "node", "properties", "node", "type", "string",
 				    "pointer", "type", "string", "message", "type", "string");
@@ -304,11 +308,11 @@ static json_t *policy_status_schema(void)
 		"type", "object", "description",
 		"what the agents report (summed from the MaskingPolicyNodeStatus objects)",
 		"properties", "observedGeneration", "type", "integer", "rules", "type", "integer",
-		"nodes", "type", "integer", "nodesInForce", "type", "integer", "nodesRefused", "type",
-		"integer", "inForce", "type", "string", "refusedNodes", "type", "array", "items",
-		refused, "maxItems", 20, "x-kubernetes-list-type", "atomic", "conditions", "type",
-		"array", "items", cond, "x-kubernetes-list-type", "map", "x-kubernetes-list-map-keys",
-		"type");
+		"nodes", "type", "integer", "nodesInForce", "type", "integer", "nodesRefused",
+		"type", "integer", "inForce", "type", "string", "refusedNodes", "type", "array",
+		"items", refused, "maxItems", 20, "x-kubernetes-list-type", "atomic", "conditions",
+		"type", "array", "items", cond, "x-kubernetes-list-type", "map",
+		"x-kubernetes-list-map-keys", "type");
 }
 
 static json_t *policy_crd(const char *kind, const char *plural, const char *short_name,
@@ -321,10 +325,10 @@ static json_t *policy_crd(const char *kind, const char *plural, const char *shor
 		if (*p >= 'A' && *p <= 'Z')
 			*p = (char)(*p - 'A' + 'a');
 
-	json_t *meta_name = json_pack("{s:s,s:{s:{s:s,s:s,s:i}}}", "type", "object", "properties",
-				      "name", "type", "string", "pattern",
-				      pschema_metadata.props[0].schema->pattern, "maxLength",
-				      PS_DNS_LABEL_MAX);
+	json_t *meta_name =
+		json_pack("{s:s,s:{s:{s:s,s:s,s:i}}}", "type", "object", "properties", "name",
+			  "type", "string", "pattern", pschema_metadata.props[0].schema->pattern,
+			  "maxLength", PS_DNS_LABEL_MAX);
 	json_t *spec = schema_json(&pschema_spec);
 	json_object_set_new(
 		spec, "description",
@@ -343,9 +347,9 @@ static json_t *policy_crd(const char *kind, const char *plural, const char *shor
 					   "nodes where the agent applied this generation / nodes "
 					   "with an agent",
 					   0));
-	json_array_append_new(cols, column("Ready", "string",
-					   ".status.conditions[?(@.type==\"Ready\")].status", NULL,
-					   1));
+	json_array_append_new(cols,
+			      column("Ready", "string",
+				     ".status.conditions[?(@.type==\"Ready\")].status", NULL, 1));
 	json_array_append_new(cols, column("Age", "date", ".metadata.creationTimestamp", NULL, 0));
 	return json_pack(
 		"{s:s,s:s,s:{s:s,s:{s:s},s:{s:s}},s:{s:s,s:s,s:{s:s,s:s,s:s,s:[s],s:[s,s]},s:[{s:s,"
@@ -369,16 +373,17 @@ static json_t *node_status_crd(void)
 		"s:{s:s},s:{s:s,s:s},s:{s:s,s:o,s:i,s:s}}}",
 		"type", "object", "required", "kind", "namespace", "name", "properties", "kind",
 		"type", "string", "enum", "MaskingPolicy", "ClusterMaskingPolicy", "namespace",
-		"type", "string", "name", "type", "string", "generation", "type", "integer", "state",
-		"type", "string", "enum", "InForce", "Refused", "message", "type", "string",
-		"appliedAt", "type", "string", "format", "date-time", "errors", "type", "array",
-		"items", err, "maxItems", 10, "x-kubernetes-list-type", "atomic");
+		"type", "string", "name", "type", "string", "generation", "type", "integer",
+		"state", "type", "string", "enum", "InForce", "Refused", "message", "type",
+		"string", "appliedAt", "type", "string", "format", "date-time", "errors", "type",
+		"array", "items", err, "maxItems", 10, "x-kubernetes-list-type", "atomic");
 	json_t *schema = json_pack(
-		"{s:s,s:{s:{s:s},s:{s:s},s:{s:s},s:{s:s},s:{s:s},s:{s:s,s:o,s:s,s:[s,s,s]}}}", "type",
-		"object", "properties", "apiVersion", "type", "string", "kind", "type", "string",
-		"metadata", "type", "object", "nodeName", "type", "string", "agentVersion", "type",
-		"string", "policies", "type", "array", "items", item, "x-kubernetes-list-type", "map",
-		"x-kubernetes-list-map-keys", "kind", "namespace", "name");
+		"{s:s,s:{s:{s:s},s:{s:s},s:{s:s},s:{s:s},s:{s:s},s:{s:s,s:o,s:s,s:[s,s,s]}}}",
+		"type", "object", "properties", "apiVersion", "type", "string", "kind", "type",
+		"string", "metadata", "type", "object", "nodeName", "type", "string",
+		"agentVersion", "type", "string", "policies", "type", "array", "items", item,
+		"x-kubernetes-list-type", "map", "x-kubernetes-list-map-keys", "kind", "namespace",
+		"name");
 	json_t *cols = json_array();
 	json_array_append_new(cols, column("Node", "string", ".nodeName", NULL, 0));
 	json_array_append_new(cols, column("Age", "date", ".metadata.creationTimestamp", NULL, 0));
@@ -390,9 +395,9 @@ static json_t *node_status_crd(void)
 		"app.kubernetes.io/part-of", "meshmask", "annotations", "helm.sh/resource-policy",
 		"keep", "spec", "group", "meshmask.io", "scope", "Cluster", "names", "kind",
 		"MaskingPolicyNodeStatus", "plural", "maskingpolicynodestatuses", "singular",
-		"maskingpolicynodestatus", "shortNames", "mmns", "categories", "meshmask", "versions",
-		"name", "v1alpha1", "served", 1, "storage", 1, "schema", "openAPIV3Schema", schema,
-		"additionalPrinterColumns", cols);
+		"maskingpolicynodestatus", "shortNames", "mmns", "categories", "meshmask",
+		"versions", "name", "v1alpha1", "served", 1, "storage", 1, "schema",
+		"openAPIV3Schema", schema, "additionalPrinterColumns", cols);
 }
 
 int main(int argc, char **argv)
@@ -402,10 +407,10 @@ int main(int argc, char **argv)
 		perror(argv[1]);
 		return 1;
 	}
-	json_t *docs[] = {policy_crd("MaskingPolicy", "maskingpolicies", "mmp", true),
-			  policy_crd("ClusterMaskingPolicy", "clustermaskingpolicies", "cmmp",
-				     false),
-			  node_status_crd()};
+	json_t *docs[] = {
+		policy_crd("MaskingPolicy", "maskingpolicies", "mmp", true),
+		policy_crd("ClusterMaskingPolicy", "clustermaskingpolicies", "cmmp", false),
+		node_status_crd()};
 	fputs("# Generated by meshmask-crdgen from policy/schema.c: do not edit (the test\n"
 	      "# crd-generated fails when this file and the generator differ).\n",
 	      f);

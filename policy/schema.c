@@ -14,7 +14,7 @@ const char *const pschema_failure_names[] = {"closed", "open", NULL};
 const char *const pschema_tls_names[] = {"off", "inplace", "stop-rewrite", NULL};
 const char *const pschema_existing_names[] = {"reset", "keep", NULL};
 const char *const pschema_tunnel_names[] = {"block", "pass", NULL};
-const char *const pschema_action_names[] = {"mask",     "replace",    "redact", "hash",
+const char *const pschema_action_names[] = {"mask",	"replace",    "redact", "hash",
 					    "tokenize", "detokenize", NULL};
 const char *const pschema_direction_names[] = {"request", "response", NULL};
 
@@ -22,7 +22,7 @@ static const char *const mask_keys[] = {"keepFirst", "keepLast", "char", NULL};
 static const char *const replace_keys[] = {"value", NULL};
 static const char *const redact_keys[] = {NULL};
 static const char *const hash_keys[] = {"keyFile", "keyEnv", "length", "prefix", NULL};
-static const char *const token_keys[] = {"keepFirst",	"keepLast", "luhn",  "keepDomain",
+static const char *const token_keys[] = {"keepFirst",  "keepLast", "luhn",   "keepDomain",
 					 "tokenSpace", "keyFile",  "keyEnv", NULL};
 const char *const *const pschema_action_keys[] = {mask_keys, replace_keys, redact_keys,
 						  hash_keys, token_keys,   token_keys};
@@ -33,9 +33,8 @@ const char *const pschema_keyed_actions[] = {"hash", "tokenize", "detokenize", N
 #define NAME_RE "^[A-Za-z0-9_.-]+$"
 
 static const struct pschema str_nonempty = {.type = PS_STRING, .min_len = 1};
-static const struct pschema dns_label = {.type = PS_STRING,
-					 .pattern = DNS_LABEL_RE,
-					 .max_len = PS_DNS_LABEL_MAX};
+static const struct pschema dns_label = {
+	.type = PS_STRING, .pattern = DNS_LABEL_RE, .max_len = PS_DNS_LABEL_MAX};
 static const struct pschema string_map = {.type = PS_STRING_MAP};
 
 const struct pschema pschema_metadata = {
@@ -61,15 +60,18 @@ const struct pschema pschema_destination = {
 	.type = PS_OBJECT,
 	.description = "a server: port, cidr or both (both must match)",
 	.min_props = 1,
-	.props = (const struct pschema_prop[]){{"port", &port, false}, {"cidr", &cidr, false}, {NULL, NULL, false}},
+	.props = (const struct pschema_prop[]){{"port", &port, false},
+					       {"cidr", &cidr, false},
+					       {NULL, NULL, false}},
 };
 
 static const struct pschema label_map = {.type = PS_STRING_MAP, .min_props = 1};
-static const struct pschema sa_name = {.type = PS_STRING,
-				       .pattern = DNS_SUBDOMAIN_RE,
-				       .max_len = PS_DNS_SUBDOMAIN_MAX};
-static const struct pschema cgroup = {
-	.type = PS_STRING, .description = "fnmatch(3) glob on the caller's cgroup v2 path", .min_len = 1};
+static const struct pschema sa_name = {
+	.type = PS_STRING, .pattern = DNS_SUBDOMAIN_RE, .max_len = PS_DNS_SUBDOMAIN_MAX};
+static const struct pschema cgroup = {.type = PS_STRING,
+				      .description =
+					      "fnmatch(3) glob on the caller's cgroup v2 path",
+				      .min_len = 1};
 
 const struct pschema pschema_source = {
 	.type = PS_OBJECT,
@@ -103,8 +105,7 @@ static const struct pschema enum_failure = {.type = PS_STRING,
 static const struct pschema enum_tls = {.type = PS_STRING, .enum_values = pschema_tls_names};
 static const struct pschema enum_existing = {.type = PS_STRING,
 					     .enum_values = pschema_existing_names};
-static const struct pschema enum_tunnels = {.type = PS_STRING,
-					    .enum_values = pschema_tunnel_names};
+static const struct pschema enum_tunnels = {.type = PS_STRING, .enum_values = pschema_tunnel_names};
 static const struct pschema enum_direction = {.type = PS_STRING,
 					      .enum_values = pschema_direction_names};
 
@@ -116,12 +117,13 @@ const struct pschema pschema_tls = {
 	.props = (const struct pschema_prop[]){{"enforce", &enum_tls, false}, {NULL, NULL, false}},
 };
 
-static const struct pschema rule_name = {.type = PS_STRING,
-					 .pattern = NAME_RE,
-					 .min_len = 1,
-					 .max_len = PS_RULE_NAME_MAX};
-static const struct pschema fields = {
-	.type = PS_ARRAY, .items = &str_nonempty, .set = true, .min_items = 1, .max_items = PS_MAX_LIST};
+static const struct pschema rule_name = {
+	.type = PS_STRING, .pattern = NAME_RE, .min_len = 1, .max_len = PS_RULE_NAME_MAX};
+static const struct pschema fields = {.type = PS_ARRAY,
+				      .items = &str_nonempty,
+				      .set = true,
+				      .min_items = 1,
+				      .max_items = PS_MAX_LIST};
 static const struct pschema entity = {.type = PS_STRING, .entities = true};
 static const struct pschema entities = {
 	.type = PS_ARRAY, .items = &entity, .set = true, .min_items = 1};
@@ -130,8 +132,7 @@ static const struct pschema header = {.type = PS_STRING,
 static const struct pschema headers = {
 	.type = PS_ARRAY, .items = &header, .min_items = 1, .max_items = PS_MAX_LIST};
 
-static const struct pschema enum_action = {.type = PS_STRING,
-					   .enum_values = pschema_action_names};
+static const struct pschema enum_action = {.type = PS_STRING, .enum_values = pschema_action_names};
 static const struct pschema keep = {.type = PS_INTEGER, .minimum = 0, .maximum = PS_MASK_KEEP_MAX};
 static const struct pschema mask_char = {.type = PS_STRING,
 					 .description = "one character, not a control character",
@@ -139,13 +140,17 @@ static const struct pschema mask_char = {.type = PS_STRING,
 					 .min_len = 1,
 					 .max_len = 1};
 static const struct pschema replace_value = {.type = PS_STRING, .max_len = PS_REPLACE_VALUE_MAX};
-static const struct pschema key_file = {
-	.type = PS_STRING, .description = "file holding the key (e.g. a mounted Secret)", .min_len = 1};
+static const struct pschema key_file = {.type = PS_STRING,
+					.description =
+						"file holding the key (e.g. a mounted Secret)",
+					.min_len = 1};
 static const struct pschema key_env = {.type = PS_STRING,
-				       .description = "environment variable of the agent holding the key",
+				       .description =
+					       "environment variable of the agent holding the key",
 				       .pattern = "^[A-Za-z_][A-Za-z0-9_]*$",
 				       .max_len = PS_ENV_NAME_MAX};
-static const struct pschema hash_len = {.type = PS_INTEGER, .minimum = 1, .maximum = PS_HASH_LEN_MAX};
+static const struct pschema hash_len = {
+	.type = PS_INTEGER, .minimum = 1, .maximum = PS_HASH_LEN_MAX};
 static const struct pschema hash_prefix = {.type = PS_STRING, .max_len = PS_HASH_PREFIX_MAX};
 static const struct pschema boolean = {.type = PS_BOOLEAN};
 
@@ -175,10 +180,11 @@ const struct pschema pschema_rule = {
 					       {"headers", &headers, false},
 					       {"action", &pschema_action, true},
 					       {NULL, NULL, false}},
-	.rules = (const struct pschema_rule[]){
-		{"has(self.fields) || has(self.entities) || has(self.headers)",
-		 "must set at least one of fields, entities, headers", NULL},
-		{NULL, NULL, NULL}},
+	.rules =
+		(const struct pschema_rule[]){
+			{"has(self.fields) || has(self.entities) || has(self.headers)",
+			 "must set at least one of fields, entities, headers", NULL},
+			{NULL, NULL, NULL}},
 };
 
 static const struct pschema rules = {
@@ -190,7 +196,8 @@ static const struct pschema descriptor_sets = {.type = PS_ARRAY,
 
 const struct pschema pschema_protobuf = {
 	.type = PS_OBJECT,
-	.props = (const struct pschema_prop[]){{"descriptorSets", &descriptor_sets, true}, {NULL, NULL, false}},
+	.props = (const struct pschema_prop[]){{"descriptorSets", &descriptor_sets, true},
+					       {NULL, NULL, false}},
 };
 
 const struct pschema pschema_spec = {

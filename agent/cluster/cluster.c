@@ -197,9 +197,11 @@ static char *policy_doc(const json_t *obj, const char *ns, const char *name,
 			const char *sn = json_string_value(json_object_get(src, "namespace"));
 			if (sn && strcmp(sn, ns)) {
 				char ptr[80];
-				snprintf(ptr, sizeof(ptr), "/spec/selector/sources/%zu/namespace", i);
+				snprintf(ptr, sizeof(ptr), "/spec/selector/sources/%zu/namespace",
+					 i);
 				add_err(errs, ptr,
-					"a MaskingPolicy covers callers in its own namespace (%s) only: "
+					"a MaskingPolicy covers callers in its own namespace (%s) "
+					"only: "
 					"use a ClusterMaskingPolicy for others",
 					ns);
 			} else if (!sn) {
@@ -446,18 +448,21 @@ static char *status_body(struct cluster *c)
 			snprintf(msg, sizeof(msg), "in force (etag %.12s)", s.etag);
 		} else {
 			const struct policy_error *e0 = s.errs.n ? &s.errs.v[0] : NULL;
-			snprintf(msg, sizeof(msg), "%s%s%s%s%s", e0 && e0->pointer ? e0->pointer : "",
+			snprintf(msg, sizeof(msg), "%s%s%s%s%s",
+				 e0 && e0->pointer ? e0->pointer : "",
 				 e0 && e0->pointer && *e0->pointer ? ": " : "",
 				 e0 && e0->message ? e0->message : "refused",
 				 s.errs.n > 1 ? " (and more)" : "",
-				 s.previous_in_force ? "; the previous version stays in force" : "");
+				 s.previous_in_force ? "; the previous version stays in force"
+						     : "");
 			json_t *errs = json_array();
 			for (size_t k = 0; k < s.errs.n && k < STATUS_MAX_ERRORS; k++)
 				json_array_append_new(
-					errs, json_pack("{s:s,s:s}", "pointer",
-							s.errs.v[k].pointer ? s.errs.v[k].pointer : "",
-							"message",
-							s.errs.v[k].message ? s.errs.v[k].message : ""));
+					errs,
+					json_pack("{s:s,s:s}", "pointer",
+						  s.errs.v[k].pointer ? s.errs.v[k].pointer : "",
+						  "message",
+						  s.errs.v[k].message ? s.errs.v[k].message : ""));
 			json_object_set_new(e, "errors", errs);
 		}
 		json_object_set_new(e, "message", json_string(msg));
@@ -472,10 +477,10 @@ static char *status_body(struct cluster *c)
 		free(v[i].applied_at);
 	}
 	free(v);
-	json_t *doc = json_pack("{s:s,s:s,s:{s:s},s:s,s:s,s:o}", "apiVersion",
-				"meshmask.io/v1alpha1", "kind", "MaskingPolicyNodeStatus", "metadata",
-				"name", c->node, "nodeName", c->node, "agentVersion", MESHMASK_VERSION,
-				"policies", pols);
+	json_t *doc =
+		json_pack("{s:s,s:s,s:{s:s},s:s,s:s,s:o}", "apiVersion", "meshmask.io/v1alpha1",
+			  "kind", "MaskingPolicyNodeStatus", "metadata", "name", c->node,
+			  "nodeName", c->node, "agentVersion", MESHMASK_VERSION, "policies", pols);
 	if (doc && c->node_uid[0])
 		json_object_set_new(json_object_get(doc, "metadata"), "ownerReferences",
 				    json_pack("[{s:s,s:s,s:s,s:s}]", "apiVersion", "v1", "kind",
@@ -620,13 +625,10 @@ int cluster_start(struct cluster **out, const struct cluster_config *cfg, struct
 						  .list_done = on_list_done,
 						  .event = on_event,
 						  .state = on_state};
-	c->w[0] = (struct kindw){.c = c,
-				 .kind = "MaskingPolicy",
-				 .plural = "maskingpolicies",
-				 .namespaced = true};
-	c->w[1] = (struct kindw){.c = c,
-				 .kind = "ClusterMaskingPolicy",
-				 .plural = "clustermaskingpolicies"};
+	c->w[0] = (struct kindw){
+		.c = c, .kind = "MaskingPolicy", .plural = "maskingpolicies", .namespaced = true};
+	c->w[1] = (struct kindw){
+		.c = c, .kind = "ClusterMaskingPolicy", .plural = "clustermaskingpolicies"};
 	for (int i = 0; i < 2; i++) {
 		char path[128];
 		snprintf(path, sizeof(path), API_PREFIX "/%s", c->w[i].plural);
