@@ -24,6 +24,7 @@
 #include "admin.h"
 #include "audit.h"
 #include "cgroup.h"
+#include "cluster.h"
 #include "dataplane.h"
 #include "identity.h"
 #include "log.h"
@@ -40,8 +41,9 @@ struct agent_config {
 	struct dataplane_config dp;
 	struct tls_config tls;
 	struct identity_config identity;
+	struct cluster_config cluster;
 	const char *key_dir, *audit_log;
-	bool no_bpf, no_kube;
+	bool no_bpf, no_kube, no_cluster_policies;
 	size_t memory_budget_mb;
 	enum agent_log_level log_level;
 };
@@ -211,7 +213,11 @@ static const struct flag flags[] = {
 	 "CA bundle of the API server (default: SA ca.crt)"},
 	{"node-name", F_STR, CFG(identity.node_name), 0, 0, "NAME", "pods of this node (default $NODE_NAME)"},
 	{"no-kube", F_BOOL, CFG(no_kube), 0, 0, NULL,
-	 "no pod identity: sources match cgroup paths only"},
+	 "no Kubernetes API: sources match cgroup paths only, no policy resources"},
+	{"no-cluster-policies", F_BOOL, CFG(no_cluster_policies), 0, 0, NULL,
+	 "do not watch MaskingPolicy / ClusterMaskingPolicy resources"},
+	{"status-delay-ms", F_U32, CFG(cluster.status_delay_ms), 10, 60000, "MS",
+	 "gather policy changes this long before writing the node's status (default 200)"},
 };
 
 #define N_FLAGS (sizeof(flags) / sizeof(flags[0]))
@@ -405,6 +411,34 @@ static void start_identity(const struct agent_config *cfg)
 			  cfg->identity.node_name);
 }
 
+/* MaskingPolicy / ClusterMaskingPolicy resources into the store, and this node's status. */
+static struct cluster *start_cluster(const struct agent_config *cfg, struct store *st)
+{
+	if (cfg->no_kube || cfg->no_cluster_policies)
+		return NULL;
+	if (!cfg->identity.kube_api && !getenv("KUBERNETES_SERVICE_HOST"))
+		return NULL; /* not in a cluster: logged by start_identity */
+	if (!cfg->identity.node_name) {
+		agent_log(AGENT_LOG_WARN, "policies: no --node-name or NODE_NAME: policy resources "
+					  "are not watched");
+		return NULL;
+	}
+	/* The same API, credentials and node as pod identity. */
+	struct cluster_config cc = cfg->cluster;
+	cc.kube_api = cfg->identity.kube_api;
+	cc.token_file = cfg->identity.token_file;
+	cc.ca_file = cfg->identity.ca_file;
+	cc.node_name = cfg->identity.node_name;
+	struct cluster *c = NULL;
+	int r = cluster_start(&c, &cc, st);
+	if (r < 0)
+		agent_log(AGENT_LOG_WARN, "policies: resources not watched: %s", strerror(-r));
+	else
+		agent_log(AGENT_LOG_INFO, "policies: watching MaskingPolicy and ClusterMaskingPolicy "
+					  "resources for node %s", cfg->identity.node_name);
+	return c;
+}
+
 int main(int argc, char **argv)
 {
 	struct agent_config cfg = {
@@ -459,6 +493,7 @@ int main(int argc, char **argv)
 	mallopt(M_MMAP_THRESHOLD, 256 * 1024);
 
 	struct store *st = NULL;
+	struct cluster *cl = NULL;
 	struct admin *adm = NULL;
 	struct tls *tls = NULL;
 	int rc = 1;
@@ -479,6 +514,7 @@ int main(int argc, char **argv)
 	if ((r = store_open(&st, &cfg.store)) < 0)
 		goto out_audit; /* logged by the store */
 	start_identity(&cfg);
+	cl = start_cluster(&cfg, st);
 	if (!cfg.no_bpf && dataplane_start(&g_dp, &cfg.dp, st) < 0)
 		goto out_store;
 	if (!cfg.no_bpf && tls_start(&tls, &cfg.tls, st) < 0)
@@ -506,6 +542,7 @@ out_dp:
 		dataplane_free(g_dp);
 	g_dp = NULL;
 out_store:
+	cluster_stop(cl);
 	identity_stop();
 	store_close(st);
 out_audit:

@@ -22,20 +22,22 @@
 #include "meshmask/entity.h"
 #include "pbschema.h"
 #include "policy.h"
+#include "schema.h"
 
 /* Past this many, errors are counted but not stored: a bad generated document stays readable. */
 #define POLICY_MAX_ERRORS 100
 #define POLICY_MAX_FILE (1u << 20)
 #define HASH_KEY_MAX 4096
-#define MASK_KEEP_MAX 64
-#define HASH_LEN_MAX 64
-#define HASH_PREFIX_MAX 64
-#define TOKEN_SPACE_MAX 63
+/* Bounds the CRD schema states too: schema.h holds them. */
+#define MASK_KEEP_MAX PS_MASK_KEEP_MAX
+#define HASH_LEN_MAX PS_HASH_LEN_MAX
+#define HASH_PREFIX_MAX PS_HASH_PREFIX_MAX
+#define TOKEN_SPACE_MAX PS_RULE_NAME_MAX
 #define TOKEN_KEY_LEN 32 /* AES-256 */
-#define REPLACE_VALUE_MAX 1024
-#define RULE_NAME_MAX 63
-#define DNS_LABEL_MAX 63
-#define DNS_SUBDOMAIN_MAX 253
+#define REPLACE_VALUE_MAX PS_REPLACE_VALUE_MAX
+#define RULE_NAME_MAX PS_RULE_NAME_MAX
+#define DNS_LABEL_MAX PS_DNS_LABEL_MAX
+#define DNS_SUBDOMAIN_MAX PS_DNS_SUBDOMAIN_MAX
 
 /* Validation context: where we are in the document and what went wrong so far. */
 struct vctx {
@@ -48,15 +50,15 @@ struct vctx {
 	uint32_t directions; /* the policy's, for rules that apply to one direction only */
 };
 
-static const char *const mode_names[] = {"enforce", "observe", NULL};
-static const char *const on_error_names[] = {"fallback", "block", "pass", NULL};
-static const char *const failure_names[] = {"closed", "open", NULL};
-static const char *const tls_names[] = {"off", "inplace", "stop-rewrite", NULL};
-static const char *const existing_names[] = {"reset", "keep", NULL};
-static const char *const tunnel_names[] = {"block", "pass", NULL};
-static const char *const action_names[] = {"mask",     "replace",    "redact", "hash",
-					   "tokenize", "detokenize", NULL};
-static const char *const direction_names[] = {"request", "response", NULL};
+/* Enum names, allowed keys and bounds come from the schema (schema.h) the CRDs are made of. */
+#define mode_names pschema_mode_names
+#define on_error_names pschema_on_error_names
+#define failure_names pschema_failure_names
+#define tls_names pschema_tls_names
+#define existing_names pschema_existing_names
+#define tunnel_names pschema_tunnel_names
+#define action_names pschema_action_names
+#define direction_names pschema_direction_names
 
 const char *policy_action_name(enum policy_action_type t)
 {
@@ -219,14 +221,15 @@ static bool in_list(const char *s, const char *const *list)
 	return false;
 }
 
-static void check_keys(struct vctx *c, json_t *obj, const char *const *allowed)
+/* Every member of obj must be a property of schema s. */
+static void check_keys(struct vctx *c, json_t *obj, const struct pschema *s)
 {
 	const char *k;
 	json_t *v;
 
 	json_object_foreach(obj, k, v)
 	{
-		if (!in_list(k, allowed))
+		if (!pschema_prop(s, k))
 			verr_at(c, k, "unknown key");
 	}
 }
@@ -354,12 +357,19 @@ static json_t *get_obj(struct vctx *c, json_t *obj, const char *key, bool requir
 	return get_member(c, obj, key, JSON_OBJECT, "an object", required);
 }
 
-/* A non-empty array member. */
-static json_t *get_arr(struct vctx *c, json_t *obj, const char *key, bool required)
+/* A non-empty array member of obj (an object of schema s), within the schema's maxItems. */
+static json_t *get_arr(struct vctx *c, const struct pschema *s, json_t *obj, const char *key,
+		       bool required)
 {
 	json_t *v = get_member(c, obj, key, JSON_ARRAY, "an array", required);
+	const struct pschema_prop *pp = pschema_prop(s, key);
+	unsigned max = pp ? pp->schema->max_items : 0;
 	if (v && json_array_size(v) == 0) {
 		verr_at(c, key, "must not be empty");
+		return NULL;
+	}
+	if (v && max && json_array_size(v) > max) {
+		verr_at(c, key, "must have at most %u items", max);
 		return NULL;
 	}
 	return v;
@@ -428,14 +438,13 @@ static void check_string_map(struct vctx *c, json_t *obj, const char *key)
 
 static void parse_metadata(struct vctx *c, struct policy *p, json_t *root)
 {
-	static const char *const keys[] = {"name", "namespace", "labels", "annotations", NULL};
 	json_t *md = get_obj(c, root, "metadata", true);
 	const char *s;
 
 	if (!md)
 		return;
 	size_t mark = ptr_push(c, "metadata");
-	check_keys(c, md, keys);
+	check_keys(c, md, &pschema_metadata);
 	if ((s = get_str(c, md, "name", true))) {
 		if (!is_dns_label(s, DNS_LABEL_MAX))
 			verr_at(c, "name",
@@ -500,8 +509,7 @@ static const char *parse_cidr(const char *s, struct policy_dest *d)
 
 static void parse_dests(struct vctx *c, struct policy *p, json_t *sel)
 {
-	static const char *const keys[] = {"port", "cidr", NULL};
-	json_t *arr = get_arr(c, sel, "destinations", false);
+	json_t *arr = get_arr(c, &pschema_selector, sel, "destinations", false);
 	json_t *d;
 	size_t i;
 
@@ -524,7 +532,7 @@ static void parse_dests(struct vctx *c, struct policy *p, json_t *sel)
 			ptr_pop(c, m2);
 			continue;
 		}
-		check_keys(c, d, keys);
+		check_keys(c, d, &pschema_destination);
 		if (json_object_get(d, "port") && !get_int(c, d, "port", 1, 65535, &port))
 			ok = false;
 		if ((cidr = get_str(c, d, "cidr", false))) {
@@ -565,11 +573,10 @@ static void source_free(struct policy_source *s)
 
 static void parse_source(struct vctx *c, json_t *src, struct policy_source *out)
 {
-	static const char *const keys[] = {"cgroup", "namespace", "serviceAccount", "labels", NULL};
 	const char *s;
 	json_t *labels;
 
-	check_keys(c, src, keys);
+	check_keys(c, src, &pschema_source);
 	if (!json_object_get(src, "cgroup") && !json_object_get(src, "namespace") &&
 	    !json_object_get(src, "serviceAccount") && !json_object_get(src, "labels"))
 		verr(c, "must set at least one of cgroup, namespace, serviceAccount, labels");
@@ -620,10 +627,10 @@ static void parse_source(struct vctx *c, json_t *src, struct policy_source *out)
 }
 
 /* selector.sources and spec.exempt share one shape. */
-static void parse_sources(struct vctx *c, json_t *obj, const char *key, struct policy_source **out,
-			  size_t *n_out)
+static void parse_sources(struct vctx *c, const struct pschema *schema, json_t *obj,
+			  const char *key, struct policy_source **out, size_t *n_out)
 {
-	json_t *arr = get_arr(c, obj, key, false);
+	json_t *arr = get_arr(c, schema, obj, key, false);
 	json_t *src;
 	size_t i;
 
@@ -647,21 +654,20 @@ static void parse_sources(struct vctx *c, json_t *obj, const char *key, struct p
 
 static void parse_selector(struct vctx *c, struct policy *p, json_t *spec)
 {
-	static const char *const keys[] = {"destinations", "sources", NULL};
 	json_t *sel = get_obj(c, spec, "selector", false);
 
 	if (!sel)
 		return;
 	size_t mark = ptr_push(c, "selector");
-	check_keys(c, sel, keys);
+	check_keys(c, sel, &pschema_selector);
 	parse_dests(c, p, sel);
-	parse_sources(c, sel, "sources", &p->sources, &p->n_sources);
+	parse_sources(c, &pschema_selector, sel, "sources", &p->sources, &p->n_sources);
 	ptr_pop(c, mark);
 }
 
 static void parse_directions(struct vctx *c, struct policy *p, json_t *spec)
 {
-	json_t *arr = get_arr(c, spec, "directions", false);
+	json_t *arr = get_arr(c, &pschema_spec, spec, "directions", false);
 	json_t *d;
 	size_t i;
 
@@ -961,19 +967,6 @@ static void parse_token_action(struct vctx *c, json_t *act, struct policy_action
 /* Returns whether the action is valid. */
 static bool parse_action(struct vctx *c, json_t *rule, struct policy_action *a)
 {
-	static const char *const all_keys[] = {
-		"type",	  "keepFirst", "keepLast", "char",	 "value",      "keyFile", "keyEnv",
-		"length", "prefix",    "luhn",	   "keepDomain", "tokenSpace", NULL};
-	static const char *const type_keys[6][8] = {
-		[POLICY_ACTION_MASK] = {"keepFirst", "keepLast", "char", NULL},
-		[POLICY_ACTION_REPLACE] = {"value", NULL},
-		[POLICY_ACTION_REDACT] = {NULL},
-		[POLICY_ACTION_HASH] = {"keyFile", "keyEnv", "length", "prefix", NULL},
-		[POLICY_ACTION_TOKENIZE] = {"keepFirst", "keepLast", "luhn", "keepDomain",
-					    "tokenSpace", "keyFile", "keyEnv", NULL},
-		[POLICY_ACTION_DETOKENIZE] = {"keepFirst", "keepLast", "luhn", "keepDomain",
-					      "tokenSpace", "keyFile", "keyEnv", NULL},
-	};
 	json_t *act = get_obj(c, rule, "action", true);
 	size_t before = c->n_errs;
 	const char *k, *s;
@@ -989,9 +982,10 @@ static bool parse_action(struct vctx *c, json_t *rule, struct policy_action *a)
 	type = get_enum(c, act, "type", action_names, -1, true);
 	json_object_foreach(act, k, v)
 	{
-		if (!in_list(k, all_keys))
+		if (!pschema_prop(&pschema_action, k))
 			verr_at(c, k, "unknown key");
-		else if (type >= 0 && strcmp(k, "type") != 0 && !in_list(k, type_keys[type]))
+		else if (type >= 0 && strcmp(k, "type") != 0 &&
+			 !in_list(k, pschema_action_keys[type]))
 			verr_at(c, k, "not allowed for action type %s", action_names[type]);
 	}
 	if (type < 0)
@@ -1043,7 +1037,7 @@ out:
 
 static void parse_fields(struct vctx *c, json_t *rule, struct policy_rule *r)
 {
-	json_t *arr = get_arr(c, rule, "fields", false);
+	json_t *arr = get_arr(c, &pschema_rule, rule, "fields", false);
 	json_t *f;
 	size_t i;
 
@@ -1103,7 +1097,7 @@ static void parse_fields(struct vctx *c, json_t *rule, struct policy_rule *r)
 
 static void parse_entities(struct vctx *c, json_t *rule, struct policy_rule *r)
 {
-	json_t *arr = get_arr(c, rule, "entities", false);
+	json_t *arr = get_arr(c, &pschema_rule, rule, "entities", false);
 	json_t *e;
 	size_t i;
 
@@ -1140,7 +1134,7 @@ static void parse_entities(struct vctx *c, json_t *rule, struct policy_rule *r)
 
 static void parse_headers(struct vctx *c, json_t *rule, struct policy_rule *r)
 {
-	json_t *arr = get_arr(c, rule, "headers", false);
+	json_t *arr = get_arr(c, &pschema_rule, rule, "headers", false);
 	json_t *h;
 	size_t i;
 
@@ -1266,12 +1260,11 @@ static void check_token_rule(struct vctx *c, json_t *rule, const struct policy_r
 
 static void parse_rule(struct vctx *c, struct policy *p, json_t *rule, size_t idx)
 {
-	static const char *const keys[] = {"name", "fields", "entities", "headers", "action", NULL};
 	struct policy_rule *r = &p->rules[idx];
 	const char *s;
 
 	r->index = (uint32_t)idx;
-	check_keys(c, rule, keys);
+	check_keys(c, rule, &pschema_rule);
 	if ((s = get_str(c, rule, "name", true))) {
 		if (!is_rule_name(s)) {
 			verr_at(c, "name", "must be 1 to 63 of A-Z a-z 0-9 _ . -");
@@ -1307,7 +1300,7 @@ static void parse_rule(struct vctx *c, struct policy *p, json_t *rule, size_t id
 
 static void parse_rules(struct vctx *c, struct policy *p, json_t *spec)
 {
-	json_t *arr = get_arr(c, spec, "rules", true);
+	json_t *arr = get_arr(c, &pschema_spec, spec, "rules", true);
 	json_t *rule;
 	size_t i;
 
@@ -1336,7 +1329,6 @@ static void parse_rules(struct vctx *c, struct policy *p, json_t *spec)
 /* spec.protobuf: descriptor sets are read and indexed now, like hash keys. */
 static void parse_protobuf(struct vctx *c, struct policy *p, json_t *spec)
 {
-	static const char *const keys[] = {"descriptorSets", NULL};
 	json_t *pb = get_obj(c, spec, "protobuf", false);
 	json_t *sets, *v;
 	size_t i, n_before = c->n_errs;
@@ -1345,8 +1337,8 @@ static void parse_protobuf(struct vctx *c, struct policy *p, json_t *spec)
 	if (!pb)
 		return;
 	size_t mark = ptr_push(c, "protobuf");
-	check_keys(c, pb, keys);
-	if (!(sets = get_arr(c, pb, "descriptorSets", true)))
+	check_keys(c, pb, &pschema_protobuf);
+	if (!(sets = get_arr(c, &pschema_protobuf, pb, "descriptorSets", true)))
 		goto out;
 	size_t m2 = ptr_push(c, "descriptorSets");
 	if (!(p->pb_paths = xcalloc(c, json_array_size(sets), sizeof(*p->pb_paths))))
@@ -1385,10 +1377,6 @@ out:
 
 static void parse_spec(struct vctx *c, struct policy *p, json_t *root)
 {
-	static const char *const keys[] = {
-		"mode", "selector", "exempt",  "directions",	      "onError",  "failureMode",
-		"tls",	"rules",    "tunnels", "existingConnections", "protobuf", NULL};
-	static const char *const tls_keys[] = {"enforce", NULL};
 	json_t *spec = get_obj(c, root, "spec", true);
 	json_t *tls;
 	int v;
@@ -1396,11 +1384,11 @@ static void parse_spec(struct vctx *c, struct policy *p, json_t *root)
 	if (!spec)
 		return;
 	size_t mark = ptr_push(c, "spec");
-	check_keys(c, spec, keys);
+	check_keys(c, spec, &pschema_spec);
 	if ((v = get_enum(c, spec, "mode", mode_names, POLICY_MODE_ENFORCE, false)) >= 0)
 		p->mode = (enum policy_mode)v;
 	parse_selector(c, p, spec);
-	parse_sources(c, spec, "exempt", &p->exempt, &p->n_exempt);
+	parse_sources(c, &pschema_spec, spec, "exempt", &p->exempt, &p->n_exempt);
 	parse_directions(c, p, spec);
 	if ((v = get_enum(c, spec, "onError", on_error_names, POLICY_ONERR_FALLBACK, false)) >= 0)
 		p->on_error = (enum policy_on_error)v;
@@ -1417,7 +1405,7 @@ static void parse_spec(struct vctx *c, struct policy *p, json_t *root)
 		p->tunnels = (enum policy_tunnels)v;
 	if ((tls = get_obj(c, spec, "tls", false))) {
 		size_t m2 = ptr_push(c, "tls");
-		check_keys(c, tls, tls_keys);
+		check_keys(c, tls, &pschema_tls);
 		if ((v = get_enum(c, tls, "enforce", tls_names, POLICY_TLS_OFF, false)) >= 0)
 			p->tls_enforce = (enum policy_tls_enforce)v;
 		ptr_pop(c, m2);
@@ -1540,8 +1528,7 @@ struct policy *policy_parse(const char *text, size_t len, const char *origin,
 	if (!json_is_object(root)) {
 		verr(&c, "the document must be a JSON object");
 	} else {
-		static const char *const keys[] = {"apiVersion", "kind", "metadata", "spec", NULL};
-		check_keys(&c, root, keys);
+		check_keys(&c, root, &pschema_document);
 		if ((s = get_str(&c, root, "apiVersion", true)) &&
 		    strcmp(s, POLICY_API_VERSION) != 0)
 			verr_at(&c, "apiVersion", "must be \"%s\"", POLICY_API_VERSION);

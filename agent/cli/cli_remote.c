@@ -503,7 +503,7 @@ static void print_rejected(json_t *rej)
 {
 	if (!json_array_size(rej))
 		return;
-	printf("\nrejected policy files (a version in force stays in force):\n");
+	printf("\nrejected policies (files and resources; a version in force stays in force):\n");
 	size_t k;
 	json_t *r;
 	json_array_foreach(rej, k, r)
@@ -512,6 +512,8 @@ static void print_rejected(json_t *rej)
 		const char *name = json_string_value(json_object_get(r, "name"));
 		const char *when = json_string_value(json_object_get(r, "time"));
 		const char *etag = json_string_value(json_object_get(r, "etagInForce"));
+		if (!file) /* a MaskingPolicy / ClusterMaskingPolicy resource (source crd) */
+			file = json_string_value(json_object_get(r, "resource"));
 		file = file ? file : "?";
 		printf("%s: policy %s, refused since %s, ", file, name ? name : "(unknown)",
 		       when ? when : "?");
@@ -549,6 +551,7 @@ int cli_policy_list(int argc, char **argv)
 			fprintf(stderr, "meshmask: unexpected reply from the agent\n");
 			rc = RC_IO;
 		} else {
+			/* SOURCE: file (--policies), api (pushed), crd (a policy resource) */
 			printf("%-32s %-6s %-8s %s\n", "NAME", "SOURCE", "MODE", "ETAG");
 			size_t k;
 			json_t *p;

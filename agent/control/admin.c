@@ -295,8 +295,11 @@ static void set_etag(struct admin_response *rs, const char *etag)
 	snprintf(rs->etag, sizeof(rs->etag), "\"%s\"", etag);
 }
 
+/* "file", "api" (pushed) or "crd" (a MaskingPolicy / ClusterMaskingPolicy resource). */
 static const char *policy_source(const struct policy *p)
 {
+	if (p->origin && !strncmp(p->origin, "crd:", 4))
+		return "crd";
 	return p->origin && !strcmp(p->origin, "api") ? "api" : "file";
 }
 
@@ -316,9 +319,12 @@ static json_t *rejections_json(const struct store_rejection *v, size_t n)
 	json_t *arr = json_array();
 	for (size_t i = 0; i < n; i++) {
 		json_t *o = json_object();
-		json_object_set_new(o, "file", json_string(v[i].file ? v[i].file : ""));
+		if (v[i].resource)
+			json_object_set_new(o, "resource", json_string(v[i].resource));
+		else
+			json_object_set_new(o, "file", json_string(v[i].file ? v[i].file : ""));
 		json_object_set_new(o, "name", v[i].name ? json_string(v[i].name) : json_null());
-		json_object_set_new(o, "source", json_string("file"));
+		json_object_set_new(o, "source", json_string(v[i].resource ? "crd" : "file"));
 		json_object_set_new(o, "time", time_json(v[i].time));
 		json_object_set_new(o, "errors", errors_json(&v[i].errs));
 		json_object_set_new(o, "previousVersionInForce",
@@ -349,6 +355,8 @@ static void h_list(struct admin *a, struct admin_response *rs)
 		json_object_set_new(o, "name", json_string(p->name));
 		json_object_set_new(o, "etag", json_string(p->etag));
 		json_object_set_new(o, "source", json_string(policy_source(p)));
+		if (!strcmp(policy_source(p), "crd"))
+			json_object_set_new(o, "resource", json_string(p->origin + 4));
 		json_object_set_new(o, "mode", json_string(policy_mode_name(p->mode)));
 		json_array_append_new(arr, o);
 	}
@@ -405,10 +413,17 @@ static void h_put(struct admin *a, const struct admin_request *rq, const char *n
 	} else if (r == -ESTALE) {
 		set_error(rs, 412, NULL, "If-Match does not match the current version of %s", name);
 	} else if (r == -EEXIST) {
-		set_error(
-			rs, 409, NULL,
-			"policy %s is defined by a file in the policies directory; change it there",
-			name);
+		const char *owner = store_owner(a->st, name);
+		if (owner && !strcmp(owner, "resource"))
+			set_error(rs, 409, NULL,
+				  "policy %s is defined by a MaskingPolicy or ClusterMaskingPolicy "
+				  "resource; change it with kubectl",
+				  name);
+		else
+			set_error(rs, 409, NULL,
+				  "policy %s is defined by a file in the policies directory; change "
+				  "it there",
+				  name);
 	} else {
 		set_error(rs, 500, NULL, "storing policy %s: %s", name, strerror(-r));
 	}
@@ -427,10 +442,11 @@ static void h_delete(struct admin *a, const struct admin_request *rq, const char
 	} else if (r == -ESTALE) {
 		set_error(rs, 412, NULL, "If-Match does not match the current version of %s", name);
 	} else if (r == -EPERM) {
-		set_error(
-			rs, 409, NULL,
-			"policy %s is defined by a file in the policies directory; remove it there",
-			name);
+		const char *owner = store_owner(a->st, name);
+		set_error(rs, 409, NULL, "policy %s is defined by %s; remove it there", name,
+			  owner && !strcmp(owner, "resource")
+				  ? "a MaskingPolicy or ClusterMaskingPolicy resource"
+				  : "a file in the policies directory");
 	} else {
 		set_error(rs, 500, NULL, "deleting policy %s: %s", name, strerror(-r));
 	}
@@ -669,12 +685,17 @@ static void h_readyz(struct admin *a, struct admin_response *rs)
 	bool pol = store_ready(a->st);
 	bool dp = !ns.bpf_enabled || ns.bpf_attached;
 	struct policy_set *set = store_get(a->st);
-	size_t n_file = 0, n_rej = 0;
-	for (size_t i = 0; i < set->n; i++)
+	size_t n_file = 0, n_crd = 0, n_rej = 0, n_rej_files = 0;
+	for (size_t i = 0; i < set->n; i++) {
 		n_file += !strcmp(policy_source(set->v[i]), "file");
+		n_crd += !strcmp(policy_source(set->v[i]), "crd");
+	}
 	struct store_rejection *rej = NULL;
-	if (store_rejections(a->st, &rej, &n_rej, NULL) == 0)
+	if (store_rejections(a->st, &rej, &n_rej, NULL) == 0) {
+		for (size_t i = 0; i < n_rej; i++)
+			n_rej_files += rej[i].file != NULL;
 		store_rejections_free(rej, n_rej);
+	}
 
 	json_t *doc = json_object(), *checks = json_object();
 	json_object_set_new(doc, "ready", json_boolean(pol && dp));
@@ -682,10 +703,12 @@ static void h_readyz(struct admin *a, struct admin_response *rs)
 	json_object_set_new(checks, "dataplane", json_boolean(dp));
 	json_object_set_new(doc, "checks", checks);
 	json_object_set_new(doc, "policies",
-			    json_pack("{s:b, s:I, s:I, s:I, s:I, s:I}", "loaded", pol, "inForce",
-				      (json_int_t)set->n, "fromFiles", (json_int_t)n_file, "pushed",
-				      (json_int_t)(set->n - n_file), "rejectedFiles",
-				      (json_int_t)n_rej, "generation",
+			    json_pack("{s:b, s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "loaded", pol,
+				      "inForce", (json_int_t)set->n, "fromFiles", (json_int_t)n_file,
+				      "fromResources", (json_int_t)n_crd, "pushed",
+				      (json_int_t)(set->n - n_file - n_crd), "rejectedFiles",
+				      (json_int_t)n_rej_files, "rejectedResources",
+				      (json_int_t)(n_rej - n_rej_files), "generation",
 				      (json_int_t)set->generation));
 	json_object_set_new(doc, "bpf",
 			    json_pack("{s:b, s:b}", "enabled", ns.bpf_enabled, "attached",

@@ -54,6 +54,7 @@ enum metrics_family {
 	F_RELOADS,
 	F_REJECTIONS,
 	F_POLICIES,
+	F_APPLY,
 	F_DRYRUN,
 	F_DRYRUN_VALUES,
 	F_ADMIN,
@@ -200,7 +201,16 @@ static const struct metrics_family_def families[F__COUNT] = {
 			  "Policy documents refused as invalid, by source (file or api).",
 			  MT_COUNTER,
 			  {"source"}},
-	[F_POLICIES] = {"meshmask_policies", "Policies in force, by source.", MT_GAUGE, {"source"}},
+	[F_POLICIES] = {"meshmask_policies",
+			"Policies on this node by source (file, crd, admin) and state (in_force, "
+			"refused: the current version is not in force).",
+			MT_GAUGE,
+			{"source", "state"}},
+	[F_APPLY] = {"meshmask_policy_apply_seconds",
+		     "Time from a policy resource's change to the agent applying it (from the "
+		     "meshmask.io/changed-at annotation when present, else from the watch event).",
+		     MT_HISTOGRAM,
+		     {"source"}},
 	[F_DRYRUN] = {"meshmask_dryrun_total",
 		      "Dry-runs of the engine through the admin API (not traffic).",
 		      MT_COUNTER,
@@ -533,10 +543,23 @@ void metrics_policy_reload(const char *source, bool ok)
 	add(ok ? F_RELOADS : F_REJECTIONS, l, 1);
 }
 
-void metrics_policies_loaded(const char *source, uint64_t n)
+void metrics_policies(const char *source, const char *state, uint64_t n)
+{
+	const char *l[] = {source ? source : "", state ? state : ""};
+	set(F_POLICIES, l, n);
+}
+
+void metrics_policy_applied(const char *source, double seconds)
 {
 	const char *l[] = {source ? source : ""};
-	set(F_POLICIES, l, n);
+	struct series *s = series_get(F_APPLY, l);
+	if (!s || seconds < 0)
+		return;
+	for (size_t b = 0; b < N_BUCKETS; b++)
+		if (seconds <= duration_buckets[b])
+			__atomic_add_fetch(&s->buckets[b], 1, __ATOMIC_RELAXED);
+	__atomic_add_fetch(&s->count, 1, __ATOMIC_RELAXED);
+	__atomic_add_fetch(&s->sum_ns, (uint64_t)(seconds * 1e9), __ATOMIC_RELAXED);
 }
 
 void metrics_dryrun(const char *policy, uint64_t values)

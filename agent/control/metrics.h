@@ -52,8 +52,10 @@ void metrics_connection_cap(const char *policy, const char *caller, const char *
 void metrics_worker(unsigned idx, uint64_t accepted, uint64_t active);
 /* Covered callers that could not be steered (gauge). */
 void metrics_callers_unsteered(uint64_t n);
-/* Policies in force from one source ("file" or "api"), a gauge. */
-void metrics_policies_loaded(const char *source, uint64_t n);
+/* Policies of one source ("file", "crd", "admin") in one state ("in_force", "refused"). */
+void metrics_policies(const char *source, const char *state, uint64_t n);
+/* A policy resource applied `seconds` after it changed (histogram). */
+void metrics_policy_applied(const char *source, double seconds);
 /* One admin API dry-run (kept out of the traffic counters). */
 void metrics_dryrun(const char *policy, uint64_t values);
 /*

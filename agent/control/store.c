@@ -7,9 +7,13 @@
  *    force;
  *  - documents pushed through the admin API, persisted as <state-dir>/policies/<name>.json
  *    (write temp, fsync, rename, fsync the directory) and reloaded at start.
- * A file policy wins over a pushed one of the same name: pushing or deleting a name a file
- * owns is refused (-EEXIST / -EPERM), and a file that appears later shadows the pushed
- * document (kept on disk, logged) until the file goes away.
+ *  - MaskingPolicy / ClusterMaskingPolicy resources handed in by the cluster layer
+ *    (agent/cluster/) as they are listed and watched: not persisted (the API server is their
+ *    store); a refused version keeps the previous one in force, as for a file.
+ * Precedence by name: file > resource > push. Pushing or deleting a name a file or a resource
+ * owns is refused (-EEXIST / -EPERM); a resource whose name a file owns is refused on this
+ * node (kept, and in force once the file goes away); a file or resource that appears later
+ * shadows a pushed document (kept on disk, logged) until it goes away.
  *
  * Every change builds a new immutable policy_set and swaps the pointer: readers holding the
  * old set keep it until they drop their reference.
@@ -49,6 +53,17 @@ struct store_file {
 	bool rej_shadow; /* rej says "shadowed", not "broken" */
 };
 
+/* A policy resource (agent/cluster/). */
+struct store_crd {
+	char *key; /* the policy's name here: "pii", or "shop.pii" for a namespaced resource */
+	char *resource; /* "ClusterMaskingPolicy/pii", "MaskingPolicy/shop/pii" */
+	struct policy *p; /* last good version, may be NULL */
+	struct policy_errors errs; /* why the current version is refused (n == 0: it is not) */
+	int64_t time; /* when the current version was refused */
+	bool in_force; /* set by publish_locked */
+	char why[240]; /* with p and !in_force: what keeps it out (a file, the limit) */
+};
+
 struct store_sub {
 	store_change_fn fn;
 	void *ctx;
@@ -66,6 +81,9 @@ struct store {
 	size_t n_files;
 	struct policy **api;
 	size_t n_api;
+	bool *api_in_force; /* parallel to api, set by publish_locked */
+	struct store_crd *crds;
+	size_t n_crds;
 	struct store_sub *subs;
 	size_t n_subs;
 
@@ -201,6 +219,23 @@ static struct policy *file_policy(const struct store *st, const char *name)
 	return NULL;
 }
 
+/* The resource owning `name` with a version to put in force, or NULL. */
+static struct store_crd *crd_policy(const struct store *st, const char *name)
+{
+	for (size_t i = 0; i < st->n_crds; i++)
+		if (st->crds[i].p && !strcmp(st->crds[i].key, name))
+			return &st->crds[i];
+	return NULL;
+}
+
+static ssize_t crd_index(const struct store *st, const char *key)
+{
+	for (size_t i = 0; i < st->n_crds; i++)
+		if (!strcmp(st->crds[i].key, key))
+			return (ssize_t)i;
+	return -1;
+}
+
 static ssize_t api_index(const struct store *st, const char *name)
 {
 	for (size_t i = 0; i < st->n_api; i++)
@@ -209,23 +244,60 @@ static ssize_t api_index(const struct store *st, const char *name)
 	return -1;
 }
 
-/* Build and swap in a new set from both sources, then tell subscribers. wlock held. */
+/*
+ * Build and swap in a new set from the three sources (files, then resources, then pushes, at
+ * most STORE_MAX_POLICIES), then tell subscribers. wlock held.
+ */
 static int publish_locked(struct store *st)
 {
-	size_t n = 0, n_file = 0, n_api = 0;
-	struct policy **v = calloc(st->n_files + st->n_api + 1, sizeof(*v));
-	if (!v)
+	size_t n = 0, n_file = 0, n_api = 0, n_crd = 0, file_refused = 0, crd_refused = 0;
+	struct policy **v = calloc(st->n_files + st->n_crds + st->n_api + 1, sizeof(*v));
+	bool *api_in = calloc(st->n_api + 1, sizeof(*api_in));
+	if (!v || !api_in) {
+		free(v);
+		free(api_in);
 		return -ENOMEM;
-	for (size_t i = 0; i < st->n_files; i++)
+	}
+	for (size_t i = 0; i < st->n_files; i++) {
 		if (st->files[i].p && !st->files[i].shadowed) {
 			v[n++] = st->files[i].p;
 			n_file++;
 		}
+		file_refused += st->files[i].rej != NULL;
+	}
+	for (size_t i = 0; i < st->n_crds; i++) {
+		struct store_crd *c = &st->crds[i];
+		struct policy *f = c->p ? file_policy(st, c->key) : NULL;
+		c->in_force = false;
+		c->why[0] = 0;
+		if (f) {
+			const char *fname = "";
+			for (size_t j = 0; j < st->n_files; j++)
+				if (st->files[j].p == f)
+					fname = st->files[j].fname;
+			snprintf(c->why, sizeof(c->why),
+				 "the name %s is taken by the policy file %s on this node (files "
+				 "take precedence)",
+				 c->key, fname);
+		} else if (c->p && n >= STORE_MAX_POLICIES) {
+			snprintf(c->why, sizeof(c->why), "a node holds at most %d policies",
+				 STORE_MAX_POLICIES);
+		} else if (c->p) {
+			v[n++] = c->p;
+			c->in_force = true;
+			n_crd++;
+		}
+		crd_refused += !c->in_force || c->errs.n;
+	}
 	for (size_t i = 0; i < st->n_api; i++)
-		if (!file_policy(st, st->api[i]->name)) {
+		if (!file_policy(st, st->api[i]->name) && !crd_policy(st, st->api[i]->name) &&
+		    n < STORE_MAX_POLICIES) {
 			v[n++] = st->api[i];
+			api_in[i] = true;
 			n_api++;
 		}
+	free(st->api_in_force);
+	st->api_in_force = api_in;
 	qsort(v, n, sizeof(*v), cmp_policy_name);
 	struct policy_set *set = policy_set_new(v, n, st->generation + 1);
 	free(v);
@@ -238,8 +310,12 @@ static int publish_locked(struct store *st)
 	pthread_mutex_unlock(&st->slock);
 	if (old)
 		policy_set_unref(old);
-	metrics_policies_loaded("file", n_file);
-	metrics_policies_loaded("api", n_api);
+	metrics_policies("file", "in_force", n_file);
+	metrics_policies("file", "refused", file_refused);
+	metrics_policies("crd", "in_force", n_crd);
+	metrics_policies("crd", "refused", crd_refused);
+	metrics_policies("admin", "in_force", n_api);
+	metrics_policies("admin", "refused", st->n_api - n_api);
 	for (size_t i = 0; i < st->n_subs; i++)
 		st->subs[i].fn(st->subs[i].ctx, set);
 	return 0;
@@ -305,6 +381,7 @@ static void free_names(char **v, size_t n)
 static void rejection_clear(struct store_rejection *r)
 {
 	free(r->file);
+	free(r->resource);
 	free(r->name);
 	free(r->etag_in_force);
 	policy_errors_free(&r->errs);
@@ -371,9 +448,11 @@ static int rejection_copy(struct store_rejection *dst, const struct store_reject
 {
 	*dst = (struct store_rejection){.time = src->time};
 	dst->file = strdup_or_null(src->file);
+	dst->resource = strdup_or_null(src->resource);
 	dst->name = strdup_or_null(src->name);
 	dst->etag_in_force = strdup_or_null(src->etag_in_force);
-	if ((src->file && !dst->file) || (src->name && !dst->name) ||
+	if ((src->file && !dst->file) || (src->resource && !dst->resource) ||
+	    (src->name && !dst->name) ||
 	    (src->etag_in_force && !dst->etag_in_force) || errors_copy(&dst->errs, &src->errs) < 0)
 		return -ENOMEM;
 	return 0;
@@ -447,16 +526,25 @@ static void file_accept(struct store_file *f)
 
 static bool rejection_equal(const struct store_rejection *a, const struct store_rejection *b)
 {
-	return a->time == b->time && same_str(a->file, b->file) && same_str(a->name, b->name) &&
+	return a->time == b->time && same_str(a->file, b->file) &&
+	       same_str(a->resource, b->resource) && same_str(a->name, b->name) &&
 	       same_str(a->etag_in_force, b->etag_in_force) && errors_equal(&a->errs, &b->errs);
 }
 
-/* Refresh the readers' copy of the rejections. wlock held. */
+/* Whether resource c's latest version is not in force (errors, or shadowed). */
+static bool crd_refused(const struct store_crd *c)
+{
+	return c->errs.n || (c->p && !c->in_force);
+}
+
+/* Refresh the readers' copy of the rejections (files, then resources). wlock held. */
 static void publish_rejections_locked(struct store *st)
 {
 	size_t n = 0;
 	for (size_t i = 0; i < st->n_files; i++)
 		n += st->files[i].rej != NULL;
+	for (size_t i = 0; i < st->n_crds; i++)
+		n += crd_refused(&st->crds[i]);
 	struct store_rejection *v = n ? calloc(n, sizeof(*v)) : NULL;
 	if (n && !v)
 		return;
@@ -465,6 +553,24 @@ static void publish_rejections_locked(struct store *st)
 		if (!st->files[i].rej)
 			continue;
 		if (rejection_copy(&v[k++], st->files[i].rej) < 0) {
+			store_rejections_free(v, k);
+			return;
+		}
+	}
+	for (size_t i = 0; i < st->n_crds; i++) {
+		const struct store_crd *c = &st->crds[i];
+		if (!crd_refused(c))
+			continue;
+		struct store_rejection tmp = {.resource = c->resource,
+					      .name = c->key,
+					      .etag_in_force = c->in_force ? c->p->etag : NULL,
+					      .time = c->time,
+					      .errs = c->errs};
+		struct policy_error shadow = {.pointer = (char *)"/metadata/name",
+					      .message = (char *)c->why};
+		if (!c->errs.n)
+			tmp.errs = (struct policy_errors){.v = &shadow, .n = 1};
+		if (rejection_copy(&v[k++], &tmp) < 0) {
 			store_rejections_free(v, k);
 			return;
 		}
@@ -715,6 +821,7 @@ static void rescan_files_locked(struct store *st)
 		int r = publish_locked(st);
 		if (r < 0)
 			agent_log(AGENT_LOG_ERROR, "policy store: %s", strerror(-r));
+		publish_rejections_locked(st); /* resources a file now shadows, or no longer */
 	}
 }
 
@@ -1024,9 +1131,11 @@ int store_put(struct store *st, const char *name, const char *json, size_t len,
 	size_t in_force = 0;
 	for (size_t i = 0; i < st->n_files; i++)
 		in_force += st->files[i].p && !st->files[i].shadowed;
+	for (size_t i = 0; i < st->n_crds; i++)
+		in_force += st->crds[i].in_force;
 	for (size_t i = 0; i < st->n_api; i++)
-		in_force += !file_policy(st, st->api[i]->name);
-	if (file_policy(st, name)) {
+		in_force += st->api_in_force && st->api_in_force[i];
+	if (file_policy(st, name) || crd_policy(st, name)) {
 		r = -EEXIST;
 	} else if (!cur && in_force >= STORE_MAX_POLICIES) {
 		char msg[120];
@@ -1083,7 +1192,7 @@ int store_delete(struct store *st, const char *name, const char *if_match)
 	pthread_mutex_lock(&st->wlock);
 	int r;
 	ssize_t idx = api_index(st, name);
-	if (file_policy(st, name)) {
+	if (file_policy(st, name) || crd_policy(st, name)) {
 		r = -EPERM;
 	} else if (idx < 0) {
 		r = -ENOENT;
@@ -1110,6 +1219,199 @@ int store_delete(struct store *st, const char *name, const char *if_match)
 	return r;
 }
 
+/* ---- policy resources (agent/cluster/) -------------------------------------------------- */
+
+static void crd_clear(struct store_crd *c)
+{
+	free(c->key);
+	free(c->resource);
+	if (c->p)
+		policy_unref(c->p);
+	policy_errors_free(&c->errs);
+}
+
+const char *store_owner(struct store *st, const char *name)
+{
+	pthread_mutex_lock(&st->wlock);
+	const char *r = file_policy(st, name) ? "file" : crd_policy(st, name) ? "resource" : NULL;
+	pthread_mutex_unlock(&st->wlock);
+	return r;
+}
+
+int store_crd_put(struct store *st, const char *key, const char *resource, const char *json,
+		  size_t len, struct policy_errors *errs)
+{
+	if (!store_name_valid(key))
+		return -EINVAL;
+	char origin[300];
+	snprintf(origin, sizeof(origin), "crd:%s", resource);
+	struct policy_errors perrs = {0};
+	errno = 0;
+	struct policy *p = policy_parse(json, len, origin, &perrs);
+	if (!p && errno == ENOMEM) {
+		policy_errors_free(&perrs);
+		return -ENOMEM;
+	}
+	if (p) {
+		/* A namespaced resource's policy is named "<namespace>.<name>" on the node (a
+		 * policy file's or push's name has no dot): set before the policy is shared. */
+		char *k = strdup(key);
+		if (!k) {
+			policy_unref(p);
+			return -ENOMEM;
+		}
+		free(p->name);
+		p->name = k;
+		ensure_etag(p, json, len);
+	}
+	pthread_mutex_lock(&st->wlock);
+	ssize_t idx = crd_index(st, key);
+	int r = 0;
+	if (idx < 0) {
+		struct store_crd *nv = realloc(st->crds, (st->n_crds + 1) * sizeof(*nv));
+		char *kd = strdup(key), *rd = strdup(resource);
+		if (!nv || !kd || !rd) {
+			if (nv)
+				st->crds = nv;
+			free(kd);
+			free(rd);
+			pthread_mutex_unlock(&st->wlock);
+			if (p)
+				policy_unref(p);
+			policy_errors_free(&perrs);
+			return -ENOMEM;
+		}
+		st->crds = nv;
+		idx = (ssize_t)st->n_crds++;
+		st->crds[idx] = (struct store_crd){.key = kd, .resource = rd};
+	}
+	struct store_crd *c = &st->crds[idx];
+	bool changed = false;
+	if (!p) {
+		policy_errors_free(&c->errs);
+		c->errs = perrs;
+		perrs = (struct policy_errors){0};
+		c->time = (int64_t)time(NULL);
+		log_errors(AGENT_LOG_ERROR, resource, &c->errs);
+		if (c->p)
+			agent_log(AGENT_LOG_WARN, "%s: the previous version stays in force", resource);
+		metrics_policy_reload("crd", false);
+		r = -EINVAL;
+	} else {
+		changed = !c->p || strcmp(c->p->etag, p->etag) != 0 || c->errs.n;
+		policy_errors_free(&c->errs);
+		if (c->p && !strcmp(c->p->etag, p->etag)) {
+			policy_unref(p); /* the same document (a relist, a status change) */
+		} else {
+			if (c->p)
+				policy_unref(c->p);
+			c->p = p;
+			agent_log(AGENT_LOG_INFO, "policy %s %s from %s (etag %.12s)", key,
+				  changed ? "applied" : "unchanged", resource, p->etag);
+			metrics_policy_reload("crd", true);
+		}
+	}
+	if (changed || r < 0) {
+		int pr = publish_locked(st);
+		if (pr < 0)
+			agent_log(AGENT_LOG_ERROR, "policy store: %s", strerror(-pr));
+		publish_rejections_locked(st);
+	}
+	if (r == 0 && !c->in_force)
+		r = -EEXIST;
+	if (errs) {
+		if (r == -EINVAL)
+			errors_copy(errs, &c->errs);
+		else if (r == -EEXIST)
+			add_error(errs, "/metadata/name", c->why);
+	}
+	pthread_mutex_unlock(&st->wlock);
+	policy_errors_free(&perrs);
+	return r;
+}
+
+int store_crd_refuse(struct store *st, const char *key, const char *resource,
+		     const struct policy_errors *errs)
+{
+	pthread_mutex_lock(&st->wlock);
+	ssize_t idx = crd_index(st, key);
+	int r = 0;
+	if (idx < 0) {
+		struct store_crd *nv = realloc(st->crds, (st->n_crds + 1) * sizeof(*nv));
+		char *kd = strdup(key), *rd = strdup(resource);
+		if (nv)
+			st->crds = nv;
+		if (!nv || !kd || !rd) {
+			free(kd);
+			free(rd);
+			pthread_mutex_unlock(&st->wlock);
+			return -ENOMEM;
+		}
+		idx = (ssize_t)st->n_crds++;
+		st->crds[idx] = (struct store_crd){.key = kd, .resource = rd};
+	}
+	struct store_crd *c = &st->crds[idx];
+	policy_errors_free(&c->errs);
+	if ((r = errors_copy(&c->errs, errs)) == 0) {
+		c->time = (int64_t)time(NULL);
+		log_errors(AGENT_LOG_ERROR, resource, &c->errs);
+		if (c->p)
+			agent_log(AGENT_LOG_WARN, "%s: the previous version stays in force", resource);
+		metrics_policy_reload("crd", false);
+		r = publish_locked(st);
+		publish_rejections_locked(st);
+	}
+	pthread_mutex_unlock(&st->wlock);
+	return r < 0 ? r : -EINVAL;
+}
+
+int store_crd_delete(struct store *st, const char *key)
+{
+	pthread_mutex_lock(&st->wlock);
+	ssize_t idx = crd_index(st, key);
+	if (idx < 0) {
+		pthread_mutex_unlock(&st->wlock);
+		return -ENOENT;
+	}
+	struct store_crd *c = &st->crds[idx];
+	bool had = c->p != NULL;
+	agent_log(AGENT_LOG_INFO, "policy %s removed (%s deleted)", key, c->resource);
+	crd_clear(c);
+	st->crds[idx] = st->crds[--st->n_crds];
+	int r = had ? publish_locked(st) : 0;
+	publish_rejections_locked(st);
+	pthread_mutex_unlock(&st->wlock);
+	return r;
+}
+
+int store_crd_state(struct store *st, const char *key, struct store_crd_state *out)
+{
+	*out = (struct store_crd_state){0};
+	pthread_mutex_lock(&st->wlock);
+	ssize_t idx = crd_index(st, key);
+	int r = idx < 0 ? -ENOENT : 0;
+	if (!r) {
+		const struct store_crd *c = &st->crds[idx];
+		out->in_force = c->in_force;
+		out->refused = c->errs.n > 0 || !c->in_force;
+		out->previous_in_force = c->errs.n > 0 && c->in_force;
+		out->time = c->time;
+		if (c->in_force && c->p)
+			memcpy(out->etag, c->p->etag, sizeof(out->etag));
+		if (c->errs.n)
+			r = errors_copy(&out->errs, &c->errs);
+		else if (!c->in_force)
+			r = add_error(&out->errs, "/metadata/name", c->why[0] ? c->why : "not in force");
+	}
+	pthread_mutex_unlock(&st->wlock);
+	return r;
+}
+
+void store_crd_state_clear(struct store_crd_state *s)
+{
+	policy_errors_free(&s->errs);
+}
+
 void store_close(struct store *st)
 {
 	if (!st)
@@ -1134,6 +1436,10 @@ void store_close(struct store *st)
 	for (size_t i = 0; i < st->n_api; i++)
 		policy_unref(st->api[i]);
 	free(st->api);
+	free(st->api_in_force);
+	for (size_t i = 0; i < st->n_crds; i++)
+		crd_clear(&st->crds[i]);
+	free(st->crds);
 	free(st->subs);
 	if (st->cur)
 		policy_set_unref(st->cur);

@@ -59,6 +59,7 @@ declare -A variants=(
 	[nobpf]="--set agent.bpf=false"
 	[latency]="--set agent.workers=4 --set agent.splice=true --set agent.busyPollMicroseconds=100 --set agent.zeroCopy=false --set agent.tlsRingBufferKiB=1024"
 	[noidentity]="--set identity.kubernetes=false"
+	[nocluster]="--set cluster.policies=false --set cluster.exampleRoles=false --set crds.install=false"
 	[notls]="--set agent.tlsUprobes=false"
 	[plainhttp]="--set admin.tls.mode=off"
 	[automount]="--set bpf.autoMount=true"
@@ -82,7 +83,7 @@ if [[ -n $agent_bin && -x $agent_bin ]] && "$agent_bin" --help >"$tmp/agent-help
 	grep -q -- '--policies' "$tmp/agent-help"; then
 	help_arg=(--agent-help "$tmp/agent-help")
 fi
-for v in default privileged servicemonitor smnoapi existingsecret policies tls plainhttp loopback nobpf notls automount external noidentity latency; do
+for v in default privileged servicemonitor smnoapi existingsecret policies tls plainhttp loopback nobpf notls automount external noidentity nocluster latency; do
 	# shellcheck disable=SC2086
 	if H template mm "$chart" --namespace "$ns" ${variants[$v]} >"$tmp/$v.yaml"; then
 		node "$here/validate.mjs" --npm "$npm" --variant "$v" "${help_arg[@]}" "$tmp/$v.yaml" \
@@ -111,7 +112,7 @@ ok $? "admin token generated at random when not given"
 
 # The detokenize token: off by default; when enabled, its own Secret, mount and flag.
 H template mm "$chart" >"$tmp/detok-off.yaml"
-! grep -q "detokenize" "$tmp/detok-off.yaml"
+! grep -q -e "--detokenize-token-file" -e "name: mm-meshmask-detokenize-token" "$tmp/detok-off.yaml"
 ok $? "detokenize is off by default: no flag, no Secret"
 H template mm "$chart" --set admin.detokenize.enabled=true --set admin.detokenize.token=0123456789abcdef-detok >"$tmp/detok.yaml"
 grep -q -- "--detokenize-token-file=/etc/meshmask/detokenize/token" "$tmp/detok.yaml" &&
@@ -213,6 +214,18 @@ else
 	"$cli_bin" policy validate "$tmp"/pol/*.json >"$tmp/cli.out" 2>&1
 	ok $? "rendered policy passes 'meshmask policy validate'" "$tmp/cli.out"
 fi
+
+# --- CRD schema vs the agent's validator (policy/examples, policy/invalid) -----------------
+if [[ -n $cli_bin && -x $cli_bin ]]; then
+	node "$here/crd_schema.mjs" --npm "$npm" --cli "$cli_bin" --crds "$chart/files/crds.yaml" \
+		--examples "$root/policy/examples" --invalid "$root/policy/invalid" >"$tmp/crd.tap" 2>&1
+	rc=$?
+	grep -v '^ok\|^1\.\.' "$tmp/crd.tap" >"$tmp/crd.diag"
+	ok $rc "CRD schema and 'meshmask policy validate' agree: $(grep -c '^ok' "$tmp/crd.tap") checks, $(grep -o '[0-9]* caught by the schema, [0-9]* by the agent only' "$tmp/crd.tap")" "$tmp/crd.diag"
+fi
+H template mm "$chart" --namespace "$ns" --set crds.install=false >"$tmp/nocrds.yaml"
+! grep -q CustomResourceDefinition "$tmp/nocrds.yaml"
+ok $? "crds.install=false renders no CRD"
 
 # --- the rendered command line, run: probes and metrics answer on the admin port ----------
 if [[ -z $agent_bin || ! -x $agent_bin ]]; then

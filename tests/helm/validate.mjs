@@ -37,6 +37,7 @@ const VARIANTS = {
 	nobpf: { caps: [], noBpf: true, noIdentity: true },
 	latency: { caps: BASE_CAPS, args: ['--splice', '--busy-poll-us', '--no-zero-copy'], ringKiB: '1024' },
 	noidentity: { caps: BASE_CAPS, noIdentity: true },
+	nocluster: { caps: BASE_CAPS, noClusterPolicies: true, noCrds: true },
 	notls: { caps: ['BPF', 'NET_ADMIN', 'SYS_ADMIN', 'SYS_PTRACE'] },
 	// ServiceMonitor asked for on a cluster without the CRD: annotations instead.
 	smnoapi: { caps: BASE_CAPS },
@@ -197,6 +198,10 @@ const MODELS = {
 	'rbac.authorization.k8s.io/v1/ClusterRole': ['kubernetes-models/rbac.authorization.k8s.io/v1', 'ClusterRole'],
 	'rbac.authorization.k8s.io/v1/ClusterRoleBinding': ['kubernetes-models/rbac.authorization.k8s.io/v1', 'ClusterRoleBinding'],
 	'monitoring.coreos.com/v1/ServiceMonitor': ['@kubernetes-models/prometheus-operator/monitoring.coreos.com/v1', 'ServiceMonitor'],
+	'apiextensions.k8s.io/v1/CustomResourceDefinition': ['kubernetes-models/apiextensions.k8s.io/v1', 'CustomResourceDefinition'],
+	'rbac.authorization.k8s.io/v1/Role': ['kubernetes-models/rbac.authorization.k8s.io/v1', 'Role'],
+	'rbac.authorization.k8s.io/v1/RoleBinding': ['kubernetes-models/rbac.authorization.k8s.io/v1', 'RoleBinding'],
+	'monitoring.coreos.com/v1/PrometheusRule': ['@kubernetes-models/prometheus-operator/monitoring.coreos.com/v1', 'PrometheusRule'],
 };
 function modelDts(mod, cls) {
 	return require.resolve(`${mod}/${cls}`).replace(/\.js$/, '.d.ts');
@@ -221,8 +226,12 @@ check('every object passes its Kubernetes schema with no unknown field', (ok) =>
 		const out = [];
 		unknownFields(d, loadDts(modelDts(m[0], m[1])).type, id, out);
 		out.forEach((e) => ok(false, e));
-		ok(d.metadata && /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/.test(d.metadata.name) &&
-			d.metadata.name.length <= 63, `${id}: name is not a DNS label`);
+		if (d.kind === 'CustomResourceDefinition' || /^rbac/.test(d.apiVersion))
+			ok(d.metadata && /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/.test(d.metadata.name) &&
+				d.metadata.name.length <= 253, `${id}: name is not a DNS subdomain`);
+		else
+			ok(d.metadata && /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/.test(d.metadata.name) &&
+				d.metadata.name.length <= 63, `${id}: name is not a DNS label`);
 	}
 	const seen = new Set();
 	for (const d of docs) {
@@ -233,6 +242,53 @@ check('every object passes its Kubernetes schema with no unknown field', (ok) =>
 });
 
 const byKind = (kind) => docs.filter((d) => d.kind === kind);
+
+// Structural schema rules (apiextensions-apiserver) the OpenAPI model of a CRD does not hold.
+function structural(s, at, ok, inItems) {
+	if (!s || typeof s !== 'object') return;
+	const special = s['x-kubernetes-int-or-string'] || s['x-kubernetes-preserve-unknown-fields'];
+	ok(s.type || special, `${at}: no type (not structural)`);
+	ok(!(s.properties && s.additionalProperties), `${at}: properties and additionalProperties together`);
+	ok(s.type === 'object' || !s.properties, `${at}: properties on a ${s.type}`);
+	ok(s.type === 'array' ? !!s.items : !s.items, `${at}: items and type array go together`);
+	for (const k of ['anyOf', 'oneOf', 'allOf', 'not', '$ref', 'default'])
+		ok(!(k in s), `${at}: ${k} not used by meshmask's generated schema`);
+	if (s['x-kubernetes-list-type'] === 'map') {
+		const req = (s.items && s.items.required) || [];
+		for (const k of s['x-kubernetes-list-map-keys'] || [])
+			ok(req.includes(k), `${at}: list-map key ${k} must be required`);
+	}
+	if (s['x-kubernetes-list-type'] === 'set')
+		ok(s.items && s.items.type !== 'object', `${at}: a set holds scalars`);
+	for (const [k, v] of Object.entries(s.properties || {})) structural(v, `${at}.${k}`, ok);
+	if (s.items) structural(s.items, `${at}[]`, ok, true);
+	if (s.additionalProperties && typeof s.additionalProperties === 'object')
+		structural(s.additionalProperties, `${at}{}`, ok);
+}
+check('CRDs: structural schemas, printer columns, status subresource', (ok) => {
+	const crds = byKind('CustomResourceDefinition');
+	ok(crds.length === (want.noCrds ? 0 : 3), `${crds.length} CRDs`);
+	for (const c of crds) {
+		const v = c.spec.versions;
+		ok(v.length === 1 && v[0].name === 'v1alpha1' && v[0].served && v[0].storage, `${c.metadata.name}: versions`);
+		ok(c.metadata.name === `${c.spec.names.plural}.${c.spec.group}` && c.spec.group === 'meshmask.io',
+			`${c.metadata.name}: name is not plural.group`);
+		const root = v[0].schema.openAPIV3Schema;
+		structural(root, c.spec.names.kind, ok);
+		const md = root.properties.metadata;
+		ok(!md || Object.keys(md.properties || {}).every((k) => k === 'name' || k === 'generateName'),
+			`${c.metadata.name}: metadata may constrain only name and generateName`);
+		ok(c.metadata.annotations['helm.sh/resource-policy'] === 'keep', `${c.metadata.name}: not kept on uninstall`);
+		if (/policies$/.test(c.spec.names.plural)) {
+			ok(v[0].subresources && v[0].subresources.status, `${c.metadata.name}: no status subresource`);
+			const cols = (v[0].additionalPrinterColumns || []).map((x) => x.name);
+			for (const col of ['Mode', 'Rules', 'In force', 'Age'])
+				ok(cols.includes(col), `${c.metadata.name}: no printer column ${col}`);
+			ok(c.spec.scope === (c.spec.names.kind === 'MaskingPolicy' ? 'Namespaced' : 'Cluster'),
+				`${c.metadata.name}: scope ${c.spec.scope}`);
+		}
+	}
+});
 const ds = byKind('DaemonSet')[0];
 const pod = ds && ds.spec.template.spec;
 const agent = pod && pod.containers.find((c) => c.name === 'agent');
@@ -369,19 +425,30 @@ check('kernel mounts: bpffs, cgroup root, BTF', (ok) => {
 	}
 });
 
+const EXAMPLE_ROLE = /-policy-(author|auditor)$/;
 check('identity: pods get/list/watch only, token, NODE_NAME, --no-kube', (ok) => {
-	const roles = byKind('ClusterRole'), binds = byKind('ClusterRoleBinding');
+	const roles = byKind('ClusterRole').filter((r) => !EXAMPLE_ROLE.test(r.metadata.name));
+	const binds = byKind('ClusterRoleBinding');
 	const sa = byKind('ServiceAccount')[0];
 	ok(args.has('--no-kube') === !!want.noIdentity, `--no-kube ${args.has('--no-kube') ? 'present' : 'absent'}`);
 	if (want.noIdentity) {
-		ok(roles.length === 0 && binds.length === 0, 'RBAC rendered without identity or rules');
+		ok(roles.length === 0 && binds.length === 0, 'agent RBAC rendered without identity or rules');
 		ok(sa && sa.automountServiceAccountToken === false, 'ServiceAccount token automounted');
 		return;
 	}
 	ok(roles.length === 1, `${roles.length} ClusterRoles`);
 	const rules = roles[0] ? roles[0].rules : [];
-	ok(JSON.stringify(rules) === JSON.stringify([{ apiGroups: [''], resources: ['pods'], verbs: ['get', 'list', 'watch'] }]),
-		`rules are not least rights: ${JSON.stringify(rules)}`);
+	const least = [{ apiGroups: [''], resources: ['pods'], verbs: ['get', 'list', 'watch'] }];
+	if (!want.noClusterPolicies)
+		least.push(
+			{ apiGroups: ['meshmask.io'], resources: ['maskingpolicies', 'clustermaskingpolicies'], verbs: ['get', 'list', 'watch'] },
+			{ apiGroups: ['meshmask.io'], resources: ['maskingpolicynodestatuses'], verbs: ['get', 'create', 'patch'] },
+			{ apiGroups: [''], resources: ['nodes'], verbs: ['get'] });
+	ok(JSON.stringify(rules) === JSON.stringify(least), `rules are not least rights: ${JSON.stringify(rules)}`);
+	ok(args.has('--no-cluster-policies') === !!want.noClusterPolicies, '--no-cluster-policies');
+	// The agent writes policies never: no write verb on a policy resource or its status.
+	ok(!rules.some((r) => (r.resources || []).some((x) => /policies(\/status)?$/.test(x)) &&
+		r.verbs.some((v) => !['get', 'list', 'watch'].includes(v))), 'the agent may write policies');
 	const b = binds[0];
 	ok(b && roles[0] && b.roleRef.kind === 'ClusterRole' && b.roleRef.name === roles[0].metadata.name,
 		'binding does not refer to the ClusterRole');
@@ -392,6 +459,25 @@ check('identity: pods get/list/watch only, token, NODE_NAME, --no-kube', (ok) =>
 	const nn = agent.env.find((e) => e.name === 'NODE_NAME');
 	ok(nn && nn.valueFrom && nn.valueFrom.fieldRef && nn.valueFrom.fieldRef.fieldPath === 'spec.nodeName',
 		'NODE_NAME not from the downward API spec.nodeName');
+});
+
+check('example roles: policy author (namespaced writes), auditor (read only)', (ok) => {
+	const ex = byKind('ClusterRole').filter((r) => EXAMPLE_ROLE.test(r.metadata.name));
+	if (want.noClusterPolicies) {
+		ok(ex.length === 0, 'example roles rendered with cluster.exampleRoles=false');
+		return;
+	}
+	ok(ex.length === 2, `${ex.length} example roles`);
+	const author = ex.find((r) => /author$/.test(r.metadata.name));
+	const auditor = ex.find((r) => /auditor$/.test(r.metadata.name));
+	ok(author && author.rules.every((r) => !r.resources.some((x) => /^clustermaskingpolicies|nodestatuses/.test(x))),
+		'the author role reaches beyond MaskingPolicy');
+	ok(author && author.rules.some((r) => r.resources.includes('maskingpolicies') && r.verbs.includes('create')),
+		'the author role cannot create MaskingPolicies');
+	ok(auditor && auditor.rules.every((r) => r.verbs.every((v) => ['get', 'list', 'watch'].includes(v))),
+		'the auditor role writes');
+	ok(auditor && ['maskingpolicies/status', 'clustermaskingpolicies/status', 'maskingpolicynodestatuses']
+		.every((x) => auditor.rules.some((r) => r.resources.includes(x))), 'the auditor cannot read the status');
 });
 
 check('security context: least capabilities, read-only root', (ok) => {

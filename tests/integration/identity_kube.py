@@ -8,8 +8,16 @@ event, forcing a relist) and send an oversized event. identity_harness (identity
 runs the real list/watch thread; lookups must follow the events, a wrong CA and a wrong host
 name must be refused, and a rotated token file must be picked up on reconnect. The same
 client's generic request (kube_request) sends a server-side apply PATCH to a custom resource's
-status and reads the answer, bounded.
-Usage: identity_kube.py IDENTITY_HARNESS
+status, and reads the answer, bounded.
+
+In --serve mode (the data-path tests) it also serves the policy resources of issue 18:
+MaskingPolicy and ClusterMaskingPolicy (list and watch, from files under DIR/crd, with
+metadata.generation bumped on each spec change), GET /api/v1/nodes/NAME, and server-side apply
+of MaskingPolicyNodeStatus objects (each request appended to DIR/patches.jsonl). Controls are
+files under DIR/ctl: `compact` (the next change makes no watch event and every watch gets
+ERROR 410, so only a relist sees it), `drop` (every watch connection is cut without a clean
+end), `touch` (a status-only MODIFIED event: same generation, for a resource "plural ns name").
+Usage: identity_kube.py IDENTITY_HARNESS | identity_kube.py --serve DIR
 """
 import copy
 import http.server
@@ -94,6 +102,41 @@ class State:
 
 S = State()
 
+NODE_UID = "6b1c2d3e-0000-4000-8000-00000000abcd"
+PLURALS = ("maskingpolicies", "clustermaskingpolicies")
+KINDS = {"maskingpolicies": "MaskingPolicy", "clustermaskingpolicies": "ClusterMaskingPolicy"}
+
+
+class Resources:
+    """The policy resources: objects by (plural, ns, name), one event log (rv shared with S)."""
+
+    def __init__(self):
+        self.objs = {}
+        self.log = []
+        self.expire = {p: False for p in PLURALS}
+        self.drop_gen = 0
+        self.lists = {p: 0 for p in PLURALS}
+        self.watches = {p: 0 for p in PLURALS}
+        self.patch_dir = None
+        self.nodestatus = {}
+
+    def event(self, typ, plural, obj, log=True):
+        with S.cond:
+            S.rv += 1
+            obj = copy.deepcopy(obj)
+            obj["metadata"]["resourceVersion"] = str(S.rv)
+            k = (plural, obj["metadata"].get("namespace", ""), obj["metadata"]["name"])
+            if typ == "DELETED":
+                self.objs.pop(k, None)
+            else:
+                self.objs[k] = obj
+            if log:
+                self.log.append((S.rv, typ, plural, obj))
+            S.cond.notify_all()
+
+
+R = Resources()
+
 
 class Handler(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
@@ -119,6 +162,14 @@ class Handler(http.server.BaseHTTPRequestHandler):
         body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
         if self.headers.get("Authorization") != "Bearer " + S.token:
             return self.reply(401, {"kind": "Status", "code": 401, "reason": "Unauthorized"})
+        pfx = "/apis/meshmask.io/v1alpha1/maskingpolicynodestatuses/"
+        if u.path.startswith(pfx) and R.patch_dir:
+            rec = {"t": time.time(), "name": u.path[len(pfx):], "query": u.query,
+                   "ct": self.headers.get("Content-Type"), "body": json.loads(body or b"null")}
+            with open(os.path.join(R.patch_dir, "patches.jsonl"), "a") as f:
+                f.write(json.dumps(rec) + "\n")
+            R.nodestatus[rec["name"]] = rec["body"]
+            return self.reply(200, rec["body"])
         if not u.path.startswith("/apis/meshmask.io/v1alpha1/maskingpolicies/"):
             return self.reply(404, {"kind": "Status", "code": 404, "reason": "NotFound"})
         if u.path.endswith("/big"):
@@ -129,6 +180,23 @@ class Handler(http.server.BaseHTTPRequestHandler):
     def do_GET(self):
         u = urllib.parse.urlsplit(self.path)
         q = urllib.parse.parse_qs(u.query)
+        if u.path.startswith("/apis/meshmask.io/v1alpha1/") or u.path.startswith("/api/v1/nodes/"):
+            if self.headers.get("Authorization") != "Bearer " + S.token:
+                return self.reply(401, {"kind": "Status", "code": 401, "reason": "Unauthorized"})
+            if u.path == "/api/v1/nodes/" + NODE:
+                return self.reply(200, {"kind": "Node", "apiVersion": "v1",
+                                        "metadata": {"name": NODE, "uid": NODE_UID}})
+            plural = u.path.rsplit("/", 1)[-1]
+            if plural not in PLURALS:
+                return self.reply(404, {"kind": "Status", "code": 404, "reason": "NotFound"})
+            try:
+                if q.get("watch") == ["1"]:
+                    self.crd_watch(plural, q)
+                else:
+                    self.crd_list(plural)
+            except (OSError, ssl.SSLError):
+                pass
+            return
         if u.path != "/api/v1/pods":
             return self.reply(404, {"kind": "Status", "code": 404, "reason": "NotFound"})
         if self.headers.get("Authorization") != "Bearer " + S.token:
@@ -207,6 +275,93 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 last = rv
         self.wfile.write(b"0\r\n\r\n")
         self.wfile.flush()
+
+
+    def crd_list(self, plural):
+        with S.cond:
+            R.lists[plural] += 1
+            items = [o for (p, _, _), o in sorted(R.objs.items()) if p == plural]
+            rv = str(S.rv)
+        self.reply(200, {"kind": KINDS[plural] + "List", "apiVersion": "meshmask.io/v1alpha1",
+                         "metadata": {"resourceVersion": rv}, "items": items})
+
+    def crd_watch(self, plural, q):
+        with S.cond:
+            R.watches[plural] += 1
+            gen, drop = S.gen, R.drop_gen
+            expire, R.expire[plural] = R.expire[plural], False
+        last = int(q.get("resourceVersion", ["0"])[0] or 0)
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        if expire:
+            self.chunk(json.dumps({"type": "ERROR", "object": {
+                "kind": "Status", "code": 410, "reason": "Expired"}}).encode() + b"\n")
+            self.wfile.write(b"0\r\n\r\n")
+            return
+        deadline = time.time() + int(q.get("timeoutSeconds", ["300"])[0])
+        while time.time() < deadline:
+            with S.cond:
+                evs = [e for e in R.log if e[0] > last and e[2] == plural]
+                if R.drop_gen != drop:
+                    # Cut the connection: no terminating chunk, as a broken network would.
+                    self.connection.shutdown(2)
+                    return
+                if not evs and S.gen == gen:
+                    S.cond.wait(0.05)
+                    continue
+                if not evs:
+                    break
+            for rv, typ, _, obj in evs:
+                line = json.dumps({"type": typ, "object": obj}).encode() + b"\n"
+                mid = len(line) // 2
+                self.chunk(line[:mid])
+                self.chunk(line[mid:])
+                last = rv
+        self.wfile.write(b"0\r\n\r\n")
+        self.wfile.flush()
+
+
+def sync_resources(d, compact):
+    """DIR/crd/<plural>__<namespace or ->__<name>.json (each a resource: metadata and spec)
+    becomes watch events: ADDED, MODIFIED (generation + 1 when the spec changes), DELETED."""
+    want = {}
+    for f in os.listdir(os.path.join(d, "crd")):
+        if not f.endswith(".json") or f.count("__") != 2:
+            continue
+        plural, ns, name = f[:-5].split("__")
+        with open(os.path.join(d, "crd", f)) as fh:
+            o = json.load(fh)
+        o.setdefault("metadata", {})
+        o["metadata"]["name"] = name
+        if ns != "-":
+            o["metadata"]["namespace"] = ns
+        o["apiVersion"] = "meshmask.io/v1alpha1"
+        o["kind"] = KINDS[plural]
+        want[(plural, "" if ns == "-" else ns, name)] = o
+    n = 0
+    for k, o in list(R.objs.items()):
+        if k not in want:
+            R.event("DELETED", k[0], o, log=not compact)
+            n += 1
+    for k, o in want.items():
+        old = R.objs.get(k)
+        if old is None:
+            o["metadata"]["generation"] = 1
+            o["metadata"]["uid"] = "uid-%s-%s-%s" % k
+            R.event("ADDED", k[0], o, log=not compact)
+            n += 1
+        elif (old.get("spec") != o.get("spec")
+              or old["metadata"].get("annotations") != o["metadata"].get("annotations")):
+            o["metadata"]["generation"] = old["metadata"]["generation"] + \
+                (old.get("spec") != o.get("spec"))
+            o["metadata"]["uid"] = old["metadata"]["uid"]
+            if "status" in old:
+                o["status"] = old["status"]
+            R.event("MODIFIED", k[0], o, log=not compact)
+            n += 1
+    return n
 
 
 class Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
@@ -302,7 +457,41 @@ def serve(d):
         f.write(str(srv.server_address[1]))
     os.rename(f"{d}/port.new", f"{d}/port")
     seen = None
+    R.patch_dir = d
+    for sub in ("crd", "ctl"):
+        os.makedirs(f"{d}/{sub}", exist_ok=True)
+    crd_seen = None
     while True:
+        try:
+            ctl = f"{d}/ctl"
+            if os.path.exists(f"{ctl}/drop"):
+                os.unlink(f"{ctl}/drop")
+                with S.cond:
+                    R.drop_gen += 1
+                    S.cond.notify_all()
+            if os.path.exists(f"{ctl}/touch"):
+                with open(f"{ctl}/touch") as fh:
+                    plural, ns, name = fh.read().split()
+                os.unlink(f"{ctl}/touch")
+                k = (plural, "" if ns == "-" else ns, name)
+                if k in R.objs:
+                    o = copy.deepcopy(R.objs[k])
+                    o["status"] = {"touched": time.time()}
+                    R.event("MODIFIED", plural, o)
+            key = tuple(sorted((f, os.stat(f"{d}/crd/{f}").st_mtime_ns)
+                               for f in os.listdir(f"{d}/crd")))
+            if key != crd_seen:
+                compact = os.path.exists(f"{ctl}/compact")
+                if sync_resources(d, compact) and compact:
+                    os.unlink(f"{ctl}/compact")
+                    with S.cond:
+                        for p in PLURALS:
+                            R.expire[p] = True
+                    S.end_watches()
+                crd_seen = key
+        except (OSError, ValueError, KeyError) as e:
+            print(f"fake API: {e}", file=sys.stderr)
+
         try:
             st = os.stat(f"{d}/pods.json")
             key = (st.st_mtime_ns, st.st_size)
@@ -321,7 +510,7 @@ def serve(d):
                         S.event("MODIFIED", o)
         except (OSError, ValueError, KeyError):
             pass
-        time.sleep(0.1)
+        time.sleep(0.02)
 
 
 def main():

@@ -113,6 +113,79 @@ static bool wait_rejected(struct store *st, const char *file, bool present,
 	return false;
 }
 
+/* Policy resources: a third source, file > resource > push. */
+static void test_crd(const char *root)
+{
+	char pol[256], path[512], etag[65], buf[65];
+	snprintf(pol, sizeof(pol), "%s/crdpol", root);
+	mkdir(pol, 0755);
+	char *f = doc("owned", "*");
+	snprintf(path, sizeof(path), "%s/owned.json", pol);
+	write_file(path, f);
+	struct store_config cfg = {.policies_dir = pol};
+	struct store *st = NULL;
+	if (store_open(&st, &cfg) < 0) {
+		ok(false, "store_open (resources)");
+		free(f);
+		return;
+	}
+	struct policy_errors errs = {0};
+	char *c1 = doc("pii", "X");
+	is_int(store_crd_put(st, "pii", "ClusterMaskingPolicy/pii", c1, strlen(c1), &errs), 0,
+	       "resource applied");
+	struct policy_set *s = store_get(st);
+	struct policy *p = policy_set_find(s, "pii");
+	ok(p && !strcmp(p->origin, "crd:ClusterMaskingPolicy/pii"), "in force, origin crd:<resource>");
+	policy_set_unref(s);
+	char *ns = doc("pii", "Y");
+	is_int(store_crd_put(st, "shop.pii", "MaskingPolicy/shop/pii", ns, strlen(ns), &errs), 0,
+	       "a namespaced resource of the same name");
+	ok(etag_of(st, "shop.pii", buf)[0], "named <namespace>.<name> on the node");
+	char *push = doc("pii", "#");
+	is_int(store_put(st, "pii", push, strlen(push), NULL, &errs, etag), -EEXIST,
+	       "a push of a resource's name is refused");
+	is_str(store_owner(st, "pii"), "resource", "the owner is the resource");
+	is_int(store_delete(st, "pii", NULL), -EPERM, "a resource cannot be deleted by the API");
+	char *bad = doc("pii", "ab");
+	is_int(store_crd_put(st, "pii", "ClusterMaskingPolicy/pii", bad, strlen(bad), &errs),
+	       -EINVAL, "an invalid version is refused");
+	ok(errs.n && !strcmp(errs.v[0].pointer, "/spec/rules/0/action/char"), "... with its pointer");
+	policy_errors_free(&errs);
+	struct store_crd_state cs;
+	is_int(store_crd_state(st, "pii", &cs), 0, "state");
+	ok(cs.refused && cs.previous_in_force && cs.in_force && cs.errs.n == 1,
+	   "refused, the previous version in force");
+	store_crd_state_clear(&cs);
+	struct store_rejection *rej = NULL;
+	size_t n_rej = 0;
+	store_rejections(st, &rej, &n_rej, NULL);
+	ok(n_rej == 1 && rej[0].resource && !strcmp(rej[0].resource, "ClusterMaskingPolicy/pii") &&
+		   !rej[0].file && rej[0].etag_in_force,
+	   "listed among the rejections, by resource");
+	store_rejections_free(rej, n_rej);
+	char *owned = doc("owned", "Z");
+	is_int(store_crd_put(st, "owned", "ClusterMaskingPolicy/owned", owned, strlen(owned), &errs),
+	       -EEXIST, "a resource whose name a file holds is not in force");
+	ok(errs.n && strstr(errs.v[0].message, "owned.json"), "... and the file is named");
+	policy_errors_free(&errs);
+	unlink(path);
+	ok(wait_change(st, "owned", etag_of(st, "owned", buf)), "file removed: the resource takes over");
+	is_int(store_crd_state(st, "owned", &cs), 0, "state after the file left");
+	ok(cs.in_force && !cs.refused, "the resource is in force");
+	store_crd_state_clear(&cs);
+	is_int(store_crd_delete(st, "pii"), 0, "resource deleted");
+	ok(!etag_of(st, "pii", buf)[0], "its policy left");
+	is_int(store_put(st, "pii", push, strlen(push), NULL, &errs, etag), 1,
+	       "the name is free for a push again");
+	store_close(st);
+	free(f);
+	free(c1);
+	free(ns);
+	free(push);
+	free(bad);
+	free(owned);
+}
+
 int main(void)
 {
 	char root[] = "/tmp/meshmask-store-XXXXXX";
@@ -330,6 +403,7 @@ int main(void)
 	free(e_1);
 	free(e_2);
 	char cmd[600];
+	test_crd(root);
 	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", root);
 	if (system(cmd) != 0)
 		printf("# could not remove %s\n", root);
