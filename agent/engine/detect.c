@@ -103,6 +103,56 @@ static unsigned num(const char *s, size_t k)
 	return v;
 }
 
+#ifdef __SSE2__
+#include <emmintrin.h>
+
+/* Bit k: p[k] is not in [lo, hi] (16 bytes). */
+static inline unsigned outside16(const char *p, char lo, char hi)
+{
+	__m128i v = _mm_loadu_si128((const __m128i *)p);
+	__m128i in = _mm_and_si128(_mm_cmpgt_epi8(v, _mm_set1_epi8((char)(lo - 1))),
+				   _mm_cmplt_epi8(v, _mm_set1_epi8((char)(hi + 1))));
+	return ~(unsigned)_mm_movemask_epi8(in) & 0xffff;
+}
+
+/* Bit k: p[k] is not one of [A-Za-z0-9._%+-] (16 bytes). */
+static inline unsigned nonlocal16(const char *p)
+{
+	__m128i v = _mm_loadu_si128((const __m128i *)p);
+	__m128i l = _mm_or_si128(v, _mm_set1_epi8(0x20));
+	__m128i in = _mm_or_si128(
+		_mm_or_si128(_mm_and_si128(_mm_cmpgt_epi8(v, _mm_set1_epi8('0' - 1)),
+					   _mm_cmplt_epi8(v, _mm_set1_epi8('9' + 1))),
+			     _mm_and_si128(_mm_cmpgt_epi8(l, _mm_set1_epi8('a' - 1)),
+					   _mm_cmplt_epi8(l, _mm_set1_epi8('z' + 1)))),
+		_mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(v, _mm_set1_epi8('.')),
+					  _mm_cmpeq_epi8(v, _mm_set1_epi8('_'))),
+			     _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(v, _mm_set1_epi8('%')),
+						       _mm_cmpeq_epi8(v, _mm_set1_epi8('+'))),
+					  _mm_cmpeq_epi8(v, _mm_set1_epi8('-')))));
+	return ~(unsigned)_mm_movemask_epi8(in) & 0xffff;
+}
+#endif
+
+/* digits_at() for the long reads of a token start: sixteen bytes at a time. */
+static size_t digit_run(const char *s, size_t n, size_t i, size_t max)
+{
+	size_t k = 0;
+#ifdef __SSE2__
+	while (k < max && i + k + 16 <= n) {
+		unsigned m = outside16(s + i + k, '0', '9');
+		if (m) {
+			k += (size_t)__builtin_ctz(m);
+			return k < max ? k : max;
+		}
+		k += 16;
+	}
+	if (k >= max)
+		return max;
+#endif
+	return k + digits_at(s, n, i + k, max - k);
+}
+
 /* ---- US_SSN ---------------------------------------------------------------------------- */
 
 static bool ssn_parts_ok(unsigned area, unsigned group, unsigned serial)
@@ -606,6 +656,14 @@ static size_t email_at(const struct scan *sc, size_t p, size_t at)
 
 static size_t skip_local(const char *s, size_t n, size_t i)
 {
+#ifdef __SSE2__
+	while (i + 16 <= n) {
+		unsigned m = nonlocal16(s + i);
+		if (m)
+			return i + (size_t)__builtin_ctz(m);
+		i += 16;
+	}
+#endif
 	while (i < n && IS(s[i], C_LOCAL))
 		i++;
 	return i;
@@ -632,7 +690,7 @@ static bool match_token(const struct scan *sc, size_t p, size_t q, struct detect
 	m->off = p;
 	m->len = 0;
 	if (IS(c, C_DIGIT)) {
-		size_t run = digits_at(s, n, p, 20);
+		size_t run = digit_run(s, n, p, 20);
 		char next = p + run < n ? s[p + run] : 0;
 		if (run == 3 && (next == '-' || next == ' '))
 			TRY_(US_SSN, ssn_at(sc, p));
@@ -975,24 +1033,30 @@ size_t detect_scan(const char *text, size_t len, size_t start, uint32_t entities
 
 	if (!text || !out || !max || start >= len || !sc.ents)
 		return 0;
-	unsigned kinds = kinds_for(sc.ents, flags);
 #ifdef BLOCK_
-	/* Most calls scan one short string with the same entities as the last call: keep the masks. */
+	/*
+	 * Most calls scan one short string with the same entities and flags as the last call:
+	 * keep the kinds and their masks.
+	 */
 	static _Thread_local struct {
-		unsigned kinds;
+		uint32_t ents;
+		unsigned flags, kinds;
 		struct kind_vec kv;
-	} last = {.kinds = ~0u};
-	if (last.kinds != kinds) {
-		kind_vec_init(&last.kv, kinds);
-		last.kinds = kinds;
+	} last = {.flags = ~0u};
+	if (last.ents != sc.ents || last.flags != flags) {
+		last.kinds = kinds_for(sc.ents, flags);
+		kind_vec_init(&last.kv, last.kinds);
+		last.ents = sc.ents;
+		last.flags = flags;
 	}
+	unsigned kinds = last.kinds;
 	const struct kind_vec *kvp = &last.kv;
 	if (kinds & (K_IBAN | K_AWS | K_JWT))
 		scan_from(&sc, start, kinds, kvp, true);
 	else
 		scan_from(&sc, start, kinds, kvp, false);
 #else
-	scan_from(&sc, start, kinds, NULL, false);
+	scan_from(&sc, start, kinds_for(sc.ents, flags), NULL, false);
 #endif
 	return sc.found;
 }

@@ -305,6 +305,11 @@ static int value_begin(struct mask_stream *s, unsigned char c, bool *hold)
 		/* what mask_fp_value() says under a level no path lives in, without the call */
 		s->v_rule = s->pg.lv[d - 1].rule;
 		alive = false;
+	} else if (d && s->pg.fp_simple &&
+		   (!key || !(s->pg.key_filter >> mask_fp_key_hash(key, key_len) & 1))) {
+		/* `$..name` paths only, and no path names this member: the same, without the call */
+		s->v_rule = s->pg.lv[d - 1].rule;
+		alive = true;
 	} else {
 		mask_fp_value(s, key, key_len, index, &s->v_rule, &alive);
 	}
