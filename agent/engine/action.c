@@ -66,6 +66,10 @@ static bool maskable(const unsigned char *s, size_t i)
 
 static const char *mask_char(const struct policy_action *a, size_t *len)
 {
+	if (a->mask_char[0] && !a->mask_char[1]) {
+		*len = 1; /* the usual one-byte char, without a strnlen call */
+		return a->mask_char;
+	}
 	size_t l = strnlen(a->mask_char, sizeof(a->mask_char));
 	if (l == 0 || l == sizeof(a->mask_char)) {
 		*len = 1;
@@ -147,7 +151,10 @@ static void mask_ascii64(const unsigned char *s, size_t len, char mc, uint64_t k
 						   _mm_cmplt_epi8(l, _mm_set1_epi8('z' + 1))));
 		m |= (uint64_t)(unsigned)_mm_movemask_epi8(an) << (16 * k);
 	}
-	uint64_t units = (uint64_t)__builtin_popcountll(m);
+	/* bits set, without a libgcc call where the build does not assume POPCNT */
+	uint64_t units = m - ((m >> 1) & 0x5555555555555555ull);
+	units = (units & 0x3333333333333333ull) + ((units >> 2) & 0x3333333333333333ull);
+	units = (((units + (units >> 4)) & 0x0f0f0f0f0f0f0f0full) * 0x0101010101010101ull) >> 56;
 	if (kf + kl >= units)
 		kf = kl = 0;
 	for (uint64_t i = 0; i < kf; i++)
