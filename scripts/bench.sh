@@ -2,6 +2,9 @@
 # Benchmarks. Each subcommand builds what it needs in build-bench (buildtype=release) and
 # prints a table.
 #   scripts/bench.sh engine [--seconds S] [--stream-mb N]   masking engine throughput, RSS
+#   scripts/bench.sh engine-ir [DOC_KB] [POLICY...]   instructions and mispredicted branches
+#                                        per input byte (callgrind; a loaded machine does
+#                                        not change them); DOC_KB 64 by default, every policy
 #   scripts/bench.sh tls [--seconds S] [--mb N] [--runs N]   TLS uprobe cost per
 #                                        SSL_write+SSL_read, then a curl download of N MiB
 #                                        (100): no agent / observe / stop-rewrite (root)
@@ -15,7 +18,7 @@ cd "$(dirname "$0")/.."
 dir=build-bench
 
 usage() {
-	echo "usage: $0 engine [--seconds S] [--stream-mb N] | tls [--seconds S] [--mb N] [--runs N] | all [...] | proxy [...] | h2 [...]" >&2
+	echo "usage: $0 engine [--seconds S] [--stream-mb N] | engine-ir [DOC_KB] [POLICY...] | tls [--seconds S] [--mb N] [--runs N] | all [...] | proxy [...] | h2 [...]" >&2
 	exit 2
 }
 
@@ -40,6 +43,34 @@ engine)
 	ninja -C "$dir" -j "${BENCH_JOBS:-2}" tests/bench/bench_engine >/dev/null
 	machine
 	"$dir/tests/bench/bench_engine" "$@"
+	;;
+engine-ir)
+	# Per input byte, from the difference of two fixed amounts of work (setup cancels out):
+	# Ir (instructions), Bm (mispredicted branches, callgrind's simple predictor) and
+	# Ir + 15 x Bm as a rough cycle estimate. SHA-256 runs without SHA-NI under valgrind,
+	# so rows with a hash rule overstate its share.
+	command -v valgrind >/dev/null || { echo "engine-ir needs valgrind" >&2; exit 1; }
+	configure
+	ninja -C "$dir" -j "${BENCH_JOBS:-2}" tests/bench/bench_engine >/dev/null
+	machine
+	doc=${1:-64}
+	(($#)) && shift
+	pols=("$@")
+	((${#pols[@]})) || pols=(0 1 2 3 4 5)
+	ir() {
+		valgrind --tool=callgrind --branch-sim=yes --callgrind-out-file="$dir/cg.out" \
+			"$dir/tests/bench/bench_engine" --mb "$1" --policy "$2" --doc "$doc" >/dev/null 2>&1
+		callgrind_annotate "$dir/cg.out" | awk '/PROGRAM TOTALS/ { gsub(",", ""); print $1, $5 + $9 }'
+		rm -f "$dir/cg.out"
+	}
+	printf '%-8s %-8s %8s %8s %10s\n' policy doc Ir/B Bm/B 'Ir+15Bm'
+	for k in "${pols[@]}"; do
+		read -r a am < <(ir 1 "$k")
+		read -r b bm < <(ir 3 "$k")
+		awk -v k="$k" -v d="$doc KB" -v a="$a" -v b="$b" -v am="$am" -v bm="$bm" 'BEGIN {
+			ir = (b - a) / 2e6; m = (bm - am) / 2e6
+			printf "%-8s %-8s %8.2f %8.3f %10.2f\n", k, d, ir, m, ir + 15 * m }'
+	done
 	;;
 all)
 	scripts/bench/compare.sh "$@"

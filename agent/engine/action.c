@@ -66,6 +66,10 @@ static bool maskable(const unsigned char *s, size_t i)
 
 static const char *mask_char(const struct policy_action *a, size_t *len)
 {
+	if (a->mask_char[0] && !a->mask_char[1]) {
+		*len = 1; /* the usual one-byte char, without a strnlen call */
+		return a->mask_char;
+	}
 	size_t l = strnlen(a->mask_char, sizeof(a->mask_char));
 	if (l == 0 || l == sizeof(a->mask_char)) {
 		*len = 1;
@@ -122,6 +126,56 @@ static void mask_ascii(const unsigned char *s, size_t len, char mc, uint64_t kf,
 	}
 }
 
+#ifdef __SSE2__
+#include <emmintrin.h>
+
+/*
+ * mask_ascii() for a value of at most 64 bytes, without a loop over its bytes: the maskable
+ * bytes as one 64-bit mask, the first kf and the last kl of them cleared from it, then a select
+ * sixteen bytes at a time.
+ */
+static void mask_ascii64(const unsigned char *s, size_t len, char mc, uint64_t kf, uint64_t kl,
+			 char *o)
+{
+	unsigned char in[64] = {0}, res[64]; /* zeros are not maskable */
+	__m128i v[4];
+	uint64_t m = 0;
+	memcpy(in, s, len);
+	for (int k = 0; k < 4; k++) {
+		v[k] = _mm_loadu_si128((const __m128i *)(in + 16 * k));
+		__m128i l = _mm_or_si128(v[k], _mm_set1_epi8(0x20));
+		__m128i an =
+			_mm_or_si128(_mm_and_si128(_mm_cmpgt_epi8(v[k], _mm_set1_epi8('0' - 1)),
+						   _mm_cmplt_epi8(v[k], _mm_set1_epi8('9' + 1))),
+				     _mm_and_si128(_mm_cmpgt_epi8(l, _mm_set1_epi8('a' - 1)),
+						   _mm_cmplt_epi8(l, _mm_set1_epi8('z' + 1))));
+		m |= (uint64_t)(unsigned)_mm_movemask_epi8(an) << (16 * k);
+	}
+	/* bits set, without a libgcc call where the build does not assume POPCNT */
+	uint64_t units = m - ((m >> 1) & 0x5555555555555555ull);
+	units = (units & 0x3333333333333333ull) + ((units >> 2) & 0x3333333333333333ull);
+	units = (((units + (units >> 4)) & 0x0f0f0f0f0f0f0f0full) * 0x0101010101010101ull) >> 56;
+	if (kf + kl >= units)
+		kf = kl = 0;
+	for (uint64_t i = 0; i < kf; i++)
+		m &= m - 1;
+	for (uint64_t i = 0; i < kl; i++)
+		m &= ~(1ull << (63 - __builtin_clzll(m)));
+	const __m128i bit = _mm_set_epi8((char)0x80, 0x40, 0x20, 0x10, 8, 4, 2, 1, (char)0x80, 0x40,
+					 0x20, 0x10, 8, 4, 2, 1);
+	const __m128i c = _mm_set1_epi8(mc);
+	for (int k = 0; k < 4; k++) {
+		uint64_t b = m >> (16 * k);
+		__m128i rep = _mm_set_epi64x((long long)((b >> 8 & 0xff) * 0x0101010101010101ull),
+					     (long long)((b & 0xff) * 0x0101010101010101ull));
+		__m128i sel = _mm_cmpeq_epi8(_mm_and_si128(rep, bit), bit);
+		_mm_storeu_si128((__m128i *)(res + 16 * k),
+				 _mm_or_si128(_mm_and_si128(sel, c), _mm_andnot_si128(sel, v[k])));
+	}
+	memcpy(o, res, len);
+}
+#endif
+
 static int do_mask(const struct policy_action *a, const char *val, size_t len, struct mm_buf *out)
 {
 	const unsigned char *s = (const unsigned char *)val;
@@ -134,7 +188,14 @@ static int do_mask(const struct policy_action *a, const char *val, size_t len, s
 		int r = mm_buf_reserve(out, len);
 		if (r)
 			return r;
-		mask_ascii(s, len, mc[0], a->keep_first, a->keep_last, out->data + out->len);
+#ifdef __SSE2__
+		if (len <= 64)
+			mask_ascii64(s, len, mc[0], a->keep_first, a->keep_last,
+				     out->data + out->len);
+		else
+#endif
+			mask_ascii(s, len, mc[0], a->keep_first, a->keep_last,
+				   out->data + out->len);
 		out->len += len;
 		return 0;
 	}
@@ -322,8 +383,11 @@ static int do_hash(const struct policy_action *a, struct action_ctx *c, const ch
 	int r = hmac_sha256(a, c, val, len, md);
 	if (r)
 		return r;
-	for (size_t i = 0; i < hl; i++)
-		txt[i] = hex[(md[i / 2] >> (i & 1 ? 0 : 4)) & 0xf];
+	for (size_t i = 0; i < (hl + 1) / 2; i++) {
+		txt[2 * i] = hex[md[i] >> 4];
+		txt[2 * i + 1] =
+			hex[md[i] & 0xf]; /* past hl when odd: txt has room, not appended */
+	}
 	OPENSSL_cleanse(md, sizeof(md));
 
 	if (a->hash_prefix)

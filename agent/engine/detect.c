@@ -103,6 +103,56 @@ static unsigned num(const char *s, size_t k)
 	return v;
 }
 
+#ifdef __SSE2__
+#include <emmintrin.h>
+
+/* Bit k: p[k] is not in [lo, hi] (16 bytes). */
+static inline unsigned outside16(const char *p, char lo, char hi)
+{
+	__m128i v = _mm_loadu_si128((const __m128i *)p);
+	__m128i in = _mm_and_si128(_mm_cmpgt_epi8(v, _mm_set1_epi8((char)(lo - 1))),
+				   _mm_cmplt_epi8(v, _mm_set1_epi8((char)(hi + 1))));
+	return ~(unsigned)_mm_movemask_epi8(in) & 0xffff;
+}
+
+/* Bit k: p[k] is not one of [A-Za-z0-9._%+-] (16 bytes). */
+static inline unsigned nonlocal16(const char *p)
+{
+	__m128i v = _mm_loadu_si128((const __m128i *)p);
+	__m128i l = _mm_or_si128(v, _mm_set1_epi8(0x20));
+	__m128i in = _mm_or_si128(
+		_mm_or_si128(_mm_and_si128(_mm_cmpgt_epi8(v, _mm_set1_epi8('0' - 1)),
+					   _mm_cmplt_epi8(v, _mm_set1_epi8('9' + 1))),
+			     _mm_and_si128(_mm_cmpgt_epi8(l, _mm_set1_epi8('a' - 1)),
+					   _mm_cmplt_epi8(l, _mm_set1_epi8('z' + 1)))),
+		_mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(v, _mm_set1_epi8('.')),
+					  _mm_cmpeq_epi8(v, _mm_set1_epi8('_'))),
+			     _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(v, _mm_set1_epi8('%')),
+						       _mm_cmpeq_epi8(v, _mm_set1_epi8('+'))),
+					  _mm_cmpeq_epi8(v, _mm_set1_epi8('-')))));
+	return ~(unsigned)_mm_movemask_epi8(in) & 0xffff;
+}
+#endif
+
+/* digits_at() for the long reads of a token start: sixteen bytes at a time. */
+static size_t digit_run(const char *s, size_t n, size_t i, size_t max)
+{
+	size_t k = 0;
+#ifdef __SSE2__
+	while (k < max && i + k + 16 <= n) {
+		unsigned m = outside16(s + i + k, '0', '9');
+		if (m) {
+			k += (size_t)__builtin_ctz(m);
+			return k < max ? k : max;
+		}
+		k += 16;
+	}
+	if (k >= max)
+		return max;
+#endif
+	return k + digits_at(s, n, i + k, max - k);
+}
+
 /* ---- US_SSN ---------------------------------------------------------------------------- */
 
 static bool ssn_parts_ok(unsigned area, unsigned group, unsigned serial)
@@ -606,6 +656,14 @@ static size_t email_at(const struct scan *sc, size_t p, size_t at)
 
 static size_t skip_local(const char *s, size_t n, size_t i)
 {
+#ifdef __SSE2__
+	while (i + 16 <= n) {
+		unsigned m = nonlocal16(s + i);
+		if (m)
+			return i + (size_t)__builtin_ctz(m);
+		i += 16;
+	}
+#endif
 	while (i < n && IS(s[i], C_LOCAL))
 		i++;
 	return i;
@@ -623,7 +681,8 @@ static size_t skip_local(const char *s, size_t n, size_t i)
 	} while (0)
 
 /* Detectors for the token s[p, q) (maximal run of local-part bytes, s[p-1] not one of them). */
-static bool match_token(const struct scan *sc, size_t p, size_t q, struct detect_match *m)
+static bool match_token(const struct scan *sc, size_t p, size_t q, size_t run,
+			struct detect_match *m)
 {
 	const char *s = sc->s;
 	size_t n = sc->n;
@@ -632,7 +691,6 @@ static bool match_token(const struct scan *sc, size_t p, size_t q, struct detect
 	m->off = p;
 	m->len = 0;
 	if (IS(c, C_DIGIT)) {
-		size_t run = digits_at(s, n, p, 20);
 		char next = p + run < n ? s[p + run] : 0;
 		if (run == 3 && (next == '-' || next == ' '))
 			TRY_(US_SSN, ssn_at(sc, p));
@@ -670,19 +728,50 @@ static bool emit(struct scan *sc, const struct detect_match *m)
 	return true;
 }
 
-/* Run the detectors at token start p once; true if a match was reported. */
-static bool eval_token(struct scan *sc, size_t p)
+/*
+ * Whether a run of `run` digits at p (capped at 20) followed by `next` has the shape that a
+ * requested numeric entity starts with: the same conditions as match_token()'s.
+ */
+static bool digit_lead_ok(const struct scan *sc, size_t p, size_t run, char next)
+{
+	uint32_t e = sc->ents;
+	if ((e & MM_ENT_BIT(MM_ENT_US_SSN)) &&
+	    ((run == 3 && (next == '-' || next == ' ')) ||
+	     (run == 9 && p == 0 && sc->n == 9 && (sc->flags & DETECT_FIELD_CONTEXT))))
+		return true;
+	if ((e & MM_ENT_BIT(MM_ENT_CREDIT_CARD)) && (run == 4 || (run >= 13 && run <= 19)))
+		return true;
+	if ((e & MM_ENT_BIT(MM_ENT_PHONE_NUMBER)) && (run == 3 || (run == 1 && sc->s[p] == '1')) &&
+	    is_sep(next))
+		return true;
+	return (e & MM_ENT_BIT(MM_ENT_IP_ADDRESS)) && run <= 3 && next == '.';
+}
+
+/*
+ * Run the detectors at token start p once; true if a match was reported. A digit-led token
+ * whose digits have no requested shape is rejected before any other work, unless `trigger`
+ * (called from its '@' or ':'): what else could start there (an e-mail address, an IPv6
+ * address) is evaluated from that byte, which is always a candidate when those are asked for.
+ */
+static bool eval_token(struct scan *sc, size_t p, bool trigger)
 {
 	struct detect_match m;
+	size_t run = 0;
 	if (p < sc->cursor || p < sc->last_eval)
 		return false;
+	if (IS(sc->s[p], C_DIGIT)) {
+		run = digit_run(sc->s, sc->n, p, 20);
+		if (!trigger && !(sc->flags & DETECT_EVERY_CANDIDATE) &&
+		    !digit_lead_ok(sc, p, run, p + run < sc->n ? sc->s[p + run] : 0))
+			return false;
+	}
 	sc->last_eval = p + 1;
 	/*
 	 * The token end matters only if it is within 64 bytes (e-mail '@', IPv6 ':'); a longer
 	 * token is cut there, which keeps a long run from being walked at every start.
 	 */
 	size_t lim = sc->n - p > EMAIL_LOCAL_MAX + 1 ? p + EMAIL_LOCAL_MAX + 1 : sc->n;
-	return match_token(sc, p, skip_local(sc->s, lim, p + 1), &m) && emit(sc, &m);
+	return match_token(sc, p, skip_local(sc->s, lim, p + 1), run, &m) && emit(sc, &m);
 }
 
 /* Detectors that start on a byte outside the token class: "(NXX) …" and "::…". */
@@ -716,7 +805,7 @@ static bool on_candidate(struct scan *sc, size_t c)
 	if (ch == '(')
 		return c + 1 < sc->n && IS(s[c + 1], C_DIGIT) && eval_punct(sc, c);
 	if (ch != '@' && ch != ':')
-		return eval_token(sc, c);
+		return eval_token(sc, c, false);
 	/* the common `"key":` case */
 	if (c == 0 || !IS(s[c - 1], C_LOCAL))
 		return ch == ':' && c + 1 < sc->n && s[c + 1] == ':' && eval_punct(sc, c);
@@ -724,7 +813,7 @@ static bool on_candidate(struct scan *sc, size_t c)
 	size_t lim = ch == '@' ? EMAIL_LOCAL_MAX : 4, p = c;
 	while (p > sc->cursor && c - p <= lim && IS(s[p - 1], C_LOCAL))
 		p--;
-	if (p < c && c - p <= lim && (p == 0 || !IS(s[p - 1], C_LOCAL)) && eval_token(sc, p))
+	if (p < c && c - p <= lim && (p == 0 || !IS(s[p - 1], C_LOCAL)) && eval_token(sc, p, true))
 		return true;
 	return ch == ':' && eval_punct(sc, c);
 }
@@ -975,24 +1064,30 @@ size_t detect_scan(const char *text, size_t len, size_t start, uint32_t entities
 
 	if (!text || !out || !max || start >= len || !sc.ents)
 		return 0;
-	unsigned kinds = kinds_for(sc.ents, flags);
 #ifdef BLOCK_
-	/* Most calls scan one short string with the same entities as the last call: keep the masks. */
+	/*
+	 * Most calls scan one short string with the same entities and flags as the last call:
+	 * keep the kinds and their masks.
+	 */
 	static _Thread_local struct {
-		unsigned kinds;
+		uint32_t ents;
+		unsigned flags, kinds;
 		struct kind_vec kv;
-	} last = {.kinds = ~0u};
-	if (last.kinds != kinds) {
-		kind_vec_init(&last.kv, kinds);
-		last.kinds = kinds;
+	} last = {.flags = ~0u};
+	if (last.ents != sc.ents || last.flags != flags) {
+		last.kinds = kinds_for(sc.ents, flags);
+		kind_vec_init(&last.kv, last.kinds);
+		last.ents = sc.ents;
+		last.flags = flags;
 	}
+	unsigned kinds = last.kinds;
 	const struct kind_vec *kvp = &last.kv;
 	if (kinds & (K_IBAN | K_AWS | K_JWT))
 		scan_from(&sc, start, kinds, kvp, true);
 	else
 		scan_from(&sc, start, kinds, kvp, false);
 #else
-	scan_from(&sc, start, kinds, NULL, false);
+	scan_from(&sc, start, kinds_for(sc.ents, flags), NULL, false);
 #endif
 	return sc.found;
 }

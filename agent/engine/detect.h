@@ -26,8 +26,8 @@ enum {
 	 */
 	DETECT_FIELD_CONTEXT = 1u << 0,
 	/*
-	 * Evaluate every candidate position, not only those the requested entities can start at
-	 * (for tests: the matches are the same either way).
+	 * Evaluate every candidate position, not only those the requested entities can start at,
+	 * and every digit run whatever its shape (for tests: the matches are the same either way).
 	 */
 	DETECT_EVERY_CANDIDATE = 1u << 1,
 };

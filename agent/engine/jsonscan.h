@@ -79,18 +79,35 @@ static inline size_t jsonscan_sse2(const unsigned char *p, size_t i, size_t n)
 {
 	const __m128i quote = _mm_set1_epi8('"'), bslash = _mm_set1_epi8('\\'),
 		      ctl = _mm_set1_epi8(0x1f);
+	__m128i v, m;
+	unsigned bits;
+	/* unsigned v <= 0x1f  <=>  min(v, 0x1f) == v */
+#define JSONSCAN_SSE2_MASK_()                                                                \
+	(m = _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(v, quote), _mm_cmpeq_epi8(v, bslash)), \
+			  _mm_cmpeq_epi8(_mm_min_epu8(v, ctl), v)),                          \
+	 (unsigned)_mm_movemask_epi8(m))
 	while (i < n && n - i >= 16) {
-		__m128i v = _mm_loadu_si128((const __m128i *)(p + i));
-		/* unsigned v <= 0x1f  <=>  min(v, 0x1f) == v */
-		__m128i m = _mm_or_si128(
-			_mm_or_si128(_mm_cmpeq_epi8(v, quote), _mm_cmpeq_epi8(v, bslash)),
-			_mm_cmpeq_epi8(_mm_min_epu8(v, ctl), v));
-		unsigned bits = (unsigned)_mm_movemask_epi8(m);
-		if (bits)
+		v = _mm_loadu_si128((const __m128i *)(p + i));
+		if ((bits = JSONSCAN_SSE2_MASK_()))
 			return i + (size_t)__builtin_ctz(bits);
 		i += 16;
 	}
-	return jsonscan_words(p, i, n);
+	if (i >= n)
+		return n;
+	if (n >= 16) {
+		/* the last 16 bytes, overlapping bytes already known to be plain */
+		v = _mm_loadu_si128((const __m128i *)(p + n - 16));
+		bits = JSONSCAN_SSE2_MASK_() >> (i - (n - 16));
+	} else {
+		/* a short text: in a register padded with plain bytes */
+		unsigned char b[16];
+		memset(b, 'a', sizeof(b));
+		memcpy(b, p + i, n - i);
+		v = _mm_loadu_si128((const __m128i *)b);
+		bits = JSONSCAN_SSE2_MASK_() & ((1u << (n - i)) - 1);
+	}
+#undef JSONSCAN_SSE2_MASK_
+	return bits ? i + (size_t)__builtin_ctz(bits) : n;
 }
 #endif
 

@@ -247,8 +247,13 @@ int mask_em_end(struct mask_stream *s);
 
 /* Pack path p of `rule` into the words w[0, *n) (w NULL: only count the words). */
 void mask_fw_add(struct fpword *w, size_t *n, unsigned *used, const struct jpath *p, int rule);
-/* A 6-bit hash of a member name (the filter of the names paths name). */
-unsigned mask_fp_key_hash(const char *key, size_t len);
+/* A 6-bit hash of a member name: a 64-bit filter of the names paths name (most are in none). */
+static inline unsigned mask_fp_key_hash(const char *key, size_t len)
+{
+	return (unsigned)(len * 7 +
+			  (len ? (unsigned char)key[0] * 3 + (unsigned char)key[len - 1] : 0)) &
+	       63;
+}
 /* The field rule of the value starting at the current depth, and whether paths live below. */
 void mask_fp_value(struct mask_stream *s, const char *key, size_t key_len, uint32_t index,
 		   int *rule, bool *alive);

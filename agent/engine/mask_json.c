@@ -185,19 +185,24 @@ static int held_end(struct mask_stream *s, const char *raw, size_t rawn, const c
 		return emit_scanned_string(s, d, dn);
 	/* All matches are known: the same as the text scanner's one pass, without its copy. */
 	size_t pos = 0;
+	/* The value had no escape (it is its raw text): its plain pieces need none either. */
+	bool raw_plain = d == raw + 1;
 	s->sc_val.dst = NULL;
 	s->sc_val.escape = true;
 	if ((r = mask_out_put(s, "\"", 1)))
 		return r;
-	for (size_t j = 0; j < k; j++) {
-		if (m[j].off > pos && (r = mask_scan_emit(&s->sc_val, d + pos, m[j].off - pos, -1)))
+	for (size_t j = 0; j <= k; j++) {
+		size_t end = j < k ? m[j].off : dn;
+		if (end > pos &&
+		    (r = raw_plain ? mask_out_put(s, d + pos, end - pos)
+				   : mask_scan_emit(&s->sc_val, d + pos, end - pos, -1)))
 			return r;
+		if (j == k)
+			break;
 		if ((r = mask_scan_emit(&s->sc_val, d + m[j].off, m[j].len, (int)m[j].entity)))
 			return r;
 		pos = m[j].off + m[j].len;
 	}
-	if (dn > pos && (r = mask_scan_emit(&s->sc_val, d + pos, dn - pos, -1)))
-		return r;
 	return mask_out_put(s, "\"", 1);
 }
 
@@ -305,6 +310,11 @@ static int value_begin(struct mask_stream *s, unsigned char c, bool *hold)
 		/* what mask_fp_value() says under a level no path lives in, without the call */
 		s->v_rule = s->pg.lv[d - 1].rule;
 		alive = false;
+	} else if (d && s->pg.fp_simple &&
+		   (!key || !(s->pg.key_filter >> mask_fp_key_hash(key, key_len) & 1))) {
+		/* `$..name` paths only, and no path names this member: the same, without the call */
+		s->v_rule = s->pg.lv[d - 1].rule;
+		alive = true;
 	} else {
 		mask_fp_value(s, key, key_len, index, &s->v_rule, &alive);
 	}

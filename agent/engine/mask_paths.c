@@ -61,14 +61,6 @@ static uint64_t fp_closure(const struct fpword *f, uint64_t st)
 	return st;
 }
 
-/* A 64-bit filter of the member names that paths name: most keys are in none. */
-unsigned mask_fp_key_hash(const char *key, size_t len)
-{
-	return (unsigned)(len * 7 +
-			  (len ? (unsigned char)key[0] * 3 + (unsigned char)key[len - 1] : 0)) &
-	       63;
-}
-
 static uint64_t fp_step(struct fpword *f, uint64_t st, const char *key, size_t key_len,
 			uint32_t index, bool named)
 {

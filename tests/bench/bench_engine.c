@@ -16,6 +16,8 @@
  *   generated documents, e.g. the payloads of `scripts/bench.sh all`; M: mask M MB of each
  *   document instead of timing it, and no memcpy run, for instruction counts under
  *   `valgrind --tool=callgrind`, which a loaded machine does not change)
+ *   bench_engine --hs [--seconds S]: Hyperscan against the engine's candidate filter and
+ *   detectors (hs_eval.c; only when built with libhs)
  */
 #include <stdbool.h>
 #include <stdio.h>
@@ -29,6 +31,10 @@
 #include "policy.h"
 
 #define CHUNK (64 * 1024)
+
+#ifdef MESHMASK_HAVE_HS
+int hs_eval(const char *doc, size_t len, double secs);
+#endif
 
 static const char *policies[][2] = {
 	{"10 rules (5 field, 5 entity; hash)",
@@ -344,7 +350,14 @@ int main(int argc, char **argv)
 	uint64_t stream_mb = 1024;
 	int only = -1, only_kb = -1;
 	const char *file = NULL;
-	for (int i = 1; i + 1 < argc; i += 2) {
+	bool hs = false;
+	for (int i = 1; i < argc; i++) {
+		if (!strcmp(argv[i], "--hs")) {
+			hs = true; /* the one option without a value */
+			continue;
+		}
+		if (i + 1 >= argc)
+			break;
 		if (!strcmp(argv[i], "--seconds"))
 			secs = atof(argv[i + 1]);
 		else if (!strcmp(argv[i], "--stream-mb"))
@@ -357,6 +370,7 @@ int main(int argc, char **argv)
 			file = argv[i + 1];
 		else if (!strcmp(argv[i], "--mb"))
 			fixed_bytes = (uint64_t)(atof(argv[i + 1]) * 1e6);
+		i++;
 	}
 	setenv("MESHMASK_BENCH_KEY", "bench-key-0123456789abcdef0123456789", 1);
 	setenv("MESHMASK_HASH_KEY", "bench-key-0123456789abcdef0123456789", 1);
@@ -383,6 +397,14 @@ int main(int argc, char **argv)
 		gen_doc(&mid, 64 << 10);
 		gen_doc(&big, 1 << 20);
 	}
+	if (hs) {
+#ifdef MESHMASK_HAVE_HS
+		return hs_eval(mid.data, mid.len, secs);
+#else
+		fprintf(stderr, "built without libhs\n");
+		return 2;
+#endif
+	}
 	printf("%-36s %-14s %10s %10s %7s\n", "policy", "document", "mask MB/s", "memcpy MB/s",
 	       "ratio");
 	for (size_t k = 0; k < sizeof(policies) / sizeof(*policies); k++) {
@@ -408,8 +430,8 @@ int main(int argc, char **argv)
 				mask_stream_free(kept);
 				kept = NULL;
 				snprintf(label, sizeof(label), "%zu B, reused", docs[d]->len);
-				printf("%-36s %-14s %10.0f %10.0f %6.3f\n", policies[k][0], label, m,
-				       c, m / c);
+				printf("%-36s %-14s %10.0f %10.0f %6.3f\n", policies[k][0], label,
+				       m, c, m / c);
 			}
 		}
 		policy_unref(pol);

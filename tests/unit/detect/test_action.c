@@ -111,22 +111,24 @@ static size_t ref_mask(const char *v, size_t n, uint32_t kf, uint32_t kl, char m
 	return n;
 }
 
-/* The ASCII fast path of mask against ref_mask(), every length 0..40 and keep 0..5. */
+/* The ASCII fast paths of mask against ref_mask(), every length 0..80, keeps 0..5, 30, 64. */
 static void test_mask_ascii(void)
 {
 	static const char alphabet[] = "0123456789-. @AZaz_/~\x7f\x01";
-	char v[41], want[41];
+	char v[81], want[81];
 	unsigned seed = 12345;
 	int bad = 0;
 	struct mm_buf out = {0};
-	for (size_t n = 0; n <= 40; n++) {
+	for (size_t n = 0; n <= 80; n++) {
 		for (int rep = 0; rep < 8; rep++) {
 			for (size_t i = 0; i < n; i++) {
 				seed = seed * 1103515245u + 12345u;
 				v[i] = alphabet[(seed >> 16) % (sizeof(alphabet) - 1)];
 			}
-			for (uint32_t kf = 0; kf <= 5; kf++) {
-				for (uint32_t kl = 0; kl <= 5; kl++) {
+			static const uint32_t keeps[] = {0, 1, 2, 3, 4, 5, 30, 64};
+			for (size_t fi = 0; fi < sizeof(keeps) / sizeof(*keeps); fi++) {
+				for (size_t li = 0; li < sizeof(keeps) / sizeof(*keeps); li++) {
+					uint32_t kf = keeps[fi], kl = keeps[li];
 					struct policy_action a =
 						mask_act(kf, kl, rep & 1 ? "#" : NULL);
 					ref_mask(v, n, kf, kl, rep & 1 ? '#' : '*', want);
@@ -138,7 +140,9 @@ static void test_mask_ascii(void)
 			}
 		}
 	}
-	is_int(bad, 0, "ASCII mask matches the plain rule (lengths 0..40, keep 0..5)");
+	is_int(bad, 0,
+	       "ASCII mask matches the plain rule (lengths 0..80: the 64-byte vector path and the "
+	       "loop, keep 0..5, 30, 64)");
 	mm_buf_free(&out);
 }
 
