@@ -109,6 +109,7 @@ struct tls {
 	struct policy_set *set;
 
 	struct tls_probes *probes;
+	bool node_wide; /* MESHMASK_TLS_NODE_WIDE: always probe every process */
 
 	struct tls_slot slots[MM_SSL_MAX_SLOTS];
 	struct tls_cgroup *cgroups; /* sorted by id */
@@ -404,6 +405,8 @@ static void scan_procs(struct tls *t)
 	bool stop = false;
 	for (int s = 0; s < MM_SSL_MAX_SLOTS; s++)
 		stop |= t->slots[s].stop;
+	/* MESHMASK_TLS_NODE_WIDE=1: as before per-process probes (for comparison). */
+	stop |= t->node_wide;
 	tls_probes_set_node_wide(t->probes, stop && t->n_cgroups);
 	tls_probes_begin(t->probes);
 	DIR *d = t->n_cgroups ? opendir("/proc") : NULL;
@@ -413,6 +416,8 @@ static void scan_procs(struct tls *t)
 		if (de->d_name[0] < '1' || de->d_name[0] > '9' || atoi(de->d_name) == self)
 			continue;
 		tls_probes_learn(t->probes, atoi(de->d_name));
+		/* Processes that became covered meanwhile are probed now, not after the scan. */
+		ring_buffer__consume(t->rb);
 	}
 	if (d)
 		closedir(d);
@@ -442,8 +447,9 @@ static int on_proc(void *ctx, void *data, size_t size)
 	struct tls_cgroup *cg = cgroup_find(t, r.cgroup_id);
 	if (!cg || (int)r.pid == getpid())
 		return 0;
+	/* Exec'd or moved: its libssl may be mapped later (loader, dlopen, a later exec). */
 	tls_probes_sync(t->probes, (int)r.pid, cg->slot, t->slots[cg->slot].stop,
-			r.why == MM_SSL_PROC_EXEC);
+			r.why != MM_SSL_PROC_FORK);
 	/* The window: from the event to the probes in place. */
 	uint64_t now = now_ns(), took = now > r.ts_ns ? now - r.ts_ns : 0;
 	t->stats.notified++;
@@ -1024,7 +1030,9 @@ int tls_start(struct tls **out, const struct tls_config *cfg, struct store *st)
 			  "tls: process tracepoints unavailable (%s): new covered processes are "
 			  "probed by the next scan (within a second)",
 			  strerror(errno));
+	/* For comparison: the public entry points only; every process probed. */
 	bool public_only = getenv("MESHMASK_TLS_PUBLIC_ENTRY") != NULL;
+	t->node_wide = getenv("MESHMASK_TLS_NODE_WIDE") != NULL;
 	if ((r = tls_probes_new(&t->probes, t->skel, public_only, on_uncaptured, t)) < 0)
 		goto fail;
 	start_stopper(t);

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <unistd.h>
 
 #include <bpf/bpf.h>
@@ -163,6 +164,8 @@ int tls_probes_new(struct tls_probes **out, struct ssl *skel, bool public_only,
 
 /* ---- files ---- */
 
+static void global_attach(struct tls_probes *pr, struct tls_file *f);
+
 static void file_free(struct tls_file *f)
 {
 	free(f->global);
@@ -220,6 +223,28 @@ static bool exe_is_openssl(struct tls_probes *pr, const char *path, const struct
 	return yes;
 }
 
+/* Whether the shared object mapped at [start, end) of pid (file dev/ino) defines SSL_read
+ * and SSL_write; cached per file. */
+static bool elf_is_openssl(struct tls_probes *pr, int pid, unsigned long long start,
+			   unsigned long long end, dev_t dev, ino_t ino)
+{
+	for (size_t i = 0; i < pr->n_exes; i++)
+		if (pr->exes[i].dev == dev && pr->exes[i].ino == ino)
+			return pr->exes[i].openssl;
+	char path[4352];
+	struct tls_probe_points pp;
+	snprintf(path, sizeof(path), "/proc/%d/map_files/%llx-%llx", pid, start, end);
+	bool yes = tls_elf_probe_points(path, &pp) == 0 && pp.ssl_read && pp.ssl_write;
+	if (pr->n_exes >= 65536)
+		pr->n_exes = 0;
+	struct tls_exe *v = realloc(pr->exes, (pr->n_exes + 1) * sizeof(*v));
+	if (v) {
+		pr->exes = v;
+		pr->exes[pr->n_exes++] = (struct tls_exe){dev, ino, yes};
+	}
+	return yes;
+}
+
 static bool is_libssl(const char *path)
 {
 	const char *base = strrchr(path, '/');
@@ -266,14 +291,21 @@ static size_t pid_files(struct tls_probes *pr, int pid, struct tls_file **out, s
 	unsigned long long last_ino = 0;
 	while (fp && fgets(line, sizeof(line), fp)) {
 		unsigned long long start, end, ino;
+		unsigned int major, minor;
+		char perms[8];
 		int name_at = 0;
-		if (sscanf(line, "%llx-%llx %*s %*s %*s %llu %n", &start, &end, &ino, &name_at) <
-			    3 ||
+		if (sscanf(line, "%llx-%llx %7s %*s %x:%x %llu %n", &start, &end, perms, &major,
+			   &minor, &ino, &name_at) < 6 ||
 		    !name_at || line[name_at] != '/' || !ino || ino == last_ino)
 			continue;
 		char *name = line + name_at;
 		name[strcspn(name, "\n")] = 0;
-		if (!is_libssl(name))
+		/* libssl*.so*, or another shared object named *ssl*.so* that defines SSL_read and
+		 * SSL_write (a bundled or renamed copy): looked at once per file. */
+		const char *base = strrchr(name, '/') + 1;
+		if (!is_libssl(name) &&
+		    (!strchr(perms, 'x') || !strstr(base, "ssl") || !strstr(base, ".so") ||
+		     !elf_is_openssl(pr, pid, start, end, makedev(major, minor), ino)))
 			continue;
 		last_ino = ino;
 		remember_path(pr, name);
@@ -292,8 +324,10 @@ static size_t pid_files(struct tls_probes *pr, int pid, struct tls_file **out, s
 	}
 	if (fp)
 		fclose(fp);
-	for (size_t i = 0; i < n; i++)
+	for (size_t i = 0; i < n; i++) {
 		out[i]->seen = pr->gen;
+		global_attach(pr, out[i]);
+	}
 	return n;
 }
 
@@ -479,7 +513,7 @@ static void mark_probed(struct tls_probes *pr, struct tls_proc *p)
 	}
 }
 
-void tls_probes_sync(struct tls_probes *pr, int pid, uint32_t slot, bool hold, bool exec)
+void tls_probes_sync(struct tls_probes *pr, int pid, uint32_t slot, bool hold, bool guess)
 {
 	if (pr->node_wide)
 		return;
@@ -510,9 +544,10 @@ void tls_probes_sync(struct tls_probes *pr, int pid, uint32_t slot, bool hold, b
 
 	struct tls_file *files[TLS_PROC_FILES];
 	size_t n = pid_files(pr, pid, files, TLS_PROC_FILES);
-	/* Just exec'd: the loader maps its libraries after this; a pid-filtered probe on a file
-	 * is installed when the process maps it, so probe what its root has at known paths. */
-	for (size_t i = 0; exec && i < pr->n_paths && n < TLS_PROC_FILES; i++) {
+	/* Just exec'd or moved in: the loader (or dlopen) maps its libssl later; a pid-filtered
+	 * probe is installed when the process maps the file, so probe what its root has at the
+	 * paths where other processes mapped one. */
+	for (size_t i = 0; guess && i < pr->n_paths && n < TLS_PROC_FILES; i++) {
 		char path[4352];
 		struct stat st;
 		snprintf(path, sizeof(path), "/proc/%d/root%s", pid, pr->paths[i]);
@@ -570,6 +605,18 @@ static void global_detach(struct tls_probes *pr, struct tls_file *f)
 	f->global = NULL;
 }
 
+/* Node-wide mode: f probed for every process, once. */
+static void global_attach(struct tls_probes *pr, struct tls_file *f)
+{
+	if (!pr->node_wide || !f->usable || f->global ||
+	    !(f->global = calloc(1, sizeof(*f->global))))
+		return;
+	if (pfile_attach(pr, -1, f->global, f, true) < 0) {
+		free(f->global);
+		f->global = NULL;
+	}
+}
+
 void tls_probes_set_node_wide(struct tls_probes *pr, bool on)
 {
 	if (pr->node_wide == on)
@@ -580,6 +627,8 @@ void tls_probes_set_node_wide(struct tls_probes *pr, bool on)
 		tls_probes_clear(pr);
 		bpf_map__update_elem(pr->skel->maps.probed, &all, sizeof(all), &one, sizeof(one),
 				     BPF_ANY);
+		for (size_t i = 0; i < pr->n_files; i++)
+			global_attach(pr, pr->files[i]);
 	} else {
 		for (size_t i = 0; i < pr->n_files; i++)
 			global_detach(pr, pr->files[i]);
@@ -599,12 +648,6 @@ void tls_probes_end(struct tls_probes *pr)
 		struct tls_file *f = pr->files[i];
 		if (f->seen != pr->gen)
 			global_detach(pr, f);
-		else if (pr->node_wide && f->usable && !f->global &&
-			 (f->global = calloc(1, sizeof(*f->global))) &&
-			 pfile_attach(pr, -1, f->global, f, true) < 0) {
-			free(f->global);
-			f->global = NULL;
-		}
 		if (f->seen == pr->gen || f->users)
 			pr->files[k++] = f;
 		else

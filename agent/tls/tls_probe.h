@@ -49,10 +49,13 @@ void tls_probes_begin(struct tls_probes *pr);
 void tls_probes_learn(struct tls_probes *pr, int pid);
 /*
  * Probe covered process pid (policy slot; hold: also the stop-rewrite wait at SSL_read).
- * exec: it just exec'd, its libraries may not be mapped yet: also probe the libssl files that
- * exist at the paths other processes mapped them from (inside its root). Idempotent.
+ * guess: it just exec'd or moved in, its libssl may not be mapped yet: also probe the libssl
+ * files that exist at the paths other processes mapped them from (inside its root). A probe
+ * with a pid filter is installed when the process maps the file, and it stays with the process
+ * across exec (it follows the task), so a process covered before it execs a TLS client is
+ * probed from the client's first instruction. Idempotent.
  */
-void tls_probes_sync(struct tls_probes *pr, int pid, uint32_t slot, bool hold, bool exec);
+void tls_probes_sync(struct tls_probes *pr, int pid, uint32_t slot, bool hold, bool guess);
 void tls_probes_end(struct tls_probes *pr);
 /*
  * Node-wide mode: every file found is probed for every process (no pid filter; BPF filters
