@@ -6,6 +6,8 @@
 #   observe, node-wide, entry   every process probed, probes on SSL_read/SSL_write (before)
 #   observe, per-process, entry only covered processes probed (MESHMASK_TLS_PUBLIC_ENTRY=1)
 #   observe                     per process, probes at OpenSSL's shared bodies (now)
+# and "capture only": the same with a policy that names no entity (records captured and
+# streamed, nothing scanned), which separates the capture's cost from the detection's.
 # Rounds are interleaved (no agent, then each mode, runs times); per mode the median.
 # curl and s_server load a private copy of libssl (LD_LIBRARY_PATH, named so that other agents
 # on a shared machine, which probe every libssl*.so* node-wide, leave it alone; this agent
@@ -71,15 +73,23 @@ port=$((20000 + RANDOM % 20000))
 srv=$!
 sleep 1
 
-policy() { # mode enforce
+# mode enforce; enforce "capture-only": observe with a field rule only, so the TLS path
+# captures and streams every record but scans for no entity (what capture costs without
+# detection).
+policy() {
+	local rule='{ "name": "pii", "entities": [ "US_SSN", "CREDIT_CARD" ],
+                 "action": { "type": "mask", "keepLast": 4 } }' enforce=$2
+	if [[ $2 == capture-only ]]; then
+		rule='{ "name": "f", "fields": [ "$..ssn" ], "action": { "type": "redact" } }'
+		enforce=off
+	fi
 	cat >"$tmp/policy.json" <<EOF
 { "apiVersion": "meshmask.io/v1alpha1", "kind": "MaskingPolicy",
   "metadata": { "name": "bench-tls" },
   "spec": { "mode": "$1", "failureMode": "open",
     "selector": { "sources": [ { "cgroup": "/$cg" } ] },
-    "tls": { "enforce": "$2" },
-    "rules": [ { "name": "pii", "entities": [ "US_SSN", "CREDIT_CARD" ],
-                 "action": { "type": "mask", "keepLast": 4 } } ] } }
+    "tls": { "enforce": "$enforce" },
+    "rules": [ $rule ] } }
 EOF
 }
 start() { # [env assignments...]
@@ -135,6 +145,7 @@ for _ in $(seq "$runs"); do
 	one obs_node observe off MESHMASK_TLS_NODE_WIDE=1 MESHMASK_TLS_PUBLIC_ENTRY=1
 	one obs_entry observe off MESHMASK_TLS_PUBLIC_ENTRY=1
 	one obs observe off
+	one cap observe capture-only
 	one sr enforce stop-rewrite
 	raw_sr=$(grep -c '"536-22-8841"' "$tmp/body" || true)
 	masked_sr=$(grep -c '"\*\*\*-\*\*-8841"' "$tmp/body" || true)
@@ -144,20 +155,22 @@ t_none=$(med t.none)
 t_on=$(med t.obs_node)
 t_oe=$(med t.obs_entry)
 t_obs=$(med t.obs)
+t_cap=$(med t.cap)
 t_sr=$(med t.sr)
 obs_records=$(med r.obs)
-cpu_line="agent CPU seconds per download (median): observe node-wide entry $(med c.obs_node), per-process entry $(med c.obs_entry), now $(med c.obs), stop-rewrite $(med c.sr)"
+cpu_line="agent CPU seconds per download (median): observe node-wide entry $(med c.obs_node), per-process entry $(med c.obs_entry), now $(med c.obs), capture only $(med c.cap), stop-rewrite $(med c.sr)"
 stopline=$(cat "$tmp/s.sr")
 val() { tr ' ' '\n' <<<"$stopline" | awk -F= -v k="$1" '$1 == k { print $2 }'; }
 stops=$(val stops)
 
-awk -v s="$size" -v n="$t_none" -v on="$t_on" -v oe="$t_oe" -v o="$t_obs" -v r="$t_sr" \
+awk -v s="$size" -v n="$t_none" -v on="$t_on" -v oe="$t_oe" -v o="$t_obs" -v r="$t_sr" -v c="$t_cap" \
 	-v st="$stops" -v rec="$obs_records" 'BEGIN {
 	printf "%-36s %10s %10s %8s\n", "mode", "seconds", "MB/s", "ratio"
 	printf "%-36s %10.3f %10.1f %8.3f\n", "no agent", n, s / n / 1e6, 1
 	printf "%-36s %10.3f %10.1f %8.3f\n", "observe, node-wide, entry probes", on, s / on / 1e6, n / on
 	printf "%-36s %10.3f %10.1f %8.3f\n", "observe, per-process, entry probes", oe, s / oe / 1e6, n / oe
 	printf "%-36s %10.3f %10.1f %8.3f\n", "observe (per-process, body probes)", o, s / o / 1e6, n / o
+	printf "%-36s %10.3f %10.1f %8.3f\n", "capture only (no entity to scan)", c, s / c / 1e6, n / c
 	printf "%-36s %10.3f %10.1f %8.3f\n", "stop-rewrite (masking)", r, s / r / 1e6, n / r
 	if (st > 0)
 		printf "stop-rewrite: %d reads held in the last download, %.1f us added per held read\n", st, (r - n) / st * 1e6

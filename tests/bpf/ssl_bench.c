@@ -19,7 +19,7 @@
  * connection attribution (sys_enter, or the socket-layer tracepoints where the kernel has them,
  * attached node-wide while TLS capture runs) adds to a read(2) of an empty socket: every
  * process on the node pays it. Needs root.
- *   ssl_bench [--seconds S] [--rounds N]
+ *   ssl_bench [--seconds S] [--rounds N] [--setups none,idle-pid,...]
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -112,6 +112,24 @@ static int own_cgroup_id(__u64 *id)
 	return 0;
 }
 
+/*
+ * What one trap costs here, by the probed instruction: the kernel's x86 uprobes emulate push,
+ * nop and relative jumps/calls (one trap), and run anything else out of line with a single
+ * step (a second trap). Three empty functions, probed at their first instruction.
+ */
+#if defined(__x86_64__)
+__asm__(".text\n"
+	".globl mm_trap_sub\n.type mm_trap_sub,@function\nmm_trap_sub:\n"
+	"	sub $0x18,%rsp\n	add $0x18,%rsp\n	ret\n"
+	".globl mm_trap_push\n.type mm_trap_push,@function\nmm_trap_push:\n"
+	"	push %rbp\n	pop %rbp\n	ret\n"
+	".globl mm_trap_nop5\n.type mm_trap_nop5,@function\nmm_trap_nop5:\n"
+	"	.byte 0x0f, 0x1f, 0x44, 0x00, 0x00\n	ret\n");
+void mm_trap_sub(void);
+void mm_trap_push(void);
+void mm_trap_nop5(void);
+#endif
+
 /* The consumer: what the agent does per record (streaming detection), without the output. */
 static struct tls_scan scan;
 static uint64_t consumed_bytes, findings;
@@ -199,6 +217,18 @@ static uint64_t prog_runs(struct ssl *skel)
 	return n;
 }
 
+/* Whether setup `name` is in the comma-separated list (NULL: all). "none" always runs. */
+static bool wanted(const char *list, const char *name)
+{
+	if (!list || !strcmp(name, "none"))
+		return true;
+	size_t n = strlen(name);
+	for (const char *p = list; (p = strstr(p, name)); p += n)
+		if ((p == list || p[-1] == ',') && (p[n] == ',' || !p[n]))
+			return true;
+	return false;
+}
+
 static double thread_cpu_s(void)
 {
 	struct timespec ts;
@@ -242,11 +272,14 @@ int main(int argc, char **argv)
 {
 	double seconds = 1;
 	int n_rounds = 3;
+	const char *only = NULL; /* --setups none,idle-pid: only these (comma-separated names) */
 	for (int i = 1; i + 1 < argc; i += 2) {
 		if (!strcmp(argv[i], "--seconds"))
 			seconds = atof(argv[i + 1]);
 		else if (!strcmp(argv[i], "--rounds"))
 			n_rounds = atoi(argv[i + 1]);
+		else if (!strcmp(argv[i], "--setups"))
+			only = argv[i + 1];
 	}
 	if (n_rounds < 1 || n_rounds > 15)
 		n_rounds = 3;
@@ -318,6 +351,8 @@ int main(int argc, char **argv)
 
 	for (int round = 0; round < n_rounds; round++) {
 		for (int setup = 0; setup < N_SETUPS; setup++) {
+			if (!wanted(only, names[setup]))
+				continue;
 			struct bpf_link *links[8] = {0};
 			struct ring_buffer *rb = NULL;
 			pthread_t th;
@@ -389,7 +424,7 @@ int main(int argc, char **argv)
 	printf("%-14s %6s %12s %10s %12s %10s %10s %10s\n", "setup", "size", "wall ns", "vs none",
 	       "cpu ns", "vs none", "MB/s", "BPF runs");
 	for (int setup = 0; setup < N_SETUPS; setup++) {
-		for (int s = 0; s < 3; s++) {
+		for (int s = 0; s < 3 && wanted(only, names[setup]); s++) {
 			double w = median(wall[setup][s], n_rounds), c = median(cpu[setup][s], n_rounds);
 			double w0 = median(wall[NONE][s], n_rounds), c0 = median(cpu[NONE][s], n_rounds);
 			printf("%-14s %6zu %12.0f %+9.1f%% %12.0f %+9.1f%% %10.1f %10.2f\n",
@@ -408,6 +443,47 @@ int main(int argc, char **argv)
 	free(d);
 	printf("capture: %.1f MB scanned by the consumer, %llu findings, %llu records dropped\n",
 	       consumed_bytes / 1e6, (unsigned long long)findings, (unsigned long long)lost);
+
+	/* Trap costs: CPU ns per call of an empty function, no probe / entry / entry + return.
+	 * The program is ssl_set_fd: one map lookup (caller not covered), then it returns. */
+#if defined(__x86_64__)
+	{
+		const char *tn[] = {"mm_trap_sub", "mm_trap_push", "mm_trap_nop5"};
+		const char *what[] = {"sub $0x18,%rsp (single-stepped)", "push %rbp (emulated)",
+				      "nop5 (emulated)"};
+		void (*tf[])(void) = {mm_trap_sub, mm_trap_push, mm_trap_nop5};
+		printf("trap cost, CPU ns per call (median of %d rounds):\n", n_rounds);
+		printf("  %-34s %10s %10s %14s\n", "first instruction", "no probe", "entry",
+		       "entry+return");
+		for (int f = 0; f < 3; f++) {
+			double v[3][15];
+			for (int round = 0; round < n_rounds; round++) {
+				struct bpf_link *l[2] = {0};
+				for (int k = 0; k < 3; k++) {
+					if (k) {
+						LIBBPF_OPTS(bpf_uprobe_opts, o, .func_name = tn[f],
+							    .retprobe = k == 2);
+						l[k - 1] = bpf_program__attach_uprobe_opts(
+							skel->progs.ssl_set_fd, getpid(), "/proc/self/exe",
+							0, &o);
+					}
+					uint64_t calls = 0;
+					double c0 = thread_cpu_s(), t0 = now_s();
+					do {
+						for (int i = 0; i < 1000; i++)
+							tf[f]();
+						calls += 1000;
+					} while (now_s() - t0 < seconds / 4);
+					v[k][round] = (thread_cpu_s() - c0) / calls * 1e9;
+				}
+				bpf_link__destroy(l[0]);
+				bpf_link__destroy(l[1]);
+			}
+			printf("  %-34s %10.0f %10.0f %14.0f\n", what[f], median(v[0], n_rounds),
+			       median(v[1], n_rounds), median(v[2], n_rounds));
+		}
+	}
+#endif
 
 	/*
 	 * What attribution costs every process on the node: read(2) of an empty non-blocking
