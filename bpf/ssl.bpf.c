@@ -91,6 +91,32 @@ struct {
 	__type(value, struct mm_ssl_drop);
 } drops SEC(".maps");
 
+/* Processes that became covered (meshmask/ssl.h, mm_ssl_proc): the agent probes them. */
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 64 << 10);
+} procs SEC(".maps");
+
+/* tgid -> 1 while the agent has probes attached for that process (filled by the agent). */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 16384);
+	__type(key, __u32);
+	__type(value, __u32);
+} probed SEC(".maps");
+
+/*
+ * tgid -> TCP/IP socket sends and receives a covered process made while it had no probes:
+ * the window between a process becoming covered and its probes being in place. The agent
+ * reads and deletes the entry when it attaches (what may have been missed).
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, __u32);
+	__type(value, __u64);
+} unprobed_io SEC(".maps");
+
 /* Stop-rewrite: records for the agent's tracer (see meshmask/ssl.h), always woken at once. */
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
@@ -317,7 +343,7 @@ static __always_inline int leave(struct pt_regs *ctx, long ret, bool ex)
 	if (ex) {
 		size_t moved = 0;
 
-		if (ret != 1 || !call.out_len ||
+		if (ret <= 0 || !call.out_len ||
 		    bpf_probe_read_user(&moved, sizeof(moved), (const void *)call.out_len))
 			return 0;
 		total = moved;
@@ -478,6 +504,24 @@ static __always_inline void sock_io(struct sock *sk, int fd, bool recv)
 	if (!covered())
 		return;
 	__u64 id = bpf_get_current_pid_tgid();
+	__u32 tgid = id >> 32;
+
+	/* A covered process without probes (yet): count its TCP/IP socket I/O. Key 0: every
+	 * process is probed (node-wide mode). */
+	__u32 all = 0;
+
+	if (sk && !bpf_map_lookup_elem(&probed, &tgid) && !bpf_map_lookup_elem(&probed, &all)) {
+		__u16 family = BPF_CORE_READ(sk, __sk_common.skc_family);
+
+		if (family == MM_AF_INET || family == MM_AF_INET6) {
+			__u64 one = 1, *n = bpf_map_lookup_elem(&unprobed_io, &tgid);
+
+			if (n)
+				__sync_fetch_and_add(n, 1);
+			else
+				bpf_map_update_elem(&unprobed_io, &tgid, &one, BPF_NOEXIST);
+		}
+	}
 	struct ssl_call *c = bpf_map_lookup_elem(&calls, &id);
 	struct mm_ssl_key key = {.tgid = id >> 32, .ssl = c ? c->ssl : 0};
 	struct mm_ssl_conn conn = {.fd = -1};
@@ -526,14 +570,64 @@ int BPF_PROG(ssl_sys_enter, struct pt_regs *regs, long nr)
 	return 0;
 }
 
-/* Stop-rewrite: a process starting in a covered cgroup is seized before it reads anything. */
+static __always_inline void proc_notify(__u32 why, __u32 pid, __u64 cgroup_id)
+{
+	struct mm_ssl_proc *r = bpf_ringbuf_reserve(&procs, sizeof(*r), 0);
+
+	if (!r)
+		return;
+	r->ts_ns = bpf_ktime_get_ns();
+	r->cgroup_id = cgroup_id;
+	r->pid = pid;
+	r->why = why;
+	bpf_ringbuf_submit(r, BPF_RB_FORCE_WAKEUP);
+}
+
+/*
+ * A process starting in a covered cgroup: the agent probes it (its libraries are mapped by the
+ * dynamic loader after this, and a pid-filtered uprobe is installed at that mapping), and, for
+ * stop-rewrite, seizes it before it reads anything. Every exec on the node pays one lookup.
+ */
 SEC("tp_btf/sched_process_exec")
 int BPF_PROG(ssl_exec, struct task_struct *p, pid_t old_pid, struct linux_binprm *bprm)
 {
 	struct mm_ssl_cover *cover = covered();
 
-	if (cover && (cover->flags & MM_SSL_COVER_STOP))
-		stop_notify(MM_SSL_STOP_SEIZE, BPF_CORE_READ(p, tgid));
+	if (!cover)
+		return 0;
+	__u32 tgid = BPF_CORE_READ(p, tgid);
+
+	proc_notify(MM_SSL_PROC_EXEC, tgid, bpf_get_current_cgroup_id());
+	if (cover->flags & MM_SSL_COVER_STOP)
+		stop_notify(MM_SSL_STOP_SEIZE, tgid);
+	return 0;
+}
+
+/*
+ * A covered process forked a new process (not a thread): the child shares the parent's
+ * libraries but not its probes (a pid filter names one process), so it needs its own.
+ */
+SEC("tp_btf/sched_process_fork")
+int BPF_PROG(ssl_fork, struct task_struct *parent, struct task_struct *child)
+{
+	if (!covered())
+		return 0;
+	__u32 pid = BPF_CORE_READ(child, pid);
+
+	if (pid == (__u32)BPF_CORE_READ(child, tgid))
+		proc_notify(MM_SSL_PROC_FORK, pid, bpf_get_current_cgroup_id());
+	return 0;
+}
+
+/* A process (or one of its threads) moved into a covered cgroup. */
+SEC("tp_btf/cgroup_attach_task")
+int BPF_PROG(ssl_cgroup_move, struct cgroup *dst, const char *path, struct task_struct *task,
+	     bool threadgroup)
+{
+	__u64 id = BPF_CORE_READ(dst, kn, id);
+
+	if (bpf_map_lookup_elem(&covered_cgroups, &id))
+		proc_notify(MM_SSL_PROC_MOVE, BPF_CORE_READ(task, tgid), id);
 	return 0;
 }
 

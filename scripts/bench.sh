@@ -5,9 +5,10 @@
 #   scripts/bench.sh engine-ir [DOC_KB] [POLICY...]   instructions and mispredicted branches
 #                                        per input byte (callgrind; a loaded machine does
 #                                        not change them); DOC_KB 64 by default, every policy
-#   scripts/bench.sh tls [--seconds S] [--mb N] [--runs N]   TLS uprobe cost per
-#                                        SSL_write+SSL_read, then a curl download of N MiB
-#                                        (100): no agent / observe / stop-rewrite (root)
+#   scripts/bench.sh tls [--seconds S] [--rounds R] [--mb N] [--runs N] [--system-libssl]
+#                                        TLS uprobe cost per SSL_write+SSL_read, then a curl
+#                                        download of N MiB (100): no agent / observe (three
+#                                        variants) / stop-rewrite (root)
 #   scripts/bench.sh all [options]       meshmask beside nginx+Lua (scripts/bench/compare.sh)
 #   scripts/bench.sh proxy [options]     the plaintext data path: direct, steered, unflagged;
 #                                        ratios and aims (compare.sh --proxy; exit 1 = missed)
@@ -18,7 +19,7 @@ cd "$(dirname "$0")/.."
 dir=build-bench
 
 usage() {
-	echo "usage: $0 engine [--seconds S] [--stream-mb N] | engine-ir [DOC_KB] [POLICY...] | tls [--seconds S] [--mb N] [--runs N] | all [...] | proxy [...] | h2 [...]" >&2
+	echo "usage: $0 engine [--seconds S] [--stream-mb N] | engine-ir [DOC_KB] [POLICY...] | tls [--seconds S] [--rounds R] [--mb N] [--runs N] [--system-libssl] | all [...] | proxy [...] | h2 [...]" >&2
 	exit 2
 }
 
@@ -97,12 +98,24 @@ tls)
 	while (($#)); do
 		case $1 in
 		--mb | --runs) dl_args+=("$1" "$2"); shift 2 ;;
+		--system-libssl) dl_args+=("$1"); sys_ssl=1; shift ;;
 		*) bench_args+=("$1"); shift ;;
 		esac
 	done
 	machine
 	echo "load: $(cut -d' ' -f1-3 /proc/loadavg)"
-	"$dir/tests/bpf/ssl_bench" "${bench_args[@]}"
+	# A private copy of libssl, named so that other agents on a shared machine (which probe
+	# every libssl*.so* for every process) leave it alone; ssl_bench attaches to it by path.
+	libdir=$(mktemp -d)
+	trap 'rm -rf "$libdir"' EXIT
+	libenv=()
+	if [[ -z ${sys_ssl:-} ]]; then
+		sys=$(ldd "$dir/tests/bpf/ssl_bench" | awk '$1 ~ /^libssl\.so/ { print $3; exit }')
+		cp "$sys" "$libdir/mmbench-ssl.so"
+		ln -s mmbench-ssl.so "$libdir/$(basename "$sys")"
+		libenv=(env "LD_LIBRARY_PATH=$libdir")
+	fi
+	"${libenv[@]}" "$dir/tests/bpf/ssl_bench" "${bench_args[@]}"
 	echo
 	scripts/bench/tls_download.sh "$dir/tests/integration/tls_harness" "${dl_args[@]}"
 	;;

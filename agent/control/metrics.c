@@ -69,6 +69,7 @@ enum metrics_family {
 	F_WORKER_ACTIVE,
 	F_DETOKENIZE,
 	F_DETOKENIZE_VALUES,
+	F_TLS_UNCAPTURED,
 	F__COUNT
 };
 
@@ -169,6 +170,12 @@ static const struct metrics_family_def families[F__COUNT] = {
 		 "partial values, watchdog resumes, skipped processes, reads not held.",
 		 MT_COUNTER,
 		 {"event"}},
+	[F_TLS_UNCAPTURED] =
+		{"meshmask_tls_uncaptured_total",
+		 "TLS capture gaps: socket I/O of covered processes before their probes "
+		 "(before_probes), processes not probed (probe_limit).",
+		 MT_COUNTER,
+		 {"policy", "reason"}},
 	[F_TLS_STOP_SEIZED] = {"meshmask_tls_stop_traced_processes",
 			       "Processes under the stop-rewrite tracer now.",
 			       MT_GAUGE,
@@ -512,6 +519,12 @@ void metrics_tls_stop(const char *event, uint64_t total)
 {
 	const char *l[] = {event};
 	set(F_TLS_STOP, l, total);
+}
+
+void metrics_tls_uncaptured(const char *policy, const char *reason, uint64_t n)
+{
+	const char *l[] = {policy ? policy : "", reason};
+	add(F_TLS_UNCAPTURED, l, n);
 }
 
 void metrics_tls_stop_traced(uint64_t n)

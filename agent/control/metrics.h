@@ -32,6 +32,8 @@ void metrics_tls_finding(const char *policy, const char *entity);
 /* Stop-rewrite counters (totals since start, set as they are) and traced processes. */
 void metrics_tls_stop(const char *event, uint64_t total);
 void metrics_tls_stop_traced(uint64_t n);
+/* TLS capture gaps of covered processes (reason: before_probes, probe_limit). */
+void metrics_tls_uncaptured(const char *policy, const char *reason, uint64_t n);
 /* --splice: the kernel's totals (splice_stats), set on each collection. */
 void metrics_splice(uint64_t bytes, uint64_t redirected, uint64_t passed, uint64_t apps,
 		    uint64_t agents);

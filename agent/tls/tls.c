@@ -9,9 +9,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <fnmatch.h>
-#include <gelf.h>
 #include <inttypes.h>
-#include <libelf.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -37,6 +35,7 @@
 #include "h2.h"
 #include "h2obs.h"
 #include "tls_stop.h"
+#include "tls_probe.h"
 
 #define TLS_SCAN_INTERVAL_NS 1000000000ull
 #define TLS_POLL_MS 100
@@ -47,23 +46,6 @@
 /* About 8 KiB each (struct tls_scan). */
 #define TLS_MAX_STREAMS 2048
 #define TLS_STREAM_BUCKETS 1024
-
-/* A file with probes attached: a libssl or an executable with OpenSSL linked in. */
-struct tls_target {
-	dev_t dev;
-	ino_t ino;
-	char *path; /* the path it was attached through, for logs */
-	struct bpf_link *links[12];
-	size_t n_links;
-	uint64_t seen; /* scan generation that last found a process mapping it */
-};
-
-/* An executable that was looked at: does it define SSL_read? */
-struct tls_exe {
-	dev_t dev;
-	ino_t ino;
-	bool openssl;
-};
 
 struct tls_slot {
 	char *name; /* policy name; NULL = free */
@@ -126,11 +108,8 @@ struct tls {
 	struct policy_set *pending; /* a new set from the store, taken by the thread */
 	struct policy_set *set;
 
-	struct tls_target **targets;
-	size_t n_targets;
-	struct tls_exe *exes;
-	size_t n_exes;
-	uint64_t scan_gen;
+	struct tls_probes *probes;
+	bool node_wide; /* MESHMASK_TLS_NODE_WIDE: always probe every process */
 
 	struct tls_slot slots[MM_SSL_MAX_SLOTS];
 	struct tls_cgroup *cgroups; /* sorted by id */
@@ -400,242 +379,93 @@ static void on_policies(void *ctx, struct policy_set *set)
 	pthread_mutex_unlock(&t->lock);
 }
 
-/* ---- discovery and attachment ---- */
+/* ---- which processes are probed ---- */
 
-/* Whether the ELF file at `path` defines function `name` (dynamic or static symbol table). */
-static bool elf_defines(const char *path, const char *name)
-{
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return false;
-	bool found = false;
-	Elf *elf = elf_begin(fd, ELF_C_READ_MMAP, NULL);
-	Elf_Scn *scn = NULL;
-	while (elf && !found && (scn = elf_nextscn(elf, scn))) {
-		GElf_Shdr sh;
-		if (!gelf_getshdr(scn, &sh) ||
-		    (sh.sh_type != SHT_DYNSYM && sh.sh_type != SHT_SYMTAB))
-			continue;
-		Elf_Data *data = elf_getdata(scn, NULL);
-		size_t count = sh.sh_entsize ? sh.sh_size / sh.sh_entsize : 0;
-		for (size_t i = 0; data && i < count; i++) {
-			GElf_Sym sym;
-			if (!gelf_getsym(data, (int)i, &sym) || sym.st_shndx == SHN_UNDEF ||
-			    GELF_ST_TYPE(sym.st_info) != STT_FUNC)
-				continue;
-			const char *s = elf_strptr(elf, sh.sh_link, sym.st_name);
-			if (s && !strcmp(s, name)) {
-				found = true;
-				break;
-			}
-		}
-	}
-	if (elf)
-		elf_end(elf);
-	close(fd);
-	return found;
-}
+struct sync_ctx {
+	struct tls *t;
+	uint32_t slot;
+};
 
-static struct tls_target *target_find(struct tls *t, dev_t dev, ino_t ino)
+static int sync_pid(void *ctx, int pid)
 {
-	for (size_t i = 0; i < t->n_targets; i++)
-		if (t->targets[i]->dev == dev && t->targets[i]->ino == ino)
-			return t->targets[i];
-	return NULL;
-}
-
-static void target_free(struct tls_target *tg)
-{
-	for (size_t i = 0; i < tg->n_links; i++)
-		bpf_link__destroy(tg->links[i]);
-	free(tg->path);
-	free(tg);
+	struct sync_ctx *c = ctx;
+	if (pid != getpid())
+		tls_probes_sync(c->t->probes, pid, c->slot, c->t->slots[c->slot].stop, false);
+	return 0;
 }
 
 /*
- * Attach every probe to the file at `path` (valid in our mount namespace). The file is
- * remembered even when attaching fails, so that it is not retried on every scan.
- */
-static void target_attach(struct tls *t, const char *path, const struct stat *st)
-{
-	const struct {
-		const char *func;
-		struct bpf_program *prog;
-		bool ret, required;
-	} probes[] = {
-		{"SSL_write", t->skel->progs.ssl_write_enter, false, true},
-		{"SSL_write", t->skel->progs.ssl_write_leave, true, true},
-		{"SSL_read", t->skel->progs.ssl_read_enter, false, true},
-		{"SSL_read", t->skel->progs.ssl_read_leave, true, true},
-		{"SSL_write_ex", t->skel->progs.ssl_write_ex_enter, false, false},
-		{"SSL_write_ex", t->skel->progs.ssl_write_ex_leave, true, false},
-		{"SSL_read_ex", t->skel->progs.ssl_read_ex_enter, false, false},
-		{"SSL_read_ex", t->skel->progs.ssl_read_ex_leave, true, false},
-		{"SSL_set_fd", t->skel->progs.ssl_set_fd, false, false},
-		{"SSL_free", t->skel->progs.ssl_free, false, false},
-		/* stop-rewrite only (t->stopper): a process not seized yet waits for it */
-		{"SSL_read", t->skel->progs.ssl_read_hold, false, false},
-		{"SSL_read_ex", t->skel->progs.ssl_read_hold, false, false},
-	};
-	struct tls_target *tg = calloc(1, sizeof(*tg));
-	struct tls_target **v = realloc(t->targets, (t->n_targets + 1) * sizeof(*v));
-	if (v)
-		t->targets = v;
-	if (!tg || !v || !(tg->path = strdup(path))) {
-		free(tg);
-		agent_log(AGENT_LOG_ERROR, "tls: out of memory attaching to %s", path);
-		return;
-	}
-	tg->dev = st->st_dev;
-	tg->ino = st->st_ino;
-	tg->seen = t->scan_gen;
-	t->targets[t->n_targets++] = tg;
-	for (size_t i = 0; i < sizeof(probes) / sizeof(probes[0]); i++) {
-		if (!probes[i].required && !elf_defines(path, probes[i].func))
-			continue;
-		if (probes[i].prog == t->skel->progs.ssl_read_hold && !t->stopper)
-			continue;
-		LIBBPF_OPTS(bpf_uprobe_opts, opts, .func_name = probes[i].func,
-			    .retprobe = probes[i].ret);
-		struct bpf_link *l =
-			bpf_program__attach_uprobe_opts(probes[i].prog, -1, path, 0, &opts);
-		if (l) {
-			tg->links[tg->n_links++] = l;
-			continue;
-		}
-		int err = errno;
-		agent_log(AGENT_LOG_WARN, "tls: attaching %s%s to %s: %s",
-			  probes[i].ret ? "return of " : "", probes[i].func, path, strerror(err));
-		if (probes[i].required) {
-			/* Half a pair would stash calls that never complete: all or nothing. */
-			for (size_t k = 0; k < tg->n_links; k++)
-				bpf_link__destroy(tg->links[k]);
-			tg->n_links = 0;
-			return;
-		}
-	}
-	agent_log(AGENT_LOG_INFO, "tls: probes attached to %s (%zu probes)", path, tg->n_links);
-}
-
-/* Mark (and attach, the first time) the file at `path` as in use by a live process. */
-static void target_use(struct tls *t, const char *path)
-{
-	struct stat st;
-	if (stat(path, &st) < 0 || !S_ISREG(st.st_mode))
-		return;
-	struct tls_target *tg = target_find(t, st.st_dev, st.st_ino);
-	if (tg) {
-		tg->seen = t->scan_gen;
-		return;
-	}
-	target_attach(t, path, &st);
-}
-
-static bool exe_is_openssl(struct tls *t, const char *path, const struct stat *st)
-{
-	for (size_t i = 0; i < t->n_exes; i++)
-		if (t->exes[i].dev == st->st_dev && t->exes[i].ino == st->st_ino)
-			return t->exes[i].openssl;
-	bool yes = elf_defines(path, "SSL_read") && elf_defines(path, "SSL_write");
-	if (t->n_exes >= 65536)
-		t->n_exes = 0; /* a node that keeps running new binaries: start the cache over */
-	struct tls_exe *v = realloc(t->exes, (t->n_exes + 1) * sizeof(*v));
-	if (v) {
-		t->exes = v;
-		t->exes[t->n_exes++] = (struct tls_exe){st->st_dev, st->st_ino, yes};
-	}
-	return yes;
-}
-
-static bool is_libssl(const char *path)
-{
-	const char *base = strrchr(path, '/');
-	base = base ? base + 1 : path;
-	return !strncmp(base, "libssl", 6) && strstr(base, ".so");
-}
-
-/* Find the files of one process that need probes. */
-static void scan_pid(struct tls *t, const char *pid)
-{
-	char path[4352], line[4608];
-	struct stat st;
-
-	snprintf(path, sizeof(path), "/proc/%s/exe", pid);
-	if (stat(path, &st) == 0 && S_ISREG(st.st_mode)) {
-		struct tls_target *tg = target_find(t, st.st_dev, st.st_ino);
-		if (tg)
-			tg->seen = t->scan_gen;
-		else if (exe_is_openssl(t, path, &st))
-			target_attach(t, path, &st);
-	}
-
-	snprintf(path, sizeof(path), "/proc/%s/maps", pid);
-	FILE *f = fopen(path, "re");
-	if (!f)
-		return;
-	unsigned long long last_ino = 0;
-	while (fgets(line, sizeof(line), f)) {
-		unsigned long long start, end, ino;
-		int name_at = 0;
-		if (sscanf(line, "%llx-%llx %*s %*s %*s %llu %n", &start, &end, &ino, &name_at) <
-			    3 ||
-		    !name_at || line[name_at] != '/' || !ino || ino == last_ino)
-			continue;
-		char *name = line + name_at;
-		name[strcspn(name, "\n")] = 0;
-		if (!is_libssl(name))
-			continue;
-		last_ino = ino;
-		/* The path as the process sees it: through its root, so a container's own copy is
-		 * the one found. If the file at that path is not the mapped one (replaced, or a
-		 * deleted file), the exact mapping is still reachable through map_files. */
-		snprintf(path, sizeof(path), "/proc/%s/root%s", pid, name);
-		if (stat(path, &st) < 0 || st.st_ino != ino)
-			snprintf(path, sizeof(path), "/proc/%s/map_files/%llx-%llx", pid, start,
-				 end);
-		target_use(t, path);
-	}
-	fclose(f);
-}
-
-/*
- * Every process is looked at, not only covered ones: a covered process that lives for less
- * than a scan (curl in a job) is captured only if its libssl is already probed. While no cgroup
- * is covered nothing is probed at all, since a probed function costs every caller a trap, even
- * one that the BPF filter then ignores.
+ * Every second: learn the OpenSSL files mapped on the node (a process that execs later is
+ * probed on the libssl paths found here before its loader maps them), probe every process of
+ * the covered cgroups, detach the processes that exited or left. While no cgroup is covered
+ * nothing is probed at all.
  */
 static void scan_procs(struct tls *t)
 {
-	t->scan_gen++;
+	bool stop = false;
+	for (int s = 0; s < MM_SSL_MAX_SLOTS; s++)
+		stop |= t->slots[s].stop;
+	/* MESHMASK_TLS_NODE_WIDE=1: as before per-process probes (for comparison). */
+	stop |= t->node_wide;
+	tls_probes_set_node_wide(t->probes, stop && t->n_cgroups);
+	tls_probes_begin(t->probes);
 	DIR *d = t->n_cgroups ? opendir("/proc") : NULL;
-	char self[32];
-	snprintf(self, sizeof(self), "%d", getpid());
+	int self = getpid();
 	struct dirent *de;
 	while (d && (de = readdir(d))) {
-		if (de->d_name[0] < '1' || de->d_name[0] > '9' || !strcmp(de->d_name, self))
+		if (de->d_name[0] < '1' || de->d_name[0] > '9' || atoi(de->d_name) == self)
 			continue;
-		scan_pid(t, de->d_name);
+		tls_probes_learn(t->probes, atoi(de->d_name));
+		/* Processes that became covered meanwhile are probed now, not after the scan. */
+		ring_buffer__consume(t->rb);
 	}
 	if (d)
 		closedir(d);
-	/* Detach from files no live process maps any more. */
-	size_t k = 0;
-	for (size_t i = 0; i < t->n_targets; i++) {
-		struct tls_target *tg = t->targets[i];
-		if (tg->seen == t->scan_gen) {
-			t->targets[k++] = tg;
-			continue;
-		}
-		if (tg->n_links)
-			agent_log(AGENT_LOG_INFO, "tls: probes detached from %s", tg->path);
-		target_free(tg);
+	char dir[8192];
+	for (size_t i = 0; i < t->n_cgroups; i++) {
+		struct sync_ctx c = {t, t->cgroups[i].slot};
+		snprintf(dir, sizeof(dir), "%s%s", t->cgroup_root, t->cgroups[i].path);
+		cgroup_for_each_pid(dir, sync_pid, &c);
 	}
-	t->n_targets = k;
-	uint64_t attached = 0;
-	for (size_t i = 0; i < k; i++)
-		attached += t->targets[i]->n_links > 0;
-	t->stats.targets = attached;
+	tls_probes_end(t->probes);
+	struct tls_probe_stats ps;
+	tls_probes_get_stats(t->probes, &ps);
+	t->stats.targets = ps.files;
+	t->stats.probes = ps;
 	t->stats.scans++;
+}
+
+/* BPF says a process became covered (exec, fork, cgroup move): probe it now, not at the
+ * next scan. */
+static int on_proc(void *ctx, void *data, size_t size)
+{
+	struct tls *t = ctx;
+	struct mm_ssl_proc r;
+	if (size < sizeof(r))
+		return 0;
+	memcpy(&r, data, sizeof(r));
+	struct tls_cgroup *cg = cgroup_find(t, r.cgroup_id);
+	if (!cg || (int)r.pid == getpid())
+		return 0;
+	/* Exec'd or moved: its libssl may be mapped later (loader, dlopen, a later exec). */
+	tls_probes_sync(t->probes, (int)r.pid, cg->slot, t->slots[cg->slot].stop,
+			r.why != MM_SSL_PROC_FORK);
+	/* The window: from the event to the probes in place. */
+	uint64_t now = now_ns(), took = now > r.ts_ns ? now - r.ts_ns : 0;
+	t->stats.notified++;
+	t->stats.window_ns_sum += took;
+	if (took > t->stats.window_ns_max)
+		t->stats.window_ns_max = took;
+	agent_log(AGENT_LOG_DEBUG, "tls: pid %u (%s) handled %.2f ms after the event", r.pid,
+		  r.why == MM_SSL_PROC_EXEC ? "exec" : r.why == MM_SSL_PROC_FORK ? "fork" : "moved",
+		  took / 1e6);
+	return 0;
+}
+
+static void on_uncaptured(void *ctx, uint32_t slot, const char *reason, uint64_t n)
+{
+	struct tls *t = ctx;
+	metrics_tls_uncaptured(slot < MM_SSL_MAX_SLOTS ? t->slots[slot].name : NULL, reason, n);
 }
 
 /* ---- drop counters ---- */
@@ -1025,9 +855,9 @@ static bool probe_inplace(void)
 static void start_stopper(struct tls *t)
 {
 	struct ssl *k = t->skel;
-	if (!(k->links.ssl_exec = bpf_program__attach(k->progs.ssl_exec))) {
-		agent_log(AGENT_LOG_WARN, "tls: stop-rewrite unavailable: attaching %s",
-			  strerror(errno));
+	if (!k->links.ssl_exec) {
+		agent_log(AGENT_LOG_WARN, "tls: stop-rewrite unavailable: the exec tracepoint is "
+					  "not attached");
 		return;
 	}
 	struct tls_stop_maps maps = {
@@ -1107,10 +937,7 @@ static void tls_free(struct tls *t)
 {
 	if (!t)
 		return;
-	for (size_t i = 0; i < t->n_targets; i++)
-		target_free(t->targets[i]);
-	free(t->targets);
-	free(t->exes);
+	tls_probes_free(t->probes);
 	/* Before the BPF maps go: the tracer releases every thread it holds. */
 	tls_stop_close(t->stopper);
 	free_cgroups(t->cgroups, t->n_cgroups);
@@ -1143,10 +970,6 @@ int tls_start(struct tls **out, const struct tls_config *cfg, struct store *st)
 	size_t rl = strlen(t->cgroup_root);
 	while (rl > 1 && t->cgroup_root[rl - 1] == '/')
 		t->cgroup_root[--rl] = 0;
-	if (elf_version(EV_CURRENT) == EV_NONE) {
-		r = -EINVAL;
-		goto fail;
-	}
 	t->inplace = probe_inplace();
 
 	t->skel = ssl__open();
@@ -1194,10 +1017,28 @@ int tls_start(struct tls **out, const struct tls_config *cfg, struct store *st)
 			  "tls: %s unavailable (%s): connections are attributed only through "
 			  "SSL_set_fd",
 			  sock_tp ? "socket tracepoints" : "sys_enter tracing", strerror(errno));
+	/*
+	 * Probes are attached per covered process; these tell the agent at once of a process
+	 * that becomes covered (exec, fork, moved into a covered cgroup), instead of at the
+	 * next scan.
+	 */
+	struct ssl *k = t->skel;
+	if (!(k->links.ssl_exec = bpf_program__attach(k->progs.ssl_exec)) ||
+	    !(k->links.ssl_fork = bpf_program__attach(k->progs.ssl_fork)) ||
+	    !(k->links.ssl_cgroup_move = bpf_program__attach(k->progs.ssl_cgroup_move)))
+		agent_log(AGENT_LOG_WARN,
+			  "tls: process tracepoints unavailable (%s): new covered processes are "
+			  "probed by the next scan (within a second)",
+			  strerror(errno));
+	/* For comparison: the public entry points only; every process probed. */
+	bool public_only = getenv("MESHMASK_TLS_PUBLIC_ENTRY") != NULL;
+	t->node_wide = getenv("MESHMASK_TLS_NODE_WIDE") != NULL;
+	if ((r = tls_probes_new(&t->probes, t->skel, public_only, on_uncaptured, t)) < 0)
+		goto fail;
 	start_stopper(t);
 	t->rb = ring_buffer__new(bpf_map__fd(t->skel->maps.events), on_event, t, NULL);
-	if (!t->rb) {
-		r = -errno;
+	if (!t->rb || ring_buffer__add(t->rb, bpf_map__fd(t->skel->maps.procs), on_proc, t) < 0) {
+		r = t->rb ? -EINVAL : -errno;
 		agent_log(AGENT_LOG_ERROR, "tls: ringbuf: %s", strerror(-r));
 		goto fail;
 	}

@@ -13,6 +13,7 @@
 
 #include "store.h"
 #include "tls_stop.h"
+#include "tls_probe.h"
 
 struct tls;
 
@@ -39,9 +40,12 @@ struct tls_stats {
 	uint64_t bytes; /* plaintext bytes scanned */
 	uint64_t findings; /* values found */
 	uint64_t dropped; /* records lost in BPF (ringbuf full, truncated, unreadable) */
-	uint64_t targets; /* files (libssl, executables) with probes attached now */
+	uint64_t targets; /* files (libssl, executables) probed in some process now */
 	uint64_t covered; /* cgroups in the BPF filter now */
 	uint64_t scans; /* completed /proc scans */
+	uint64_t notified; /* processes BPF announced as newly covered (exec, fork, move) */
+	uint64_t window_ns_sum, window_ns_max; /* from such an event to its probes in place */
+	struct tls_probe_stats probes; /* per-process probes, as of the last scan */
 	bool stop_available; /* spec.tls.enforce: stop-rewrite can be enforced */
 	struct tls_stop_stats stop; /* stop-rewrite counters */
 };

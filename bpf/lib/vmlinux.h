@@ -300,6 +300,7 @@ typedef struct {
 
 struct task_struct {
 	unsigned int ptrace;
+	pid_t pid;
 	pid_t tgid;
 	struct task_struct *parent;
 	struct files_struct *files;
@@ -308,6 +309,15 @@ struct task_struct {
 
 /* Only passed through (tp_btf/sched_process_exec's argument). */
 struct linux_binprm;
+
+struct kernfs_node {
+	__u64 id;
+};
+
+/* tp_btf/cgroup_attach_task's destination: its id is its kernfs node's. */
+struct cgroup {
+	struct kernfs_node *kn;
+};
 
 #pragma clang attribute pop
 

@@ -92,6 +92,24 @@ struct mm_ssl_event {
 _Static_assert(sizeof(struct mm_ssl_event) == 120, "mm_ssl_event ABI");
 
 /*
+ * Probes are attached per process (a pid filter: the kernel puts breakpoints only in that
+ * process's memory), so the agent must hear at once of processes that become covered: BPF
+ * sends an mm_ssl_proc record on the `procs` ringbuf when a covered process execs or forks a
+ * new process, and when a process moves into a covered cgroup.
+ */
+#define MM_SSL_PROC_EXEC 1
+#define MM_SSL_PROC_FORK 2
+#define MM_SSL_PROC_MOVE 3
+
+struct mm_ssl_proc {
+	__u64 ts_ns; /* bpf_ktime_get_ns() at the event (CLOCK_MONOTONIC) */
+	__u64 cgroup_id; /* cgroup v2 id the process is in */
+	__u32 pid; /* tgid of the process to probe */
+	__u32 why; /* MM_SSL_PROC_* */
+};
+_Static_assert(sizeof(struct mm_ssl_proc) == 24, "mm_ssl_proc ABI");
+
+/*
  * Stop-rewrite (spec.tls.enforce: stop-rewrite). The agent ptrace-seizes the processes of
  * covered cgroups and puts their signal in stop_sig; at the return of SSL_read(_ex) BPF sends
  * that signal to the calling thread only, which enters a signal-delivery-stop, and tells the

@@ -1,19 +1,32 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Cost of the TLS uprobes to the application (scripts/bench.sh tls). An in-process TLS session
- * over a socketpair does SSL_write + SSL_read round trips of a given size, in three setups:
- *   none      no probes
- *   idle      probes attached for every process (as the agent does), caller's cgroup not
- *             covered: what every other TLS process on the node pays
- *   capture   caller covered: records copied to the ringbuf, drained by a consumer thread
- *             that runs the streaming detection over them, as the agent does
- * Prints ns per round trip (one write + one read) and plaintext MB/s. Then what the
+ * over a socketpair does SSL_write + SSL_read round trips of a given size, in these setups:
+ *   none          no probes
+ *   idle-node     probes on SSL_read/SSL_write for every process (the agent before per-process
+ *                 probes, and now while stop-rewrite is in force), caller not covered
+ *   idle-pid      probes attached for another process only (a pid filter, as the agent does
+ *                 for covered processes): what an uncovered process pays now
+ *   capture-entry caller covered, probes at the public entry points (SSL_read, SSL_write...):
+ *                 records copied to the ringbuf, drained by a consumer thread that runs the
+ *                 streaming detection, as the agent does
+ *   capture-body  the same with the probes at OpenSSL's shared bodies (tls_elf.h), where the
+ *                 kernel emulates the probed instruction instead of single-stepping it
+ * Setups are interleaved over --rounds rounds; per setup and size the median round. Prints ns
+ * per round trip (one write + one read) of wall time and of the thread's CPU time (the trap
+ * costs are CPU time of the thread; wall time also moves with the machine's load), and
+ * plaintext MB/s. Then what the
  * connection attribution (sys_enter, or the socket-layer tracepoints where the kernel has them,
  * attached node-wide while TLS capture runs) adds to a read(2) of an empty socket: every
  * process on the node pays it. Needs root.
- *   ssl_bench [--seconds S]
+ *   ssl_bench [--seconds S] [--rounds N] [--setups none,idle-pid,...]
  */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include <dlfcn.h>
 #include <errno.h>
+#include <limits.h>
 #include <fcntl.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -21,7 +34,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <signal.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -34,6 +49,7 @@
 #include "meshmask/ssl.h"
 #include "ssl.skel.h"
 #include "ssl_attach.h"
+#include "tls_elf.h"
 #include "tls_scan.h"
 
 static double now_s(void)
@@ -61,22 +77,15 @@ static SSL_CTX *server_ctx(void)
 	return ctx;
 }
 
+/* The file SSL_read came from: libssl, or a private copy through LD_LIBRARY_PATH
+ * (scripts/bench.sh tls), which other agents on a shared machine do not probe. */
 static int find_libssl(char *out, size_t len)
 {
-	FILE *f = fopen("/proc/self/maps", "r");
-	char line[4096];
-	int r = -ENOENT;
-	while (f && r && fgets(line, sizeof(line), f)) {
-		char *p = strchr(line, '/');
-		if (p && strstr(p, "/libssl.so")) {
-			p[strcspn(p, "\n")] = 0;
-			snprintf(out, len, "%s", p);
-			r = 0;
-		}
-	}
-	if (f)
-		fclose(f);
-	return r;
+	Dl_info info;
+	if (!dladdr((void *)SSL_read, &info) || !info.dli_fname || !realpath(info.dli_fname, out))
+		return -ENOENT;
+	(void)len;
+	return 0;
 }
 
 static int own_cgroup_id(__u64 *id)
@@ -102,6 +111,24 @@ static int own_cgroup_id(__u64 *id)
 	*id = st.st_ino;
 	return 0;
 }
+
+/*
+ * What one trap costs here, by the probed instruction: the kernel's x86 uprobes emulate push,
+ * nop and relative jumps/calls (one trap), and run anything else out of line with a single
+ * step (a second trap). Three empty functions, probed at their first instruction.
+ */
+#if defined(__x86_64__)
+__asm__(".text\n"
+	".globl mm_trap_sub\n.type mm_trap_sub,@function\nmm_trap_sub:\n"
+	"	sub $0x18,%rsp\n	add $0x18,%rsp\n	ret\n"
+	".globl mm_trap_push\n.type mm_trap_push,@function\nmm_trap_push:\n"
+	"	push %rbp\n	pop %rbp\n	ret\n"
+	".globl mm_trap_nop5\n.type mm_trap_nop5,@function\nmm_trap_nop5:\n"
+	"	.byte 0x0f, 0x1f, 0x44, 0x00, 0x00\n	ret\n");
+void mm_trap_sub(void);
+void mm_trap_push(void);
+void mm_trap_nop5(void);
+#endif
 
 /* The consumer: what the agent does per record (streaming detection), without the output. */
 static struct tls_scan scan;
@@ -158,6 +185,59 @@ static double read_ns(int fd, double seconds)
 	return (t - t0) / (double)n * 1e9;
 }
 
+static double median(double *v, int n)
+{
+	double t[15];
+	memcpy(t, v, n * sizeof(*t));
+	for (int i = 1; i < n; i++)
+		for (int k = i; k > 0 && t[k - 1] > t[k]; k--) {
+			double x = t[k];
+			t[k] = t[k - 1];
+			t[k - 1] = x;
+		}
+	return t[n / 2];
+}
+
+/* Runs of the SSL_* uprobe programs so far (0 without BPF stats). */
+static uint64_t prog_runs(struct ssl *skel)
+{
+	struct bpf_program *progs[] = {
+		skel->progs.ssl_write_enter,	skel->progs.ssl_write_leave,
+		skel->progs.ssl_read_enter,	skel->progs.ssl_read_leave,
+		skel->progs.ssl_write_ex_enter, skel->progs.ssl_write_ex_leave,
+		skel->progs.ssl_read_ex_enter,	skel->progs.ssl_read_ex_leave,
+	};
+	uint64_t n = 0;
+	for (size_t i = 0; i < sizeof(progs) / sizeof(progs[0]); i++) {
+		struct bpf_prog_info info = {0};
+		__u32 len = sizeof(info);
+		if (bpf_obj_get_info_by_fd(bpf_program__fd(progs[i]), &info, &len) == 0)
+			n += info.run_cnt;
+	}
+	return n;
+}
+
+/* Whether setup `name` is in the comma-separated list (NULL: all). "none" always runs. */
+static bool wanted(const char *list, const char *name)
+{
+	if (!list || !strcmp(name, "none"))
+		return true;
+	size_t n = strlen(name);
+	for (const char *p = list; (p = strstr(p, name)); p += n)
+		if ((p == list || p[-1] == ',') && (p[n] == ',' || !p[n]))
+			return true;
+	return false;
+}
+
+static double thread_cpu_s(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+	return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+static double last_cpu_ns; /* CPU ns per round of the last run() */
+
 static double run(struct pair *p, size_t size, double seconds, uint64_t *rounds_out)
 {
 	static char out[16384], in[16384];
@@ -167,7 +247,7 @@ static double run(struct pair *p, size_t size, double seconds, uint64_t *rounds_
 	if (size >= 64)
 		memcpy(out + size / 2, " ann@example.com ", 17);
 	uint64_t rounds = 0;
-	double t0 = now_s(), t = t0;
+	double c0 = thread_cpu_s(), t0 = now_s(), t = t0;
 	while (t - t0 < seconds) {
 		for (int k = 0; k < 256; k++) {
 			if (SSL_write(p->cli, out, (int)size) != (int)size)
@@ -184,14 +264,25 @@ static double run(struct pair *p, size_t size, double seconds, uint64_t *rounds_
 		t = now_s();
 	}
 	*rounds_out = rounds;
+	last_cpu_ns = (thread_cpu_s() - c0) / rounds * 1e9;
 	return (t - t0) / rounds * 1e9;
 }
 
 int main(int argc, char **argv)
 {
-	double seconds = 2;
-	if (argc == 3 && !strcmp(argv[1], "--seconds"))
-		seconds = atof(argv[2]);
+	double seconds = 1;
+	int n_rounds = 3;
+	const char *only = NULL; /* --setups none,idle-pid: only these (comma-separated names) */
+	for (int i = 1; i + 1 < argc; i += 2) {
+		if (!strcmp(argv[i], "--seconds"))
+			seconds = atof(argv[i + 1]);
+		else if (!strcmp(argv[i], "--rounds"))
+			n_rounds = atoi(argv[i + 1]);
+		else if (!strcmp(argv[i], "--setups"))
+			only = argv[i + 1];
+	}
+	if (n_rounds < 1 || n_rounds > 15)
+		n_rounds = 3;
 	if (geteuid() != 0) {
 		fprintf(stderr, "ssl_bench: needs root\n");
 		return 77;
@@ -218,7 +309,7 @@ int main(int argc, char **argv)
 	}
 	fcntl(sv[0], F_SETFL, 0);
 	fcntl(sv[1], F_SETFL, 0);
-	char libssl[1024];
+	char libssl[PATH_MAX];
 	__u64 cgid;
 	if (done != 3 || find_libssl(libssl, sizeof(libssl)) < 0 || own_cgroup_id(&cgid) < 0) {
 		fprintf(stderr, "ssl_bench: set-up failed\n");
@@ -241,66 +332,106 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	const size_t sizes[] = {64, 1024, 16384};
-	double res[3][3];
-	uint64_t rounds;
-	const char *names[] = {"none", "idle", "capture"};
+	enum { NONE, IDLE_NODE, IDLE_PID, CAP_ENTRY, CAP_BODY, N_SETUPS };
+	const char *names[] = {"none", "idle-node", "idle-pid", "capture-entry", "capture-body"};
+	double wall[N_SETUPS][3][15], cpu[N_SETUPS][3][15];
+	/* BPF program runs per round trip, from the kernel's run counters: a probe that fires
+	 * for this process runs its program (every trap does), one that does not never runs. */
+	double runs[N_SETUPS][3] = {{0}};
+	int stats_fd = bpf_enable_stats(BPF_STATS_RUN_TIME);
+	uint64_t rounds = 1;
+	struct tls_probe_points bpp;
+	bool bodies = tls_elf_probe_points(libssl, &bpp) == 0 && bpp.read_body && bpp.write_body;
+	/* Another process that maps libssl: idle-pid's probes are attached for it only. */
+	pid_t other = fork();
+	if (other == 0) {
+		pause();
+		_exit(0);
+	}
 
-	for (int setup = 0; setup < 3; setup++) {
-		struct bpf_link *links[8] = {0};
-		struct ring_buffer *rb = NULL;
-		pthread_t th;
-		if (setup >= 1) {
-			const char *funcs[] = {"SSL_write", "SSL_read", "SSL_write_ex",
-					       "SSL_read_ex"};
+	for (int round = 0; round < n_rounds; round++) {
+		for (int setup = 0; setup < N_SETUPS; setup++) {
+			if (!wanted(only, names[setup]))
+				continue;
+			struct bpf_link *links[8] = {0};
+			struct ring_buffer *rb = NULL;
+			pthread_t th;
+			bool body = setup == CAP_BODY && bodies;
+			int pid = setup == IDLE_PID ? other : setup == IDLE_NODE ? -1 : getpid();
+			const char *funcs[] = {"SSL_write", "SSL_read", "SSL_write_ex", "SSL_read_ex"};
 			struct bpf_program *progs[] = {
 				skel->progs.ssl_write_enter,	skel->progs.ssl_write_leave,
 				skel->progs.ssl_read_enter,	skel->progs.ssl_read_leave,
 				skel->progs.ssl_write_ex_enter, skel->progs.ssl_write_ex_leave,
 				skel->progs.ssl_read_ex_enter,	skel->progs.ssl_read_ex_leave,
 			};
-			for (int i = 0; i < 8; i++) {
+			for (int i = 0; setup != NONE && i < 8; i++) {
 				LIBBPF_OPTS(bpf_uprobe_opts, o, .func_name = funcs[i / 2],
 					    .retprobe = i % 2);
-				links[i] = bpf_program__attach_uprobe_opts(progs[i], -1, libssl, 0,
-									   &o);
+				uint64_t off = 0;
+				if (body) {
+					/* The _ex programs at the bodies; nothing on the wrappers. */
+					if (i < 4)
+						continue;
+					o.func_name = NULL;
+					off = i < 6 ? bpp.write_body : bpp.read_body;
+				}
+				links[i] = bpf_program__attach_uprobe_opts(progs[i], pid, libssl,
+									   off, &o);
 				if (!links[i]) {
 					fprintf(stderr, "ssl_bench: attach %s: %s\n", funcs[i / 2],
 						strerror(errno));
 					return 1;
 				}
 			}
-		}
-		if (setup == 2) {
-			struct mm_ssl_cover cover = {.slot = 0};
-			bpf_map__update_elem(skel->maps.covered_cgroups, &cgid, sizeof(cgid),
-					     &cover, sizeof(cover), BPF_ANY);
-			rb = ring_buffer__new(bpf_map__fd(skel->maps.events), on_event, NULL, NULL);
-			atomic_store(&stop, false);
-			pthread_create(&th, NULL, consumer, rb);
-		}
-		for (int s = 0; s < 3; s++) {
-			res[setup][s] = run(&p, sizes[s], seconds, &rounds);
-			if (res[setup][s] < 0) {
-				fprintf(stderr, "ssl_bench: TLS round trip failed\n");
-				return 1;
+			if (setup >= CAP_ENTRY) {
+				struct mm_ssl_cover cover = {.slot = 0};
+				bpf_map__update_elem(skel->maps.covered_cgroups, &cgid, sizeof(cgid),
+						     &cover, sizeof(cover), BPF_ANY);
+				rb = ring_buffer__new(bpf_map__fd(skel->maps.events), on_event, NULL,
+						      NULL);
+				atomic_store(&stop, false);
+				pthread_create(&th, NULL, consumer, rb);
 			}
+			for (int s = 0; s < 3; s++) {
+				uint64_t before = prog_runs(skel);
+				wall[setup][s][round] = run(&p, sizes[s], seconds, &rounds);
+				cpu[setup][s][round] = last_cpu_ns;
+				runs[setup][s] += (double)(prog_runs(skel) - before) / rounds / n_rounds;
+				if (wall[setup][s][round] < 0) {
+					fprintf(stderr, "ssl_bench: TLS round trip failed\n");
+					return 1;
+				}
+			}
+			if (rb) {
+				atomic_store(&stop, true);
+				pthread_join(th, NULL);
+				ring_buffer__free(rb);
+				bpf_map__delete_elem(skel->maps.covered_cgroups, &cgid, sizeof(cgid),
+						     0);
+			}
+			for (int i = 0; i < 8; i++)
+				bpf_link__destroy(links[i]);
 		}
-		if (setup == 2) {
-			atomic_store(&stop, true);
-			pthread_join(th, NULL);
-			ring_buffer__free(rb);
-			bpf_map__delete_elem(skel->maps.covered_cgroups, &cgid, sizeof(cgid), 0);
-		}
-		for (int i = 0; i < 8; i++)
-			bpf_link__destroy(links[i]);
 	}
+	if (stats_fd >= 0)
+		close(stats_fd);
+	kill(other, SIGKILL);
+	waitpid(other, NULL, 0);
 
-	printf("%-8s %10s %12s %12s %12s\n", "setup", "size", "ns/round", "MB/s", "vs none");
-	for (int setup = 0; setup < 3; setup++)
-		for (int s = 0; s < 3; s++)
-			printf("%-8s %10zu %12.0f %12.1f %+11.1f%%\n", names[setup], sizes[s],
-			       res[setup][s], sizes[s] / res[setup][s] * 1e3,
-			       (res[setup][s] / res[0][s] - 1) * 100);
+	printf("%d rounds of %.1f s per setup and size, interleaved; median round%s\n", n_rounds,
+	       seconds, bodies ? "" : " (no shared bodies in this libssl: capture-body = entry)");
+	printf("%-14s %6s %12s %10s %12s %10s %10s %10s\n", "setup", "size", "wall ns", "vs none",
+	       "cpu ns", "vs none", "MB/s", "BPF runs");
+	for (int setup = 0; setup < N_SETUPS; setup++) {
+		for (int s = 0; s < 3 && wanted(only, names[setup]); s++) {
+			double w = median(wall[setup][s], n_rounds), c = median(cpu[setup][s], n_rounds);
+			double w0 = median(wall[NONE][s], n_rounds), c0 = median(cpu[NONE][s], n_rounds);
+			printf("%-14s %6zu %12.0f %+9.1f%% %12.0f %+9.1f%% %10.1f %10.2f\n",
+			       names[setup], sizes[s], w, (w / w0 - 1) * 100, c, (c / c0 - 1) * 100,
+			       sizes[s] / w * 1e3, stats_fd >= 0 ? runs[setup][s] : -1.0);
+		}
+	}
 	__u32 key;
 	uint64_t lost = 0;
 	int ncpu = libbpf_num_possible_cpus();
@@ -312,6 +443,47 @@ int main(int argc, char **argv)
 	free(d);
 	printf("capture: %.1f MB scanned by the consumer, %llu findings, %llu records dropped\n",
 	       consumed_bytes / 1e6, (unsigned long long)findings, (unsigned long long)lost);
+
+	/* Trap costs: CPU ns per call of an empty function, no probe / entry / entry + return.
+	 * The program is ssl_set_fd: one map lookup (caller not covered), then it returns. */
+#if defined(__x86_64__)
+	{
+		const char *tn[] = {"mm_trap_sub", "mm_trap_push", "mm_trap_nop5"};
+		const char *what[] = {"sub $0x18,%rsp (single-stepped)", "push %rbp (emulated)",
+				      "nop5 (emulated)"};
+		void (*tf[])(void) = {mm_trap_sub, mm_trap_push, mm_trap_nop5};
+		printf("trap cost, CPU ns per call (median of %d rounds):\n", n_rounds);
+		printf("  %-34s %10s %10s %14s\n", "first instruction", "no probe", "entry",
+		       "entry+return");
+		for (int f = 0; f < 3; f++) {
+			double v[3][15];
+			for (int round = 0; round < n_rounds; round++) {
+				struct bpf_link *l[2] = {0};
+				for (int k = 0; k < 3; k++) {
+					if (k) {
+						LIBBPF_OPTS(bpf_uprobe_opts, o, .func_name = tn[f],
+							    .retprobe = k == 2);
+						l[k - 1] = bpf_program__attach_uprobe_opts(
+							skel->progs.ssl_set_fd, getpid(), "/proc/self/exe",
+							0, &o);
+					}
+					uint64_t calls = 0;
+					double c0 = thread_cpu_s(), t0 = now_s();
+					do {
+						for (int i = 0; i < 1000; i++)
+							tf[f]();
+						calls += 1000;
+					} while (now_s() - t0 < seconds / 4);
+					v[k][round] = (thread_cpu_s() - c0) / calls * 1e9;
+				}
+				bpf_link__destroy(l[0]);
+				bpf_link__destroy(l[1]);
+			}
+			printf("  %-34s %10.0f %10.0f %14.0f\n", what[f], median(v[0], n_rounds),
+			       median(v[1], n_rounds), median(v[2], n_rounds));
+		}
+	}
+#endif
 
 	/*
 	 * What attribution costs every process on the node: read(2) of an empty non-blocking

@@ -54,7 +54,7 @@ else
 	echo "ok - capture ring buffer size # SKIP bpftool not installed"
 fi
 
-in_cg "$cg" curl -sk "https://127.0.0.1:$port/" >/dev/null
+in_cg_settled "$cg" curl -sk "https://127.0.0.1:$port/" >/dev/null
 sleep 1.5
 if grep -q tls_finding "$tmp/audit.log" 2>/dev/null; then not_ok "no policy: nothing audited"; else
 	ok "no policy: nothing audited"; fi
@@ -72,7 +72,7 @@ cat >"$tmp/policies/$pol.json.tmp" <<EOF
 EOF
 mv "$tmp/policies/$pol.json.tmp" "$tmp/policies/$pol.json"
 sleep 2.5 # store reload, then the capture thread's next refresh
-in_cg "$cg" curl -sk "https://127.0.0.1:$port/" >/dev/null
+in_cg_settled "$cg" curl -sk "https://127.0.0.1:$port/" >/dev/null
 sleep 1.5
 
 metrics=$(curl -s "http://127.0.0.1:$admin_port/metrics")
@@ -109,7 +109,7 @@ for _ in $(seq 100); do
 		grep -q '^meshmask_bpf_map_entries{map="ssl_covered_cgroups"} 0$' && break
 	sleep 0.1
 done
-in_cg "$cg" curl -sk "https://127.0.0.1:$port/" >/dev/null
+in_cg_settled "$cg" curl -sk "https://127.0.0.1:$port/" >/dev/null
 sleep 1.5
 curl -s "http://127.0.0.1:$admin_port/metrics" |
 	grep -q "^meshmask_tls_findings_total{policy=\"$pol\",entity=\"US_SSN\"} 1$" &&
@@ -127,7 +127,7 @@ cat >"$tmp/policies/$pol-sr.json.tmp" <<EOF
 EOF
 mv "$tmp/policies/$pol-sr.json.tmp" "$tmp/policies/$pol-sr.json"
 sleep 2.5
-got=$(in_cg "$cg" curl -sk "https://127.0.0.1:$port/")
+got=$(in_cg_settled "$cg" curl -sk "https://127.0.0.1:$port/")
 grep -q '"ssn": "\*\*\*-\*\*-8841"' <<<"$got" && ok "stop-rewrite: curl prints the masked SSN" ||
 	not_ok "stop-rewrite: curl prints the masked SSN (got: ${got//[0-9]/9})"
 grep -q "ann@example.com" <<<"$got" && ok "stop-rewrite: values no rule names stay" ||

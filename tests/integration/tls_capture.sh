@@ -50,15 +50,15 @@ pids+=($hpid)
 for _ in $(seq 100); do grep -q '^ready' "$tmp/out" && break; sleep 0.1; done
 grep -q '^ready' "$tmp/out" || { not_ok "harness did not start"; cat "$tmp/err"; exit 1; }
 
-in_cg "mm-tls-$id-a-curl" curl -sk "$url/" >"$tmp/curl.body"
-in_cg "mm-tls-$id-a-sclient" sh -c "printf 'GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n' |
+in_cg_settled "mm-tls-$id-a-curl" curl -sk "$url/" >"$tmp/curl.body"
+in_cg_settled "mm-tls-$id-a-sclient" sh -c "printf 'GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n' |
 	openssl s_client -quiet -connect 127.0.0.1:$port 2>/dev/null" >"$tmp/sclient.body"
-in_cg "mm-tls-$id-a-py" "$py" -c '
+in_cg_settled "mm-tls-$id-a-py" "$py" -c '
 import ssl, sys, urllib.request
 c = ssl.create_default_context(); c.check_hostname = False; c.verify_mode = ssl.CERT_NONE
 sys.stdout.write(urllib.request.urlopen(sys.argv[1], context=c).read().decode())' "$url/" \
 	>"$tmp/py.body"
-in_cg "mm-tls-$id-a-big" curl -sk "$url/big" >"$tmp/big.body"
+in_cg_settled "mm-tls-$id-a-big" curl -sk "$url/big" >"$tmp/big.body"
 # HTTP/2 over TLS (python3-h2 server with ALPN h2, in the server's uncovered cgroup).
 h2port=
 if /usr/bin/python3 -c 'import h2' 2>/dev/null && curl -V | grep -q HTTP2; then
@@ -66,7 +66,7 @@ if /usr/bin/python3 -c 'import h2' 2>/dev/null && curl -V | grep -q HTTP2; then
 		"$tmp/cert.pem" "$tmp/key.pem" >"$tmp/h2port" 2>"$tmp/h2server.err"
 	for _ in $(seq 50); do [[ -s $tmp/h2port ]] && break; sleep 0.1; done
 	h2port=$(cat "$tmp/h2port")
-	in_cg "mm-tls-$id-a-h2" curl -sk --http2 -o "$tmp/h2.body" -w '%{http_version}' \
+	in_cg_settled "mm-tls-$id-a-h2" curl -sk --http2 -o "$tmp/h2.body" -w '%{http_version}' \
 		"https://127.0.0.1:$h2port/straddle" >"$tmp/h2.ver"
 fi
 in_cg "mm-tls-$id-a-exempt" curl -sk "$url/" >/dev/null

@@ -11,6 +11,8 @@
  *   records policy=P n=N bytes=B
  *   dropped policy=P n=N
  *   stats records=N bytes=N findings=N dropped=N targets=N covered=N scans=N inplace=0|1
+ *         notified=N attaches=N late=N unprobed_io=N limit=N body_files=N window_ms_mean=F
+ *         window_ms_max=F
  *   stop available=0|1 stops=N rewritten=N masked=N partial=N watchdog=N stale=N failed=N
  *        seized=N skip_traced=N skip_signal=N skip_denied=N unenforced=N
  * SIGUSR1 prints the stop line at once (the run goes on).
@@ -259,10 +261,15 @@ int main(int argc, char **argv)
 	pthread_join(reader, NULL);
 	print_records(policy_names, n_policies);
 	printf("stats records=%llu bytes=%llu findings=%llu dropped=%llu targets=%llu covered=%llu "
-	       "scans=%llu inplace=%d\n",
+	       "scans=%llu inplace=%d notified=%llu attaches=%llu late=%llu unprobed_io=%llu "
+	       "limit=%llu body_files=%llu window_ms_mean=%.2f window_ms_max=%.2f\n",
 	       (unsigned long long)s.records, (unsigned long long)s.bytes, findings,
 	       (unsigned long long)s.dropped, (unsigned long long)s.targets,
-	       (unsigned long long)s.covered, (unsigned long long)s.scans, inplace);
+	       (unsigned long long)s.covered, (unsigned long long)s.scans, inplace,
+	       (unsigned long long)s.notified, (unsigned long long)s.probes.attaches,
+	       (unsigned long long)s.probes.late, (unsigned long long)s.probes.unprobed_io,
+	       (unsigned long long)s.probes.limit, (unsigned long long)s.probes.body_files,
+	       s.notified ? s.window_ns_sum / 1e6 / s.notified : 0, s.window_ns_max / 1e6);
 	store_close(st);
 	for (size_t i = 0; i < n_policies; i++)
 		free(policy_names[i]);

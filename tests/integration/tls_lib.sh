@@ -44,6 +44,14 @@ in_cg() {
 	shift
 	bash -c 'echo $$ > "$0/cgroup.procs" && exec "$@"' "$cgroot/$cg" "$@"
 }
+# The same, the command exec'd 0.3 s after the move: the agent has probed the process by then
+# (probes follow it across exec), so the command is captured from its first instruction. in_cg
+# races the agent's window between a process becoming covered and its probes (docs/tls.md).
+in_cg_settled() {
+	local cg=$1
+	shift
+	bash -c 'echo $$ > "$0/cgroup.procs" && sleep 0.3 && exec "$@"' "$cgroot/$cg" "$@"
+}
 # The same in the background; $spawned is the command's own pid (bash execs it).
 spawn_in_cg() {
 	local cg=$1
