@@ -106,6 +106,8 @@ static void on_timer(struct ep_handler *h, uint32_t ev)
 {
 	struct dataplane *dp = (void *)((char *)h - offsetof(struct dataplane, timer_h));
 	drain(dp->timer_fd);
+	if (loader_superseded(dp->loader))
+		steering_yield(dp->steer);
 	steering_heartbeat(dp->steer, true);
 	/* Safety net for what inotify cannot see (a process changing netns, missed events). */
 	steering_rescan(dp->steer);
@@ -295,6 +297,9 @@ int dataplane_start(struct dataplane **out, const struct dataplane_config *cfg,
 	steering_heartbeat(dp->steer, true);
 	identity_set_change_cb(on_identity, dp);
 	on_change(&dp->change_h, 0);
+	/* The maps are filled (policies, callers, listeners): only now do the links steer. */
+	if ((r = loader_attach(dp->loader)) < 0)
+		goto err;
 	__atomic_store_n(&dp->ready, steering_ready(dp->steer), __ATOMIC_RELEASE);
 	*out = dp;
 	return 0;

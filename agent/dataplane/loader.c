@@ -31,6 +31,7 @@ struct loader {
 	struct bpf_link *splice_link; /* mm_sockops on our own cgroup for --splice, not pinned */
 	bool splice;
 	char pin_dir[PATH_MAX];
+	char abi[32]; /* "abi-<hash of the map definitions>": where this version's maps are pinned */
 	struct loader_maps maps;
 };
 
@@ -52,6 +53,83 @@ static int pin_path(const struct loader *l, const char *name, char *out, size_t 
 {
 	int n = snprintf(out, size, "%s/%s", l->pin_dir, name);
 	return n < 0 || (size_t)n >= size ? -ENAMETOOLONG : 0;
+}
+
+/*
+ * The ABI of the pinned maps: a hash of every pinned map's name, type, key and value sizes,
+ * capacity and flags. Agents of one ABI share the maps (a restart keeps their state); an agent
+ * of another ABI pins its own beside them, so neither ever reads maps of the other's layout.
+ */
+static void map_abi(struct loader *l)
+{
+	uint64_t h = 1469598103934665603ull;
+	struct bpf_map *m;
+	bpf_object__for_each_map(m, l->skel->obj)
+	{
+		if (bpf_map__is_internal(m) || !strncmp(bpf_map__name(m), "splice_", 7))
+			continue;
+		uint32_t v[5] = {bpf_map__type(m), bpf_map__key_size(m), bpf_map__value_size(m),
+				 bpf_map__max_entries(m), bpf_map__map_flags(m)};
+		for (const char *c = bpf_map__name(m); *c; c++)
+			h = (h ^ (unsigned char)*c) * 1099511628211ull;
+		for (size_t i = 0; i < sizeof(v); i++)
+			h = (h ^ ((const unsigned char *)v)[i]) * 1099511628211ull;
+	}
+	snprintf(l->abi, sizeof(l->abi), "abi-%016llx", (unsigned long long)h);
+}
+
+/* Remove a directory of map pins (unlinking a pin never frees a map a process still holds). */
+static void remove_pins(const char *dir)
+{
+	DIR *d = opendir(dir);
+	if (!d)
+		return;
+	struct dirent *e;
+	while ((e = readdir(d))) {
+		char path[PATH_MAX];
+		if (e->d_name[0] != '.' &&
+		    snprintf(path, sizeof(path), "%s/%s", dir, e->d_name) < (int)sizeof(path))
+			unlink(path);
+	}
+	closedir(d);
+	rmdir(dir);
+}
+
+/*
+ * Once the links run this version's programs: "maps" names this version's map directory
+ * (switched by a rename of "maps_new", so a reader never finds it missing; bpffs refuses names
+ * with a dot), and the maps of other versions
+ * (a directory per ABI, or the flat pins of agents from before ABI directories) go. An agent
+ * of the other version still running keeps its maps by its fds and yields (loader_superseded).
+ */
+static void publish_abi(struct loader *l)
+{
+	char tmp[PATH_MAX], dst[PATH_MAX];
+	if (pin_path(l, "maps_new", tmp, sizeof(tmp)) < 0 || pin_path(l, "maps", dst, sizeof(dst)) < 0)
+		return;
+	unlink(tmp);
+	if (symlink(l->abi, tmp) < 0 || rename(tmp, dst) < 0) {
+		agent_log(AGENT_LOG_WARN, "pin %s: %s", dst, strerror(errno));
+		unlink(tmp);
+	}
+	DIR *d = opendir(l->pin_dir);
+	if (!d)
+		return;
+	struct dirent *e;
+	while ((e = readdir(d))) {
+		const char *n = e->d_name;
+		char path[PATH_MAX];
+		if (n[0] == '.' || !strcmp(n, "maps") || !strcmp(n, "maps_new") || !strcmp(n, l->abi) || !strncmp(n, "link_", 5) ||
+		    pin_path(l, n, path, sizeof(path)) < 0)
+			continue;
+		if (!strncmp(n, "abi-", 4)) {
+			agent_log(AGENT_LOG_INFO, "steering maps of another version (%s) removed", n);
+			remove_pins(path);
+		} else {
+			unlink(path); /* a map pinned flat by an agent from before ABI directories */
+		}
+	}
+	closedir(d);
 }
 
 /* Attach prog to the cgroup through the link pinned as `name`, reusing a pinned link. */
@@ -226,8 +304,21 @@ struct loader *loader_open(const struct loader_config *cfg)
 		if (cfg->callers_max && !strcmp(bpf_map__name(m), "steer_callers") &&
 		    (r = bpf_map__set_max_entries(m, cfg->callers_max)) < 0)
 			goto err;
-		char path[PATH_MAX];
-		if ((r = pin_path(l, bpf_map__name(m), path, sizeof(path))) < 0)
+	}
+	/* The maps have their final shapes: their ABI names the directory they are pinned in. */
+	map_abi(l);
+	char path[PATH_MAX], name[PATH_MAX];
+	if ((r = pin_path(l, l->abi, path, sizeof(path))) < 0 ||
+	    (mkdir(path, 0700) < 0 && errno != EEXIST && (r = -errno))) {
+		agent_log(AGENT_LOG_ERROR, "%s: %s", path, strerror(-r));
+		goto err;
+	}
+	bpf_object__for_each_map(m, l->skel->obj)
+	{
+		if (bpf_map__is_internal(m) || !strncmp(bpf_map__name(m), "splice_", 7))
+			continue;
+		snprintf(name, sizeof(name), "%s/%s", l->abi, bpf_map__name(m));
+		if ((r = pin_path(l, name, path, sizeof(path))) < 0)
 			goto err;
 		drop_incompatible_pin(m, path);
 		if ((r = bpf_map__set_pin_path(m, path)) < 0)
@@ -238,20 +329,6 @@ struct loader *loader_open(const struct loader_config *cfg)
 		agent_log(AGENT_LOG_ERROR, "load BPF steering programs: %s", strerror(-r));
 		goto err;
 	}
-
-	struct {
-		struct bpf_program *prog;
-		const char *name;
-	} progs[] = {
-		{l->skel->progs.mm_connect4, "link_connect4"},
-		{l->skel->progs.mm_connect6, "link_connect6"},
-		{l->skel->progs.mm_getpeername4, "link_getpeername4"},
-		{l->skel->progs.mm_getpeername6, "link_getpeername6"},
-		{l->skel->progs.mm_sockops, "link_sockops"},
-	};
-	for (size_t i = 0; i < sizeof(progs) / sizeof(progs[0]); i++)
-		if ((r = attach(l, progs[i].prog, progs[i].name)) < 0)
-			goto err;
 
 	if (cfg->self_cgroup)
 		attach_self(l, cfg->self_cgroup);
@@ -295,6 +372,48 @@ bool loader_orig_dst_sockopt(const struct loader *l)
 	return l->sockopt_link != NULL;
 }
 
+int loader_attach(struct loader *l)
+{
+	struct {
+		struct bpf_program *prog;
+		const char *name;
+	} progs[] = {
+		{l->skel->progs.mm_connect4, "link_connect4"},
+		{l->skel->progs.mm_connect6, "link_connect6"},
+		{l->skel->progs.mm_getpeername4, "link_getpeername4"},
+		{l->skel->progs.mm_getpeername6, "link_getpeername6"},
+		{l->skel->progs.mm_sockops, "link_sockops"},
+	};
+	for (size_t i = 0; i < sizeof(progs) / sizeof(progs[0]); i++) {
+		int r = attach(l, progs[i].prog, progs[i].name);
+		if (r < 0)
+			return r;
+	}
+	publish_abi(l); /* the links run this version's programs now */
+	return 0;
+}
+
+bool loader_superseded(const struct loader *l)
+{
+	char path[PATH_MAX];
+	if (pin_path(l, "link_connect4", path, sizeof(path)) < 0)
+		return false;
+	int fd = bpf_obj_get(path);
+	if (fd < 0)
+		return false; /* unpinned (detached for good): nobody else took over */
+	struct bpf_link_info li;
+	struct bpf_prog_info pi;
+	__u32 ll = sizeof(li), pl = sizeof(pi);
+	memset(&li, 0, sizeof(li));
+	memset(&pi, 0, sizeof(pi));
+	bool other = bpf_obj_get_info_by_fd(fd, &li, &ll) == 0 &&
+		     bpf_obj_get_info_by_fd(bpf_program__fd(l->skel->progs.mm_connect4), &pi,
+					    &pl) == 0 &&
+		     li.prog_id != pi.id;
+	close(fd);
+	return other;
+}
+
 const char *loader_pin_dir(const struct loader *l)
 {
 	return l->pin_dir;
@@ -334,7 +453,10 @@ int loader_unpin_all(const char *bpffs, const char *instance)
 				close(fd);
 			}
 		}
-		unlink(path);
+		if (!strncmp(e->d_name, "abi-", 4))
+			remove_pins(path);
+		else
+			unlink(path);
 	}
 	closedir(d);
 	return rmdir(dir) < 0 ? -errno : 0;

@@ -1,9 +1,14 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * BPF lifecycle of the steering programs: open the skeleton, set rodata, reuse or create the
- * maps pinned under <bpffs>/meshmask/<instance>, load, and attach to the cgroup through links
- * pinned beside them. A restarted agent finds the pins: maps keep their state and the pinned
- * links are switched to the new programs atomically, so steering never lapses.
+ * maps pinned under <bpffs>/meshmask/<instance>/abi-<hash of the map definitions>/ (and
+ * <instance>/maps, a symlink to the version in use), load, and attach to the cgroup through
+ * links pinned in <instance>. A restarted agent of the same ABI finds the pins: maps keep their
+ * state and the pinned links are switched to the new programs atomically, so steering never
+ * lapses. An agent of another ABI (an upgrade whose maps changed, or a downgrade) pins its
+ * maps beside the old ones, switches the links to its programs atomically, then removes the
+ * other version's pins; the other agent, if still running, keeps reading its own maps by fd
+ * (never the new layout) and yields (loader_superseded).
  */
 #ifndef MESHMASK_LOADER_H
 #define MESHMASK_LOADER_H
@@ -32,7 +37,8 @@ struct loader_config {
 
 struct loader;
 
-/* Load, pin, attach. NULL with errno set (logged here). */
+/* Load, pin the maps (reusing this ABI's pins); nothing steers before loader_attach. NULL with
+ * errno set (logged here). */
 struct loader *loader_open(const struct loader_config *cfg);
 
 /* Map fds (owned by the loader). */
@@ -48,6 +54,20 @@ bool loader_orig_dst_sockopt(const struct loader *l);
 
 /* Whether the splice is on (asked for and its sk_msg program attached). */
 bool loader_splice(const struct loader *l);
+
+/*
+ * Switch the cgroup's pinned links to this loader's programs (created when absent), then
+ * publish this version's maps as <instance>/maps and remove other versions' pins. Called once
+ * the maps are filled (policies, callers, listeners): with maps of a new ABI, attaching
+ * earlier would steer covered callers through empty maps. 0 or -errno.
+ */
+int loader_attach(struct loader *l);
+
+/*
+ * Whether the pinned links run another loader's programs: a newer agent (of any ABI) took
+ * over steering. The caller stops serving: its maps no longer steer anything.
+ */
+bool loader_superseded(const struct loader *l);
 
 /* The pin directory (<bpffs>/meshmask/<instance>), borrowed. */
 const char *loader_pin_dir(const struct loader *l);

@@ -95,6 +95,7 @@ struct steering {
 
 	uint64_t owner; /* this agent's instance id, in the map entries it writes */
 	bool superseded; /* a newer live agent owns the maps: leave them alone */
+	bool yielded; /* the pinned links run another agent's programs: this one serves no more */
 	uint16_t proxy_port;
 	uint64_t epoch;
 	struct slot slots[STEER_MAX_POLICIES];
@@ -202,6 +203,8 @@ static void write_state(struct steering *s, uint64_t heartbeat)
  */
 static bool in_charge(struct steering *s)
 {
+	if (s->yielded)
+		return false;
 	struct steer_state st;
 	uint32_t zero = 0;
 	memset(&st, 0, sizeof(st));
@@ -1058,6 +1061,20 @@ const char *steering_caller_name(struct steering *s, uint64_t cgroup_id, char *b
 		r = buf;
 	view_unref(v);
 	return r;
+}
+
+void steering_yield(struct steering *s)
+{
+	if (s->yielded)
+		return;
+	agent_log(AGENT_LOG_WARN, "steering: the pinned links run another agent's programs (an "
+				  "upgrade or downgrade whose maps differ): closing this agent's "
+				  "listeners");
+	s->yielded = s->superseded = true;
+	s->ready = false;
+	for (size_t i = 0; i < s->n_ns; i++)
+		workers_unlisten_netns(s->wk, s->ns[i].ino);
+	s->n_ns = 0;
 }
 
 bool steering_ready(const struct steering *s)

@@ -66,6 +66,9 @@ const char *steering_caller_name(struct steering *s, uint64_t cgroup_id, char *b
  */
 bool steering_ready(const struct steering *s);
 
+/* Another agent's programs run on the pinned links: close every listener, steer no more. */
+void steering_yield(struct steering *s);
+
 /* Shutting down: clear our heartbeat and listener entries (never another agent's). */
 void steering_release(struct steering *s);
 

@@ -15,15 +15,16 @@ dp_policy lenient open 'app-*' 'none' $OPEN_PORT
 dp_pod app-a 1
 masked() { grep -q '"XXX-XX-6789"' "$1" && ! grep -q '123-45-6789' "$1"; }
 
-# start_agent LOG ADMIN_PORT: one more agent of the same instance (pins, proxy port, cgroup);
-# prints its pid once it is ready.
+# start_agent LOG ADMIN_PORT [ARGS...]: one more agent of the same instance (pins, proxy port,
+# cgroup); prints its pid once it is ready.
 start_agent() {
 	local log=$1 port=$2
+	shift 2
 	sh -c 'echo $$ >"$0/cgroup.procs" && exec "$@"' "$DP_CG_AGENT" "$DP_AGENT" \
 		--policies "$DP_DIR/policies" --state-dir "$DP_DIR/state" \
 		--admin 127.0.0.1:$port --audit-log "$DP_DIR/audit.log" \
 		--attach-cgroup "$DP_CG" --instance "$DP_INSTANCE" --proxy-port $DP_PPORT \
-		--log-level debug >>"$log" 2>&1 &
+		--log-level debug "$@" >>"$log" 2>&1 &
 	local pid=$!
 	DP_PIDS+=($pid)
 	for _ in $(seq 100); do
@@ -36,14 +37,16 @@ start_agent() {
 }
 free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 instance_of() { sed -n 's/.*steering: instance \([0-9a-f]*\).*/\1/p' "$1" | tail -n 1; }
-# The owners of the steer_listeners entries (hex, as the agent logs its id), one a line.
+# The owners of the steer_listeners entries (hex, as the agent logs its id), one a line, each
+# once (dp_in joins the pod's cgroup before its netns, so for a moment a covered process is in
+# the host's netns and the agent may listen there too until its next rescan).
 owners() {
-	bpftool -j map dump pinned "$PIN/steer_listeners" | python3 -c '
+	bpftool -j map dump pinned "$PIN/maps/steer_listeners" | python3 -c '
 import json, sys
 for e in json.load(sys.stdin):
     v = e.get("value")
     b = bytes(int(x, 16) for x in v) if isinstance(v, list) else None
-    print("%016x" % int.from_bytes(b, "little") if b else v)'
+    print("%016x" % int.from_bytes(b, "little") if b else v)' | sort -u
 }
 ready() { curl -s --max-time 3 "http://127.0.0.1:$1/readyz" | python3 -c 'import json, sys; print(json.load(sys.stdin)["ready"])'; }
 wait_ready() { # wait_ready PORT True|False
@@ -76,10 +79,17 @@ check_traffic() { # check_traffic OUT WHAT SINCE: SINCE = when the new agent was
 	check "$2: once the new agent is ready, masked answers ($masked of $after)" test "$masked" -ge $((after - 2))
 }
 
-for round in term-first both-running; do
+# The maps' ABI is their shapes: a capacity of steer_callers other than the default stands for
+# an agent version whose maps changed (upgrade: the new agent's differ; downgrade: back).
+abi_dirs() { (cd "$PIN" && ls -d abi-* 2>/dev/null); }
+for round in term-first both-running upgrade downgrade; do
 	A_LOG=$DP_DIR/a-$round.log B_LOG=$DP_DIR/b-$round.log
 	A_PORT=$(free_port)
-	A=$(start_agent "$A_LOG" $A_PORT) || { not_ok "$round: first agent starts"; continue; }
+	A_ARGS=() B_ARGS=()
+	[[ $round == upgrade ]] && B_ARGS=(--max-callers 3000)
+	[[ $round == downgrade ]] && A_ARGS=(--max-callers 3000)
+	A=$(start_agent "$A_LOG" $A_PORT "${A_ARGS[@]}") || { not_ok "$round: first agent starts"; continue; }
+	a_abi=$(readlink "$PIN/maps")
 	check "$round: first agent listens in the pod" dp_wait_listener app-a
 	check "$round: first agent ready" wait_ready $A_PORT True
 	traffic "$DP_DIR/t-$round.txt" &
@@ -89,19 +99,19 @@ for round in term-first both-running; do
 	if [[ $round == term-first ]]; then
 		# The old agent is told to stop, the new one starts while it drains.
 		kill -TERM $A
-		B=$(start_agent "$B_LOG" $B_PORT) || not_ok "$round: second agent starts"
+		B=$(start_agent "$B_LOG" $B_PORT "${B_ARGS[@]}") || not_ok "$round: second agent starts"
 		wait_ready $B_PORT True
 		b_ready=$(date +%s.%N)
 	else
 		# Both run (a surge rollout), then the old one stops.
-		B=$(start_agent "$B_LOG" $B_PORT) || not_ok "$round: second agent starts"
+		B=$(start_agent "$B_LOG" $B_PORT "${B_ARGS[@]}") || not_ok "$round: second agent starts"
 		sleep 1.5
 		check "$round: both agents serve at once (the new one is ready)" wait_ready $B_PORT True
 		b_ready=$(date +%s.%N)
 		kill -TERM $A
 	fi
 	for _ in $(seq 100); do kill -0 $A 2>/dev/null || break; sleep 0.1; done
-	check "$round: old agent exited" bash -c "! kill -0 $A 2>/dev/null"
+	check "$round: old agent exited" bash -c "! kill -0 $A 2>/dev/null" || { tail -15 "$A_LOG" | sed "s/^/#A  /" >&2; cat /proc/$A/task/*/stack 2>/dev/null | head -40 | sed "s/^/#S  /" >&2; }
 	sleep 1.5 # longer than one rescan of the new agent
 	# Enough answers once the new agent is ready (check_traffic wants more than 10), however
 	# slowly a loaded machine makes them come.
@@ -111,6 +121,17 @@ for round in term-first both-running; do
 	wait $tpid
 	check_traffic "$DP_DIR/t-$round.txt" "$round" "$b_ready"
 	b_id=$(instance_of "$B_LOG")
+	b_abi=$(readlink "$PIN/maps")
+	if [[ $round == upgrade || $round == downgrade ]]; then
+		check "$round: the maps of another ABI pinned beside the old ($a_abi -> $b_abi)" \
+			test -n "$a_abi" -a -n "$b_abi" -a "$a_abi" != "$b_abi"
+		check "$round: the old agent yielded when the links ran the new programs" \
+			grep -q "the pinned links run another agent's programs" "$A_LOG"
+	else
+		check "$round: the same ABI's maps reused ($a_abi)" test -n "$a_abi" -a "$a_abi" = "$b_abi"
+	fi
+	check "$round: only the version in use keeps pins ($(abi_dirs | tr '\n' ' '))" \
+		test "$(abi_dirs)" = "$b_abi"
 	o=$(owners)
 	check "$round: steer_listeners holds the new agent's entry ($o, new $b_id)" \
 		test -n "$b_id" -a "$o" = "$b_id"
@@ -124,7 +145,7 @@ for round in term-first both-running; do
 	check "$round: open mode still masked 3.5 s later (heartbeat the new agent's)" masked "$DP_DIR/o2.json"
 
 	# An entry removed behind the agent's back comes back at the next rescan.
-	bpftool map delete pinned "$PIN/steer_listeners" key $(bpftool -j map dump pinned "$PIN/steer_listeners" |
+	bpftool map delete pinned "$PIN/maps/steer_listeners" key $(bpftool -j map dump pinned "$PIN/maps/steer_listeners" |
 		python3 -c 'import json, sys; print(" ".join(json.load(sys.stdin)[0]["key"]))') 2>/dev/null
 	for _ in $(seq 30); do [[ -n $(owners) ]] && break; sleep 0.1; done
 	check "$round: a deleted listener entry is restored by the rescan" test "$(owners)" = "$b_id"
