@@ -4,11 +4,39 @@
 # entries or heartbeat: clients keep getting masked answers in both failure modes, never the
 # raw secret, the entries in steer_listeners are the new agent's, and /readyz is true only
 # while every covered netns has its entry (a netns where the agent cannot listen keeps it false).
+# Upgrades: to an agent whose maps differ and back, and from the previous release's build
+# (tests/integration/previous_release, built from git into PREV_DIR) to this one and back.
+#   dp_restart.sh AGENT [SOURCE_ROOT PREV_DIR]
 source "$(dirname "$0")/dp_lib.sh"
 dp_init "$1"
 command -v bpftool >/dev/null || dp_skip "needs bpftool"
 OPEN_PORT=$((DP_SPORT + 1))
 PIN=$DP_BPFFS/meshmask/$DP_INSTANCE
+SRC=${2:-} PREV_DIR=${3:-}
+
+# The previous release's agent, built once from its commit (git archive: no worktree) into
+# PREV_DIR. Prints the binary.
+prev_agent() {
+	local ver rev bin=$PREV_DIR/build/agent/meshmask-agent
+	read -r ver rev <"$SRC/tests/integration/previous_release" || return 1
+	if [[ ! -x $bin || $(cat "$PREV_DIR/rev" 2>/dev/null) != "$rev" ]]; then
+		git -C "$SRC" cat-file -e "$rev^{commit}" 2>/dev/null || return 1
+		rm -rf "$PREV_DIR" && mkdir -p "$PREV_DIR/src" &&
+			git -C "$SRC" archive "$rev" | tar -x -C "$PREV_DIR/src" &&
+			meson setup "$PREV_DIR/build" "$PREV_DIR/src" -Dbpf=enabled >"$PREV_DIR/setup.log" 2>&1 &&
+			ninja -C "$PREV_DIR/build" agent/meshmask-agent >"$PREV_DIR/build.log" 2>&1 &&
+			echo "$rev" >"$PREV_DIR/rev" || return 1
+	fi
+	echo "$bin"
+}
+ROUNDS=(${DP_RESTART_ROUNDS:-term-first both-running upgrade downgrade})
+if [[ -n $SRC && -n $PREV_DIR ]]; then
+	if PREV=$(prev_agent); then
+		ROUNDS+=(release-upgrade release-downgrade)
+	else
+		not_ok "the previous release's agent builds (git history of $SRC, see $PREV_DIR)"
+	fi
+fi
 
 dp_policy strict closed 'app-*' 'none' $DP_SPORT
 dp_policy lenient open 'app-*' 'none' $OPEN_PORT
@@ -20,7 +48,7 @@ masked() { grep -q '"XXX-XX-6789"' "$1" && ! grep -q '123-45-6789' "$1"; }
 start_agent() {
 	local log=$1 port=$2
 	shift 2
-	sh -c 'echo $$ >"$0/cgroup.procs" && exec "$@"' "$DP_CG_AGENT" "$DP_AGENT" \
+	sh -c 'echo $$ >"$0/cgroup.procs" && exec "$@"' "$DP_CG_AGENT" "${AGENT:-$DP_AGENT}" \
 		--policies "$DP_DIR/policies" --state-dir "$DP_DIR/state" \
 		--admin 127.0.0.1:$port --audit-log "$DP_DIR/audit.log" \
 		--attach-cgroup "$DP_CG" --instance "$DP_INSTANCE" --proxy-port $DP_PPORT \
@@ -41,7 +69,7 @@ instance_of() { sed -n 's/.*steering: instance \([0-9a-f]*\).*/\1/p' "$1" | tail
 # once (dp_in joins the pod's cgroup before its netns, so for a moment a covered process is in
 # the host's netns and the agent may listen there too until its next rescan).
 owners() {
-	bpftool -j map dump pinned "$PIN/maps/steer_listeners" | python3 -c '
+	bpftool -j map dump pinned "$PIN/${LISTENERS:-maps/steer_listeners}" | python3 -c '
 import json, sys
 for e in json.load(sys.stdin):
     v = e.get("value")
@@ -82,13 +110,17 @@ check_traffic() { # check_traffic OUT WHAT SINCE: SINCE = when the new agent was
 # The maps' ABI is their shapes: a capacity of steer_callers other than the default stands for
 # an agent version whose maps changed (upgrade: the new agent's differ; downgrade: back).
 abi_dirs() { (cd "$PIN" && ls -d abi-* 2>/dev/null); }
-for round in term-first both-running upgrade downgrade; do
+# The previous release pins its maps flat in <instance>/ (no ABI directory, no "maps" link).
+for round in "${ROUNDS[@]}"; do
 	A_LOG=$DP_DIR/a-$round.log B_LOG=$DP_DIR/b-$round.log
 	A_PORT=$(free_port)
-	A_ARGS=() B_ARGS=()
+	A_ARGS=() B_ARGS=() A_BIN=$DP_AGENT B_BIN=$DP_AGENT LISTENERS=
 	[[ $round == upgrade ]] && B_ARGS=(--max-callers 3000)
 	[[ $round == downgrade ]] && A_ARGS=(--max-callers 3000)
-	A=$(start_agent "$A_LOG" $A_PORT "${A_ARGS[@]}") || { not_ok "$round: first agent starts"; continue; }
+	[[ $round == release-upgrade ]] && A_BIN=$PREV
+	[[ $round == release-downgrade ]] && B_BIN=$PREV
+	A=$(AGENT=$A_BIN start_agent "$A_LOG" $A_PORT "${A_ARGS[@]}") ||
+		{ not_ok "$round: first agent starts"; continue; }
 	a_abi=$(readlink "$PIN/maps")
 	check "$round: first agent listens in the pod" dp_wait_listener app-a
 	check "$round: first agent ready" wait_ready $A_PORT True
@@ -99,19 +131,27 @@ for round in term-first both-running upgrade downgrade; do
 	if [[ $round == term-first ]]; then
 		# The old agent is told to stop, the new one starts while it drains.
 		kill -TERM $A
-		B=$(start_agent "$B_LOG" $B_PORT "${B_ARGS[@]}") || not_ok "$round: second agent starts"
+		B=$(AGENT=$B_BIN start_agent "$B_LOG" $B_PORT "${B_ARGS[@]}") ||
+			not_ok "$round: second agent starts"
 		wait_ready $B_PORT True
 		b_ready=$(date +%s.%N)
 	else
 		# Both run (a surge rollout), then the old one stops.
-		B=$(start_agent "$B_LOG" $B_PORT "${B_ARGS[@]}") || not_ok "$round: second agent starts"
+		B=$(AGENT=$B_BIN start_agent "$B_LOG" $B_PORT "${B_ARGS[@]}") ||
+			not_ok "$round: second agent starts"
 		sleep 1.5
 		check "$round: both agents serve at once (the new one is ready)" wait_ready $B_PORT True
 		b_ready=$(date +%s.%N)
 		kill -TERM $A
 	fi
 	for _ in $(seq 100); do kill -0 $A 2>/dev/null || break; sleep 0.1; done
-	check "$round: old agent exited" bash -c "! kill -0 $A 2>/dev/null" || { tail -15 "$A_LOG" | sed "s/^/#A  /" >&2; cat /proc/$A/task/*/stack 2>/dev/null | head -40 | sed "s/^/#S  /" >&2; }
+	if kill -0 $A 2>/dev/null; then
+		not_ok "$round: old agent exited"
+		tail -15 "$A_LOG" | sed "s/^/#A  /" >&2
+		for t in /proc/$A/task/*; do echo "$t $(cat $t/comm) $(cat $t/wchan)"; done | sed "s/^/#S  /" >&2
+	else
+		ok "$round: old agent exited"
+	fi
 	sleep 1.5 # longer than one rescan of the new agent
 	# Enough answers once the new agent is ready (check_traffic wants more than 10), however
 	# slowly a loaded machine makes them come.
@@ -122,7 +162,15 @@ for round in term-first both-running upgrade downgrade; do
 	check_traffic "$DP_DIR/t-$round.txt" "$round" "$b_ready"
 	b_id=$(instance_of "$B_LOG")
 	b_abi=$(readlink "$PIN/maps")
-	if [[ $round == upgrade || $round == downgrade ]]; then
+	if [[ $round == release-upgrade ]]; then
+		check "$round: the previous release's flat pins removed" \
+			bash -c "! ls '$PIN'/steer_* 2>/dev/null"
+	elif [[ $round == release-downgrade ]]; then
+		# The previous release pins flat beside ours and switches the links: this agent yields.
+		LISTENERS=steer_listeners
+		check "$round: the newer agent yielded when the links ran the older programs" \
+			grep -q "the pinned links run another agent's programs" "$A_LOG"
+	elif [[ $round == upgrade || $round == downgrade ]]; then
 		check "$round: the maps of another ABI pinned beside the old ($a_abi -> $b_abi)" \
 			test -n "$a_abi" -a -n "$b_abi" -a "$a_abi" != "$b_abi"
 		check "$round: the old agent yielded when the links ran the new programs" \
@@ -130,8 +178,9 @@ for round in term-first both-running upgrade downgrade; do
 	else
 		check "$round: the same ABI's maps reused ($a_abi)" test -n "$a_abi" -a "$a_abi" = "$b_abi"
 	fi
-	check "$round: only the version in use keeps pins ($(abi_dirs | tr '\n' ' '))" \
-		test "$(abi_dirs)" = "$b_abi"
+	[[ $round == release-downgrade ]] ||
+		check "$round: only the version in use keeps pins ($(abi_dirs | tr '\n' ' '))" \
+			test "$(abi_dirs)" = "$b_abi"
 	o=$(owners)
 	check "$round: steer_listeners holds the new agent's entry ($o, new $b_id)" \
 		test -n "$b_id" -a "$o" = "$b_id"
@@ -145,7 +194,8 @@ for round in term-first both-running upgrade downgrade; do
 	check "$round: open mode still masked 3.5 s later (heartbeat the new agent's)" masked "$DP_DIR/o2.json"
 
 	# An entry removed behind the agent's back comes back at the next rescan.
-	bpftool map delete pinned "$PIN/maps/steer_listeners" key $(bpftool -j map dump pinned "$PIN/maps/steer_listeners" |
+	lm=$PIN/${LISTENERS:-maps/steer_listeners}
+	bpftool map delete pinned "$lm" key $(bpftool -j map dump pinned "$lm" |
 		python3 -c 'import json, sys; print(" ".join(json.load(sys.stdin)[0]["key"]))') 2>/dev/null
 	for _ in $(seq 30); do [[ -n $(owners) ]] && break; sleep 0.1; done
 	check "$round: a deleted listener entry is restored by the rescan" test "$(owners)" = "$b_id"
