@@ -204,6 +204,15 @@ static const struct flag flags[] = {
 	{"tls-ring-kb", F_POW2, CFG(tls.ring_kb), 64, 262144, "N",
 	 "TLS capture ring buffer in KiB, a power of two (default 8192; records that find it full "
 	 "are counted as dropped)"},
+	{"tls-node-wide", F_BOOL, CFG(tls.node_wide), 0, 0, NULL,
+	 "probe every process that maps a libssl, not only covered ones (a short-lived covered "
+	 "process never misses its first records; uncovered processes pay the uprobe traps)"},
+	{"tls-public-entry", F_BOOL, CFG(tls.public_entry), 0, 0, NULL,
+	 "probe OpenSSL's public SSL_read/SSL_write entry points instead of the shared bodies "
+	 "they call (for an OpenSSL build where the bodies are not found right)"},
+	{"tls-syscall-attribution", F_BOOL, CFG(tls.syscall_attribution), 0, 0, NULL,
+	 "name TLS connections at syscall entry instead of the socket tracepoints (kernels "
+	 "without them; costs every process on the node)"},
 	{"log-level", F_LEVEL, CFG(log_level), 0, 0, "L", "error|warn|info|debug (default info)"},
 	{"kube-api", F_STR, CFG(identity.kube_api), 0, 0, "URL",
 	 "Kubernetes API for pod identity (default: in-cluster)"},

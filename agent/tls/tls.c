@@ -103,13 +103,14 @@ struct tls {
 	struct tls_stop *stopper; /* NULL: stop-rewrite unavailable */
 	bool stop_dirty; /* the stop-rewrite cgroups or policies changed */
 	char cgroup_root[4096];
+	unsigned stop_delay_ms; /* tls_config.stop_delay_ms */
 
 	pthread_mutex_t lock;
 	struct policy_set *pending; /* a new set from the store, taken by the thread */
 	struct policy_set *set;
 
 	struct tls_probes *probes;
-	bool node_wide; /* MESHMASK_TLS_NODE_WIDE: always probe every process */
+	bool node_wide; /* --tls-node-wide: always probe every process */
 
 	struct tls_slot slots[MM_SSL_MAX_SLOTS];
 	struct tls_cgroup *cgroups; /* sorted by id */
@@ -405,7 +406,7 @@ static void scan_procs(struct tls *t)
 	bool stop = false;
 	for (int s = 0; s < MM_SSL_MAX_SLOTS; s++)
 		stop |= t->slots[s].stop;
-	/* MESHMASK_TLS_NODE_WIDE=1: as before per-process probes (for comparison). */
+	/* --tls-node-wide: as before per-process probes. */
 	stop |= t->node_wide;
 	tls_probes_set_node_wide(t->probes, stop && t->n_cgroups);
 	tls_probes_begin(t->probes);
@@ -865,7 +866,7 @@ static void start_stopper(struct tls *t)
 		.stop_sig = bpf_map__fd(k->maps.stop_sig),
 		.unenforced = bpf_map__fd(k->maps.unenforced),
 	};
-	int r = tls_stop_open(&t->stopper, &maps, t->cgroup_root, 0);
+	int r = tls_stop_open(&t->stopper, &maps, t->cgroup_root, 0, t->stop_delay_ms);
 	if (r < 0)
 		agent_log(AGENT_LOG_WARN, "tls: stop-rewrite unavailable: %s", strerror(-r));
 }
@@ -990,7 +991,7 @@ int tls_start(struct tls **out, const struct tls_config *cfg, struct store *st)
 	 * kernel has its tracepoints, else at every syscall's entry (a cost to every process on
 	 * the node; see ssl.bpf.c).
 	 */
-	bool sock_tp = !getenv("MESHMASK_TLS_SYSCALL_ATTRIBUTION") && mm_have_sock_tracepoints();
+	bool sock_tp = !cfg->syscall_attribution && mm_have_sock_tracepoints();
 	bpf_program__set_autoload(t->skel->progs.ssl_sock_send, sock_tp);
 	bpf_program__set_autoload(t->skel->progs.ssl_sock_recv, sock_tp);
 	bpf_program__set_autoload(t->skel->progs.ssl_sys_enter, !sock_tp);
@@ -1030,10 +1031,9 @@ int tls_start(struct tls **out, const struct tls_config *cfg, struct store *st)
 			  "tls: process tracepoints unavailable (%s): new covered processes are "
 			  "probed by the next scan (within a second)",
 			  strerror(errno));
-	/* For comparison: the public entry points only; every process probed. */
-	bool public_only = getenv("MESHMASK_TLS_PUBLIC_ENTRY") != NULL;
-	t->node_wide = getenv("MESHMASK_TLS_NODE_WIDE") != NULL;
-	if ((r = tls_probes_new(&t->probes, t->skel, public_only, on_uncaptured, t)) < 0)
+	t->node_wide = cfg->node_wide;
+	t->stop_delay_ms = cfg->stop_delay_ms;
+	if ((r = tls_probes_new(&t->probes, t->skel, cfg->public_entry, on_uncaptured, t)) < 0)
 		goto fail;
 	start_stopper(t);
 	t->rb = ring_buffer__new(bpf_map__fd(t->skel->maps.events), on_event, t, NULL);

@@ -23,6 +23,15 @@ struct tls;
 struct tls_config {
 	const char *cgroup_root; /* cgroup v2 mount (borrowed); NULL = from mountinfo */
 	uint32_t ring_kb; /* capture ring buffer in KiB, a power of two; 0 = the default */
+	/*
+	 * Fallbacks an operator may choose (docs/tls.md): probe every process that maps a libssl
+	 * (--tls-node-wide: no first records of a short-lived process missed, but uncovered
+	 * processes take the traps), only OpenSSL's public entry points (--tls-public-entry: for a
+	 * build whose shared bodies are mis-detected), connections named at syscall entry
+	 * (--tls-syscall-attribution: kernels without the socket tracepoints).
+	 */
+	bool node_wide, public_entry, syscall_attribution;
+	unsigned stop_delay_ms; /* tests only (tls_harness): every stop-rewrite mask this slower */
 };
 
 /* Load the uprobe object, subscribe to the store, start the capture thread. 0 or -errno. */

@@ -66,18 +66,13 @@ struct tls_proc {
 };
 
 /*
- * Links are destroyed on threads of their own: closing a uprobe's perf event waits for RCU
+ * Links are destroyed on a thread of their own: closing a uprobe's perf event waits for RCU
  * grace periods (tens of ms each, about 80 ms on the loaded development VM), which would stall
- * the capture thread's ringbuf and the probing of new processes. Several at once, because
- * concurrent waits share one grace period: one reaper thread fell behind a pod starting a curl
- * every 25 ms (five probes each to detach when it exits), and the agent's exit then waited
- * for the whole backlog.
+ * the capture thread's ringbuf and the probing of new processes.
  */
-#define TLS_REAPERS 16
-
 struct tls_reaper {
-	pthread_t threads[TLS_REAPERS];
-	size_t running;
+	pthread_t thread;
+	bool running;
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
 	struct bpf_link **q;
@@ -157,10 +152,8 @@ int tls_probes_new(struct tls_probes **out, struct ssl *skel, bool public_only,
 		return -ENOMEM;
 	pthread_mutex_init(&pr->reaper.lock, NULL);
 	pthread_cond_init(&pr->reaper.cond, NULL);
-	while (pr->reaper.running < TLS_REAPERS &&
-	       pthread_create(&pr->reaper.threads[pr->reaper.running], NULL, reaper_main,
-			      &pr->reaper) == 0)
-		pr->reaper.running++;
+	pr->reaper.running =
+		pthread_create(&pr->reaper.thread, NULL, reaper_main, &pr->reaper) == 0;
 	pr->skel = skel;
 	pr->public_only = public_only;
 	pr->uncaptured = uncaptured;
@@ -682,10 +675,9 @@ void tls_probes_free(struct tls_probes *pr)
 	if (pr->reaper.running) {
 		pthread_mutex_lock(&pr->reaper.lock);
 		pr->reaper.stop = true;
-		pthread_cond_broadcast(&pr->reaper.cond);
+		pthread_cond_signal(&pr->reaper.cond);
 		pthread_mutex_unlock(&pr->reaper.lock);
-		for (size_t i = 0; i < pr->reaper.running; i++)
-			pthread_join(pr->reaper.threads[i], NULL);
+		pthread_join(pr->reaper.thread, NULL);
 	}
 	free(pr->reaper.q);
 	pthread_mutex_destroy(&pr->reaper.lock);

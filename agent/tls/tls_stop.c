@@ -952,7 +952,7 @@ void tls_stop_close(struct tls_stop *s)
 }
 
 int tls_stop_open(struct tls_stop **out, const struct tls_stop_maps *maps, const char *cgroup_root,
-		  unsigned watchdog_ms)
+		  unsigned watchdog_ms, unsigned delay_ms)
 {
 	*out = NULL;
 	struct tls_stop *s = calloc(1, sizeof(*s));
@@ -972,9 +972,7 @@ int tls_stop_open(struct tls_stop **out, const struct tls_stop_maps *maps, const
 	s->self = getpid();
 	snprintf(s->cgroup_root, sizeof(s->cgroup_root), "%s", cgroup_root);
 	s->watchdog_ns = (uint64_t)(watchdog_ms ? watchdog_ms : TLS_STOP_WATCHDOG_MS) * 1000000ull;
-	const char *delay = getenv("MESHMASK_TLS_STOP_TEST_DELAY_MS");
-	if (delay)
-		s->test_delay_ms = (unsigned)strtoul(delay, NULL, 10);
+	s->test_delay_ms = delay_ms;
 	int r = -ENOMEM;
 	s->buf = malloc(SR_MAX_READ);
 	s->wbuf = malloc(SR_MAX_READ);

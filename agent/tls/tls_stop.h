@@ -46,12 +46,12 @@ struct tls_stop_stats {
 };
 
 /*
- * Start the tracer thread. watchdog_ms bounds a stop (0 = TLS_STOP_WATCHDOG_MS). The
- * environment variable MESHMASK_TLS_STOP_TEST_DELAY_MS makes every rewrite that much slower
- * (tests of the watchdog). 0 or -errno.
+ * Start the tracer thread. watchdog_ms bounds a stop (0 = TLS_STOP_WATCHDOG_MS); delay_ms
+ * makes every rewrite that much slower (tests of the watchdog only; 0 in the agent).
+ * 0 or -errno.
  */
 int tls_stop_open(struct tls_stop **out, const struct tls_stop_maps *maps, const char *cgroup_root,
-		  unsigned watchdog_ms);
+		  unsigned watchdog_ms, unsigned delay_ms);
 
 /* Stop the tracer thread, which releases every tracee; NULL-safe. */
 void tls_stop_close(struct tls_stop *s);

@@ -4,7 +4,7 @@
 # + detection), and with spec.tls.enforce: stop-rewrite (every SSL_read held and masked).
 # Observe runs in three variants, to show each step of issue 15 §3:
 #   observe, node-wide, entry   every process probed, probes on SSL_read/SSL_write (before)
-#   observe, per-process, entry only covered processes probed (MESHMASK_TLS_PUBLIC_ENTRY=1)
+#   observe, per-process, entry only covered processes probed (--tls-public-entry)
 #   observe                     per process, probes at OpenSSL's shared bodies (now)
 # and "capture only": the same with a policy that names no entity (records captured and
 # streamed, nothing scanned), which separates the capture's cost from the detection's.
@@ -92,8 +92,8 @@ policy() {
     "rules": [ $rule ] } }
 EOF
 }
-start() { # [env assignments...]
-	env "$@" "$harness" --policy "$tmp/policy.json" >"$tmp/h.out" 2>"$tmp/h.err" &
+start() { # [harness options...]
+	"$harness" --policy "$tmp/policy.json" "$@" >"$tmp/h.out" 2>"$tmp/h.err" &
 	hpid=$!
 	for _ in $(seq 100); do grep -qs "^ready" "$tmp/h.out" && return; sleep 0.1; done
 	echo "tls_download.sh: harness did not start" >&2
@@ -111,7 +111,7 @@ fetch() {
 		curl -sk -o "$tmp/body" -w "%{time_total}" "https://127.0.0.1:$port/data.json"
 }
 median() { sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
-# One download under a mode: none, or "policy-mode enforce env..." with the harness running.
+# One download under a mode: none, or "policy-mode enforce options..." with the harness running.
 # Appends the time to $tmp/t.<label>; the harness's records and stop counters to files too.
 one() { # label [mode enforce env...]
 	local label=$1
@@ -142,8 +142,8 @@ echo "download: $mb MiB ($size bytes) of JSON lines, curl <- openssl s_server on
 for _ in $(seq "$runs"); do
 	one none
 	raw_none=$(grep -c '"536-22-8841"' "$tmp/body" || true)
-	one obs_node observe off MESHMASK_TLS_NODE_WIDE=1 MESHMASK_TLS_PUBLIC_ENTRY=1
-	one obs_entry observe off MESHMASK_TLS_PUBLIC_ENTRY=1
+	one obs_node observe off --node-wide --public-entry
+	one obs_entry observe off --public-entry
 	one obs observe off
 	one cap observe capture-only
 	one sr enforce stop-rewrite

@@ -144,7 +144,9 @@ for round in "${ROUNDS[@]}"; do
 		b_ready=$(date +%s.%N)
 		kill -TERM $A
 	fi
-	for _ in $(seq 100); do kill -0 $A 2>/dev/null || break; sleep 0.1; done
+	# The exit can take seconds: with TLS capture on, each per-process uprobe of the pod's
+	# short-lived curls is closed under the kernel's event_mutex with an RCU wait (docs/tls.md).
+	for _ in $(seq 300); do kill -0 $A 2>/dev/null || break; sleep 0.1; done
 	if kill -0 $A 2>/dev/null; then
 		not_ok "$round: old agent exited"
 		tail -15 "$A_LOG" | sed "s/^/#A  /" >&2

@@ -27,7 +27,7 @@ mkdir -p "$tmp/policies" "$tmp/state"
 timeout 10 "$agent" --tls-ring-kb 1000 --no-bpf 2>"$tmp/bad.err"
 [[ $? -eq 2 ]] && grep -q -- "--tls-ring-kb: a power of two" "$tmp/bad.err" &&
 	ok "--tls-ring-kb 1000 refused" || not_ok "--tls-ring-kb 1000 refused"
-MESHMASK_TLS_SYSCALL_ATTRIBUTION=1 "$agent" --tls-ring-kb 1024 --policies "$tmp/policies" --state-dir "$tmp/state" --admin "127.0.0.1:$admin_port" \
+"$agent" --tls-syscall-attribution --tls-ring-kb 1024 --policies "$tmp/policies" --state-dir "$tmp/state" --admin "127.0.0.1:$admin_port" \
 	--audit-log "$tmp/audit.log" --bpffs /sys/fs/bpf --proxy-port "$(free_port)" \
 	--instance "tlsagent-$id" --attach-cgroup "$cgroot/$cg" --detach-on-exit \
 	2>"$tmp/agent.err" &
@@ -94,8 +94,8 @@ else
 	ok "no value in audit, log or metrics"
 fi
 grep -q "connections attributed at syscall entry" "$tmp/agent.err" &&
-	ok "MESHMASK_TLS_SYSCALL_ATTRIBUTION: attribution through sys_enter" ||
-	not_ok "MESHMASK_TLS_SYSCALL_ATTRIBUTION: attribution through sys_enter"
+	ok "--tls-syscall-attribution: attribution through sys_enter" ||
+	not_ok "--tls-syscall-attribution: attribution through sys_enter"
 grep -q "tls: probes attached to .*libssl" "$tmp/agent.err" && ok "libssl probed once a cgroup is covered" ||
 	not_ok "libssl probed once a cgroup is covered"
 grep -q "in-place rewriting of TLS plaintext is" "$tmp/agent.err" && ok "in-place capability logged" ||

@@ -198,6 +198,9 @@ int main(int argc, char **argv)
 		{"cgroup-root", required_argument, NULL, 'c'},
 		{"debug", no_argument, NULL, 'd'},
 		{"ring-kb", required_argument, NULL, 'r'},
+		{"stop-delay-ms", required_argument, NULL, 's'},
+		{"node-wide", no_argument, NULL, 'n'},
+		{"public-entry", no_argument, NULL, 'e'},
 		{0},
 	};
 	int c;
@@ -209,11 +212,18 @@ int main(int argc, char **argv)
 			cfg.cgroup_root = optarg;
 		} else if (c == 'r') {
 			cfg.ring_kb = (uint32_t)strtoul(optarg, NULL, 10);
+		} else if (c == 'n') {
+			cfg.node_wide = true;
+		} else if (c == 'e') {
+			cfg.public_entry = true;
+		} else if (c == 's') {
+			cfg.stop_delay_ms = (unsigned)strtoul(optarg, NULL, 10);
 		} else if (c == 'd') {
 			agent_log_set_level(AGENT_LOG_DEBUG);
 		} else {
 			fprintf(stderr, "usage: tls_harness --policy FILE... [--cgroup-root DIR] "
-					"[--ring-kb N]\n");
+					"[--ring-kb N] [--stop-delay-ms N] [--node-wide] "
+					"[--public-entry]\n");
 			return 2;
 		}
 	}

@@ -6,7 +6,7 @@
 #   curl, uncovered: raw
 #   curl under strace (already traced): left alone, counted, raw
 #   python that handles SIGURG: the agent stops it with SIGWINCH instead; its handler never runs
-#   watchdog (agent made slow with MESHMASK_TLS_STOP_TEST_DELAY_MS): failureMode open resumes
+#   watchdog (the harness made slow with --stop-delay-ms): failureMode open resumes
 #     the thread unmodified within the bound; closed overwrites the read (never plaintext)
 #   kill -9 of the agent during a long download: the client completes, no thread stays stopped
 # Needs root (uprobes, ptrace, cgroups). Usage: tls_stop.sh PATH/TO/tls_harness
@@ -33,7 +33,7 @@ start_harness() { # out err policy...
 	shift 2
 	local args=()
 	for p in "$@"; do args+=(--policy "$p"); done
-	"$harness" "${args[@]}" --debug >"$out" 2>"$err" &
+	"$harness" "${args[@]}" --debug ${HARNESS_EXTRA:-} >"$out" 2>"$err" &
 	hpid=$!
 	pids+=("$hpid")
 	for _ in $(seq 100); do grep -q '^ready' "$out" && return 0; sleep 0.1; done
@@ -225,7 +225,7 @@ check "the download was held while the agent lived ($held stops)" test "${held:-
 echo "# after the agent died the rest arrived unmasked (fail-open): $(grep -cF "$raw" "$tmp/long.body") raw lines"
 
 # ---- watchdog: the agent masks too slowly (300 ms per read; bound 50 ms) ----
-MESHMASK_TLS_STOP_TEST_DELAY_MS=300 start_harness "$tmp/out2" "$tmp/err2" "$tmp/open.json" \
+HARNESS_EXTRA="--stop-delay-ms 300" start_harness "$tmp/out2" "$tmp/err2" "$tmp/open.json" \
 	"$tmp/closed.json" || { not_ok "slow harness started"; exit 1; }
 t0=$(date +%s%N)
 in_cg "$base-open-wd" curl -sk "$url/" >"$tmp/wd-open.body"
