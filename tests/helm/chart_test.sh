@@ -57,7 +57,7 @@ declare -A variants=(
 	[tls]="--set admin.tls.secretName=meshmask-admin-tls --set service.headless=true --set metrics.serviceMonitor.enabled=true --set metrics.serviceMonitor.tlsConfig.insecureSkipVerify=true --api-versions monitoring.coreos.com/v1/ServiceMonitor"
 	[loopback]="--set admin.bind=127.0.0.1 --set service.enabled=false"
 	[nobpf]="--set agent.bpf=false"
-	[latency]="--set agent.workers=4 --set agent.splice=true --set agent.busyPollMicroseconds=100 --set agent.zeroCopy=false --set agent.tlsRingBufferKiB=1024"
+	[latency]="--set agent.workers=4 --set agent.splice=true --set agent.busyPollMicroseconds=100 --set agent.zeroCopy=false --set agent.tlsRingBufferKiB=1024 --set agent.tlsFallbacks.nodeWide=true --set agent.tlsFallbacks.publicEntry=true --set agent.tlsFallbacks.syscallAttribution=true"
 	[noidentity]="--set identity.kubernetes=false"
 	[nocluster]="--set cluster.policies=false --set cluster.exampleRoles=false --set crds.install=false"
 	[notls]="--set agent.tlsUprobes=false"

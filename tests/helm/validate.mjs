@@ -35,7 +35,7 @@ const VARIANTS = {
 	plainhttp: { caps: BASE_CAPS, plain: true },
 	loopback: { caps: BASE_CAPS, probeHost: '127.0.0.1', noService: true },
 	nobpf: { caps: [], noBpf: true, noIdentity: true },
-	latency: { caps: BASE_CAPS, args: ['--splice', '--busy-poll-us', '--no-zero-copy'], ringKiB: '1024' },
+	latency: { caps: BASE_CAPS, args: ['--splice', '--busy-poll-us', '--no-zero-copy', '--tls-node-wide', '--tls-public-entry', '--tls-syscall-attribution'], ringKiB: '1024' },
 	noidentity: { caps: BASE_CAPS, noIdentity: true },
 	nocluster: { caps: BASE_CAPS, noClusterPolicies: true, noCrds: true },
 	notls: { caps: ['BPF', 'NET_ADMIN', 'SYS_ADMIN', 'SYS_PTRACE'] },
@@ -322,6 +322,7 @@ check('agent flags exist and match the mounts', (ok) => {
 	for (const f of want.args || []) ok(args.has(f), `${f} not passed to the agent`);
 	if (!want.args) ok(!args.has('--splice') && !args.has('--busy-poll-us'), 'latency options on by default');
 	if (!want.args) ok(!args.has('--no-zero-copy'), 'zero copy off by default');
+	if (!want.args) ok(!['--tls-node-wide', '--tls-public-entry', '--tls-syscall-attribution'].some((f) => args.has(f)), 'TLS fallbacks on by default');
 	if (!want.noBpf && opt.variant !== 'notls')
 		ok(args.get('--tls-ring-kb') === (want.ringKiB || '8192'),
 			`--tls-ring-kb ${args.get('--tls-ring-kb')}, want ${want.ringKiB || '8192'}`);
