@@ -29,8 +29,9 @@ timeout 10 "$agent" --tls-ring-kb 1000 --no-bpf 2>"$tmp/bad.err"
 	ok "--tls-ring-kb 1000 refused" || not_ok "--tls-ring-kb 1000 refused"
 "$agent" --tls-syscall-attribution --tls-ring-kb 1024 --policies "$tmp/policies" --state-dir "$tmp/state" --admin "127.0.0.1:$admin_port" \
 	--audit-log "$tmp/audit.log" --bpffs /sys/fs/bpf --proxy-port "$(free_port)" \
-	--instance "tlsagent-$id" --attach-cgroup "$cgroot/$cg" --detach-on-exit \
+	--instance "tlsagent-$id" --attach-cgroup "$cgroot/$cg" --detach-on-exit --log-level debug \
 	2>"$tmp/agent.err" &
+SETTLE_LOG=$tmp/agent.err
 apid=$!
 pids+=($apid)
 for _ in $(seq 100); do

@@ -44,7 +44,8 @@ for c in srv a-curl a-sclient a-py a-big a-mnt a-exempt b-node u-curl a-h2; do m
 # cgroup of its own.
 tls_server_start "mm-tls-$id-srv" || exit 1
 
-"$harness" --policy "$tmp/a.json" --policy "$tmp/b.json" >"$tmp/out" 2>"$tmp/err" &
+"$harness" --policy "$tmp/a.json" --policy "$tmp/b.json" --debug >"$tmp/out" 2>"$tmp/err" &
+SETTLE_LOG=$tmp/err
 hpid=$!
 pids+=($hpid)
 for _ in $(seq 100); do grep -q '^ready' "$tmp/out" && break; sleep 0.1; done

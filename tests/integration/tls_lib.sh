@@ -44,13 +44,23 @@ in_cg() {
 	shift
 	bash -c 'echo $$ > "$0/cgroup.procs" && exec "$@"' "$cgroot/$cg" "$@"
 }
-# The same, the command exec'd 0.3 s after the move: the agent has probed the process by then
-# (probes follow it across exec), so the command is captured from its first instruction. in_cg
-# races the agent's window between a process becoming covered and its probes (docs/tls.md).
+# The same, the command exec'd once the agent has probed the process (probes follow it across
+# exec), so the command is captured from its first instruction: with SETTLE_LOG (the agent's or
+# harness's debug log) when the log says so (at most 10 s: a loaded machine), and 0.3 s after
+# the move in any case. in_cg races the agent's window between a process becoming covered and
+# its probes (docs/tls.md).
 in_cg_settled() {
 	local cg=$1
 	shift
-	bash -c 'echo $$ > "$0/cgroup.procs" && sleep 0.3 && exec "$@"' "$cgroot/$cg" "$@"
+	SETTLE_LOG=${SETTLE_LOG:-} bash -c 'echo $$ > "$0/cgroup.procs" || exit 1
+		if [[ -n $SETTLE_LOG ]]; then
+			for _ in $(seq 200); do
+				grep -aq "pid $$ probed through" "$SETTLE_LOG" && break
+				sleep 0.05
+			done
+		fi
+		sleep 0.3
+		exec "$@"' "$cgroot/$cg" "$@"
 }
 # The same in the background; $spawned is the command's own pid (bash execs it).
 spawn_in_cg() {
