@@ -442,13 +442,31 @@ check('identity: pods get/list/watch only, token, NODE_NAME, --no-kube', (ok) =>
 	if (!want.noClusterPolicies)
 		least.push(
 			{ apiGroups: ['meshmask.io'], resources: ['maskingpolicies', 'clustermaskingpolicies'], verbs: ['get', 'list', 'watch'] },
-			{ apiGroups: ['meshmask.io'], resources: ['maskingpolicynodestatuses'], verbs: ['get', 'create', 'patch'] },
+			// the summary status: every node's status read, each policy's status written
+			{ apiGroups: ['meshmask.io'], resources: ['maskingpolicynodestatuses'], verbs: ['get', 'list', 'watch', 'create', 'patch'] },
+			{ apiGroups: ['meshmask.io'], resources: ['maskingpolicies/status', 'clustermaskingpolicies/status'], verbs: ['patch'] },
 			{ apiGroups: [''], resources: ['nodes'], verbs: ['get'] });
 	ok(JSON.stringify(rules) === JSON.stringify(least), `rules are not least rights: ${JSON.stringify(rules)}`);
 	ok(args.has('--no-cluster-policies') === !!want.noClusterPolicies, '--no-cluster-policies');
-	// The agent writes policies never: no write verb on a policy resource or its status.
-	ok(!rules.some((r) => (r.resources || []).some((x) => /policies(\/status)?$/.test(x)) &&
+	// The agent writes policies never: no write verb on a policy resource (only its status).
+	ok(!rules.some((r) => (r.resources || []).some((x) => /policies$/.test(x)) &&
 		r.verbs.some((v) => !['get', 'list', 'watch'].includes(v))), 'the agent may write policies');
+	// The Lease electing the summary writer: in the release namespace, that one Lease only.
+	const lr = byKind('Role').find((r) => /-lease$/.test(r.metadata.name));
+	const lb = byKind('RoleBinding').find((r) => /-lease$/.test(r.metadata.name));
+	if (want.noClusterPolicies) {
+		ok(!lr && !lb, 'lease Role rendered without policy resources');
+		ok(!args.has('--lease-namespace'), '--lease-namespace without policy resources');
+	} else {
+		const leaseName = args.get('--lease-name');
+		ok(args.get('--lease-namespace') === lr?.metadata.namespace, '--lease-namespace is not the Role\'s namespace');
+		ok(lr && JSON.stringify(lr.rules) === JSON.stringify([
+			{ apiGroups: ['coordination.k8s.io'], resources: ['leases'], verbs: ['create'] },
+			{ apiGroups: ['coordination.k8s.io'], resources: ['leases'], resourceNames: [leaseName], verbs: ['get', 'update'] }]),
+			`lease Role rules: ${JSON.stringify(lr && lr.rules)}`);
+		ok(lb && lb.roleRef.name === lr?.metadata.name && lb.subjects[0].name === pod.serviceAccountName,
+			'lease RoleBinding');
+	}
 	const b = binds[0];
 	ok(b && roles[0] && b.roleRef.kind === 'ClusterRole' && b.roleRef.name === roles[0].metadata.name,
 		'binding does not refer to the ClusterRole');
