@@ -189,6 +189,8 @@ check "... in force 1/2 (node-2 only)" wait_is $CM - crd2-pii inForce 1/2
 check "... reason Pending" wait_is $CM - crd2-pii ready.reason Pending
 agent node-1 || echo "# node-1 restart failed"
 check "node-1's agent back: 2/2, Ready True" wait_is $CM - crd2-pii inForce 2/2
+check "... Ready True" wait_is $CM - crd2-pii ready.status True
+ltt=$(field $CM - crd2-pii ready.lastTransitionTime)
 check "... and node-2 still holds the lease" test "$(holder)" = node-2
 
 # --- a namespaced policy ---------------------------------------------------------------------
@@ -263,14 +265,23 @@ r = [json.loads(l) for l in open(sys.argv[1])][-1]
 assert r["auth"] == "cert" and r["namespace"] == "crd2-team", r' "$K/applies.jsonl"
 	check "... applied by both: 2/2" wait_is maskingpolicies crd2-team crd2-pushed inForce 2/2
 
-	# Refusals: an invalid policy is not sent; a CA that did not sign the server fails.
+	# Refusals: the API server's schema refusal (422) is printed with its field, exit 1; a
+	# file that is not a policy resource is not sent; a CA that did not sign the server fails.
 	sed 's/keepLast: 4/keepLast: -1/' "$T/pushed.yaml" >"$T/bad.yaml"
-	n0=$(wc -l <"$K/applies.jsonl")
 	"$CLI" policy push --cluster --kubeconfig "$T/kubeconfig-token" "$T/bad.yaml" >"$T/push3.out" 2>&1
 	rc=$?
-	check "an invalid policy: exit 1, the pointer printed, nothing sent ($rc)" bash -c \
-		'[[ $0 == 1 ]] && grep -q /spec/rules/0/action/keepLast "$1" && [[ $(wc -l <"$2") == "$3" ]]' \
-		$rc "$T/push3.out" "$K/applies.jsonl" "$n0"
+	check "refused by the API server (422): exit 1, the field printed ($rc)" bash -c \
+		'[[ $0 == 1 ]] && grep -q "spec.rules\[0\].action.keepLast: Invalid value: -1" "$1"' $rc "$T/push3.out"
+	n0=$(wc -l <"$K/applies.jsonl")
+	sed 's/kind: MaskingPolicy/kind: Pod/' "$T/pushed.yaml" >"$T/pod.yaml"
+	printf 'kind: MaskingPolicy\nmetadata: { name: x }\nspec: [ unclosed\n' >"$T/broken.yaml"
+	"$CLI" policy push --cluster --kubeconfig "$T/kubeconfig-token" "$T/pod.yaml" >"$T/push6.out" 2>&1
+	rc1=$?
+	"$CLI" policy push --cluster --kubeconfig "$T/kubeconfig-token" "$T/broken.yaml" >"$T/push7.out" 2>&1
+	rc2=$?
+	check "another kind, broken YAML: exit 1 with /kind and the line, nothing sent ($rc1 $rc2)" bash -c \
+		'[[ $0 == 1 && $1 == 1 ]] && grep -q "/kind" "$2" && grep -q "broken.yaml:[34]:" "$3" && [[ $(wc -l <"$4") == "$5" ]]' \
+		$rc1 $rc2 "$T/push6.out" "$T/push7.out" "$K/applies.jsonl" "$n0"
 	sed "s|certificate-authority-data: .*|certificate-authority-data: $(b64 "$K/wrongca.crt")|" \
 		"$T/kubeconfig-token" >"$T/kubeconfig-wrongca"
 	"$CLI" policy push --cluster --kubeconfig "$T/kubeconfig-wrongca" "$T/pushed.yaml" >"$T/push4.out" 2>&1
@@ -298,7 +309,8 @@ assert hs[i + 1] == "" and hs[i + 2] == "node-1", hs[i:]' "$K/leases.jsonl"
 sleep 0.5
 echo node-2 >"$K/ctl/delnode"
 check "node-2 left (Node and status object deleted): in force 1/1" wait_is $CM - crd2-pii inForce 1/1
-check "... Ready True again" wait_is $CM - crd2-pii ready.status True
+check "... Ready True still" wait_is $CM - crd2-pii ready.status True
+check "... since the same transition, kept across holders ($ltt)" is $CM - crd2-pii ready.lastTransitionTime "$ltt"
 check "... nodes 1" wait_is $CM - crd2-pii nodes 1
 check "... the namespaced policy too: 1/1" wait_is maskingpolicies crd2-shop crd2-orders inForce 1/1
 

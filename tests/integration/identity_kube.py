@@ -248,6 +248,21 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 md.get("namespace", "-") != ns or "spec" not in doc:
             return self.reply(400, {"kind": "Status", "code": 400, "reason": "BadRequest",
                                     "message": "kind, name or namespace differ from the URL"})
+        # One rule of the CRD schema, refused as the real API server words it.
+        for i, rule in enumerate(doc["spec"].get("rules", [])):
+            kl = rule.get("action", {}).get("keepLast", 0)
+            if isinstance(kl, int) and kl < 0:
+                field = f"spec.rules[{i}].action.keepLast"
+                return self.reply(422, {
+                    "kind": "Status", "apiVersion": "v1", "status": "Failure", "code": 422,
+                    "reason": "Invalid",
+                    "message": f'{KINDS[plural]}.meshmask.io "{name}" is invalid: {field}: '
+                               f'Invalid value: {kl}: {field} in body should be greater '
+                               'than or equal to 0',
+                    "details": {"name": name, "group": "meshmask.io", "kind": KINDS[plural],
+                                "causes": [{"reason": "FieldValueInvalid", "field": field,
+                                            "message": f"Invalid value: {kl}: {field} in body "
+                                                       "should be greater than or equal to 0"}]}})
         f = {"spec": doc["spec"]}
         if md.get("annotations"):
             f["metadata"] = {"annotations": md["annotations"]}
