@@ -43,6 +43,7 @@ const VARIANTS = {
 	smnoapi: { caps: BASE_CAPS },
 	automount: { caps: BASE_CAPS, autoMount: true },
 	external: { caps: BASE_CAPS, policiesCM: 'my-policies', keys: true, keysSecret: 'my-hash-keys' },
+	monitoring: { caps: BASE_CAPS, serviceMonitor: true, monitoring: true },
 };
 const want = VARIANTS[opt.variant];
 if (!want) {
@@ -55,7 +56,7 @@ const tlsOn = !want.plain;
 let agentFlags = new Set(['--policies', '--state-dir', '--admin', '--token-file', '--tls-cert',
 	'--tls-key', '--public-read', '--audit-log', '--cgroup-root', '--bpffs', '--proxy-port',
 	'--no-bpf', '--log-level', '--admin-max-body', '--admin-request-timeout', '--splice', '--busy-poll-us', '--no-zero-copy', '--tls-ring-kb', '--version', '--help', '--kube-api', '--kube-token-file',
-	'--kube-ca-file', '--node-name', '--no-kube']);
+	'--kube-ca-file', '--node-name', '--no-kube', '--no-cluster-policies', '--lease-namespace', '--lease-name']);
 if (opt.agentHelp) agentFlags = new Set(fs.readFileSync(opt.agentHelp, 'utf8').match(/--[a-z][a-z-]*/g));
 
 let n = 0, failed = 0;
@@ -562,6 +563,29 @@ check('admin API: port, Service, probes on /healthz and /readyz', (ok) => {
 			ok((svc.spec.clusterIP === 'None') === !!want.headless, 'headless');
 		}
 	}
+});
+
+check('auditors: PrometheusRule and Grafana dashboard, opt-in', (ok) => {
+	const rules = byKind('PrometheusRule');
+	const dash = byKind('ConfigMap').filter((c) => (c.metadata.labels || {}).grafana_dashboard === '1');
+	if (!want.monitoring) {
+		ok(rules.length === 0 && dash.length === 0, 'PrometheusRule or dashboard rendered without being asked');
+		return;
+	}
+	ok(rules.length === 1, `${rules.length} PrometheusRules`);
+	const alerts = rules[0] ? rules[0].spec.groups.flatMap((g) => g.rules.map((r) => r.alert)) : [];
+	for (const a of ['MeshmaskPassedUnmasked', 'MeshmaskFlowsPassedUnmasked', 'MeshmaskFlowsRefused',
+		'MeshmaskTLSRecordsDropped', 'MeshmaskAgentDown', 'MeshmaskAgentNotReady', 'MeshmaskPolicyRefused'])
+		ok(alerts.includes(a), `alert ${a} missing`);
+	ok(dash.length === 1, `${dash.length} dashboard ConfigMaps with grafana_dashboard: "1"`);
+	let d = null;
+	try {
+		d = JSON.parse(dash[0].data['meshmask-audit.json']);
+	} catch (e) {
+		ok(false, `dashboard JSON: ${e.message}`);
+	}
+	ok(d && d.uid && d.panels.length > 10 && d.panels.every((p) => p.type === 'row' || p.targets.length > 0),
+		'dashboard without uid or panels, or a panel without a query');
 });
 
 check('metrics: ServiceMonitor or scrape annotations', (ok) => {
