@@ -2,7 +2,9 @@
 # Metrics and audit of real masked traffic: a Prometheus server on loopback scrapes the agent
 # every second while a flagged pod's requests are steered and masked; its query API must show
 # the masked-values counter rising by exactly what was masked. The exposition passes promtool,
-# and the audit log holds none of the secrets the server sent.
+# and the audit log holds none of the secrets the server sent. Every query of the chart's
+# Grafana dashboard (helm template, grafana.dashboard.enabled) runs against that Prometheus:
+# none may fail, and those the traffic feeds must return series.
 # Uses the data-path topology of dp_lib.sh (root, netns, cgroup v2, BPF).
 source "$(dirname "$0")/dp_lib.sh"
 for t in prometheus promtool; do
@@ -25,6 +27,7 @@ scrape_configs:
     scrape_interval: 1s
     static_configs:
       - targets: ["127.0.0.1:$DP_APORT"]
+        labels: { node: crd2-node-1 } # as the chart's ServiceMonitor relabels it
 EOF
 prometheus --config.file="$DP_DIR/prometheus.yml" --storage.tsdb.path="$DP_DIR/prom" \
 	--web.listen-address=127.0.0.1:$PPORT >"$DP_DIR/prometheus.log" 2>&1 &
@@ -84,6 +87,60 @@ for s in "${secrets[@]}"; do
 	grep -qF -- "$s" "$DP_DIR/audit.log" "$DP_DIR/metrics.txt" && { echo "# leaked: $s"; leaked=1; }
 done
 check "no secret in the audit log or the metrics" test $leaked -eq 0
+
+# --- the chart's dashboard, every query -----------------------------------------------------
+SRC=$(cd "$(dirname "$0")/../.." && pwd)
+if [[ -x $SRC/tools/bin/helm ]]; then
+	"$SRC/tools/bin/helm" template crd2 "$SRC/helm/meshmask" --set grafana.dashboard.enabled=true \
+		--show-only templates/dashboard.yaml >"$DP_DIR/dashboard.yaml" 2>&1
+	check "helm template renders the dashboard ConfigMap" test $? = 0
+	DASH_SRC=$DP_DIR/dashboard.yaml
+else
+	echo "# helm not in tools/ (scripts/setup.sh): the dashboard file itself is used"
+	DASH_SRC=$SRC/helm/meshmask/files/dashboard.json
+fi
+# Panels the traffic above feeds (the others must still answer without an error).
+FED='Values masked per policy|Values masked per rule|Values masked per entity and action|Values masked in the time range|Masking time p99|Flows steered|Policies in force per node|Policies refused per node|Agents up|Agents ready|Agent versions|BPF map usage|Connections through the agent|Audit lines suppressed, callers unsteered'
+python3 - "$DASH_SRC" "http://127.0.0.1:$PPORT" "$FED" >"$DP_DIR/dashboard.tap" 2>&1 <<'PY'
+import json, sys, time, urllib.parse, urllib.request
+src, prom, fed = sys.argv[1], sys.argv[2], set(sys.argv[3].split("|"))
+text = open(src).read()
+if src.endswith(".yaml"):
+    import yaml
+    text = yaml.safe_load(text)["data"]["meshmask-audit.json"]
+dash = json.loads(text)
+# Grafana's variables as the dashboard would send them: this scrape's job, every node and policy.
+def subst(e):
+    return (e.replace("$__rate_interval", "1m").replace("$__range", "10m")
+            .replace("$job", "meshmask").replace("$node", ".*").replace("$policy", ".*"))
+def query(e):
+    u = prom + "/api/v1/query?" + urllib.parse.urlencode({"query": e})
+    try:
+        with urllib.request.urlopen(u, timeout=5) as r:
+            return json.load(r)
+    except urllib.error.HTTPError as err:
+        return json.load(err)
+titles = set()
+for p in dash["panels"]:
+    for t in p.get("targets", []):
+        e = subst(t["expr"])
+        titles.add(p["title"])
+        want = p["title"] in fed and t["refId"] == "A"
+        for _ in range(20 if want else 1):
+            r = query(e)
+            res = r.get("data", {}).get("result", [])
+            if r.get("status") != "success" or not want or res:
+                break
+            time.sleep(0.5)
+        ok = r.get("status") == "success" and (res or not want)
+        print(("ok - " if ok else "not ok - ") + f"dashboard: {p['title']} [{t['refId']}]: "
+              + (f"{len(res)} series" if r.get("status") == "success" else r.get("error", "?")))
+        if not ok:
+            print("#   " + e)
+missing = fed - titles
+print(("not ok - " if missing else "ok - ") + "dashboard: the fed panels exist " + str(sorted(missing)))
+PY
+dp_tap "$(cat "$DP_DIR/dashboard.tap")"
 check "audit: one line per rule/entity batch with caller and destination" \
 	grep -q '"policy":"pii".*"rule":"ssn".*"count":2' "$DP_DIR/audit.log"
 check "audit: destination recorded" grep -q "\"destination\":\"10.211.1.1:$DP_SPORT\"" "$DP_DIR/audit.log"
