@@ -38,8 +38,12 @@ struct node_rep { /* one MaskingPolicyNodeStatus */
 
 struct written { /* the status last applied to a policy, by "Kind/ns/name" */
 	char *key;
-	char *body;
-	char ready[8], since[40];
+	char *body; /* NULL before the first write */
+	char ready[8], since[40], reason[24];
+	long long generation;
+	double written_at; /* monotonic */
+	long long pending_gen; /* the generation some nodes have not reported, since when */
+	double pending_since;
 	bool seen; /* in the last sum */
 };
 
@@ -70,6 +74,7 @@ struct summary {
 
 	bool synced, dirty;
 	double dirty_at;
+	double due; /* a held-back write's time (monotonic), 0 none */
 	struct node_rep *nodes, *listing;
 	size_t n_nodes, n_listing;
 	struct written *w;
@@ -289,16 +294,19 @@ static void term_end(struct summary *s)
 	s->w = NULL;
 	s->n_w = 0;
 	s->synced = s->dirty = false;
+	s->due = 0;
 	pthread_mutex_unlock(&s->lock);
 }
 
 /* ---- the lease --------------------------------------------------------------------------- */
 
-static char *lease_path(struct summary *s, bool item)
+/* The collection's path, or the lease's (item); cached: served from the watch cache. */
+static char *lease_path(struct summary *s, bool item, bool cached)
 {
 	char *ns = kube_query_escape(s->lease_ns), *nm = kube_query_escape(s->lease_name), *p;
 	if (!ns || !nm ||
-	    asprintf(&p, LEASE_PREFIX "%s/leases%s%s", ns, item ? "/" : "", item ? nm : "") < 0)
+	    asprintf(&p, LEASE_PREFIX "%s/leases%s%s%s", ns, item ? "/" : "", item ? nm : "",
+		     cached ? "?resourceVersion=0" : "") < 0)
 		p = NULL;
 	free(ns);
 	free(nm);
@@ -311,7 +319,7 @@ static char *lease_path(struct summary *s, bool item)
  */
 static int lease_send(struct summary *s, const char *method, json_t *lease)
 {
-	char *path = lease_path(s, !strcmp(method, "PUT"));
+	char *path = lease_path(s, !strcmp(method, "PUT"), false);
 	char *body = json_dumps(lease, JSON_COMPACT);
 	struct kube_response resp = {0};
 	int r = path && body ? kube_request(s->kc, method, path, "application/json", body,
@@ -366,7 +374,8 @@ static void lease_hold(struct summary *s, json_t *lease, bool acquire, bool tran
 /* Try to take the lease: 1 taken, 0 held by another, -errno. */
 static int lease_acquire(struct summary *s)
 {
-	char *path = lease_path(s, true);
+	/* A stale copy only makes the update below fail (409): the next read is a retry. */
+	char *path = lease_path(s, true, true);
 	struct kube_response resp = {0};
 	int r = path ? kube_request(s->kc, "GET", path, NULL, NULL, 0, ANSWER_MAX, &resp) : -ENOMEM;
 	free(path);
@@ -526,7 +535,7 @@ static struct written *written_find(struct summary *s, const char *key)
  * condition's status and transition time in and out. NULL on ENOMEM.
  */
 static char *status_of(const struct pol *p, const struct node_rep *nodes, size_t n, char ready[8],
-		       char since[40])
+		       char since[40], char reason_out[24], size_t *pending_out)
 {
 	size_t in = 0, refused = 0;
 	json_t *ref = json_array();
@@ -584,6 +593,8 @@ static char *status_of(const struct pol *p, const struct node_rep *nodes, size_t
 		snprintf(ready, 8, "%s", status);
 		rfc3339_now(since);
 	}
+	snprintf(reason_out, 24, "%s", reason);
+	*pending_out = pending;
 	char frac[48];
 	snprintf(frac, sizeof(frac), "%zu/%zu", in, n);
 	json_t *st = json_pack("{s:I,s:i,s:I,s:I,s:I,s:s,s:o,s:[{s:s,s:s,s:s,s:s,s:s,s:I}]}",
@@ -635,9 +646,63 @@ static int write_status(struct summary *s, const struct pol *p, const char *body
 	return r;
 }
 
-/* Sum every policy and write the changed ones: 0, or the first write's -errno. */
-static int sum_and_write(struct summary *s)
+/*
+ * Whether to hold back a changed summary, and until when (monotonic; 0 = write now). Two rules
+ * keep the writes, each a watch event to every agent, to about one per policy change:
+ *  - settle: a new generation some nodes have not reported yet is written when they all have,
+ *    or settle_s after the holder first saw it pending (then as Pending);
+ *  - coalesce: a summary whose Ready condition (status, reason) and generation are those last
+ *    written (only the counts moved: nodes joining or leaving) waits until coalesce_s after
+ *    that write, so node churn costs one write per policy per coalesce_s.
+ * w is locked by the caller.
+ */
+static double hold_until(const struct summary *s, struct written *w, const struct pol *p,
+			 const char *ready, const char *reason, size_t pending, double now)
 {
+	double settle_s = s->interval_ms * 5 / 1000.0, coalesce_s = s->interval_ms * 30 / 1000.0;
+	if (pending) {
+		if (w->pending_gen != p->generation || !w->pending_since) {
+			w->pending_gen = p->generation;
+			w->pending_since = now;
+		}
+		if (now < w->pending_since + settle_s)
+			return w->pending_since + settle_s;
+	} else {
+		w->pending_since = 0;
+	}
+	if (w->body && w->generation == p->generation && !strcmp(w->ready, ready) &&
+	    !strcmp(w->reason, reason) && now < w->written_at + coalesce_s)
+		return w->written_at + coalesce_s;
+	return 0;
+}
+
+/* Find or add the entry of key (s->lock held); NULL on ENOMEM. */
+static struct written *written_get(struct summary *s, const char *key)
+{
+	struct written *w = written_find(s, key);
+	if (w)
+		return w;
+	struct written *nv = realloc(s->w, (s->n_w + 1) * sizeof(*nv));
+	char *k = strdup(key);
+	if (!nv || !k) {
+		if (nv)
+			s->w = nv;
+		free(k);
+		return NULL;
+	}
+	s->w = nv;
+	w = &nv[s->n_w++];
+	*w = (struct written){.key = k};
+	return w;
+}
+
+/*
+ * Sum every policy and write the changed ones: 0, or the first write's -errno. *next: when a
+ * held-back summary is due (monotonic), 0 for none.
+ */
+static int sum_and_write(struct summary *s, double *next)
+{
+	*next = 0;
 	struct pols ps = {0};
 	s->each(s->ctx, copy_policies, &ps);
 
@@ -661,44 +726,44 @@ static int sum_and_write(struct summary *s)
 		const struct pol *p = &ps.v[i];
 		if (!p->kind || !p->ns || !p->name || !p->ready || !p->since)
 			continue;
-		char key[600], ready[8], since[40];
+		char key[600], ready[8], since[40], reason[24];
+		size_t pending = 0;
 		snprintf(key, sizeof(key), "%s/%s/%s", p->kind, p->ns, p->name);
 		pthread_mutex_lock(&s->lock);
-		struct written *w = written_find(s, key);
-		/* what was written last wins over the resource's copy, which may lag behind */
-		snprintf(ready, sizeof(ready), "%s", w ? w->ready : p->ready);
-		snprintf(since, sizeof(since), "%s", w ? w->since : p->since);
-		bool same = false;
-		char *body = status_of(p, nodes, n, ready, since);
-		if (w) {
-			w->seen = true;
-			same = body && w->body && !strcmp(body, w->body);
+		struct written *w = written_get(s, key);
+		if (!w) {
+			pthread_mutex_unlock(&s->lock);
+			ret = ret ? ret : -ENOMEM;
+			continue;
 		}
+		w->seen = true;
+		/* what was written last wins over the resource's copy, which may lag behind */
+		snprintf(ready, sizeof(ready), "%s", w->body ? w->ready : p->ready);
+		snprintf(since, sizeof(since), "%s", w->body ? w->since : p->since);
+		char *body = status_of(p, nodes, n, ready, since, reason, &pending);
+		bool same = body && w->body && !strcmp(body, w->body);
+		double now = mono_s(), hold = 0;
+		if (body && !same)
+			hold = hold_until(s, w, p, ready, reason, pending, now);
 		pthread_mutex_unlock(&s->lock);
 		if (!body) {
 			ret = ret ? ret : -ENOMEM;
 			continue;
 		}
-		int r = same ? 0 : write_status(s, p, body);
+		if (hold && (!*next || hold < *next))
+			*next = hold;
+		int r = same || hold ? 0 : write_status(s, p, body);
 		pthread_mutex_lock(&s->lock);
-		if (!same && r == 0) {
-			w = written_find(s, key);
-			if (!w) {
-				struct written *nv = realloc(s->w, (s->n_w + 1) * sizeof(*nv));
-				if (nv) {
-					s->w = nv;
-					w = &nv[s->n_w++];
-					*w = (struct written){.key = strdup(key)};
-				}
-			}
-			if (w) {
-				free(w->body);
-				w->body = body;
-				body = NULL;
-				w->seen = true;
-				snprintf(w->ready, sizeof(w->ready), "%s", ready);
-				snprintf(w->since, sizeof(w->since), "%s", since);
-			}
+		w = written_find(s, key); /* (the table may have moved) */
+		if (!same && !hold && r == 0 && w) {
+			free(w->body);
+			w->body = body;
+			body = NULL;
+			snprintf(w->ready, sizeof(w->ready), "%s", ready);
+			snprintf(w->since, sizeof(w->since), "%s", since);
+			snprintf(w->reason, sizeof(w->reason), "%s", reason);
+			w->generation = p->generation;
+			w->written_at = now;
 		}
 		pthread_mutex_unlock(&s->lock);
 		free(body);
@@ -788,11 +853,17 @@ static void *summary_main(void *arg)
 			continue;
 		}
 		double sum_at = s->dirty && s->synced ? s->dirty_at + s->interval_ms / 1000.0 : 0;
+		if (s->synced && s->due && (!sum_at || s->due < sum_at))
+			sum_at = s->due;
 		if (sum_at && now >= sum_at) {
 			s->dirty = false;
+			s->due = 0;
 			pthread_mutex_unlock(&s->lock);
-			int r = sum_and_write(s);
+			double next;
+			int r = sum_and_write(s, &next);
 			pthread_mutex_lock(&s->lock);
+			if (next && (!s->due || next < s->due))
+				s->due = next;
 			if (r < 0 && r != -ECANCELED) { /* again after a backoff */
 				backoff = backoff ? (backoff * 2 > s->backoff_max_ms
 							     ? s->backoff_max_ms

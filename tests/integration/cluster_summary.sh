@@ -167,6 +167,12 @@ check "the message names node-2 and the pointer ($m)" grep -q "in force on 1 of 
 check "refusedNodes: node-2 at /spec/rules/1/action/keyFile; rules 2" fields_are $CM - crd2-pii \
 	refusedNodes.0.node=node-2 refusedNodes.0.pointer=/spec/rules/1/action/keyFile \
 	nodesRefused=1 rules=2
+check "about one status write per policy change (held until every node reports)" python3 -c '
+import collections, json, sys
+n = collections.Counter(r["body"]["status"]["observedGeneration"] for r in map(json.loads, open(sys.argv[1]))
+                        if r["name"] == "crd2-pii")
+print("# writes by generation:", dict(n))
+assert n[1] >= 1 and n[2] >= 1 and n[1] + n[2] <= 3, n' "$K/status.jsonl"
 check "no key byte in any status" python3 -c '
 import sys
 key = open(sys.argv[1], "rb").read()
