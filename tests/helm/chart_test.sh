@@ -65,6 +65,7 @@ declare -A variants=(
 	[automount]="--set bpf.autoMount=true"
 	[external]="--set existingPoliciesConfigMap=my-policies --set hashKeys.existingSecret=my-hash-keys"
 	[detokenize]="--set admin.detokenize.enabled=true"
+	[nosummary]="--set cluster.summary=false"
 	[monitoring]="--set metrics.serviceMonitor.enabled=true --set metrics.prometheusRule.enabled=true --set grafana.dashboard.enabled=true --api-versions monitoring.coreos.com/v1/ServiceMonitor --api-versions monitoring.coreos.com/v1/PrometheusRule"
 	[detokexisting]="--set admin.detokenize.enabled=true --set admin.detokenize.existingSecret=my-detok --set admin.detokenize.existingSecretKey=t"
 )
@@ -84,7 +85,7 @@ if [[ -n $agent_bin && -x $agent_bin ]] && "$agent_bin" --help >"$tmp/agent-help
 	grep -q -- '--policies' "$tmp/agent-help"; then
 	help_arg=(--agent-help "$tmp/agent-help")
 fi
-for v in default privileged servicemonitor smnoapi existingsecret policies tls plainhttp loopback nobpf notls automount external noidentity nocluster latency monitoring; do
+for v in default privileged servicemonitor smnoapi existingsecret policies tls plainhttp loopback nobpf notls automount external noidentity nocluster latency monitoring nosummary; do
 	# shellcheck disable=SC2086
 	if H template mm "$chart" --namespace "$ns" ${variants[$v]} >"$tmp/$v.yaml"; then
 		node "$here/validate.mjs" --npm "$npm" --variant "$v" "${help_arg[@]}" "$tmp/$v.yaml" \

@@ -44,6 +44,7 @@ const VARIANTS = {
 	automount: { caps: BASE_CAPS, autoMount: true },
 	external: { caps: BASE_CAPS, policiesCM: 'my-policies', keys: true, keysSecret: 'my-hash-keys' },
 	monitoring: { caps: BASE_CAPS, serviceMonitor: true, monitoring: true },
+	nosummary: { caps: BASE_CAPS, noSummary: true },
 };
 const want = VARIANTS[opt.variant];
 if (!want) {
@@ -443,9 +444,11 @@ check('identity: pods get/list/watch only, token, NODE_NAME, --no-kube', (ok) =>
 	if (!want.noClusterPolicies)
 		least.push(
 			{ apiGroups: ['meshmask.io'], resources: ['maskingpolicies', 'clustermaskingpolicies'], verbs: ['get', 'list', 'watch'] },
-			// the summary status: every node's status read, each policy's status written
-			{ apiGroups: ['meshmask.io'], resources: ['maskingpolicynodestatuses'], verbs: ['get', 'list', 'watch', 'create', 'patch'] },
-			{ apiGroups: ['meshmask.io'], resources: ['maskingpolicies/status', 'clustermaskingpolicies/status'], verbs: ['patch'] },
+			...(want.noSummary
+				? [{ apiGroups: ['meshmask.io'], resources: ['maskingpolicynodestatuses'], verbs: ['get', 'create', 'patch'] }]
+				// the summary status: every node's status read, each policy's status written
+				: [{ apiGroups: ['meshmask.io'], resources: ['maskingpolicynodestatuses'], verbs: ['get', 'list', 'watch', 'create', 'patch'] },
+					{ apiGroups: ['meshmask.io'], resources: ['maskingpolicies/status', 'clustermaskingpolicies/status'], verbs: ['patch'] }]),
 			{ apiGroups: [''], resources: ['nodes'], verbs: ['get'] });
 	ok(JSON.stringify(rules) === JSON.stringify(least), `rules are not least rights: ${JSON.stringify(rules)}`);
 	ok(args.has('--no-cluster-policies') === !!want.noClusterPolicies, '--no-cluster-policies');
@@ -455,9 +458,9 @@ check('identity: pods get/list/watch only, token, NODE_NAME, --no-kube', (ok) =>
 	// The Lease electing the summary writer: in the release namespace, that one Lease only.
 	const lr = byKind('Role').find((r) => /-lease$/.test(r.metadata.name));
 	const lb = byKind('RoleBinding').find((r) => /-lease$/.test(r.metadata.name));
-	if (want.noClusterPolicies) {
-		ok(!lr && !lb, 'lease Role rendered without policy resources');
-		ok(!args.has('--lease-namespace'), '--lease-namespace without policy resources');
+	if (want.noClusterPolicies || want.noSummary) {
+		ok(!lr && !lb, 'lease Role rendered without policy resources or summary');
+		ok(!args.has('--lease-namespace'), '--lease-namespace without policy resources or summary');
 	} else {
 		const leaseName = args.get('--lease-name');
 		ok(args.get('--lease-namespace') === lr?.metadata.namespace, '--lease-namespace is not the Role\'s namespace');
