@@ -435,7 +435,7 @@ int cli_policy_push_cluster(int argc, char **argv)
 		return rc;
 	}
 	struct kube_config kcfg = {.url = k.server,
-				   .token_file = "/nonexistent", /* unused: token or certificate */
+				   .token_file = "", /* none: the token below, or a certificate */
 				   .ca_file = k.ca_file,
 				   .ca_pem = k.ca_pem,
 				   .token = k.token,

@@ -207,6 +207,8 @@ char *kube_query_escape(const char *s)
 static int read_token(const char *path, char *buf, size_t size)
 {
 	buf[0] = 0;
+	if (!*path) /* "": no token file (a client certificate authenticates) */
+		return 0;
 	FILE *f = fopen(path, "re");
 	if (!f)
 		return errno == ENOENT ? 0 : -errno;

@@ -25,7 +25,7 @@
 
 struct kube_config {
 	const char *url; /* "https://host[:port]"; NULL = in-cluster from the env */
-	const char *token_file; /* NULL = KUBE_DEFAULT_TOKEN_FILE; a missing file = no token */
+	const char *token_file; /* NULL = KUBE_DEFAULT_TOKEN_FILE; a missing file or "" = no token */
 	const char *ca_file; /* NULL = KUBE_DEFAULT_CA_FILE */
 	int connect_timeout_ms; /* 0 = 5000 */
 	int read_timeout_s; /* a server silent this long fails the request; 0 = 600 */
