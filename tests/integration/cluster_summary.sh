@@ -76,7 +76,7 @@ agent() {
 		--admin 127.0.0.1:$port --audit-log "$T/$node/audit.log" --key-dir "$T/keys-$node" \
 		--kube-api "https://127.0.0.1:$KPORT" --kube-ca-file "$K/ca.crt" \
 		--kube-token-file "$K/token" --node-name "$node" --lease-namespace $LEASE_NS \
-		--lease-name crd2-policy-status --lease-seconds 2 --summary-interval-ms 200 \
+		--lease-name crd2-policy-status --lease-seconds 3 --summary-interval-ms 200 \
 		--status-delay-ms 50 --log-level debug >>"$T/$node.log" 2>&1 &
 	APID[$node]=$!
 	until_s 10 curl -s -o /dev/null "http://127.0.0.1:$port/healthz"
@@ -185,7 +185,7 @@ wait "${APID[node-1]}" 2>/dev/null
 unset 'APID[node-1]'
 t0=$SECONDS
 check "node-1 killed: node-2 takes the lease once it expired" until_s 15 grep -q "node node-2 holds lease" "$T/node-2.log"
-echo "# taken over after $((SECONDS - t0)) s (lease 2 s, candidates read it every 2 s +-20%)"
+echo "# taken over after $((SECONDS - t0)) s (lease 3 s, candidates read it every 3 s +-20%)"
 check "the lease says node-2" test "$(holder)" = node-2
 
 # --- a node whose agent is down does not report a new generation ----------------------------
