@@ -296,6 +296,16 @@ assert r["auth"] == "cert" and r["namespace"] == "crd2-team", r' "$K/applies.jso
 		'[[ $0 == 3 ]] && grep -qi "tls\|certificate" "$1"' $rc "$T/push4.out"
 	KUBECONFIG=$T/kubeconfig-token "$CLI" policy push --cluster "$T/pushed.yaml" >"$T/push5.out" 2>&1
 	check "\$KUBECONFIG is read when --kubeconfig is not given" test $? = 0
+	"$CLI" policy push --cluster --kubeconfig "$T/kubeconfig-token" --context other "$T/pushed.yaml" >"$T/push8.out" 2>&1
+	rc=$?
+	check "--context selects another cluster (unreachable there: exit 3) ($rc)" bash -c \
+		'[[ $0 == 3 ]] && grep -qi "connect" "$1"' $rc "$T/push8.out"
+	sed 's/^    token: .*/    exec: { apiVersion: client.authentication.k8s.io\/v1, command: gke-gcloud-auth-plugin }/' \
+		"$T/kubeconfig-token" >"$T/kubeconfig-exec"
+	"$CLI" policy push --cluster --kubeconfig "$T/kubeconfig-exec" "$T/pushed.yaml" >"$T/push9.out" 2>&1
+	rc=$?
+	check "an exec plugin user: refused with a hint, nothing run ($rc)" bash -c \
+		'[[ $0 == 2 ]] && grep -q "kubectl apply -f FILE" "$1"' $rc "$T/push9.out"
 else
 	echo "# meshmask CLI not built: push --cluster not tested"
 fi
