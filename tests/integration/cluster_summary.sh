@@ -330,6 +330,55 @@ check "... since the same transition, kept across holders ($ltt)" is $CM - crd2-
 check "... nodes 1" wait_is $CM - crd2-pii nodes 1
 check "... the namespaced policy too: 1/1" wait_is maskingpolicies crd2-shop crd2-orders inForce 1/1
 
+# --- what was written, against the schemas a real API server holds ---------------------------
+# The policies' status against the CRD's status schema (helm/meshmask/files/crds.yaml: the real
+# API server would refuse a wrong type and prune an unknown field), the node statuses against
+# theirs, the Lease against coordination.k8s.io/v1's fields.
+if python3 -c 'import jsonschema, yaml' 2>/dev/null; then
+	check "every status, node status and Lease written fits its schema, no unknown field" python3 - \
+		"$(dirname "$0")/../../helm/meshmask/files/crds.yaml" "$K" <<'PY'
+import json, re, sys, jsonschema, yaml
+crds = {d["spec"]["names"]["kind"]: d["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+        for d in yaml.safe_load_all(open(sys.argv[1])) if d}
+k = sys.argv[2]
+def unknown(v, sch, at):
+    if isinstance(v, dict) and "properties" in sch:
+        for key, x in v.items():
+            if key not in sch["properties"]:
+                raise AssertionError(f"unknown field {at}.{key}")
+            unknown(x, sch["properties"][key], f"{at}.{key}")
+    elif isinstance(v, list) and "items" in sch:
+        for i, x in enumerate(v):
+            unknown(x, sch["items"], f"{at}[{i}]")
+n = 0
+for line in open(f"{k}/status.jsonl"):
+    r = json.loads(line)
+    sch = crds[r["body"]["kind"]]["properties"]["status"]
+    jsonschema.validate(r["body"]["status"], sch, format_checker=jsonschema.FormatChecker())
+    unknown(r["body"]["status"], sch, "status")
+    t = r["body"]["status"]["conditions"][0]["lastTransitionTime"]
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", t), t
+    n += 1
+for line in open(f"{k}/patches.jsonl"):
+    b = json.loads(line)["body"]
+    sch = crds["MaskingPolicyNodeStatus"]
+    jsonschema.validate(b, sch, format_checker=jsonschema.FormatChecker())
+    unknown({x: y for x, y in b.items() if x != "metadata"}, sch, "")
+    n += 1
+micro = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z"
+for line in open(f"{k}/leases.jsonl"):
+    sp = json.loads(line)["lease"]["spec"]
+    assert set(sp) <= {"holderIdentity", "leaseDurationSeconds", "acquireTime", "renewTime",
+                       "leaseTransitions"}, sp
+    assert all(re.fullmatch(micro, sp[t]) for t in ("acquireTime", "renewTime") if t in sp), sp
+    assert isinstance(sp["leaseDurationSeconds"], int) and isinstance(sp.get("leaseTransitions", 0), int)
+    n += 1
+print(f"# {n} objects checked")
+PY
+else
+	echo "# python3-jsonschema or python3-yaml missing: schemas not checked"
+fi
+
 # --- load ------------------------------------------------------------------------------------
 n_status=$(wc -l <"$K/status.jsonl")
 check "status writes only on change (${n_status})" test "$n_status" -le 40
