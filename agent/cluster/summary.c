@@ -800,10 +800,10 @@ static void *summary_main(void *arg)
 			pthread_mutex_unlock(&s->lock);
 			int r = lease_acquire(s);
 			pthread_mutex_lock(&s->lock);
+			s->holder = r == 1; /* (released below when stopping now) */
 			if (s->stop)
 				break;
 			if (r == 1) {
-				s->holder = true;
 				s->renewed_at = mono_s();
 				next_renew = s->renewed_at + renew_every;
 				pthread_mutex_unlock(&s->lock);
