@@ -225,6 +225,11 @@ static const struct flag flags[] = {
 	 "that Lease's name (default meshmask-policy-status)"},
 	{"lease-seconds", F_U32, CFG(cluster.lease_s), 2, 300, "S",
 	 "lease duration: a holder that stops renewing is replaced after it (default 15)"},
+	{"agent-selector", F_STR, CFG(cluster.agent_selector), 0, 0, "LABELS",
+	 "the agents' Pods in the lease namespace (a label selector): the summary counts a node "
+	 "whose agent Pod is not Ready as not in force"},
+	{"agent-grace-seconds", F_U32, CFG(cluster.agent_grace_s), 1, 86400, "S",
+	 "after this long not Ready (default 300: a rolling restart does not count)"},
 	{"summary-interval-ms", F_U32, CFG(cluster.summary_interval_ms), 50, 60000, "MS",
 	 "gather node reports this long before summing them into the policies' status (default "
 	 "1000)"},

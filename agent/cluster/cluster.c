@@ -710,7 +710,9 @@ int cluster_start(struct cluster **out, const struct cluster_config *cfg, struct
 					    .lease_s = cfg->lease_s,
 					    .interval_ms = cfg->summary_interval_ms,
 					    .watch_timeout_s = watch_timeout_s,
-					    .backoff_max_ms = cfg->backoff_max_ms};
+					    .backoff_max_ms = cfg->backoff_max_ms,
+					    .agent_selector = cfg->agent_selector,
+					    .agent_grace_s = cfg->agent_grace_s};
 		if ((r = summary_start(&c->summary, &sc, each_policy, c)) < 0)
 			goto fail;
 	}

@@ -24,6 +24,8 @@ struct cluster_config {
 	const char *lease_ns, *lease_name; /* lease_name NULL = "meshmask-policy-status" */
 	int lease_s; /* 0 = 15 */
 	int summary_interval_ms; /* 0 = 1000 */
+	const char *agent_selector; /* the agents' Pods in lease_ns; NULL: readiness not used */
+	int agent_grace_s; /* 0 = 300 */
 };
 
 /* Start the watch and status threads. 0 or -errno (-EINVAL without a node name). */

@@ -34,6 +34,17 @@
 struct node_rep { /* one MaskingPolicyNodeStatus */
 	char *name;
 	json_t *policies; /* its "policies" array (owned reference) */
+	bool down; /* in a sum: its agent not ready for agent_grace_s */
+};
+
+struct agent_pod { /* an agent Pod (agent_selector) */
+	char *name, *node;
+	bool ready;
+};
+
+struct agent_node { /* since when a node has had no ready agent Pod (monotonic; 0: it has) */
+	char *node;
+	double down_since;
 };
 
 struct written { /* the status last applied to a policy, by "Kind/ns/name" */
@@ -51,6 +62,8 @@ struct summary {
 	struct kube_config kcfg; /* strings owned */
 	char *node, *lease_ns, *lease_name;
 	int lease_s, interval_ms, watch_timeout_s, backoff_max_ms;
+	char *agent_selector; /* NULL: agents' readiness not watched */
+	int agent_grace_s;
 	summary_each_fn each;
 	void *ctx;
 	struct kube_client *kc; /* lease and status writes */
@@ -68,15 +81,20 @@ struct summary {
 	char seen_key[400]; /* holder + renewTime last observed, and when (monotonic) */
 	double seen_at;
 	struct kube_client *wc; /* the node-status watch's own client */
-	struct kube_watch *kw;
-	pthread_t wth;
-	bool wth_started;
+	struct kube_watch *kw, *pkw; /* node statuses; agent Pods */
+	pthread_t wth, pth;
+	bool wth_started, pth_started;
 
 	bool synced, dirty;
 	double dirty_at;
 	double due; /* a held-back write's time (monotonic), 0 none */
 	struct node_rep *nodes, *listing;
 	size_t n_nodes, n_listing;
+	struct agent_pod *pods, *pod_listing;
+	size_t n_pods, n_pod_listing;
+	struct agent_node *anodes;
+	size_t n_anodes;
+	bool pods_synced;
 	struct written *w;
 	size_t n_w;
 };
@@ -252,6 +270,198 @@ static void *watch_main(void *arg)
 	return NULL;
 }
 
+/* ---- the agents' Pods (their readiness) ----------------------------------------------------- */
+
+static void pods_free(struct agent_pod *v, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		free(v[i].name);
+		free(v[i].node);
+	}
+	free(v);
+}
+
+/* The Pod's name, node and readiness; false when it is not one we can use. */
+static bool pod_of(const json_t *obj, const char **name, const char **node, bool *ready)
+{
+	json_t *md = json_object_get(obj, "metadata");
+	*name = json_string_value(json_object_get(md, "name"));
+	*node = json_string_value(json_object_get(json_object_get(obj, "spec"), "nodeName"));
+	*ready = false;
+	size_t i;
+	json_t *c;
+	json_array_foreach(json_object_get(json_object_get(obj, "status"), "conditions"), i, c)
+	{
+		const char *t = json_string_value(json_object_get(c, "type"));
+		const char *st = json_string_value(json_object_get(c, "status"));
+		if (t && st && !strcmp(t, "Ready"))
+			*ready = !strcmp(st, "True");
+	}
+	if (json_object_get(md, "deletionTimestamp"))
+		*ready = false; /* terminating */
+	return *name && **name && *node && **node;
+}
+
+/* Put (or replace) a Pod into *v; 0 or -ENOMEM. */
+static int pods_put(struct agent_pod **v, size_t *n, const char *name, const char *node, bool ready)
+{
+	for (size_t i = 0; i < *n; i++) {
+		if (strcmp((*v)[i].name, name))
+			continue;
+		char *nd = strdup(node);
+		if (!nd)
+			return -ENOMEM;
+		free((*v)[i].node);
+		(*v)[i].node = nd;
+		(*v)[i].ready = ready;
+		return 0;
+	}
+	struct agent_pod *nv = realloc(*v, (*n + 1) * sizeof(*nv));
+	if (!nv)
+		return -ENOMEM;
+	*v = nv;
+	nv[*n] = (struct agent_pod){.name = strdup(name), .node = strdup(node), .ready = ready};
+	if (!nv[*n].name || !nv[*n].node) {
+		free(nv[*n].name);
+		free(nv[*n].node);
+		return -ENOMEM;
+	}
+	(*n)++;
+	return 0;
+}
+
+/* The node's entry (added when missing); NULL on ENOMEM. s->lock held. */
+static struct agent_node *anode_get(struct summary *s, const char *node)
+{
+	for (size_t i = 0; i < s->n_anodes; i++)
+		if (!strcmp(s->anodes[i].node, node))
+			return &s->anodes[i];
+	struct agent_node *nv = realloc(s->anodes, (s->n_anodes + 1) * sizeof(*nv));
+	char *nd = strdup(node);
+	if (!nv || !nd) {
+		if (nv)
+			s->anodes = nv;
+		free(nd);
+		return NULL;
+	}
+	s->anodes = nv;
+	nv[s->n_anodes] = (struct agent_node){.node = nd};
+	return &nv[s->n_anodes++];
+}
+
+/* Whether the node has a ready agent Pod now; its down_since follows. s->lock held. */
+static void anode_refresh(struct summary *s, const char *node, double now)
+{
+	bool ready = false;
+	for (size_t i = 0; i < s->n_pods && !ready; i++)
+		ready = s->pods[i].ready && !strcmp(s->pods[i].node, node);
+	struct agent_node *a = anode_get(s, node);
+	if (a && ready)
+		a->down_since = 0;
+	else if (a && !a->down_since)
+		a->down_since = now;
+}
+
+static int on_pod_item(void *ctx, const json_t *obj)
+{
+	struct summary *s = ctx;
+	const char *name, *node;
+	bool ready;
+	if (!pod_of(obj, &name, &node, &ready))
+		return 0;
+	pthread_mutex_lock(&s->lock);
+	int r = pods_put(&s->pod_listing, &s->n_pod_listing, name, node, ready);
+	pthread_mutex_unlock(&s->lock);
+	return r;
+}
+
+static int on_pods_listed(void *ctx, bool complete)
+{
+	struct summary *s = ctx;
+	pthread_mutex_lock(&s->lock);
+	if (complete) {
+		pods_free(s->pods, s->n_pods);
+		s->pods = s->pod_listing;
+		s->n_pods = s->n_pod_listing;
+		double now = mono_s();
+		for (size_t i = 0; i < s->n_anodes; i++)
+			anode_refresh(s, s->anodes[i].node, now);
+		for (size_t i = 0; i < s->n_pods; i++)
+			anode_refresh(s, s->pods[i].node, now);
+		s->pods_synced = true;
+		mark_dirty(s);
+	} else {
+		pods_free(s->pod_listing, s->n_pod_listing);
+	}
+	s->pod_listing = NULL;
+	s->n_pod_listing = 0;
+	pthread_mutex_unlock(&s->lock);
+	return 0;
+}
+
+static int on_pod_event(void *ctx, const char *type, const json_t *obj)
+{
+	struct summary *s = ctx;
+	const char *name, *node;
+	bool ready;
+	int r = 0;
+	if (!pod_of(obj, &name, &node, &ready))
+		return 0;
+	pthread_mutex_lock(&s->lock);
+	if (!strcmp(type, "DELETED")) {
+		for (size_t i = 0; i < s->n_pods; i++) {
+			if (strcmp(s->pods[i].name, name))
+				continue;
+			free(s->pods[i].name);
+			free(s->pods[i].node);
+			s->pods[i] = s->pods[--s->n_pods];
+			break;
+		}
+	} else {
+		r = pods_put(&s->pods, &s->n_pods, name, node, ready);
+	}
+	anode_refresh(s, node, mono_s());
+	mark_dirty(s);
+	pthread_mutex_unlock(&s->lock);
+	return r;
+}
+
+static void *pod_watch_main(void *arg)
+{
+	struct summary *s = arg;
+	int r = kube_watch_run(s->pkw, s->wc);
+	if (r != -ECANCELED)
+		agent_log(AGENT_LOG_ERROR, "policies: agent-pod watch ended: %s", strerror(-r));
+	return NULL;
+}
+
+/* The agent Pods' watch (agent_selector in the lease's namespace), on the term's client. */
+static int pods_start(struct summary *s)
+{
+	static const struct kube_watch_ops ops = {.list_item = on_pod_item,
+						  .list_done = on_pods_listed,
+						  .event = on_pod_event,
+						  .state = on_state};
+	char *ns = kube_query_escape(s->lease_ns), *sel = kube_query_escape(s->agent_selector);
+	char *path = NULL, *query = NULL;
+	int r = -ENOMEM;
+	if (ns && sel && asprintf(&path, "/api/v1/namespaces/%s/pods", ns) >= 0 &&
+	    asprintf(&query, "labelSelector=%s", sel) >= 0) {
+		struct kube_watch_config wc = {.path = path,
+					       .selector = query,
+					       .timeout_s = s->watch_timeout_s,
+					       .backoff_max_ms = s->backoff_max_ms};
+		r = (s->pkw = kube_watch_new(&wc, &ops, s)) ? 0 : -errno;
+	}
+	free(ns);
+	free(sel);
+	free(path);
+	free(query);
+	if (r == 0 && (r = -pthread_create(&s->pth, NULL, pod_watch_main, s)) == 0)
+		s->pth_started = true;
+	return r;
+}
+
 static int term_start(struct summary *s)
 {
 	static const struct kube_watch_ops ops = {.list_item = on_list_item,
@@ -267,6 +477,8 @@ static int term_start(struct summary *s)
 		return -errno;
 	int r = -pthread_create(&s->wth, NULL, watch_main, s);
 	s->wth_started = r == 0;
+	if (r == 0 && s->agent_selector)
+		r = pods_start(s);
 	return r;
 }
 
@@ -276,16 +488,29 @@ static void term_end(struct summary *s)
 		kube_client_abort(s->wc);
 	if (s->wth_started)
 		pthread_join(s->wth, NULL);
-	s->wth_started = false;
+	if (s->pth_started)
+		pthread_join(s->pth, NULL);
+	s->wth_started = s->pth_started = false;
 	kube_watch_free(s->kw);
+	kube_watch_free(s->pkw);
 	kube_client_free(s->wc);
-	s->kw = NULL;
+	s->kw = s->pkw = NULL;
 	s->wc = NULL;
 	pthread_mutex_lock(&s->lock);
 	nodes_free(s->nodes, s->n_nodes);
 	nodes_free(s->listing, s->n_listing);
 	s->nodes = s->listing = NULL;
 	s->n_nodes = s->n_listing = 0;
+	pods_free(s->pods, s->n_pods);
+	pods_free(s->pod_listing, s->n_pod_listing);
+	s->pods = s->pod_listing = NULL;
+	s->n_pods = s->n_pod_listing = 0;
+	for (size_t i = 0; i < s->n_anodes; i++)
+		free(s->anodes[i].node);
+	free(s->anodes);
+	s->anodes = NULL;
+	s->n_anodes = 0;
+	s->pods_synced = false;
 	for (size_t i = 0; i < s->n_w; i++) {
 		free(s->w[i].key);
 		free(s->w[i].body);
@@ -537,10 +762,15 @@ static struct written *written_find(struct summary *s, const char *key)
 static char *status_of(const struct pol *p, const struct node_rep *nodes, size_t n, char ready[8],
 		       char since[40], char reason_out[24], size_t *pending_out)
 {
-	size_t in = 0, refused = 0;
+	size_t in = 0, refused = 0, down = 0;
 	json_t *ref = json_array();
-	char first[400] = "";
+	char first[400] = "", first_down[300] = "";
 	for (size_t i = 0; i < n; i++) {
+		if (nodes[i].down) { /* its last report says nothing of now */
+			if (!down++)
+				snprintf(first_down, sizeof(first_down), "%s", nodes[i].name);
+			continue;
+		}
 		json_t *e = entry_of(nodes[i].policies, p);
 		if (!e || json_integer_value(json_object_get(e, "generation")) != p->generation)
 			continue; /* not reported for this generation yet */
@@ -568,7 +798,7 @@ static char *status_of(const struct pol *p, const struct node_rep *nodes, size_t
 	}
 	const char *status, *reason;
 	char msg[600];
-	size_t pending = n - in - refused;
+	size_t pending = n - in - refused - down;
 	if (!n) {
 		status = "Unknown";
 		reason = "NoNodes";
@@ -582,6 +812,12 @@ static char *status_of(const struct pol *p, const struct node_rep *nodes, size_t
 		reason = "RefusedOnSomeNodes";
 		snprintf(msg, sizeof(msg), "in force on %zu of %zu nodes; refused on %zu (%s%s)",
 			 in, n, refused, first, refused > 1 ? "; and more in refusedNodes" : "");
+	} else if (down) {
+		status = "False";
+		reason = "AgentsNotReady";
+		snprintf(msg, sizeof(msg),
+			 "in force on %zu of %zu nodes; agent not ready on %zu (%s%s)", in, n, down,
+			 first_down, down > 1 ? " and more" : "");
 	} else {
 		status = "False";
 		reason = "Pending";
@@ -709,9 +945,21 @@ static int sum_and_write(struct summary *s, double *next)
 	pthread_mutex_lock(&s->lock);
 	size_t n = s->n_nodes;
 	struct node_rep *nodes = calloc(n + 1, sizeof(*nodes));
-	for (size_t i = 0; nodes && i < n; i++)
+	double t = mono_s();
+	for (size_t i = 0; nodes && i < n; i++) {
 		nodes[i] = (struct node_rep){.name = strdup(s->nodes[i].name),
 					     .policies = json_incref(s->nodes[i].policies)};
+		if (!s->agent_selector || !s->pods_synced)
+			continue;
+		anode_refresh(s, s->nodes[i].name, t); /* (a node never seen in a Pod: from now) */
+		struct agent_node *a = anode_get(s, s->nodes[i].name);
+		if (!a || !a->down_since)
+			continue;
+		double at = a->down_since + s->agent_grace_s;
+		nodes[i].down = t >= at;
+		if (!nodes[i].down && (!*next || at < *next))
+			*next = at; /* sum again when its grace ends */
+	}
 	for (size_t i = 0; i < s->n_w; i++)
 		s->w[i].seen = false;
 	pthread_mutex_unlock(&s->lock);
@@ -908,6 +1156,7 @@ int summary_start(struct summary **out, const struct summary_config *cfg, summar
 	s->interval_ms = cfg->interval_ms > 0 ? cfg->interval_ms : 1000;
 	s->watch_timeout_s = cfg->watch_timeout_s > 0 ? cfg->watch_timeout_s : 300;
 	s->backoff_max_ms = cfg->backoff_max_ms > 0 ? cfg->backoff_max_ms : 30000;
+	s->agent_grace_s = cfg->agent_grace_s > 0 ? cfg->agent_grace_s : 300;
 	s->kcfg = cfg->kube;
 	s->kcfg.read_timeout_s = 10; /* small answers only; bounds a stop during a request */
 	s->kcfg.url = cfg->kube.url ? strdup(cfg->kube.url) : NULL;
@@ -916,9 +1165,12 @@ int summary_start(struct summary **out, const struct summary_config *cfg, summar
 	s->node = strdup(cfg->node);
 	s->lease_ns = strdup(cfg->lease_ns);
 	s->lease_name = strdup(cfg->lease_name ? cfg->lease_name : "meshmask-policy-status");
+	s->agent_selector =
+		cfg->agent_selector && *cfg->agent_selector ? strdup(cfg->agent_selector) : NULL;
 	int r = -ENOMEM;
-	if (!s->node || !s->lease_ns || !s->lease_name || (cfg->kube.url && !s->kcfg.url) ||
-	    (cfg->kube.token_file && !s->kcfg.token_file) ||
+	if (!s->node || !s->lease_ns || !s->lease_name ||
+	    (cfg->agent_selector && *cfg->agent_selector && !s->agent_selector) ||
+	    (cfg->kube.url && !s->kcfg.url) || (cfg->kube.token_file && !s->kcfg.token_file) ||
 	    (cfg->kube.ca_file && !s->kcfg.ca_file))
 		goto fail;
 	if (!(s->kc = kube_client_new(&s->kcfg))) {
@@ -965,6 +1217,7 @@ void summary_stop(struct summary *s)
 	free(s->node);
 	free(s->lease_ns);
 	free(s->lease_name);
+	free(s->agent_selector);
 	pthread_mutex_destroy(&s->lock);
 	pthread_cond_destroy(&s->cond);
 	free(s);

@@ -42,6 +42,10 @@ struct summary_config {
 	int interval_ms; /* gather node-status changes this long before summing; 0 = 1000 */
 	int watch_timeout_s; /* 0 = 300 */
 	int backoff_max_ms; /* 0 = 30000 */
+	/* The agents' Pods in lease_ns (a label selector, e.g. "app=meshmask"): a node whose agent
+	   Pod has not been Ready for agent_grace_s (0 = 300) counts as not in force. NULL: off. */
+	const char *agent_selector;
+	int agent_grace_s;
 };
 
 struct summary;

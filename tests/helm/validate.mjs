@@ -470,6 +470,10 @@ check('identity: pods get/list/watch only, token, NODE_NAME, --no-kube', (ok) =>
 			`lease Role rules: ${JSON.stringify(lr && lr.rules)}`);
 		ok(lb && lb.roleRef.name === lr?.metadata.name && lb.subjects[0].name === pod.serviceAccountName,
 			'lease RoleBinding');
+		// the summary reads the agents' readiness from their Pods: the DaemonSet's own selector
+		const sel = Object.entries(ds.spec.selector.matchLabels).map(([k, v]) => `${k}=${v}`).sort().join(',');
+		ok(String(args.get('--agent-selector')).split(',').sort().join(',') === sel,
+			`--agent-selector ${args.get('--agent-selector')} is not the DaemonSet's selector ${sel}`);
 	}
 	const b = binds[0];
 	ok(b && roles[0] && b.roleRef.kind === 'ClusterRole' && b.roleRef.name === roles[0].metadata.name,

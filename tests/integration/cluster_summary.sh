@@ -57,6 +57,7 @@ for p in random.sample(range(31000, 32000), 1000):
 K=$T/kube
 mkdir -p "$K"
 echo '[]' >"$K/pods.json"
+echo '{ "node-1": true, "node-2": true }' >"$K/agents.json" # the agents' Pods: Ready
 python3 "$(dirname "$0")/identity_kube.py" --serve "$K" 2>"$T/fakeapi.log" &
 PIDS+=($!)
 until_s 20 test -s "$K/port" || { echo "not ok - fake Kubernetes API starts"; exit 1; }
@@ -77,6 +78,7 @@ agent() {
 		--kube-api "https://127.0.0.1:$KPORT" --kube-ca-file "$K/ca.crt" \
 		--kube-token-file "$K/token" --node-name "$node" --lease-namespace $LEASE_NS \
 		--lease-name crd2-policy-status --lease-seconds 3 --summary-interval-ms 200 \
+		--agent-selector app.kubernetes.io/name=meshmask --agent-grace-seconds 2 \
 		--status-delay-ms 50 --log-level debug >>"$T/$node.log" 2>&1 &
 	APID[$node]=$!
 	until_s 10 curl -s -o /dev/null "http://127.0.0.1:$port/healthz"
@@ -193,7 +195,15 @@ crd $CM - crd2-pii Y
 check "new generation, node-1's agent down: 1/2" wait_is $CM - crd2-pii observedGeneration 3
 check "... in force 1/2 (node-2 only)" wait_is $CM - crd2-pii inForce 1/2
 check "... reason Pending" wait_is $CM - crd2-pii ready.reason Pending
+# Its Pod turns not Ready (the kubelet noticed): past the grace, that node counts as down.
+echo '{ "node-1": false, "node-2": true }' >"$K/agents.json"
+check "node-1's agent Pod not Ready for 2 s: reason AgentsNotReady" wait_is $CM - crd2-pii ready.reason AgentsNotReady
+check "... in force on 1 of 2 nodes; agent not ready on 1 (node-1)" \
+	is $CM - crd2-pii ready.message "in force on 1 of 2 nodes; agent not ready on 1 (node-1)"
+check "the summary watched the agent Pods with the selector, in the lease namespace" \
+	grep -q '"crd2-meshmask", "app.kubernetes.io/name=meshmask"' "$K/pod_queries.json"
 agent node-1 || echo "# node-1 restart failed"
+echo '{ "node-1": true, "node-2": true }' >"$K/agents.json"
 check "node-1's agent back: 2/2, Ready True" wait_is $CM - crd2-pii inForce 2/2
 check "... Ready True" wait_is $CM - crd2-pii ready.status True
 ltt=$(field $CM - crd2-pii ready.lastTransitionTime)
@@ -323,6 +333,7 @@ hs = [json.loads(l)["lease"]["spec"].get("holderIdentity", "") for l in open(sys
 i = max(k for k, h in enumerate(hs) if h == "node-2")
 assert hs[i + 1] == "" and hs[i + 2] == "node-1", hs[i:]' "$K/leases.jsonl"
 sleep 0.5
+echo '{ "node-1": true }' >"$K/agents.json" # its DaemonSet Pod goes with the node
 echo node-2 >"$K/ctl/delnode"
 check "node-2 left (Node and status object deleted): in force 1/1" wait_is $CM - crd2-pii inForce 1/1
 check "... Ready True still" wait_is $CM - crd2-pii ready.status True

@@ -115,8 +115,9 @@ NODE_UID = "6b1c2d3e-0000-4000-8000-00000000abcd"
 NODES = {NODE: NODE_UID, "node-2": "6b1c2d3e-0000-4000-8000-00000000abce"}
 PLURALS = ("maskingpolicies", "clustermaskingpolicies")
 NSTATUS = "maskingpolicynodestatuses"
+AGENTPODS = "agentpods"  # the agents' own Pods, GET /api/v1/namespaces/NS/pods?labelSelector=
 KINDS = {"maskingpolicies": "MaskingPolicy", "clustermaskingpolicies": "ClusterMaskingPolicy",
-         NSTATUS: "MaskingPolicyNodeStatus"}
+         NSTATUS: "MaskingPolicyNodeStatus", AGENTPODS: "Pod"}
 API = "/apis/meshmask.io/v1alpha1/"
 LEASES = "/apis/coordination.k8s.io/v1/namespaces/"
 
@@ -127,15 +128,16 @@ class Resources:
     def __init__(self):
         self.objs = {}
         self.log = []
-        self.expire = {p: False for p in PLURALS + (NSTATUS,)}
+        self.expire = {p: False for p in PLURALS + (NSTATUS, AGENTPODS)}
         self.drop_gen = 0
         self.lists = {p: 0 for p in PLURALS}
         self.watches = {p: 0 for p in PLURALS}
         self.patch_dir = None
         self.nodestatus = {}
         self.leases = {}
-        self.lists[NSTATUS] = 0
-        self.watches[NSTATUS] = 0
+        self.lists[NSTATUS] = self.lists[AGENTPODS] = 0
+        self.watches[NSTATUS] = self.watches[AGENTPODS] = 0
+        self.pod_queries = set()
 
     def event(self, typ, plural, obj, log=True):
         with S.cond:
@@ -317,6 +319,20 @@ class Handler(http.server.BaseHTTPRequestHandler):
         q = urllib.parse.parse_qs(u.query)
         if u.path.startswith(LEASES):
             return self.lease("GET")
+        parts = u.path.split("/")
+        if len(parts) == 6 and parts[:4] == ["", "api", "v1", "namespaces"] and parts[5] == "pods":
+            if not self.authorized():
+                return self.reply(401, {"kind": "Status", "code": 401, "reason": "Unauthorized"})
+            with S.cond:
+                R.pod_queries.add((parts[4], q.get("labelSelector", [""])[0]))
+            try:
+                if q.get("watch") == ["1"]:
+                    self.crd_watch(AGENTPODS, q)
+                else:
+                    self.crd_list(AGENTPODS)
+            except (OSError, ssl.SSLError):
+                pass
+            return
         if u.path.startswith("/apis/meshmask.io/v1alpha1/") or u.path.startswith("/api/v1/nodes/"):
             if not self.authorized():
                 return self.reply(401, {"kind": "Status", "code": 401, "reason": "Unauthorized"})
@@ -504,6 +520,28 @@ def sync_resources(d, compact):
     return n
 
 
+def sync_agent_pods(path):
+    """DIR/agents.json: {"node": ready (bool), ...}, one agent Pod per node (meshmask-<node>)
+    in namespace crd2-meshmask; a change becomes ADDED/MODIFIED/DELETED watch events."""
+    with open(path) as fh:
+        want = json.load(fh)
+    pods = {}
+    for node, ready in want.items():
+        pods[(AGENTPODS, "crd2-meshmask", f"meshmask-{node}")] = {
+            "kind": "Pod", "apiVersion": "v1",
+            "metadata": {"name": f"meshmask-{node}", "namespace": "crd2-meshmask",
+                         "uid": f"pod-{node}", "labels": {"app.kubernetes.io/name": "meshmask"}},
+            "spec": {"nodeName": node},
+            "status": {"conditions": [{"type": "Ready", "status": "True" if ready else "False"}]}}
+    for k, o in list(R.objs.items()):
+        if k[0] == AGENTPODS and k not in pods:
+            R.event("DELETED", AGENTPODS, o)
+    for k, o in pods.items():
+        old = R.objs.get(k)
+        if old is None or old["status"] != o["status"]:
+            R.event("MODIFIED" if old else "ADDED", AGENTPODS, o)
+
+
 class Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
     daemon_threads = True
 
@@ -611,6 +649,7 @@ def serve(d):
     for sub in ("crd", "ctl"):
         os.makedirs(f"{d}/{sub}", exist_ok=True)
     crd_seen = None
+    agents_seen = None
     while True:
         try:
             ctl = f"{d}/ctl"
@@ -638,6 +677,13 @@ def serve(d):
                     o = copy.deepcopy(R.objs[k])
                     o["status"] = {"touched": time.time()}
                     R.event("MODIFIED", plural, o)
+            if os.path.exists(f"{d}/agents.json"):
+                st = os.stat(f"{d}/agents.json")
+                if (st.st_mtime_ns, st.st_size) != agents_seen:
+                    agents_seen = (st.st_mtime_ns, st.st_size)
+                    sync_agent_pods(f"{d}/agents.json")
+                    with open(f"{d}/pod_queries.json", "w") as fh:
+                        json.dump(sorted(R.pod_queries), fh)
             key = tuple(sorted((f, os.stat(f"{d}/crd/{f}").st_mtime_ns)
                                for f in os.listdir(f"{d}/crd")))
             if key != crd_seen:
