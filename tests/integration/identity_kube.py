@@ -19,7 +19,9 @@ status subresource (DIR/status.jsonl; a MODIFIED event of the same generation fo
 from a real API server), server-side apply of a policy itself (`meshmask policy push
 --cluster`: written to DIR/crd, so it becomes events like a file; DIR/applies.jsonl), and
 coordination.k8s.io/v1 Leases (GET, POST, PUT with resourceVersion checks: 409 on a stale
-one; each write appended to DIR/leases.jsonl). Callers authenticate with the bearer token or
+one; each write appended to DIR/leases.jsonl), and the agents' own Pods (list and watch of
+/api/v1/namespaces/NS/pods from DIR/agents.json, {"node": ready}; the queries seen are written
+to DIR/pod_queries.json). Callers authenticate with the bearer token or
 a client certificate signed by DIR/ca.crt (DIR/client.crt, DIR/client.key). Controls are files
 under DIR/ctl: `compact` (the next change makes no watch event and every watch gets ERROR 410,
 so only a relist sees it), `drop` (every watch connection is cut without a clean end),
