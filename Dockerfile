@@ -13,7 +13,7 @@ RUN apt-get update \
 		clang llvm bpftool libbpf-dev libelf-dev \
 		zlib1g-dev libssl-dev libjansson-dev libmicrohttpd-dev libcurl4-openssl-dev \
 		libprotobuf-c-dev protobuf-c-compiler libprotobuf-dev libnghttp2-dev \
-		libcurl4-openssl-dev \
+		libcurl4-openssl-dev libyaml-dev \
 	&& rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .
@@ -24,7 +24,7 @@ RUN meson install -C build --destdir /out
 FROM debian:12-slim
 RUN apt-get update \
 	&& apt-get install -y --no-install-recommends \
-		libbpf1 libelf1 zlib1g libssl3 libjansson4 libmicrohttpd12 libprotobuf-c1 libnghttp2-14 libcurl4 \
+		libbpf1 libelf1 zlib1g libssl3 libjansson4 libmicrohttpd12 libprotobuf-c1 libnghttp2-14 libcurl4 libyaml-0-2 \
 	&& rm -rf /var/lib/apt/lists/*
 COPY --from=build /out/usr/local/bin/meshmask-agent /out/usr/local/bin/meshmask /usr/local/bin/
 # Non-root by default (the CLI needs no privilege). The agent needs capabilities, which

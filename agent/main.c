@@ -227,6 +227,21 @@ static const struct flag flags[] = {
 	 "do not watch MaskingPolicy / ClusterMaskingPolicy resources"},
 	{"status-delay-ms", F_U32, CFG(cluster.status_delay_ms), 10, 60000, "MS",
 	 "gather policy changes this long before writing the node's status (default 200)"},
+	{"lease-namespace", F_STR, CFG(cluster.lease_ns), 0, 0, "NS",
+	 "be a candidate to write the policies' summary status (\"in force on N of M nodes\"), "
+	 "elected by a Lease in NS (default $POD_NAMESPACE; none: never)"},
+	{"lease-name", F_NAME, CFG(cluster.lease_name), 0, 0, "NAME",
+	 "that Lease's name (default meshmask-policy-status)"},
+	{"lease-seconds", F_U32, CFG(cluster.lease_s), 2, 300, "S",
+	 "lease duration: a holder that stops renewing is replaced after it (default 15)"},
+	{"agent-selector", F_STR, CFG(cluster.agent_selector), 0, 0, "LABELS",
+	 "the agents' Pods in the lease namespace (a label selector): the summary counts a node "
+	 "whose agent Pod is not Ready as not in force"},
+	{"agent-grace-seconds", F_U32, CFG(cluster.agent_grace_s), 1, 86400, "S",
+	 "after this long not Ready (default 300: a rolling restart does not count)"},
+	{"summary-interval-ms", F_U32, CFG(cluster.summary_interval_ms), 50, 60000, "MS",
+	 "gather node reports this long before summing them into the policies' status (default "
+	 "1000)"},
 };
 
 #define N_FLAGS (sizeof(flags) / sizeof(flags[0]))
@@ -361,6 +376,8 @@ static int parse_args(int argc, char **argv, struct agent_config *cfg)
 		cfg->admin.token_file = "/etc/meshmask/admin/token";
 	if (!cfg->identity.node_name && getenv("NODE_NAME") && *getenv("NODE_NAME"))
 		cfg->identity.node_name = getenv("NODE_NAME");
+	if (!cfg->cluster.lease_ns && getenv("POD_NAMESPACE") && *getenv("POD_NAMESPACE"))
+		cfg->cluster.lease_ns = getenv("POD_NAMESPACE");
 	cfg->tls.cgroup_root = cfg->dp.cgroup_root;
 	return 0;
 }

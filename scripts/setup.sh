@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 pkgs=(
 	build-essential pkg-config meson ninja-build
 	clang llvm bpftool libbpf-dev libelf-dev
-	zlib1g-dev libssl-dev openssl libjansson-dev libmicrohttpd-dev libcurl4-openssl-dev
+	zlib1g-dev libssl-dev openssl libjansson-dev libmicrohttpd-dev libcurl4-openssl-dev libyaml-dev
 	iproute2 curl python3 procps util-linux
 )
 # Extra packages a component asks for (tests/benchmarks), one per line in scripts/packages.d/*.

@@ -21,6 +21,7 @@
 #include "policy.h"
 #include "cli_remote.h"
 #include "cli_detok.h"
+#include "cli_kube.h"
 
 enum { EXIT_OK = 0, EXIT_POLICY = 1, EXIT_USAGE = 2, EXIT_IO = 3, EXIT_BLOCKED = 4 };
 
@@ -466,7 +467,7 @@ static int cmd_help(int argc, char **argv)
 	printf("usage:\n");
 	for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++)
 		printf("  %s %s\n", prog, cmds[i].usage);
-	fputs("\n"
+	printf("\n"
 	      "exit codes:\n"
 	      "  0  success\n"
 	      "  1  invalid policy: a local file, or a document the agent refused (400)\n"
@@ -483,8 +484,15 @@ static int cmd_help(int argc, char **argv)
 	      "http://127.0.0.1:9477) and --token-file F (default $MESHMASK_TOKEN_FILE or\n"
 	      "/etc/meshmask/admin/token)\n"
 	      "detokenize takes the same --agent and --token-file F with the detokenize token\n"
-	      "(default $MESHMASK_DETOKENIZE_TOKEN_FILE or /etc/meshmask/detokenize/token)\n",
-	      stdout);
+	      "(default $MESHMASK_DETOKENIZE_TOKEN_FILE or /etc/meshmask/detokenize/token)\n"
+	      "\n"
+	      "  %s " CLI_POLICY_PUSH_CLUSTER_USAGE "\n"
+	      "writes each FILE (YAML or JSON) as a MaskingPolicy or ClusterMaskingPolicy\n"
+	      "resource through the Kubernetes API server (server-side apply, field manager\n"
+	      "meshmask-cli) with the kubeconfig's context (--kubeconfig, else $KUBECONFIG,\n"
+	      "else ~/.kube/config): exit 1 when the API server refuses the resource (422),\n"
+	      "5 for 401/403/404/409, 3 for the network, TLS or 5xx\n",
+	      prog);
 	return EXIT_OK;
 }
 

@@ -17,6 +17,7 @@
 #include <jansson.h>
 
 #include "buf.h"
+#include "cli_kube.h"
 #include "cli_remote.h"
 
 enum { RC_OK = 0, RC_INVALID = 1, RC_USAGE = 2, RC_IO = 3, RC_REFUSED = 5 };
@@ -389,6 +390,9 @@ static bool name_ok(const char *n)
 
 int cli_policy_push(int argc, char **argv)
 {
+	for (int k = 1; k < argc && strcmp(argv[k], "--"); k++)
+		if (!strcmp(argv[k], "--cluster")) /* through the API server, not an agent */
+			return cli_policy_push_cluster(argc, argv);
 	struct opts o = {0};
 	int i = parse_opts(argc, argv, &o, CLI_POLICY_PUSH_USAGE);
 	if (i < 0)

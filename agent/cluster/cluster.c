@@ -29,6 +29,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "store.h"
+#include "summary.h"
 
 #define API_PREFIX "/apis/meshmask.io/v1alpha1"
 #define CHANGED_AT_ANNOTATION "meshmask.io/changed-at"
@@ -44,6 +45,8 @@ struct res {
 	char *ns, *name;
 	long long generation;
 	char applied_at[32]; /* RFC 3339, when this generation was handed to the store */
+	int rules; /* spec.rules entries, for the summary status */
+	char ready[8], ready_since[40]; /* the Ready condition the resource carries */
 	bool seen; /* in the list being read */
 };
 
@@ -77,6 +80,7 @@ struct cluster {
 	char *last_written; /* the status body last applied */
 	char node_uid[64];
 	bool uid_tried;
+	struct summary *summary; /* NULL without a lease namespace */
 };
 
 static void res_clear(struct res *r)
@@ -214,6 +218,25 @@ static char *policy_doc(const json_t *obj, const char *ns, const char *name,
 	return text;
 }
 
+/* Keep what the summary needs of a resource: its rule count and its Ready condition. */
+static void note_status(struct res *r, const json_t *obj)
+{
+	r->rules = (int)json_array_size(json_object_get(json_object_get(obj, "spec"), "rules"));
+	r->ready[0] = r->ready_since[0] = 0;
+	size_t i;
+	json_t *cnd;
+	json_array_foreach(json_object_get(json_object_get(obj, "status"), "conditions"), i, cnd)
+	{
+		const char *t = json_string_value(json_object_get(cnd, "type"));
+		const char *st = json_string_value(json_object_get(cnd, "status"));
+		const char *lt = json_string_value(json_object_get(cnd, "lastTransitionTime"));
+		if (!t || strcmp(t, "Ready") || !st)
+			continue;
+		snprintf(r->ready, sizeof(r->ready), "%s", st);
+		snprintf(r->ready_since, sizeof(r->ready_since), "%s", lt ? lt : "");
+	}
+}
+
 /*
  * Hand one version of a resource to the store; update the table. event_t: when it arrived.
  * A watch event of the generation already applied (a status change) is skipped; a list item
@@ -246,8 +269,10 @@ static int apply_object(struct kindw *w, const json_t *obj, double event_t, bool
 	ssize_t idx = res_find(c, key);
 	bool known = idx >= 0 && gen > 0 && c->v[idx].generation == gen;
 	bool same = !listed && known;
-	if (idx >= 0)
+	if (idx >= 0) {
 		c->v[idx].seen = true;
+		note_status(&c->v[idx], obj);
+	}
 	pthread_mutex_unlock(&c->lock);
 	if (same)
 		return 0; /* a status change, or the same version listed again */
@@ -292,10 +317,12 @@ static int apply_object(struct kindw *w, const json_t *obj, double event_t, bool
 		c->v[idx].generation = gen;
 		c->v[idx].seen = true;
 		rfc3339_now(c->v[idx].applied_at);
+		note_status(&c->v[idx], obj);
 	}
 	c->dirty = true;
 	pthread_cond_broadcast(&c->cond);
 	pthread_mutex_unlock(&c->lock);
+	summary_kick(c->summary);
 	return 0;
 }
 
@@ -311,6 +338,7 @@ static void forget(struct cluster *c, const char *key)
 	c->dirty = true;
 	pthread_cond_broadcast(&c->cond);
 	pthread_mutex_unlock(&c->lock);
+	summary_kick(c->summary);
 }
 
 /* ---- watch callbacks -------------------------------------------------------------------- */
@@ -595,6 +623,27 @@ static void *status_main(void *arg)
 	return NULL;
 }
 
+/* ---- the summary's view of the resources ------------------------------------------------ */
+
+static void each_policy(void *ctx, void (*fn)(void *arg, const struct summary_policy *v, size_t n),
+			void *arg)
+{
+	struct cluster *c = ctx;
+	pthread_mutex_lock(&c->lock);
+	struct summary_policy *v = calloc(c->n + 1, sizeof(*v));
+	for (size_t i = 0; v && i < c->n; i++)
+		v[i] = (struct summary_policy){.kind = c->v[i].kind,
+					       .ns = c->v[i].ns,
+					       .name = c->v[i].name,
+					       .generation = c->v[i].generation,
+					       .rules = c->v[i].rules,
+					       .ready = c->v[i].ready,
+					       .ready_since = c->v[i].ready_since};
+	fn(arg, v, v ? c->n : 0);
+	pthread_mutex_unlock(&c->lock);
+	free(v);
+}
+
 /* ---- start/stop ------------------------------------------------------------------------- */
 
 int cluster_start(struct cluster **out, const struct cluster_config *cfg, struct store *st)
@@ -653,6 +702,20 @@ int cluster_start(struct cluster **out, const struct cluster_config *cfg, struct
 			goto fail;
 		c->w[i].started = true;
 	}
+	if (cfg->lease_ns && *cfg->lease_ns) {
+		struct summary_config sc = {.kube = kc,
+					    .node = cfg->node_name,
+					    .lease_ns = cfg->lease_ns,
+					    .lease_name = cfg->lease_name,
+					    .lease_s = cfg->lease_s,
+					    .interval_ms = cfg->summary_interval_ms,
+					    .watch_timeout_s = watch_timeout_s,
+					    .backoff_max_ms = cfg->backoff_max_ms,
+					    .agent_selector = cfg->agent_selector,
+					    .agent_grace_s = cfg->agent_grace_s};
+		if ((r = summary_start(&c->summary, &sc, each_policy, c)) < 0)
+			goto fail;
+	}
 	*out = c;
 	return 0;
 fail:
@@ -679,6 +742,7 @@ void cluster_stop(struct cluster *c)
 	}
 	if (c->status_started)
 		pthread_join(c->status_th, NULL);
+	summary_stop(c->summary); /* after the watches (they kick it), before the table goes */
 	kube_client_free(c->kc);
 	for (size_t i = 0; i < c->n; i++)
 		res_clear(&c->v[i]);

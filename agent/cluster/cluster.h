@@ -19,6 +19,13 @@ struct cluster_config {
 	int backoff_max_ms; /* list/watch retry backoff cap; 0 = 30000 */
 	int watch_timeout_s; /* 0 = 300 */
 	int status_delay_ms; /* gather changes this long before writing the status; 0 = 200 */
+	/* The summary status of each policy (summary.h), by the holder of this Lease; no
+	   lease_ns = never a candidate. */
+	const char *lease_ns, *lease_name; /* lease_name NULL = "meshmask-policy-status" */
+	int lease_s; /* 0 = 15 */
+	int summary_interval_ms; /* 0 = 1000 */
+	const char *agent_selector; /* the agents' Pods in lease_ns; NULL: readiness not used */
+	int agent_grace_s; /* 0 = 300 */
 };
 
 /* Start the watch and status threads. 0 or -errno (-EINVAL without a node name). */

@@ -677,13 +677,21 @@ static json_t *tls_json(const struct admin_node_status *ns)
 			 ns->tls_user_write, "enforceModes", modes);
 }
 
+/* What /readyz checks: the policies loaded, and the BPF programs attached when BPF is on. */
+static void readiness(struct admin *a, struct admin_node_status *ns, bool *pol, bool *dp)
+{
+	*ns = (struct admin_node_status){0};
+	if (a->status)
+		a->status(a->status_ctx, ns);
+	*pol = store_ready(a->st);
+	*dp = !ns->bpf_enabled || ns->bpf_attached;
+}
+
 static void h_readyz(struct admin *a, struct admin_response *rs)
 {
-	struct admin_node_status ns = {0};
-	if (a->status)
-		a->status(a->status_ctx, &ns);
-	bool pol = store_ready(a->st);
-	bool dp = !ns.bpf_enabled || ns.bpf_attached;
+	struct admin_node_status ns;
+	bool pol, dp;
+	readiness(a, &ns, &pol, &dp);
 	struct policy_set *set = store_get(a->st);
 	size_t n_file = 0, n_crd = 0, n_rej = 0, n_rej_files = 0;
 	for (size_t i = 0; i < set->n; i++) {
@@ -718,9 +726,20 @@ static void h_readyz(struct admin *a, struct admin_response *rs)
 	set_json(rs, pol && dp ? 200 : 503, doc);
 }
 
-static void h_metrics(struct admin_response *rs)
+static void h_metrics(struct admin *a, struct admin_response *rs)
 {
-	if (metrics_render(&rs->body) < 0) {
+	struct admin_node_status ns;
+	bool pol, dp;
+	readiness(a, &ns, &pol, &dp);
+	char ready[400];
+	snprintf(ready, sizeof(ready),
+		 "# HELP meshmask_ready Whether the agent is ready (GET /readyz answers 200), and "
+		 "each of its checks (policies loaded, dataplane attached).\n"
+		 "# TYPE meshmask_ready gauge\n"
+		 "meshmask_ready{check=\"all\"} %d\nmeshmask_ready{check=\"policies\"} %d\n"
+		 "meshmask_ready{check=\"dataplane\"} %d\n",
+		 pol && dp, pol, dp);
+	if (metrics_render(&rs->body) < 0 || mm_buf_append(&rs->body, ready, strlen(ready)) < 0) {
 		set_error(rs, 500, NULL, "rendering metrics failed");
 		return;
 	}
@@ -761,7 +780,7 @@ void admin_handle(struct admin *a, const struct admin_request *rq, struct admin_
 		if (!get)
 			not_allowed(rq, rs, "GET, HEAD");
 		else
-			h_metrics(rs);
+			h_metrics(a, rs);
 	} else if (!strcmp(path, "/v1/policies")) {
 		if (!get)
 			not_allowed(rq, rs, "GET, HEAD");

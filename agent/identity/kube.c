@@ -35,6 +35,7 @@ struct active { /* a transfer in progress, for kube_client_abort() to wake */
 struct kube_client {
 	char *url; /* "https://authority", no trailing slash */
 	char *token_file, *ca_file;
+	char *token, *ca_pem, *cert_file, *key_file, *cert_pem, *key_pem, *user_agent;
 	int connect_timeout_ms, read_timeout_s;
 	pthread_mutex_t lock; /* guards active; for cond */
 	pthread_cond_t cond; /* wakes backoff sleeps */
@@ -110,7 +111,17 @@ struct kube_client *kube_client_new(const struct kube_config *cfg)
 	c->url = strndup(url, strlen(url) - (url[strlen(url) - 1] == '/'));
 	c->token_file = strdup(cfg->token_file ? cfg->token_file : KUBE_DEFAULT_TOKEN_FILE);
 	c->ca_file = strdup(cfg->ca_file ? cfg->ca_file : KUBE_DEFAULT_CA_FILE);
-	if (!c->url || !c->token_file || !c->ca_file) {
+	c->user_agent =
+		strdup(cfg->user_agent ? cfg->user_agent : "meshmask-agent/" MESHMASK_VERSION);
+	bool bad = !c->url || !c->token_file || !c->ca_file || !c->user_agent;
+	const char *in[] = {cfg->token,	   cfg->ca_pem,	  cfg->cert_file,
+			    cfg->key_file, cfg->cert_pem, cfg->key_pem};
+	char **out[] = {&c->token,    &c->ca_pem,   &c->cert_file,
+			&c->key_file, &c->cert_pem, &c->key_pem};
+	for (size_t i = 0; i < sizeof(in) / sizeof(in[0]); i++)
+		if (in[i] && !(*out[i] = strdup(in[i])))
+			bad = true;
+	if (bad) {
 		kube_client_free(c);
 		errno = ENOMEM;
 		return NULL;
@@ -127,6 +138,17 @@ void kube_client_free(struct kube_client *c)
 	free(c->url);
 	free(c->token_file);
 	free(c->ca_file);
+	char *secret[] = {c->token, c->key_pem};
+	for (size_t i = 0; i < 2; i++)
+		if (secret[i])
+			explicit_bzero(secret[i], strlen(secret[i]));
+	free(c->token);
+	free(c->ca_pem);
+	free(c->cert_file);
+	free(c->key_file);
+	free(c->cert_pem);
+	free(c->key_pem);
+	free(c->user_agent);
 	free(c);
 	curl_global_cleanup();
 }
@@ -185,6 +207,8 @@ char *kube_query_escape(const char *s)
 static int read_token(const char *path, char *buf, size_t size)
 {
 	buf[0] = 0;
+	if (!*path) /* "": no token file (a client certificate authenticates) */
+		return 0;
 	FILE *f = fopen(path, "re");
 	if (!f)
 		return errno == ENOENT ? 0 : -errno;
@@ -267,7 +291,7 @@ static int transfer_error(struct kube_client *c, CURL *h, CURLcode e, const char
 	int r = -EIO;
 	switch (e) {
 	case CURLE_SSL_CACERT_BADFILE:
-		r = access(c->ca_file, R_OK) < 0 ? -errno : -EPROTO;
+		r = c->ca_pem ? -EPROTO : access(c->ca_file, R_OK) < 0 ? -errno : -EPROTO;
 		break;
 	case CURLE_SSL_CONNECT_ERROR:
 	case CURLE_PEER_FAILED_VERIFICATION:
@@ -303,7 +327,9 @@ static int transfer_error(struct kube_client *c, CURL *h, CURLcode e, const char
 	}
 	if (!msg[0])
 		msg = curl_easy_strerror(e);
-	if (e == CURLE_SSL_CACERT_BADFILE)
+	if (e == CURLE_SSL_CACERT_BADFILE && c->ca_pem)
+		snprintf(why, size, "TLS: CA data: %s", msg);
+	else if (e == CURLE_SSL_CACERT_BADFILE)
 		snprintf(why, size, "TLS: CA file %s: %s", c->ca_file, msg);
 	else
 		snprintf(why, size, "%s%s", r == -EPROTO ? "TLS: " : "", msg);
@@ -365,8 +391,17 @@ static int transfer(struct kube_client *c, const char *method, const char *path,
 	char *url = NULL;
 	CURL *h = NULL;
 	/* Re-read for every request: projected ServiceAccount tokens rotate. */
-	int r = read_token(c->token_file, auth + strlen(AUTH_PREFIX), TOKEN_MAX);
-	if (r < 0) {
+	int r = 0;
+	if (!c->token)
+		r = read_token(c->token_file, auth + strlen(AUTH_PREFIX), TOKEN_MAX);
+	else if (strlen(c->token) >= TOKEN_MAX || strpbrk(c->token, "\r\n"))
+		r = -EINVAL;
+	else
+		snprintf(auth + strlen(AUTH_PREFIX), TOKEN_MAX, "%s", c->token);
+	if (r < 0 && c->token) {
+		snprintf(why, size, "token: %s", strerror(-r));
+		goto out;
+	} else if (r < 0) {
 		snprintf(why, size, "token file %s: %s", c->token_file, strerror(-r));
 		goto out;
 	}
@@ -396,15 +431,29 @@ static int transfer(struct kube_client *c, const char *method, const char *path,
 	curl_easy_setopt(h, CURLOPT_SSLVERSION, (long)CURL_SSLVERSION_TLSv1_2);
 	curl_easy_setopt(h, CURLOPT_SSL_VERIFYPEER, 1L);
 	curl_easy_setopt(h, CURLOPT_SSL_VERIFYHOST, 2L);
-	curl_easy_setopt(h, CURLOPT_CAINFO, c->ca_file);
+	struct curl_blob ca = {.data = c->ca_pem, .len = c->ca_pem ? strlen(c->ca_pem) : 0},
+			 cert = {.data = c->cert_pem, .len = c->cert_pem ? strlen(c->cert_pem) : 0},
+			 key = {.data = c->key_pem, .len = c->key_pem ? strlen(c->key_pem) : 0};
+	if (c->ca_pem) /* replaces any CA file: the cluster CA only */
+		curl_easy_setopt(h, CURLOPT_CAINFO_BLOB, &ca);
+	else
+		curl_easy_setopt(h, CURLOPT_CAINFO, c->ca_file);
 	curl_easy_setopt(h, CURLOPT_CAPATH, NULL); /* the cluster CA only, not the system's */
+	if (c->cert_pem)
+		curl_easy_setopt(h, CURLOPT_SSLCERT_BLOB, &cert);
+	else if (c->cert_file)
+		curl_easy_setopt(h, CURLOPT_SSLCERT, c->cert_file);
+	if (c->key_pem)
+		curl_easy_setopt(h, CURLOPT_SSLKEY_BLOB, &key);
+	else if (c->key_file)
+		curl_easy_setopt(h, CURLOPT_SSLKEY, c->key_file);
 	curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, (long)c->connect_timeout_ms);
 	curl_easy_setopt(h, CURLOPT_LOW_SPEED_LIMIT, 1L);
 	curl_easy_setopt(h, CURLOPT_LOW_SPEED_TIME, (long)c->read_timeout_s);
 	curl_easy_setopt(h, CURLOPT_TCP_KEEPALIVE, 1L);
 	curl_easy_setopt(h, CURLOPT_TCP_KEEPIDLE, 30L);
 	curl_easy_setopt(h, CURLOPT_TCP_KEEPINTVL, 10L);
-	curl_easy_setopt(h, CURLOPT_USERAGENT, "meshmask-agent/" MESHMASK_VERSION);
+	curl_easy_setopt(h, CURLOPT_USERAGENT, c->user_agent);
 	curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdrs);
 	curl_easy_setopt(h, CURLOPT_ERRORBUFFER, errbuf);
 	curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_write);

@@ -25,10 +25,16 @@
 
 struct kube_config {
 	const char *url; /* "https://host[:port]"; NULL = in-cluster from the env */
-	const char *token_file; /* NULL = KUBE_DEFAULT_TOKEN_FILE; a missing file = no token */
+	const char *token_file; /* NULL = KUBE_DEFAULT_TOKEN_FILE; a missing file or "" = no token */
 	const char *ca_file; /* NULL = KUBE_DEFAULT_CA_FILE */
 	int connect_timeout_ms; /* 0 = 5000 */
 	int read_timeout_s; /* a server silent this long fails the request; 0 = 600 */
+	/* A kubeconfig's credentials (the CLI): each given one replaces the above. */
+	const char *token; /* the bearer token itself, instead of token_file */
+	const char *ca_pem; /* the CA certificates (PEM text), instead of ca_file */
+	const char *cert_file, *key_file; /* a client certificate and its key (PEM files) */
+	const char *cert_pem, *key_pem; /* or their PEM text */
+	const char *user_agent; /* NULL = "meshmask-agent/<version>" */
 };
 
 struct kube_client;
@@ -39,7 +45,10 @@ struct kube_client;
  */
 int kube_in_cluster_url(char *out, size_t size);
 
-/* Client for cfg (strings copied). NULL with errno (EINVAL for a bad or non-https URL). */
+/*
+ * Client for cfg (strings copied; the token and key text are wiped when it is freed). NULL with
+ * errno (EINVAL for a bad or non-https URL).
+ */
 struct kube_client *kube_client_new(const struct kube_config *cfg);
 /* Free a client no thread uses any more; NULL is a no-op. */
 void kube_client_free(struct kube_client *c);

@@ -65,6 +65,8 @@ declare -A variants=(
 	[automount]="--set bpf.autoMount=true"
 	[external]="--set existingPoliciesConfigMap=my-policies --set hashKeys.existingSecret=my-hash-keys"
 	[detokenize]="--set admin.detokenize.enabled=true"
+	[nosummary]="--set cluster.summary=false"
+	[monitoring]="--set metrics.serviceMonitor.enabled=true --set metrics.prometheusRule.enabled=true --set grafana.dashboard.enabled=true --api-versions monitoring.coreos.com/v1/ServiceMonitor --api-versions monitoring.coreos.com/v1/PrometheusRule"
 	[detokexisting]="--set admin.detokenize.enabled=true --set admin.detokenize.existingSecret=my-detok --set admin.detokenize.existingSecretKey=t"
 )
 
@@ -83,7 +85,7 @@ if [[ -n $agent_bin && -x $agent_bin ]] && "$agent_bin" --help >"$tmp/agent-help
 	grep -q -- '--policies' "$tmp/agent-help"; then
 	help_arg=(--agent-help "$tmp/agent-help")
 fi
-for v in default privileged servicemonitor smnoapi existingsecret policies tls plainhttp loopback nobpf notls automount external noidentity nocluster latency; do
+for v in default privileged servicemonitor smnoapi existingsecret policies tls plainhttp loopback nobpf notls automount external noidentity nocluster latency monitoring nosummary; do
 	# shellcheck disable=SC2086
 	if H template mm "$chart" --namespace "$ns" ${variants[$v]} >"$tmp/$v.yaml"; then
 		node "$here/validate.mjs" --npm "$npm" --variant "$v" "${help_arg[@]}" "$tmp/$v.yaml" \
@@ -173,7 +175,8 @@ H template mm "$tmp/chart" --namespace "$ns" --show-only templates/zz-notes.yaml
 rc=$?
 for want in "/v1/policies/<name>" "Authorization: Bearer \$TOKEN" "get secret mm-meshmask-admin-token" \
 	"GET /metrics" "prometheus.io/scrape" "https://mm-meshmask.meshmask.svc:9477" \
-	"get secret mm-meshmask-admin-tls" "--cacert ca.crt"; do
+	"get secret mm-meshmask-admin-tls" "--cacert ca.crt" "kubectl apply -f policy.yaml" \
+	"IN FORCE n/m nodes, READY" "meshmask policy push --cluster"; do
 	grep -qF -- "$want" "$tmp/notes.out" || { rc=1 && echo "missing: $want" >>"$tmp/notes.out"; }
 done
 ok $rc "NOTES: how to push a policy, the token, where metrics are" "$tmp/notes.out"
@@ -181,6 +184,15 @@ H template mm "$tmp/chart" --namespace "$ns" --show-only templates/zz-notes.yaml
 	--set metrics.serviceMonitor.enabled=true >"$tmp/notes.out"
 grep -q "WARNING: metrics.serviceMonitor.enabled is set but no ServiceMonitor" "$tmp/notes.out"
 ok $? "NOTES warns when the ServiceMonitor CRD is absent" "$tmp/notes.out"
+H template mm "$tmp/chart" --namespace "$ns" --show-only templates/zz-notes.yaml \
+	--set metrics.prometheusRule.enabled=true --set grafana.dashboard.enabled=true >"$tmp/notes.out"
+grep -q "WARNING: metrics.prometheusRule.enabled is set but no PrometheusRule" "$tmp/notes.out" &&
+	grep -q "ConfigMap meshmask/mm-meshmask-dashboard" "$tmp/notes.out"
+ok $? "NOTES: the PrometheusRule CRD absent (warned), the dashboard's ConfigMap named" "$tmp/notes.out"
+H template mm "$tmp/chart" --namespace "$ns" --show-only templates/zz-notes.yaml \
+	--set metrics.prometheusRule.enabled=true --api-versions monitoring.coreos.com/v1/PrometheusRule >"$tmp/notes.out"
+grep -q "Alerts: PrometheusRule meshmask/mm-meshmask" "$tmp/notes.out"
+ok $? "NOTES: the PrometheusRule named when rendered" "$tmp/notes.out"
 
 # --- policies rendered by the chart pass the real validator --------------------------------
 # The ConfigMap's files as the agent sees them, and the hash-key Secret as its mount (key paths

@@ -188,7 +188,7 @@ for prog in cc clang llvm-strip bpftool meson ninja pkg-config protoc-c; do
 	[[ -n $pkg ]] && grep -qx "$pkg" "$tmp/build.closure" ||
 		echo "$prog ($p, package '${pkg:-?}') is not in the build stage's packages" >>"$tmp/unlisted"
 done
-for pc in jansson zlib libcrypto openssl libmicrohttpd libcurl libbpf libelf libprotobuf-c protobuf; do
+for pc in jansson zlib libcrypto openssl libmicrohttpd libcurl yaml-0.1 libbpf libelf libprotobuf-c protobuf; do
 	f=$(pkg-config --variable=pcfiledir "$pc" 2>/dev/null)/$pc.pc
 	pkg=$(owner "$f")
 	[[ -n $pkg ]] && grep -qx "$pkg" "$tmp/build.closure" ||

@@ -43,6 +43,8 @@ const VARIANTS = {
 	smnoapi: { caps: BASE_CAPS },
 	automount: { caps: BASE_CAPS, autoMount: true },
 	external: { caps: BASE_CAPS, policiesCM: 'my-policies', keys: true, keysSecret: 'my-hash-keys' },
+	monitoring: { caps: BASE_CAPS, serviceMonitor: true, monitoring: true },
+	nosummary: { caps: BASE_CAPS, noSummary: true },
 };
 const want = VARIANTS[opt.variant];
 if (!want) {
@@ -55,7 +57,7 @@ const tlsOn = !want.plain;
 let agentFlags = new Set(['--policies', '--state-dir', '--admin', '--token-file', '--tls-cert',
 	'--tls-key', '--public-read', '--audit-log', '--cgroup-root', '--bpffs', '--proxy-port',
 	'--no-bpf', '--log-level', '--admin-max-body', '--admin-request-timeout', '--splice', '--busy-poll-us', '--no-zero-copy', '--tls-ring-kb', '--version', '--help', '--kube-api', '--kube-token-file',
-	'--kube-ca-file', '--node-name', '--no-kube']);
+	'--kube-ca-file', '--node-name', '--no-kube', '--no-cluster-policies', '--lease-namespace', '--lease-name']);
 if (opt.agentHelp) agentFlags = new Set(fs.readFileSync(opt.agentHelp, 'utf8').match(/--[a-z][a-z-]*/g));
 
 let n = 0, failed = 0;
@@ -443,13 +445,37 @@ check('identity: pods get/list/watch only, token, NODE_NAME, --no-kube', (ok) =>
 	if (!want.noClusterPolicies)
 		least.push(
 			{ apiGroups: ['meshmask.io'], resources: ['maskingpolicies', 'clustermaskingpolicies'], verbs: ['get', 'list', 'watch'] },
-			{ apiGroups: ['meshmask.io'], resources: ['maskingpolicynodestatuses'], verbs: ['get', 'create', 'patch'] },
+			...(want.noSummary
+				? [{ apiGroups: ['meshmask.io'], resources: ['maskingpolicynodestatuses'], verbs: ['get', 'create', 'patch'] }]
+				// the summary status: every node's status read, each policy's status written
+				: [{ apiGroups: ['meshmask.io'], resources: ['maskingpolicynodestatuses'], verbs: ['get', 'list', 'watch', 'create', 'patch'] },
+					{ apiGroups: ['meshmask.io'], resources: ['maskingpolicies/status', 'clustermaskingpolicies/status'], verbs: ['patch'] }]),
 			{ apiGroups: [''], resources: ['nodes'], verbs: ['get'] });
 	ok(JSON.stringify(rules) === JSON.stringify(least), `rules are not least rights: ${JSON.stringify(rules)}`);
 	ok(args.has('--no-cluster-policies') === !!want.noClusterPolicies, '--no-cluster-policies');
-	// The agent writes policies never: no write verb on a policy resource or its status.
-	ok(!rules.some((r) => (r.resources || []).some((x) => /policies(\/status)?$/.test(x)) &&
+	// The agent writes policies never: no write verb on a policy resource (only its status).
+	ok(!rules.some((r) => (r.resources || []).some((x) => /policies$/.test(x)) &&
 		r.verbs.some((v) => !['get', 'list', 'watch'].includes(v))), 'the agent may write policies');
+	// The Lease electing the summary writer: in the release namespace, that one Lease only.
+	const lr = byKind('Role').find((r) => /-lease$/.test(r.metadata.name));
+	const lb = byKind('RoleBinding').find((r) => /-lease$/.test(r.metadata.name));
+	if (want.noClusterPolicies || want.noSummary) {
+		ok(!lr && !lb, 'lease Role rendered without policy resources or summary');
+		ok(!args.has('--lease-namespace'), '--lease-namespace without policy resources or summary');
+	} else {
+		const leaseName = args.get('--lease-name');
+		ok(args.get('--lease-namespace') === lr?.metadata.namespace, '--lease-namespace is not the Role\'s namespace');
+		ok(lr && JSON.stringify(lr.rules) === JSON.stringify([
+			{ apiGroups: ['coordination.k8s.io'], resources: ['leases'], verbs: ['create'] },
+			{ apiGroups: ['coordination.k8s.io'], resources: ['leases'], resourceNames: [leaseName], verbs: ['get', 'update'] }]),
+			`lease Role rules: ${JSON.stringify(lr && lr.rules)}`);
+		ok(lb && lb.roleRef.name === lr?.metadata.name && lb.subjects[0].name === pod.serviceAccountName,
+			'lease RoleBinding');
+		// the summary reads the agents' readiness from their Pods: the DaemonSet's own selector
+		const sel = Object.entries(ds.spec.selector.matchLabels).map(([k, v]) => `${k}=${v}`).sort().join(',');
+		ok(String(args.get('--agent-selector')).split(',').sort().join(',') === sel,
+			`--agent-selector ${args.get('--agent-selector')} is not the DaemonSet's selector ${sel}`);
+	}
 	const b = binds[0];
 	ok(b && roles[0] && b.roleRef.kind === 'ClusterRole' && b.roleRef.name === roles[0].metadata.name,
 		'binding does not refer to the ClusterRole');
@@ -545,6 +571,29 @@ check('admin API: port, Service, probes on /healthz and /readyz', (ok) => {
 			ok((svc.spec.clusterIP === 'None') === !!want.headless, 'headless');
 		}
 	}
+});
+
+check('auditors: PrometheusRule and Grafana dashboard, opt-in', (ok) => {
+	const rules = byKind('PrometheusRule');
+	const dash = byKind('ConfigMap').filter((c) => (c.metadata.labels || {}).grafana_dashboard === '1');
+	if (!want.monitoring) {
+		ok(rules.length === 0 && dash.length === 0, 'PrometheusRule or dashboard rendered without being asked');
+		return;
+	}
+	ok(rules.length === 1, `${rules.length} PrometheusRules`);
+	const alerts = rules[0] ? rules[0].spec.groups.flatMap((g) => g.rules.map((r) => r.alert)) : [];
+	for (const a of ['MeshmaskPassedUnmasked', 'MeshmaskFlowsPassedUnmasked', 'MeshmaskFlowsRefused',
+		'MeshmaskTLSRecordsDropped', 'MeshmaskAgentDown', 'MeshmaskAgentNotReady', 'MeshmaskPolicyRefused'])
+		ok(alerts.includes(a), `alert ${a} missing`);
+	ok(dash.length === 1, `${dash.length} dashboard ConfigMaps with grafana_dashboard: "1"`);
+	let d = null;
+	try {
+		d = JSON.parse(dash[0].data['meshmask-audit.json']);
+	} catch (e) {
+		ok(false, `dashboard JSON: ${e.message}`);
+	}
+	ok(d && d.uid && d.panels.length > 10 && d.panels.every((p) => p.type === 'row' || p.targets.length > 0),
+		'dashboard without uid or panels, or a panel without a query');
 });
 
 check('metrics: ServiceMonitor or scrape annotations', (ok) => {

@@ -12,11 +12,22 @@ status, and reads the answer, bounded.
 
 In --serve mode (the data-path tests) it also serves the policy resources of issue 18:
 MaskingPolicy and ClusterMaskingPolicy (list and watch, from files under DIR/crd, with
-metadata.generation bumped on each spec change), GET /api/v1/nodes/NAME, and server-side apply
-of MaskingPolicyNodeStatus objects (each request appended to DIR/patches.jsonl). Controls are
-files under DIR/ctl: `compact` (the next change makes no watch event and every watch gets
-ERROR 410, so only a relist sees it), `drop` (every watch connection is cut without a clean
-end), `touch` (a status-only MODIFIED event: same generation, for a resource "plural ns name").
+metadata.generation bumped on each spec change), GET /api/v1/nodes/NAME (node-1, node-2),
+server-side apply of MaskingPolicyNodeStatus objects (each request appended to
+DIR/patches.jsonl; the objects are listed and watched too), server-side apply of a policy's
+status subresource (DIR/status.jsonl; a MODIFIED event of the same generation follows, as
+from a real API server), server-side apply of a policy itself (`meshmask policy push
+--cluster`: written to DIR/crd, so it becomes events like a file; DIR/applies.jsonl), and
+coordination.k8s.io/v1 Leases (GET, POST, PUT with resourceVersion checks: 409 on a stale
+one; each write appended to DIR/leases.jsonl), and the agents' own Pods (list and watch of
+/api/v1/namespaces/NS/pods from DIR/agents.json, {"node": ready}; the queries seen are written
+to DIR/pod_queries.json). Callers authenticate with the bearer token or
+a client certificate signed by DIR/ca.crt (DIR/client.crt, DIR/client.key). Controls are files
+under DIR/ctl: `compact` (the next change makes no watch event and every watch gets ERROR 410,
+so only a relist sees it), `drop` (every watch connection is cut without a clean end),
+`touch` (a status-only MODIFIED event: same generation, for a resource "plural ns name"),
+`delnode` (a node NAME leaves: its Node is deleted and, as the garbage collector does, the
+MaskingPolicyNodeStatus objects it owns).
 Usage: identity_kube.py IDENTITY_HARNESS | identity_kube.py --serve DIR
 """
 import copy
@@ -103,8 +114,14 @@ class State:
 S = State()
 
 NODE_UID = "6b1c2d3e-0000-4000-8000-00000000abcd"
+NODES = {NODE: NODE_UID, "node-2": "6b1c2d3e-0000-4000-8000-00000000abce"}
 PLURALS = ("maskingpolicies", "clustermaskingpolicies")
-KINDS = {"maskingpolicies": "MaskingPolicy", "clustermaskingpolicies": "ClusterMaskingPolicy"}
+NSTATUS = "maskingpolicynodestatuses"
+AGENTPODS = "agentpods"  # the agents' own Pods, GET /api/v1/namespaces/NS/pods?labelSelector=
+KINDS = {"maskingpolicies": "MaskingPolicy", "clustermaskingpolicies": "ClusterMaskingPolicy",
+         NSTATUS: "MaskingPolicyNodeStatus", AGENTPODS: "Pod"}
+API = "/apis/meshmask.io/v1alpha1/"
+LEASES = "/apis/coordination.k8s.io/v1/namespaces/"
 
 
 class Resources:
@@ -113,12 +130,16 @@ class Resources:
     def __init__(self):
         self.objs = {}
         self.log = []
-        self.expire = {p: False for p in PLURALS}
+        self.expire = {p: False for p in PLURALS + (NSTATUS, AGENTPODS)}
         self.drop_gen = 0
         self.lists = {p: 0 for p in PLURALS}
         self.watches = {p: 0 for p in PLURALS}
         self.patch_dir = None
         self.nodestatus = {}
+        self.leases = {}
+        self.lists[NSTATUS] = self.lists[AGENTPODS] = 0
+        self.watches[NSTATUS] = self.watches[AGENTPODS] = 0
+        self.pod_queries = set()
 
     def event(self, typ, plural, obj, log=True):
         with S.cond:
@@ -156,20 +177,38 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
         self.wfile.flush()
 
+    def authorized(self):
+        """The bearer token, or a client certificate the cluster CA signed."""
+        if self.headers.get("Authorization") == "Bearer " + S.token:
+            return True
+        try:
+            return bool(self.connection.getpeercert())
+        except (AttributeError, ValueError):
+            return False
+
+    def record(self, name, rec):
+        with open(os.path.join(R.patch_dir, name), "a") as f:
+            f.write(json.dumps(rec) + "\n")
+
     def do_PATCH(self):
         """Server-side apply of a MaskingPolicy status: echoes what it received."""
         u = urllib.parse.urlsplit(self.path)
         body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
-        if self.headers.get("Authorization") != "Bearer " + S.token:
+        if not self.authorized():
             return self.reply(401, {"kind": "Status", "code": 401, "reason": "Unauthorized"})
         pfx = "/apis/meshmask.io/v1alpha1/maskingpolicynodestatuses/"
         if u.path.startswith(pfx) and R.patch_dir:
             rec = {"t": time.time(), "name": u.path[len(pfx):], "query": u.query,
                    "ct": self.headers.get("Content-Type"), "body": json.loads(body or b"null")}
-            with open(os.path.join(R.patch_dir, "patches.jsonl"), "a") as f:
-                f.write(json.dumps(rec) + "\n")
+            self.record("patches.jsonl", rec)
             R.nodestatus[rec["name"]] = rec["body"]
+            o = copy.deepcopy(rec["body"])
+            o.setdefault("metadata", {})["name"] = rec["name"]
+            old = R.objs.get((NSTATUS, "", rec["name"]))
+            R.event("MODIFIED" if old else "ADDED", NSTATUS, o)
             return self.reply(200, rec["body"])
+        if R.patch_dir and u.path.startswith(API):
+            return self.apply(u, body)
         if not u.path.startswith("/apis/meshmask.io/v1alpha1/maskingpolicies/"):
             return self.reply(404, {"kind": "Status", "code": 404, "reason": "NotFound"})
         if u.path.endswith("/big"):
@@ -177,17 +216,136 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.reply(200, {"ct": self.headers.get("Content-Type"), "query": u.query,
                          "got": json.loads(body or b"null")})
 
+    def apply(self, u, body):
+        """Server-side apply of a policy (PLURAL/NAME) or of its status (PLURAL/NAME/status),
+        namespaced paths as namespaces/NS/maskingpolicies/NAME."""
+        parts = u.path[len(API):].split("/")
+        ns = "-"
+        if len(parts) >= 2 and parts[0] == "namespaces":
+            ns, parts = parts[1], parts[2:]
+        sub = parts[2] if len(parts) == 3 else None
+        if len(parts) not in (2, 3) or parts[0] not in PLURALS or sub not in (None, "status") \
+                or (parts[0] == "maskingpolicies") != (ns != "-"):
+            return self.reply(404, {"kind": "Status", "code": 404, "reason": "NotFound"})
+        plural, name = parts[0], parts[1]
+        try:
+            doc = json.loads(body)
+        except ValueError:
+            return self.reply(400, {"kind": "Status", "code": 400, "reason": "BadRequest"})
+        rec = {"t": time.time(), "plural": plural, "namespace": ns, "name": name,
+               "query": u.query, "ct": self.headers.get("Content-Type"), "body": doc,
+               "auth": "token" if self.headers.get("Authorization") else "cert"}
+        k = (plural, "" if ns == "-" else ns, name)
+        if sub == "status":
+            self.record("status.jsonl", rec)
+            with S.cond:
+                old = R.objs.get(k)
+            if old is None:
+                return self.reply(404, {"kind": "Status", "code": 404, "reason": "NotFound"})
+            o = copy.deepcopy(old)
+            o["status"] = doc.get("status", {})
+            R.event("MODIFIED", plural, o)
+            return self.reply(200, o)
+        self.record("applies.jsonl", rec)
+        md = doc.get("metadata", {})
+        if doc.get("kind") != KINDS[plural] or md.get("name") != name or \
+                md.get("namespace", "-") != ns or "spec" not in doc:
+            return self.reply(400, {"kind": "Status", "code": 400, "reason": "BadRequest",
+                                    "message": "kind, name or namespace differ from the URL"})
+        # One rule of the CRD schema, refused as the real API server words it.
+        for i, rule in enumerate(doc["spec"].get("rules", [])):
+            kl = rule.get("action", {}).get("keepLast", 0)
+            if isinstance(kl, int) and kl < 0:
+                field = f"spec.rules[{i}].action.keepLast"
+                return self.reply(422, {
+                    "kind": "Status", "apiVersion": "v1", "status": "Failure", "code": 422,
+                    "reason": "Invalid",
+                    "message": f'{KINDS[plural]}.meshmask.io "{name}" is invalid: {field}: '
+                               f'Invalid value: {kl}: {field} in body should be greater '
+                               'than or equal to 0',
+                    "details": {"name": name, "group": "meshmask.io", "kind": KINDS[plural],
+                                "causes": [{"reason": "FieldValueInvalid", "field": field,
+                                            "message": f"Invalid value: {kl}: {field} in body "
+                                                       "should be greater than or equal to 0"}]}})
+        f = {"spec": doc["spec"]}
+        if md.get("annotations"):
+            f["metadata"] = {"annotations": md["annotations"]}
+        path = os.path.join(R.patch_dir, "crd", f"{plural}__{ns}__{name}.json")
+        with open(path + ".new", "w") as fh:
+            json.dump(f, fh)
+        os.rename(path + ".new", path)
+        return self.reply(200, dict(doc, apiVersion="meshmask.io/v1alpha1"))
+
+    def lease(self, method):
+        u = urllib.parse.urlsplit(self.path)
+        n = int(self.headers.get("Content-Length", "0") or 0)
+        body = json.loads(self.rfile.read(n) or b"null") if n else None
+        if not self.authorized():
+            return self.reply(401, {"kind": "Status", "code": 401, "reason": "Unauthorized"})
+        parts = u.path[len(LEASES):].split("/")
+        if len(parts) not in (2, 3) or parts[1] != "leases":
+            return self.reply(404, {"kind": "Status", "code": 404, "reason": "NotFound"})
+        ns = parts[0]
+        name = parts[2] if len(parts) == 3 else (body or {}).get("metadata", {}).get("name")
+        with S.cond:
+            cur = R.leases.get((ns, name))
+            if method == "GET":
+                if cur is None:
+                    return self.reply(404, {"kind": "Status", "code": 404,
+                                            "reason": "NotFound"})
+                return self.reply(200, cur)
+            if method == "POST" and cur is not None or method == "PUT" and (
+                    cur is None or body.get("metadata", {}).get("resourceVersion")
+                    != cur["metadata"]["resourceVersion"]):
+                return self.reply(409, {"kind": "Status", "code": 409, "reason": "Conflict"})
+            S.rv += 1
+            o = copy.deepcopy(body)
+            o["metadata"]["resourceVersion"] = str(S.rv)
+            o["metadata"]["namespace"] = ns
+            R.leases[(ns, name)] = o
+            self.record("leases.jsonl", {"t": time.time(), "method": method, "lease": o})
+            return self.reply(201 if method == "POST" else 200, o)
+
+    def do_POST(self):
+        if self.path.startswith(LEASES):
+            return self.lease("POST")
+        self.reply(404, {"kind": "Status", "code": 404, "reason": "NotFound"})
+
+    def do_PUT(self):
+        if self.path.startswith(LEASES):
+            return self.lease("PUT")
+        self.reply(404, {"kind": "Status", "code": 404, "reason": "NotFound"})
+
     def do_GET(self):
         u = urllib.parse.urlsplit(self.path)
         q = urllib.parse.parse_qs(u.query)
-        if u.path.startswith("/apis/meshmask.io/v1alpha1/") or u.path.startswith("/api/v1/nodes/"):
-            if self.headers.get("Authorization") != "Bearer " + S.token:
+        if u.path.startswith(LEASES):
+            return self.lease("GET")
+        parts = u.path.split("/")
+        if len(parts) == 6 and parts[:4] == ["", "api", "v1", "namespaces"] and parts[5] == "pods":
+            if not self.authorized():
                 return self.reply(401, {"kind": "Status", "code": 401, "reason": "Unauthorized"})
-            if u.path == "/api/v1/nodes/" + NODE:
+            with S.cond:
+                R.pod_queries.add((parts[4], q.get("labelSelector", [""])[0]))
+            try:
+                if q.get("watch") == ["1"]:
+                    self.crd_watch(AGENTPODS, q)
+                else:
+                    self.crd_list(AGENTPODS)
+            except (OSError, ssl.SSLError):
+                pass
+            return
+        if u.path.startswith("/apis/meshmask.io/v1alpha1/") or u.path.startswith("/api/v1/nodes/"):
+            if not self.authorized():
+                return self.reply(401, {"kind": "Status", "code": 401, "reason": "Unauthorized"})
+            if u.path.startswith("/api/v1/nodes/"):
+                name = u.path.rsplit("/", 1)[-1]
+                if name not in NODES:
+                    return self.reply(404, {"kind": "Status", "code": 404, "reason": "NotFound"})
                 return self.reply(200, {"kind": "Node", "apiVersion": "v1",
-                                        "metadata": {"name": NODE, "uid": NODE_UID}})
+                                        "metadata": {"name": name, "uid": NODES[name]}})
             plural = u.path.rsplit("/", 1)[-1]
-            if plural not in PLURALS:
+            if plural not in PLURALS + (NSTATUS,):
                 return self.reply(404, {"kind": "Status", "code": 404, "reason": "NotFound"})
             try:
                 if q.get("watch") == ["1"]:
@@ -342,7 +500,7 @@ def sync_resources(d, compact):
         want[(plural, "" if ns == "-" else ns, name)] = o
     n = 0
     for k, o in list(R.objs.items()):
-        if k not in want:
+        if k not in want and k[0] in PLURALS:
             R.event("DELETED", k[0], o, log=not compact)
             n += 1
     for k, o in want.items():
@@ -364,6 +522,28 @@ def sync_resources(d, compact):
     return n
 
 
+def sync_agent_pods(path):
+    """DIR/agents.json: {"node": ready (bool), ...}, one agent Pod per node (meshmask-<node>)
+    in namespace crd2-meshmask; a change becomes ADDED/MODIFIED/DELETED watch events."""
+    with open(path) as fh:
+        want = json.load(fh)
+    pods = {}
+    for node, ready in want.items():
+        pods[(AGENTPODS, "crd2-meshmask", f"meshmask-{node}")] = {
+            "kind": "Pod", "apiVersion": "v1",
+            "metadata": {"name": f"meshmask-{node}", "namespace": "crd2-meshmask",
+                         "uid": f"pod-{node}", "labels": {"app.kubernetes.io/name": "meshmask"}},
+            "spec": {"nodeName": node},
+            "status": {"conditions": [{"type": "Ready", "status": "True" if ready else "False"}]}}
+    for k, o in list(R.objs.items()):
+        if k[0] == AGENTPODS and k not in pods:
+            R.event("DELETED", AGENTPODS, o)
+    for k, o in pods.items():
+        old = R.objs.get(k)
+        if old is None or old["status"] != o["status"]:
+            R.event("MODIFIED" if old else "ADDED", AGENTPODS, o)
+
+
 class Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
     daemon_threads = True
 
@@ -381,6 +561,14 @@ def make_pki(d):
         key(ca)
         sh("openssl", "req", "-x509", "-new", "-key", f"{d}/{ca}.key", "-out", f"{d}/{ca}.crt",
            "-subj", f"/CN={ca}", "-days", "2")
+    key("client")
+    sh("openssl", "req", "-new", "-key", f"{d}/client.key", "-out", f"{d}/client.csr",
+       "-subj", "/CN=crd2-admin/O=system:masters")
+    with open(f"{d}/client.ext", "w") as f:
+        f.write("extendedKeyUsage=clientAuth\n")
+    sh("openssl", "x509", "-req", "-in", f"{d}/client.csr", "-CA", f"{d}/ca.crt", "-CAkey",
+       f"{d}/ca.key", "-CAcreateserial", "-out", f"{d}/client.crt", "-days", "2", "-extfile",
+       f"{d}/client.ext")
     key("srv")
     sh("openssl", "req", "-new", "-key", f"{d}/srv.key", "-out", f"{d}/srv.csr",
        "-subj", "/CN=kube-apiserver")
@@ -450,6 +638,8 @@ def serve(d):
         f.write(S.token + "\n")
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.load_cert_chain(f"{d}/srv.crt", f"{d}/srv.key")
+    ctx.load_verify_locations(f"{d}/ca.crt")
+    ctx.verify_mode = ssl.CERT_OPTIONAL  # a client certificate authenticates too
     srv = Server(("127.0.0.1", 0), Handler)
     srv.socket = ctx.wrap_socket(srv.socket, server_side=True)
     threading.Thread(target=srv.serve_forever, daemon=True).start()
@@ -461,6 +651,7 @@ def serve(d):
     for sub in ("crd", "ctl"):
         os.makedirs(f"{d}/{sub}", exist_ok=True)
     crd_seen = None
+    agents_seen = None
     while True:
         try:
             ctl = f"{d}/ctl"
@@ -469,6 +660,16 @@ def serve(d):
                 with S.cond:
                     R.drop_gen += 1
                     S.cond.notify_all()
+            if os.path.exists(f"{ctl}/delnode"):
+                with open(f"{ctl}/delnode") as fh:
+                    gone = fh.read().strip()
+                os.unlink(f"{ctl}/delnode")
+                NODES.pop(gone, None)
+                for k, o in list(R.objs.items()):
+                    owners = o.get("metadata", {}).get("ownerReferences", [])
+                    if k[0] == NSTATUS and any(r.get("kind") == "Node" and r.get("name") == gone
+                                               for r in owners):
+                        R.event("DELETED", NSTATUS, o)
             if os.path.exists(f"{ctl}/touch"):
                 with open(f"{ctl}/touch") as fh:
                     plural, ns, name = fh.read().split()
@@ -478,6 +679,13 @@ def serve(d):
                     o = copy.deepcopy(R.objs[k])
                     o["status"] = {"touched": time.time()}
                     R.event("MODIFIED", plural, o)
+            if os.path.exists(f"{d}/agents.json"):
+                st = os.stat(f"{d}/agents.json")
+                if (st.st_mtime_ns, st.st_size) != agents_seen:
+                    agents_seen = (st.st_mtime_ns, st.st_size)
+                    sync_agent_pods(f"{d}/agents.json")
+                    with open(f"{d}/pod_queries.json", "w") as fh:
+                        json.dump(sorted(R.pod_queries), fh)
             key = tuple(sorted((f, os.stat(f"{d}/crd/{f}").st_mtime_ns)
                                for f in os.listdir(f"{d}/crd")))
             if key != crd_seen:

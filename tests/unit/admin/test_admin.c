@@ -231,6 +231,13 @@ int main(void)
 		   json_is_false(jget(d, "bpf.attached")),
 	   "readyz: not attached");
 	json_decref(d);
+	is_int(call((struct req){"GET", "/metrics"}), 200, "metrics while not ready");
+	ok(memmem(last.body.data, last.body.len, "meshmask_ready{check=\"all\"} 0\n", 30) &&
+		   memmem(last.body.data, last.body.len, "meshmask_ready{check=\"dataplane\"} 0\n",
+			  36) &&
+		   memmem(last.body.data, last.body.len, "meshmask_ready{check=\"policies\"} 1\n",
+			  35),
+	   "meshmask_ready: 0, the dataplane check failing");
 	node.bpf_attached = true;
 	node.bpf_enabled = false;
 	is_int(call((struct req){"GET", "/readyz"}), 200,
@@ -240,6 +247,8 @@ int main(void)
 	   "metrics content type");
 	ok(last.body.len && memmem(last.body.data, last.body.len, "meshmask_build_info", 19),
 	   "metrics body");
+	ok(memmem(last.body.data, last.body.len, "meshmask_ready{check=\"all\"} 1\n", 30) != NULL,
+	   "meshmask_ready: 1 as /readyz answers 200");
 	is_int(call((struct req){"GET", "/nope"}), 404, "unknown path");
 	ok(is_error_body(), "404 body");
 	is_int(call((struct req){"GET", "/v1/policies/"}), 401, "auth before anything else");
