@@ -124,7 +124,8 @@ bool http_session_replied(const struct http_session *s);
 /*
  * How much of `max` bytes the caller should read from `direction` per wake-up: less while a
  * compressed body is being scanned (it may decode to 200 times its size), so that one such
- * body cannot take a worker's time from every other connection.
+ * body cannot take a worker's time from every other connection: what decodes to about 64 KiB
+ * at the body's expansion so far (512 B to 4 KiB).
  */
 size_t http_session_read_hint(const struct http_session *s, uint32_t direction, size_t max);
 

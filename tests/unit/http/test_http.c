@@ -1146,6 +1146,54 @@ static void test_mask_gzip(struct policy *p)
 	mm_buf_free(&plain);
 }
 
+/*
+ * The read hint while a compressed body is masked: 4 KiB for JSON of an ordinary expansion,
+ * 512 B once a body has shown it decodes to ~100x (a bomb's wake-ups stay ~100 KB of work).
+ */
+static void test_read_hint(struct policy *p)
+{
+	for (int bomb = 0; bomb < 2; bomb++) {
+		struct mm_buf json = {0}, z = {0}, o[2] = {0};
+		mm_buf_append(&json, "{\"users\":[", 10);
+		for (int i = 0; json.len < 400000; i++) {
+			char rec[160];
+			int n = bomb ? snprintf(rec, sizeof(rec), "%s{\"bio\":\"%0100d\"}", i ? "," : "", 0)
+				     : snprintf(rec, sizeof(rec),
+						"%s{\"id\":%d,\"ssn\":\"123-45-%04d\",\"n\":\"u%x\"}",
+						i ? "," : "", i * 7919, i % 10000, i * 2654435761u);
+			mm_buf_append(&json, rec, (size_t)n);
+		}
+		mm_buf_append(&json, "]}", 2);
+		gz(json.data, json.len, &z, false);
+		char h[256];
+		int hl = snprintf(h, sizeof(h),
+				  "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+				  "Content-Encoding: gzip\r\nContent-Length: %zu\r\n\r\n",
+				  z.len);
+		struct ctx c = {.resp_pol = p};
+		struct http_hooks hooks = {.policy_for = policy_for,
+					   .message_done = message_done,
+					   .reply = reply,
+					   .ctx = &c};
+		struct http_session *s = http_session_new(&hooks, NULL);
+		c.reply_to = &o[1];
+		int r = http_session_feed(s, REQ, "GET / HTTP/1.1\r\n\r\n", 18, sink, &o[0]);
+		r = r ? r : http_session_feed(s, RESP, h, (size_t)hl, sink, &o[1]);
+		size_t first = http_session_read_hint(s, RESP, 65536);
+		size_t fed = z.len / 2; /* the body's expansion known, the body not over */
+		r = r ? r : http_session_feed(s, RESP, z.data, fed, sink, &o[1]);
+		size_t then = http_session_read_hint(s, RESP, 65536);
+		ok(!r && first == 4096 && then == (bomb ? 512u : 4096u),
+		   "read hint for a %s body: %zu then %zu (ratio %.0f:1)", bomb ? "100x" : "JSON",
+		   first, then, (double)json.len / (double)z.len);
+		http_session_free(s);
+		mm_buf_free(&json);
+		mm_buf_free(&z);
+		mm_buf_free(&o[0]);
+		mm_buf_free(&o[1]);
+	}
+}
+
 static void test_request_dir(struct policy *resp_only, struct policy *both)
 {
 	char rq[512];
@@ -1638,6 +1686,7 @@ int main(void)
 		test_mask_chunked(resp);
 		test_mask_large(resp);
 		test_mask_gzip(resp);
+		test_read_hint(resp);
 		test_request_dir(resp, both);
 		test_headers(resp);
 		test_expect_masked(both);
