@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Benchmarks. Each subcommand builds what it needs in build-bench (buildtype=release) and
 # prints a table.
-#   scripts/bench.sh engine [--seconds S] [--stream-mb N]   masking engine throughput, RSS
+#   scripts/bench.sh engine [--seconds S] [--stream-mb N]   masking engine throughput, RSS;
+#                                        with --threads 1,2 the scaling rows only (PII policy)
 #   scripts/bench.sh engine-ir [DOC_KB] [POLICY...]   instructions and mispredicted branches
 #                                        per input byte (callgrind; a loaded machine does
 #                                        not change them); DOC_KB 64 by default, every policy
