@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # meshmask in two minutes: builds the agent, creates two "pods" (a network namespace and a
 # cgroup each) that call the same services (HTTP/1.1 JSON, HTTP/2 JSON over h2c, and gRPC),
-# and shows what each receives. "frontend" is covered by the policy, "internal" is exempt. Needs root (netns, cgroups, BPF). Everything it
-# creates is removed on exit.
+# and shows what each receives. "frontend" is covered by the policy, "internal" is exempt; then
+# a new agent whose BPF maps differ takes over under load (an upgrade). Needs root (netns,
+# cgroups, BPF). Everything it creates is removed on exit.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -143,3 +144,30 @@ echo "== audit log (no sensitive values in it):"
 head -n 3 "$tmp/audit.log" || true
 echo "== metrics:"
 curl -s http://127.0.0.1:19477/metrics | grep -E '^meshmask_(flows_steered|values_masked|messages)_total' | head -n 10 || true
+echo
+echo "== upgrade under load: a new agent whose BPF maps differ (--max-callers 8192) takes over"
+echo "   while the frontend calls the service every 50 ms; then the old agent stops"
+in_pod frontend sh -c 'while [ ! -e "$0/stop" ]; do
+	curl -s --max-time 3 http://10.213.1.1:8080/customers >>"$0/loop.txt" || echo FAILED >>"$0/loop.txt"
+	echo >>"$0/loop.txt"; sleep 0.05; done' "$tmp" &
+loop=$!
+pids+=($loop)
+sleep 1
+build-demo/agent/meshmask-agent --policies "$tmp/policies" --state-dir "$tmp/state" \
+	--admin 127.0.0.1:19478 --audit-log "$tmp/audit2.log" --attach-cgroup "$cg" \
+	--instance "demo-$id" --proxy-port $port --max-callers 8192 >"$tmp/agent2.log" 2>&1 &
+agent2=$!
+pids+=($agent2)
+for _ in $(seq 100); do
+	curl -s http://127.0.0.1:19478/readyz | grep -q '"ready": *true' && break
+	sleep 0.1
+done
+sleep 1
+kill "$agent" && wait "$agent" 2>/dev/null || true
+agent=
+sleep 1
+touch "$tmp/stop"
+wait "$loop" 2>/dev/null || true
+echo "   pins now: $(cd "/sys/fs/bpf/meshmask/demo-$id" && ls -d abi-* maps | tr '\n' ' ')(maps -> $(readlink "/sys/fs/bpf/meshmask/demo-$id/maps"))"
+echo "   answers: $(grep -c 'XXX-XX' "$tmp/loop.txt") masked, $(grep -c '123-45-6789' "$tmp/loop.txt") raw, $(grep -c FAILED "$tmp/loop.txt") failed"
+grep -h "another agent's programs\|steering maps of another version" "$tmp/agent.log" "$tmp/agent2.log" | sed 's/^/   /' || true
