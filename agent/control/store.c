@@ -1238,6 +1238,34 @@ const char *store_owner(struct store *st, const char *name)
 	return r;
 }
 
+/* The entry of resource `key`, added when new (wlock held). NULL: out of memory. */
+static struct store_crd *crd_get_locked(struct store *st, const char *key, const char *resource)
+{
+	ssize_t idx = crd_index(st, key);
+	if (idx >= 0)
+		return &st->crds[idx];
+	struct store_crd *nv = realloc(st->crds, (st->n_crds + 1) * sizeof(*nv));
+	if (nv)
+		st->crds = nv;
+	char *kd = nv ? strdup(key) : NULL, *rd = kd ? strdup(resource) : NULL;
+	if (!rd) {
+		free(kd);
+		return NULL;
+	}
+	st->crds[st->n_crds] = (struct store_crd){.key = kd, .resource = rd};
+	return &st->crds[st->n_crds++];
+}
+
+/* c's current version was refused (c->errs set): when, logged, counted (wlock held). */
+static void crd_refused_locked(struct store_crd *c)
+{
+	c->time = (int64_t)time(NULL);
+	log_errors(AGENT_LOG_ERROR, c->resource, &c->errs);
+	if (c->p)
+		agent_log(AGENT_LOG_WARN, "%s: the previous version stays in force", c->resource);
+	metrics_policy_reload("crd", false);
+}
+
 int store_crd_put(struct store *st, const char *key, const char *resource, const char *json,
 		  size_t len, struct policy_errors *errs)
 {
@@ -1265,37 +1293,21 @@ int store_crd_put(struct store *st, const char *key, const char *resource, const
 		ensure_etag(p, json, len);
 	}
 	pthread_mutex_lock(&st->wlock);
-	ssize_t idx = crd_index(st, key);
+	struct store_crd *c = crd_get_locked(st, key, resource);
 	int r = 0;
-	if (idx < 0) {
-		struct store_crd *nv = realloc(st->crds, (st->n_crds + 1) * sizeof(*nv));
-		char *kd = strdup(key), *rd = strdup(resource);
-		if (!nv || !kd || !rd) {
-			if (nv)
-				st->crds = nv;
-			free(kd);
-			free(rd);
-			pthread_mutex_unlock(&st->wlock);
-			if (p)
-				policy_unref(p);
-			policy_errors_free(&perrs);
-			return -ENOMEM;
-		}
-		st->crds = nv;
-		idx = (ssize_t)st->n_crds++;
-		st->crds[idx] = (struct store_crd){.key = kd, .resource = rd};
+	if (!c) {
+		pthread_mutex_unlock(&st->wlock);
+		if (p)
+			policy_unref(p);
+		policy_errors_free(&perrs);
+		return -ENOMEM;
 	}
-	struct store_crd *c = &st->crds[idx];
 	bool changed = false;
 	if (!p) {
 		policy_errors_free(&c->errs);
 		c->errs = perrs;
 		perrs = (struct policy_errors){0};
-		c->time = (int64_t)time(NULL);
-		log_errors(AGENT_LOG_ERROR, resource, &c->errs);
-		if (c->p)
-			agent_log(AGENT_LOG_WARN, "%s: the previous version stays in force", resource);
-		metrics_policy_reload("crd", false);
+		crd_refused_locked(c);
 		r = -EINVAL;
 	} else {
 		changed = !c->p || strcmp(c->p->etag, p->etag) != 0 || c->errs.n;
@@ -1334,30 +1346,15 @@ int store_crd_refuse(struct store *st, const char *key, const char *resource,
 		     const struct policy_errors *errs)
 {
 	pthread_mutex_lock(&st->wlock);
-	ssize_t idx = crd_index(st, key);
-	int r = 0;
-	if (idx < 0) {
-		struct store_crd *nv = realloc(st->crds, (st->n_crds + 1) * sizeof(*nv));
-		char *kd = strdup(key), *rd = strdup(resource);
-		if (nv)
-			st->crds = nv;
-		if (!nv || !kd || !rd) {
-			free(kd);
-			free(rd);
-			pthread_mutex_unlock(&st->wlock);
-			return -ENOMEM;
-		}
-		idx = (ssize_t)st->n_crds++;
-		st->crds[idx] = (struct store_crd){.key = kd, .resource = rd};
+	struct store_crd *c = crd_get_locked(st, key, resource);
+	if (!c) {
+		pthread_mutex_unlock(&st->wlock);
+		return -ENOMEM;
 	}
-	struct store_crd *c = &st->crds[idx];
 	policy_errors_free(&c->errs);
-	if ((r = errors_copy(&c->errs, errs)) == 0) {
-		c->time = (int64_t)time(NULL);
-		log_errors(AGENT_LOG_ERROR, resource, &c->errs);
-		if (c->p)
-			agent_log(AGENT_LOG_WARN, "%s: the previous version stays in force", resource);
-		metrics_policy_reload("crd", false);
+	int r = errors_copy(&c->errs, errs);
+	if (r == 0) {
+		crd_refused_locked(c);
 		r = publish_locked(st);
 		publish_rejections_locked(st);
 	}
