@@ -2040,8 +2040,15 @@ bool http_session_h2c(struct http_session *s, const uint8_t **settings, size_t *
 size_t http_session_read_hint(const struct http_session *s, uint32_t direction, size_t max)
 {
 	const struct hdir *d = direction == POLICY_DIR_REQUEST ? &s->d[0] : &s->d[1];
-	/* A compressed body the engine scans decodes up to CODEC_MAX_RATIO times its size. */
-	return d->encoded && d->ms && max > HTTP_ENCODED_READ ? HTTP_ENCODED_READ : max;
+	/*
+	 * A compressed body the engine scans decodes up to CODEC_MAX_RATIO times its size. So is
+	 * the start of a body read with its head: while a head is awaited, it cannot be known
+	 * whether the bytes after it are compressed (a 64 KiB read of a gzip bomb's head and
+	 * first bytes took 60 ms of its worker).
+	 */
+	if (max <= HTTP_ENCODED_READ)
+		return max;
+	return (d->encoded && d->ms) || d->st == HS_HEAD ? HTTP_ENCODED_READ : max;
 }
 
 bool http_session_in_head(const struct http_session *s)
