@@ -43,4 +43,4 @@ check "after the new agent is ready: every answer masked ($masked_after of $afte
 hwm=$(chaos_hwm)
 chaos_report kill "requests=$req raw=$raw errors=$err outage_s=$outage recovery_s=$recovery" \
 	"agent_start_s=$start_s p50_ms=$(chaos_get load p50_ms) p99_ms=$(chaos_get load p99_ms) agent_hwm_kib=$hwm"
-dp_done
+chaos_done

@@ -118,3 +118,10 @@ chaos_count() {
 
 # chaos_now: unix seconds with microseconds, as chaos_client.py logs them.
 chaos_now() { date +%s.%6N; }
+
+# chaos_done: dp_done; with CHX_KEEP=DIR the scenario's files (client logs, agent log) are
+# copied there first, for a look after the run.
+chaos_done() {
+	[[ -n ${CHX_KEEP:-} ]] && mkdir -p "$CHX_KEEP" && cp -r "$DP_DIR/." "$CHX_KEEP/"
+	dp_done
+}
