@@ -633,7 +633,13 @@ static int body_out(void *ctx, const char *p, size_t n)
 	}
 	if (d->of != OF_CHUNKED)
 		return emit(d, p, n);
-	/* The engine hands out small pieces: coalesce them into chunks of a useful size. */
+	/*
+	 * The engine hands out small pieces: coalesce them into chunks of a useful size. A large
+	 * piece with nothing staged goes out as it is: staging it would only keep a copy of it
+	 * (and a buffer its size) per connection.
+	 */
+	if (!d->held.len && n >= HTTP_STAGE_MAX)
+		return emit_chunk(d, p, n);
 	r = mm_buf_append(&d->held, p, n);
 	if (r || d->held.len < HTTP_STAGE_MAX)
 		return r;
