@@ -101,7 +101,14 @@ async def serve(reader, writer):
             if path.startswith("/customers"):
                 writer.write(answer("application/json", BODY))
             elif path.startswith("/pii/"):
-                writer.write(answer("application/json", pii(int(path.split("/")[2]))))
+                # In 64 KiB writes, each drained: thousands of connections must not make this
+                # process hold a copy of every body.
+                body = memoryview(pii(int(path.split("/")[2])))
+                writer.write(head("200 OK", [("Content-Type", "application/json"),
+                                             ("Content-Length", str(len(body)))]))
+                for i in range(0, len(body), 65536):
+                    writer.write(body[i:i + 65536])
+                    await writer.drain()
             elif path == "/gzbomb":
                 body = await asyncio.get_running_loop().run_in_executor(None, bomb)
                 writer.write(answer("application/json", body, [("Content-Encoding", "gzip")]))
