@@ -1475,10 +1475,31 @@ static int garbage(struct hdir *d, const char *p, size_t n)
 
 /* ---- the per-state input loop ---- */
 
-static int head_too_large(struct hdir *d)
+/* The first line of the head at p[0, n) reads as HTTP/1.x: a request or a status line. */
+static bool first_line_http(const struct hdir *d, const char *p, size_t n)
+{
+	const char *eol = memchr(p, '\n', n);
+	if (!eol)
+		return false;
+	size_t l = (size_t)(eol - p);
+	if (l && p[l - 1] == '\r')
+		l--;
+	if (d->dir == POLICY_DIR_RESPONSE)
+		return l >= 12 && !memcmp(p, "HTTP/1.", 7);
+	return l >= 14 && !memcmp(p + l - 8, "HTTP/1.", 7) && memchr(p, ' ', l - 9);
+}
+
+/*
+ * A head past max_head bytes (p[0, n) what is buffered of it). It is over the limit when its
+ * first line reads as HTTP; else it may well not be HTTP at all (counted as such).
+ */
+static int head_too_large(struct hdir *d, const char *p, size_t n)
 {
 	bool req = d->dir == POLICY_DIR_REQUEST;
-	return refuse(d, d->started ? MM_REASON_BAD_HTTP : MM_REASON_NOT_HTTP, req ? 431 : 502,
+	enum mm_reason why = first_line_http(d, p, n) ? MM_REASON_LIMIT
+			     : d->started		   ? MM_REASON_BAD_HTTP
+							   : MM_REASON_NOT_HTTP;
+	return refuse(d, why, req ? 431 : 502,
 		      req ? "the request head is over the agent's limit"
 			  : "the upstream response head is over the agent's limit");
 }
@@ -1522,7 +1543,7 @@ static int do_head(struct hdir *d, const char **pp, const char *end)
 		if (e) {
 			size_t hlen = (size_t)(e - p) + 4;
 			if (hlen > max)
-				return head_too_large(d);
+				return head_too_large(d, p, n);
 			*pp = p + hlen;
 			return head_done(d, p, hlen, true);
 		}
@@ -1539,7 +1560,7 @@ static int do_head(struct hdir *d, const char **pp, const char *end)
 	const char *e = memmem(d->head.data + from, d->head.len - from, "\r\n\r\n", 4);
 	if (!e) {
 		if (d->head.len >= max)
-			return head_too_large(d);
+			return head_too_large(d, d->head.data, d->head.len);
 		d->head_scan = d->head.len > 3 ? d->head.len - 3 : 0;
 		*pp = p + n;
 		return 0;
