@@ -2,8 +2,8 @@
 # Chaos (a): kill -9 of the agent under load, then a restart. A loop client (8 keep-alive
 # threads, small and 256 KiB masked JSON) runs throughout: it never gets a raw secret, its
 # errors are counted (closed mode: refused while the agent is down, cut mid-response at the
-# kill), and masked answers come back within a bound after the restart; once the new agent is
-# ready every answer is masked.
+# kill), and masked answers come back within a bound after the restart (0.5 s after the old
+# process was reaped); once the new agent is ready every answer is masked.
 source "$(dirname "$0")/chaos_lib.sh"
 chaos_init "$1"
 chaos_policy pii closed 'app-*'
@@ -15,6 +15,7 @@ chaos_loop load app-a 10.211.1.1 --threads 8 --path /customers --path /pii/256 -
 sleep 2
 t_kill=$(chaos_now)
 dp_agent_kill
+t_dead=$(chaos_now)
 sleep 0.5
 t_start=$(chaos_now)
 dp_agent_start || not_ok "agent restarts"
@@ -27,6 +28,7 @@ first=$(chaos_first load masked "$t_kill")
 recovery=$(awk -v a="$first" -v b="$t_start" 'BEGIN { if (a == "") print "none"; else printf "%.2f", a - b }')
 outage=$(awk -v a="$first" -v b="$t_kill" 'BEGIN { if (a == "") print "none"; else printf "%.2f", a - b }')
 start_s=$(awk -v a="$t_ready" -v b="$t_start" 'BEGIN { printf "%.2f", a - b }')
+reaped_s=$(awk -v a="$t_dead" -v b="$t_kill" 'BEGIN { printf "%.2f", a - b }')
 before=$(chaos_count load masked 0 "$t_kill")
 after_ready=$(($(chaos_count load masked "$t_ready") + $(chaos_count load other "$t_ready") + $(chaos_count load error "$t_ready")))
 masked_after=$(chaos_count load masked "$t_ready")
@@ -42,5 +44,5 @@ check "after the new agent is ready: every answer masked ($masked_after of $afte
 	test "$masked_after" -gt 20 -a "$errors_after" -eq 0 -a "$(chaos_count load other "$t_ready")" -eq 0
 hwm=$(chaos_hwm)
 chaos_report kill "requests=$req raw=$raw errors=$err outage_s=$outage recovery_s=$recovery" \
-	"agent_start_s=$start_s p50_ms=$(chaos_get load p50_ms) p99_ms=$(chaos_get load p99_ms) agent_hwm_kib=$hwm"
+	"reaped_s=$reaped_s agent_start_s=$start_s p50_ms=$(chaos_get load p50_ms) p99_ms=$(chaos_get load p99_ms) agent_hwm_kib=$hwm"
 chaos_done
