@@ -1235,8 +1235,9 @@ void proxy_sweep(struct proxy *px)
 	struct conn *c = px->conns;
 	while (c) {
 		struct conn *next = c->next;
+		/* Whole seconds: "more than" so that a head is never cut before head_secs. */
 		if (c->hs && !c->h2 && !c->dead && c->head_since &&
-		    now - c->head_since >= (time_t)px->cfg.head_secs) {
+		    now - c->head_since > (time_t)px->cfg.head_secs) {
 			c->head_since = 0;
 			head_timed_out(c);
 		} else if (now - c->last > (time_t)px->cfg.idle_secs) {
