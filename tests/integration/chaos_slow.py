@@ -2,8 +2,8 @@
 """Slowloris for the chaos suite: TRICKLE connections that send a request head one byte every
 INTERVAL seconds, and SILENT connections that send nothing, held until the server closes them
 or DURATION runs out. Prints one JSON object per kind: opened, refused (connect failed),
-closed (by the server), at_once (closed unanswered within 0.5 s: not taken), close_p50_s/
-close_max_s (seconds from connect to the close), answered (an HTTP status line received) with the status counts, raw
+closed (by the server), at_once (closed unanswered within 0.5 s: not taken), close_min_s/
+close_p50_s/close_max_s (seconds from connect to the close), answered (an HTTP status line received) with the status counts, raw
 (a raw secret received: must never happen) and open (still open at the end).
 Usage: chaos_slow.py HOST PORT [--trickle N] [--silent N] [--interval S] [--duration S]
        [--source IP]"""
@@ -91,6 +91,7 @@ def main():
             raw=sum(1 for c in cs if any(x in c.got for x in RAW)),
             at_once=sum(1 for c in cs if c.closed is not None and not c.got and
                         c.closed - c.t0 < 0.5),
+            close_min_s=round(min(shut), 2) if shut else None,
             close_p50_s=round(statistics.median(shut), 2) if shut else None,
             close_max_s=round(max(shut), 2) if shut else None)
     for c in conns:

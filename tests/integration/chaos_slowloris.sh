@@ -50,10 +50,12 @@ check "data path, the normal client: $req answers, all masked, no raw, no error"
 chaos_bound "data path, the normal client's median (ms)" "$(chaos_get dp p50_ms)" 50
 check "data path, trickling: all 100 answered 408 and closed ($(s $sd trickle status 408) answered, $(s $sd trickle closed) closed)" \
 	test "$(s $sd trickle status 408)" -eq 100 -a "$(s $sd trickle closed)" -eq 100
-chaos_bound "data path, trickling: closed within the head timeout + 2 s (s)" "$(s $sd trickle close_max_s)" 5
+chaos_bound "data path, trickling: closed within the head timeout + 2.5 s (s)" "$(s $sd trickle close_max_s)" 5.5
+check "data path, trickling and silent: none closed before the head timeout (first $(s $sd trickle close_min_s) s, $(s $sd silent close_min_s) s)" \
+	awk -v a="$(s $sd trickle close_min_s)" -v b="$(s $sd silent close_min_s)" 'BEGIN { exit !(a >= 3 && b >= 3) }'
 check "data path, silent: all 100 answered 408 and closed ($(s $sd silent status 408), $(s $sd silent closed))" \
 	test "$(s $sd silent status 408)" -eq 100 -a "$(s $sd silent closed)" -eq 100
-chaos_bound "data path, silent: closed within the head timeout + 2 s (s)" "$(s $sd silent close_max_s)" 5
+chaos_bound "data path, silent: closed within the head timeout + 2.5 s (s)" "$(s $sd silent close_max_s)" 5.5
 check "data path, nothing raw to the slow connections" test "$(s $sd trickle raw)" -eq 0 -a "$(s $sd silent raw)" -eq 0
 areq=$(chaos_get admin requests)
 check "admin API, the normal client: $areq answers, all 200, no error" \
