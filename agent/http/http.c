@@ -1496,9 +1496,9 @@ static bool first_line_http(const struct hdir *d, const char *p, size_t n)
 static int head_too_large(struct hdir *d, const char *p, size_t n)
 {
 	bool req = d->dir == POLICY_DIR_REQUEST;
-	enum mm_reason why = first_line_http(d, p, n) ? MM_REASON_LIMIT
-			     : d->started		   ? MM_REASON_BAD_HTTP
-							   : MM_REASON_NOT_HTTP;
+	enum mm_reason why = MM_REASON_LIMIT;
+	if (!first_line_http(d, p, n))
+		why = d->started ? MM_REASON_BAD_HTTP : MM_REASON_NOT_HTTP;
 	return refuse(d, why, req ? 431 : 502,
 		      req ? "the request head is over the agent's limit"
 			  : "the upstream response head is over the agent's limit");

@@ -633,9 +633,7 @@ static void test_encodings(void)
 				int cr = codec_dec_push(&d, bz.data, bz.len, count_out, &got, &bad);
 				codec_dec_free(&d);
 				ok(cr == -EFBIG && got <= CODEC_RATIO_FREE + (64u << 10),
-				   "gzip bomb in one push: stopped after %zu bytes decoded (at most the "
-				   "free %u + 64 KiB)",
-				   got, CODEC_RATIO_FREE);
+				   "gzip bomb in one push: stopped at %zu bytes out", got);
 			}
 			mm_buf_free(&bz);
 		}
