@@ -17,6 +17,7 @@ import argparse
 import asyncio
 import json
 import os
+import random
 import socket
 import statistics
 import threading
@@ -278,6 +279,8 @@ async def burst_one(a, gate, stats, counts):
         return
     counts["connected"] += 1
     await gate.wait()  # every connection open before any request
+    if a.stagger:
+        await asyncio.sleep(random.uniform(0, a.stagger))
     t0 = time.time()
     scan, complete, status = Scan(), False, 0
     try:
@@ -335,6 +338,8 @@ def main():
     ap.add_argument("--timeout", type=float, default=10)
     ap.add_argument("--burst", type=int, default=0)
     ap.add_argument("--ready-file", help="burst: written once every connection is open")
+    ap.add_argument("--stagger", type=float, default=0,
+                    help="burst: each request sent after a random delay of up to this (s)")
     ap.add_argument("--log")
     a = ap.parse_args()
     a.path = a.path or ["/customers"]

@@ -39,7 +39,7 @@ rss0=$(awk '/VmRSS/ { print $2 }' /proc/$DP_AGENT_PID/status)
 done ) &
 DP_PIDS+=($!)
 t0=$(chaos_now)
-chaos_run burst app-a 10.211.1.1 --burst $n --path /pii/1024 --timeout 120
+chaos_run burst app-a 10.211.1.1 --burst $n --path /pii/1024 --timeout 120 --stagger "${CHAOS_STAGGER:-0}"
 touch "$DP_DIR/burst.done"
 secs=$(awk -v a="$(chaos_now)" -v b="$t0" 'BEGIN { printf "%.1f", a - b }')
 hwm=$(chaos_hwm)
