@@ -272,7 +272,17 @@ def loop_worker(a, stats, stop):
 async def burst_one(a, gate, stats, counts):
     spec = a.path[0]
     try:
-        r, w = await asyncio.wait_for(asyncio.open_connection(a.host, a.port), a.timeout)
+        sock = None
+        if a.rcvbuf:
+            # A fixed receive buffer (no autotuning): thousands of slow readers must not
+            # push the machine's TCP memory into pressure, which stalls every socket.
+            sock = socket.socket()
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, a.rcvbuf)
+            sock.setblocking(False)
+            await asyncio.get_running_loop().sock_connect(sock, (a.host, a.port))
+            r, w = await asyncio.open_connection(sock=sock)
+        else:
+            r, w = await asyncio.wait_for(asyncio.open_connection(a.host, a.port), a.timeout)
     except (OSError, asyncio.TimeoutError):
         counts["connect_errors"] += 1
         stats.add(time.time(), time.time(), "error", 0, spec)
@@ -338,6 +348,7 @@ def main():
     ap.add_argument("--timeout", type=float, default=10)
     ap.add_argument("--burst", type=int, default=0)
     ap.add_argument("--ready-file", help="burst: written once every connection is open")
+    ap.add_argument("--rcvbuf", type=int, default=0, help="burst: SO_RCVBUF of each socket")
     ap.add_argument("--stagger", type=float, default=0,
                     help="burst: each request sent after a random delay of up to this (s)")
     ap.add_argument("--log")

@@ -13,7 +13,12 @@
 # 1,582nd connection with this machine's open-file limit of 20,000). The pod and server netns
 # use cubic: this VM's default, BBR, collapsed its pacing rate to 2 KB/s after the drops a
 # 5,000-connection burst causes on the veth (netdev_max_backlog), stalling the run for minutes.
+# CHAOS_STAGGER=S spreads the requests over S seconds.
 source "$(dirname "$0")/chaos_lib.sh"
+# Fixed socket buffers at the server and the client (no autotuning): thousands of slow readers
+# otherwise put the machine's TCP memory (tcp_mem) under pressure, which stalls every socket.
+CHX_SNDBUF=${CHX_SNDBUF:-65536}
+CHAOS_RCVBUF=${CHAOS_RCVBUF:-65536}
 chaos_init "$1"
 n=1000 budget=64
 [[ -n ${CHAOS_FULL:-} ]] && n=5000 budget=256
@@ -39,7 +44,8 @@ rss0=$(awk '/VmRSS/ { print $2 }' /proc/$DP_AGENT_PID/status)
 done ) &
 DP_PIDS+=($!)
 t0=$(chaos_now)
-chaos_run burst app-a 10.211.1.1 --burst $n --path /pii/1024 --timeout 120 --stagger "${CHAOS_STAGGER:-0}"
+chaos_run burst app-a 10.211.1.1 --burst $n --path /pii/1024 --timeout 120 --stagger "${CHAOS_STAGGER:-0}" \
+	--rcvbuf "${CHAOS_RCVBUF:-0}"
 touch "$DP_DIR/burst.done"
 secs=$(awk -v a="$(chaos_now)" -v b="$t0" 'BEGIN { printf "%.1f", a - b }')
 hwm=$(chaos_hwm)

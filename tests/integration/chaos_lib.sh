@@ -18,7 +18,7 @@ chaos_init() {
 	DP_PFX=chx
 	dp_init "$1"
 	CHX_SPORT=8090
-	ip netns exec "$DP_NS_SRV" $CHX_PY "$CHX_HERE/chaos_server.py" $CHX_SPORT &
+	ip netns exec "$DP_NS_SRV" $CHX_PY "$CHX_HERE/chaos_server.py" $CHX_SPORT ${CHX_SNDBUF:-} &
 	DP_PIDS+=($!)
 	for _ in $(seq 50); do
 		ip netns exec "$DP_NS_SRV" ss -Hltn "sport = :$CHX_SPORT" | grep -q . && return 0

@@ -9,7 +9,7 @@ clients look for (chaos_client.py RAW).
   /bighead         a response head of 100 KB (a secret in a header)
   /manyheaders     a response head of 300 header lines (a secret in one)
   /resetmid/<KiB>  Content-Length of KiB KiB announced, half of it sent, then a TCP reset
-Usage: chaos_server.py PORT"""
+Usage: chaos_server.py PORT [SNDBUF]"""
 import asyncio
 import json
 import socket
@@ -26,6 +26,7 @@ CUSTOMERS = [
 BODY = json.dumps({"customers": CUSTOMERS}).encode()
 PII = {}
 BOMB = None
+SNDBUF = 0  # argv[2]: a fixed SO_SNDBUF for every connection (0: the kernel's autotuning)
 
 
 def pii(kib):
@@ -82,6 +83,8 @@ def answer(ctype, body, extra=()):
 async def serve(reader, writer):
     sock = writer.get_extra_info("socket")
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    if SNDBUF:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SNDBUF)
     try:
         while True:
             line = await reader.readline()
@@ -138,7 +141,9 @@ async def serve(reader, writer):
 
 
 async def main():
+    global SNDBUF
     port = int(sys.argv[1])
+    SNDBUF = int(sys.argv[2]) if len(sys.argv) > 2 else 0
     srv = await asyncio.start_server(serve, "0.0.0.0", port, backlog=8192, limit=1 << 20)
     async with srv:
         await srv.serve_forever()
