@@ -196,8 +196,9 @@ static const struct flag flags[] = {
 	 "proxied connections from one caller pod (default a quarter of --max-connections); past "
 	 "it that pod's new flagged connections follow failureMode"},
 	{"memory-budget-mb", F_SIZE, CFG(memory_budget_mb), 16, 1 << 20, "N",
-	 "MiB that masked bodies held for an exact Content-Length may take together (default "
-	 "half the container's memory limit, else 512); past it they stream"},
+	 "MiB that masked bodies held for an exact Content-Length and send queues may take "
+	 "together (default half the container's memory limit, else 512); past it bodies stream "
+	 "and connections read 16 KiB at a time"},
 	{"grpc-max-message-kb", F_U32, CFG(dp.grpc_max_message_kb), 1, 262144, "N",
 	 "largest gRPC message masked, in KiB (default 4096 as gRPC's own); a larger one follows "
 	 "onError"},

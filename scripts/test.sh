@@ -92,6 +92,8 @@ ALLOWED_SKIPS = [
     ("build-asan", "dp_stream", "# SKIP sanitizer build", "memory bounds under ASan"),
     ("build-asan", "dp_stream_splice", "# SKIP sanitizer build", "memory bounds under ASan"),
     ("build-asan", "h2", "# SKIP sanitizer build", "memory bounds under ASan"),
+    ("build-asan", "chaos_bomb", "# SKIP sanitizer build", "memory bounds under ASan"),
+    ("build-asan", "chaos_conns", "# SKIP sanitizer build", "memory bounds under ASan"),
 ]
 
 def allowed(build, test, line):

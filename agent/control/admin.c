@@ -16,8 +16,9 @@
  * header byte every few seconds would hold a connection (and one of the bounded slots)
  * forever. Each connection is registered when libmicrohttpd accepts it, and a sweeper thread
  * (every ADMIN_SWEEP_MS) shuts down the socket of any connection whose request was not
- * received and answered within --admin-request-timeout of its first byte. The first byte is
- * seen in the kernel's count of bytes received (TCP_INFO), so a keep-alive connection idling
+ * received and answered within --admin-request-timeout of its first byte (of the accept, for
+ * a connection's first request, so a silent connection is cut too). The first byte is seen
+ * in the kernel's count of bytes received (TCP_INFO), so a keep-alive connection idling
  * between requests is left to the idle timeout. shutdown(2) leaves the descriptor to
  * libmicrohttpd, which sees end-of-stream and closes the connection through its own path; the
  * registry lock is held across shutdown(2) and taken by the close notification, which
@@ -1075,12 +1076,14 @@ static void on_connection(void *cls, struct MHD_Connection *c, void **socket_con
 			return; /* not tracked: the idle timeout still applies */
 		s->fd = fdi->connect_fd;
 		/*
-		 * rx_answered = 0: any byte, even one received before this notification, starts
-		 * the first request. Without TCP_INFO the deadline runs from now on (and from
-		 * each answer).
+		 * The first request's deadline runs from the accept, as the data path's first head
+		 * does: a connection that stays silent would otherwise hold one of the bounded
+		 * slots for the whole idle timeout (with the per-address limit, two addresses
+		 * could hold them all). After an answer, the next request's clock starts at its
+		 * first byte (rx_answered), so a keep-alive connection idling between requests is
+		 * left to the idle timeout.
 		 */
-		uint64_t rx;
-		s->busy = rx_bytes(s->fd, &rx) < 0;
+		s->busy = true;
 		const union MHD_ConnectionInfo *ai =
 			MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
 		peer_name(ai ? ai->client_addr : NULL, s->peer, sizeof(s->peer));

@@ -40,7 +40,7 @@ struct dataplane {
 	struct steering *steer;
 	struct workers *workers;
 	struct caps *caps;
-	struct http_budget budget; /* the workers' held bodies, together */
+	struct http_budget budget; /* the workers' held bodies and send queues, together */
 	pthread_mutex_t lock;
 	struct policy_set *pending; /* newest set not yet applied, guarded by lock */
 	volatile int stopping;
@@ -254,6 +254,7 @@ int dataplane_start(struct dataplane **out, const struct dataplane_config *cfg,
 			 .max_headers = cfg->max_headers,
 			 .budget = &dp->budget},
 		.caps = dp->caps,
+		.queue_budget = &dp->budget, /* one budget: held bodies and send queues */
 		.resolver = {.policy_for = resolve_policy,
 			     .caller_name = resolve_caller,
 			     .ctx = dp},

@@ -47,6 +47,12 @@
  * once it drains, instead of keeping its capacity for the connection's life.
  */
 #define OUT_KEEP_MAX (256 * 1024)
+/*
+ * While all send queues together are over the queue budget (proxy_config.queue_budget), each
+ * side reads while the other's queue holds less than this (instead of max_buffer), reads at
+ * most this much per wake-up, and frees a larger queue once it drains.
+ */
+#define QUEUE_FLOOR (16 * 1024)
 
 struct pns;
 
@@ -88,6 +94,7 @@ struct side {
 	size_t pipe_len;
 	size_t pipe_cap;
 	bool pipe_full; /* the last splice into the pipe found no room: wait for a drain */
+	size_t charged; /* out.cap as counted in the queue budget */
 };
 
 struct conn {
@@ -150,6 +157,32 @@ static void set_events(struct proxy *px, struct side *s, uint32_t ev)
 static size_t pending(const struct side *s)
 {
 	return s->out.len - s->out_off;
+}
+
+/* The queue budget's count follows s's queue capacity (the memory it holds). */
+static void charge(struct side *s)
+{
+	struct http_budget *b = s->c->px->cfg.queue_budget;
+	if (!b || s->charged == s->out.cap)
+		return;
+	if (s->out.cap > s->charged)
+		__atomic_add_fetch(&b->used, s->out.cap - s->charged, __ATOMIC_RELAXED);
+	else
+		__atomic_sub_fetch(&b->used, s->charged - s->out.cap, __ATOMIC_RELAXED);
+	s->charged = s->out.cap;
+}
+
+/* All send queues together are over the queue budget: every connection keeps to the floor. */
+static bool queues_tight(const struct proxy *px)
+{
+	const struct http_budget *b = px->cfg.queue_budget;
+	return b && b->max && __atomic_load_n(&b->used, __ATOMIC_RELAXED) > b->max;
+}
+
+/* Bytes queued for a side before reading its peer pauses. */
+static size_t queue_limit(const struct proxy *px)
+{
+	return queues_tight(px) ? QUEUE_FLOOR : px->cfg.max_buffer;
 }
 
 /* Everything still to be delivered to s: its queue and its pass-through pipe. */
@@ -229,8 +262,10 @@ static void conn_free(struct conn *c)
 	mm_buf_free(&c->early);
 	pipe_close(&c->cli);
 	pipe_close(&c->srv);
-	free(c->cli.out.data);
-	free(c->srv.out.data);
+	mm_buf_free(&c->cli.out);
+	mm_buf_free(&c->srv.out);
+	charge(&c->cli);
+	charge(&c->srv);
 	free(c);
 }
 
@@ -322,7 +357,8 @@ static int flush(struct side *s)
 	if (!pending(s)) {
 		s->out.len = 0;
 		s->out_off = 0;
-		if (s->out.cap > OUT_KEEP_MAX)
+		if (s->out.cap > OUT_KEEP_MAX ||
+		    (s->out.cap > QUEUE_FLOOR && queues_tight(s->c->px)))
 			mm_buf_free(&s->out);
 	} else if (s->out_off > s->out.len / 2) {
 		memmove(s->out.data, s->out.data + s->out_off, pending(s));
@@ -356,7 +392,7 @@ static void update(struct conn *c)
 			continue;
 		}
 		if (!s->rd_eof && !conn_pending &&
-		    (c->closing || (o->fd >= 0 && queued(o) < px->cfg.max_buffer && !o->pipe_full)))
+		    (c->closing || (o->fd >= 0 && queued(o) < queue_limit(px) && !o->pipe_full)))
 			ev |= EPOLLIN | EPOLLRDHUP;
 		if ((pending(s) && !s->splice_wait) || s->pipe_len || conn_pending)
 			ev |= EPOLLOUT;
@@ -366,6 +402,8 @@ static void update(struct conn *c)
 		}
 		set_events(px, s, ev);
 	}
+	charge(&c->cli);
+	charge(&c->srv);
 	if (c->cli.rd_eof && c->srv.rd_eof && !queued(&c->cli) && !queued(&c->srv))
 		conn_close(c, c->reset);
 	else if (c->closing ? c->cli.fd < 0 && c->srv.fd < 0
@@ -400,7 +438,7 @@ static uint32_t dir_of(const struct side *s)
 
 static size_t room(const struct side *s)
 {
-	size_t max = s->c->px->cfg.max_buffer, q = queued(s);
+	size_t max = queue_limit(s->c->px), q = queued(s);
 	return q < max ? max - q : 0;
 }
 
@@ -727,6 +765,8 @@ static void on_side(struct ep_handler *h, uint32_t ev)
 		uint64_t pt = pipe_allowed(s);
 		size_t want = c->hs && !c->h2 ? http_session_read_hint(c->hs, dir_of(s), sizeof(buf))
 					     : sizeof(buf);
+		if (want > QUEUE_FLOOR && queues_tight(c->px))
+			want = QUEUE_FLOOR;
 		ssize_t n = pt ? pipe_in(s, pt) : recv(s->fd, buf, want, 0);
 		if (n > 0 && c->closing) {
 			/* After the last message: dropped, only the peer's FIN is awaited. */
@@ -1195,8 +1235,9 @@ void proxy_sweep(struct proxy *px)
 	struct conn *c = px->conns;
 	while (c) {
 		struct conn *next = c->next;
+		/* Whole seconds: "more than" so that a head is never cut before head_secs. */
 		if (c->hs && !c->h2 && !c->dead && c->head_since &&
-		    now - c->head_since >= (time_t)px->cfg.head_secs) {
+		    now - c->head_since > (time_t)px->cfg.head_secs) {
 			c->head_since = 0;
 			head_timed_out(c);
 		} else if (now - c->last > (time_t)px->cfg.idle_secs) {

@@ -55,6 +55,13 @@ struct proxy_config {
 	size_t grpc_max_message; /* a larger gRPC message follows onError; 0 = 4 MiB */
 	struct http_limits http; /* HTTP/1.1 heads: size and field count (0 = the defaults) */
 	struct caps *caps; /* connection caps shared by the workers (borrowed), or NULL */
+	/*
+	 * The capacity of every send queue, shared by the workers (borrowed), or NULL: past its
+	 * max, connections read only while their peer's queue holds less than 16 KiB, 16 KiB a
+	 * wake-up (backpressure, never an error), so memory no longer grows by max_buffer a
+	 * connection.
+	 */
+	struct http_budget *queue_budget;
 };
 
 struct proxy;

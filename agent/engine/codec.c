@@ -47,9 +47,11 @@ static int codec_inflate(struct codec_dec *d, const unsigned char *p, size_t n, 
 	unsigned char buf[CODEC_CHUNK];
 	int r;
 
+	/* The ratio bound counts the input inflate consumed, not what it was handed. */
+	uint64_t in0 = d->in_total;
+
 	d->z.next_in = (unsigned char *)p;
 	d->z.avail_in = (uInt)n;
-	d->in_total += n;
 	for (;;) {
 		if (d->ended) {
 			if (!d->z.avail_in)
@@ -66,6 +68,7 @@ static int codec_inflate(struct codec_dec *d, const unsigned char *p, size_t n, 
 		int zr = inflate(&d->z, Z_NO_FLUSH);
 		size_t got = sizeof(buf) - d->z.avail_out;
 		d->out_total += got;
+		d->in_total = in0 + (n - d->z.avail_in);
 		if (d->out_total > CODEC_RATIO_FREE &&
 		    d->out_total / CODEC_MAX_RATIO > d->in_total) {
 			*left = d->z.avail_in;

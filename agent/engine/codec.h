@@ -27,7 +27,7 @@ struct codec_dec {
 	int seen; /* any input at all */
 	unsigned char hdr[2];
 	size_t n_hdr;
-	uint64_t in_total, out_total; /* compressed bytes pushed, decoded bytes produced */
+	uint64_t in_total, out_total; /* compressed bytes consumed, decoded bytes produced */
 };
 
 /*

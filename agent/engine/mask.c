@@ -494,6 +494,12 @@ int mask_stream_write(struct mask_stream *s, const void *data, size_t len, mask_
 		r = mask_out_flush(s);
 	else
 		s->out.len = 0;
+	/*
+	 * Emptied at every write: a buffer grown past its first size by a large write is given
+	 * back, so thousands of streams in flight do not each keep one (up to 128 KiB).
+	 */
+	if (s->out.cap > MASK_OUT_FLUSH / 4)
+		mm_buf_free(&s->out);
 	if (r)
 		s->err = r;
 	return r;

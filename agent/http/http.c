@@ -643,7 +643,13 @@ static int body_out(void *ctx, const char *p, size_t n)
 	}
 	if (d->of != OF_CHUNKED)
 		return emit(d, p, n);
-	/* The engine hands out small pieces: coalesce them into chunks of a useful size. */
+	/*
+	 * The engine hands out small pieces: coalesce them into chunks of a useful size. A large
+	 * piece with nothing staged goes out as it is: staging it would only keep a copy of it
+	 * (and a buffer its size) per connection.
+	 */
+	if (!d->held.len && n >= HTTP_STAGE_MAX)
+		return emit_chunk(d, p, n);
 	r = mm_buf_append(&d->held, p, n);
 	if (r || d->held.len < HTTP_STAGE_MAX)
 		return r;
@@ -1479,10 +1485,31 @@ static int garbage(struct hdir *d, const char *p, size_t n)
 
 /* ---- the per-state input loop ---- */
 
-static int head_too_large(struct hdir *d)
+/* The first line of the head at p[0, n) reads as HTTP/1.x: a request or a status line. */
+static bool first_line_http(const struct hdir *d, const char *p, size_t n)
+{
+	const char *eol = memchr(p, '\n', n);
+	if (!eol)
+		return false;
+	size_t l = (size_t)(eol - p);
+	if (l && p[l - 1] == '\r')
+		l--;
+	if (d->dir == POLICY_DIR_RESPONSE)
+		return l >= 12 && !memcmp(p, "HTTP/1.", 7);
+	return l >= 14 && !memcmp(p + l - 8, "HTTP/1.", 7) && memchr(p, ' ', l - 9);
+}
+
+/*
+ * A head past max_head bytes (p[0, n) what is buffered of it). It is over the limit when its
+ * first line reads as HTTP; else it may well not be HTTP at all (counted as such).
+ */
+static int head_too_large(struct hdir *d, const char *p, size_t n)
 {
 	bool req = d->dir == POLICY_DIR_REQUEST;
-	return refuse(d, d->started ? MM_REASON_BAD_HTTP : MM_REASON_NOT_HTTP, req ? 431 : 502,
+	enum mm_reason why = MM_REASON_LIMIT;
+	if (!first_line_http(d, p, n))
+		why = d->started ? MM_REASON_BAD_HTTP : MM_REASON_NOT_HTTP;
+	return refuse(d, why, req ? 431 : 502,
 		      req ? "the request head is over the agent's limit"
 			  : "the upstream response head is over the agent's limit");
 }
@@ -1526,7 +1553,7 @@ static int do_head(struct hdir *d, const char **pp, const char *end)
 		if (e) {
 			size_t hlen = (size_t)(e - p) + 4;
 			if (hlen > max)
-				return head_too_large(d);
+				return head_too_large(d, p, n);
 			*pp = p + hlen;
 			return head_done(d, p, hlen, true);
 		}
@@ -1543,7 +1570,7 @@ static int do_head(struct hdir *d, const char **pp, const char *end)
 	const char *e = memmem(d->head.data + from, d->head.len - from, "\r\n\r\n", 4);
 	if (!e) {
 		if (d->head.len >= max)
-			return head_too_large(d);
+			return head_too_large(d, d->head.data, d->head.len);
 		d->head_scan = d->head.len > 3 ? d->head.len - 3 : 0;
 		*pp = p + n;
 		return 0;
@@ -2052,8 +2079,13 @@ size_t http_session_read_hint(const struct http_session *s, uint32_t direction, 
 	const struct hdir *d = direction == POLICY_DIR_REQUEST ? &s->d[0] : &s->d[1];
 	/*
 	 * A compressed body the engine scans decodes up to CODEC_MAX_RATIO times its size: read
-	 * what decodes to about HTTP_DECODED_PER_WAKE bytes at the body's expansion so far.
+	 * what decodes to about HTTP_DECODED_PER_WAKE bytes at the body's expansion so far. So is
+	 * the start of a body read with its head: while a head is awaited, it cannot be known
+	 * whether the bytes after it are compressed (a 64 KiB read of a gzip bomb's head and
+	 * first bytes took 60 ms of its worker).
 	 */
+	if (d->st == HS_HEAD)
+		return max < HTTP_ENCODED_READ ? max : HTTP_ENCODED_READ;
 	if (!d->encoded || !d->ms)
 		return max;
 	const struct mask_stats *st = mask_stream_stats(d->ms);

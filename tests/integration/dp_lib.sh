@@ -52,20 +52,23 @@ dp_init() {
 	DP_ROOT=$(awk '$0 ~ / - cgroup2 / { print $5; exit }' /proc/self/mountinfo)
 	[[ -n $DP_ROOT ]] || dp_skip "no cgroup v2"
 	DP_ID=$$
+	# DP_PFX: the prefix of every netns, cgroup, veth and pin name (default mm; the chaos
+	# suite uses chx), so suites can tell their leftovers apart.
+	DP_PFX=${DP_PFX:-mm}
 	DP_DIR=$(mktemp -d /tmp/meshmask-dp.XXXXXX)
-	DP_CG_REL=/mmdp-$DP_ID
+	DP_CG_REL=/${DP_PFX}dp-$DP_ID
 	DP_CG=$DP_ROOT$DP_CG_REL
 	# The agent's own cgroup (a sibling, as the agent's pod is): its cgroup/getsockopt
 	# program attaches there, never to the machine's root cgroup.
-	DP_CG_AGENT=$DP_ROOT/mmdp-$DP_ID-agent
-	DP_INSTANCE=dp$DP_ID
+	DP_CG_AGENT=$DP_ROOT/${DP_PFX}dp-$DP_ID-agent
+	DP_INSTANCE=${DP_PFX#mm}dp$DP_ID
 	DP_BPFFS=/sys/fs/bpf
 	# The proxy port lives in pod netns (unique per test, below the ephemeral range); the admin
 	# port in the root netns: ask the kernel for a free one.
 	DP_PPORT=$((10000 + DP_ID % 20000))
 	DP_APORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 	DP_SPORT=8080
-	DP_NS_SRV=mmsrv$DP_ID
+	DP_NS_SRV=${DP_PFX}srv$DP_ID
 	DP_PODS=()
 	DP_PIDS=()
 	DP_AGENT_PID=
@@ -99,7 +102,7 @@ dp_cleanup() {
 		grep -qs 'populated 1' "$DP_CG/cgroup.events" "$DP_CG_AGENT/cgroup.events" || break
 		sleep 0.1
 	done
-	for n in "${DP_PODS[@]}"; do ip netns del "mm$n$DP_ID" 2>/dev/null; done
+	for n in "${DP_PODS[@]}"; do ip netns del "$DP_PFX$n$DP_ID" 2>/dev/null; done
 	ip netns del "$DP_NS_SRV" 2>/dev/null
 	find "$DP_CG" "$DP_CG_AGENT" -depth -type d -exec rmdir {} \; 2>/dev/null
 	rm -rf "$DP_BPFFS/meshmask/$DP_INSTANCE"
@@ -113,8 +116,9 @@ dp_cleanup() {
 # dp_pod NAME INDEX: netns mmNAME<id> with 10.211.INDEX.2, the server at 10.211.INDEX.1, a
 # cgroup DP_CG/NAME holding a long-lived process of the pod (its "pause" container).
 dp_pod() {
-	local name=$1 i=$2 ns=mm$1$DP_ID
-	local va=mv${i}a$DP_ID vb=mv${i}b$DP_ID
+	local name=$1 i=$2 ns=$DP_PFX$1$DP_ID
+	local vp=${DP_PFX/#mm/m}v # mv<i>a<id>, as before, or chxv<i>a<id>: 15 characters at most
+	local va=$vp${i}a$DP_ID vb=$vp${i}b$DP_ID
 	ip netns add "$ns"
 	ip -n "$ns" link set lo up
 	ip link add "$va" type veth peer name "$vb"
@@ -136,7 +140,7 @@ dp_pod() {
 dp_in() {
 	local name=$1; shift
 	# Join the cgroup first: `ip netns exec` remounts /sys, hiding the cgroup tree.
-	sh -c "echo \$\$ > $DP_CG/$name/cgroup.procs; exec ip netns exec mm$name$DP_ID \"\$@\"" sh "$@"
+	sh -c "echo \$\$ > $DP_CG/$name/cgroup.procs; exec ip netns exec $DP_PFX$name$DP_ID \"\$@\"" sh "$@"
 }
 
 # dp_policy NAME FAILURE_MODE SOURCE_GLOB EXEMPT_GLOB PORT [CIDR]
@@ -190,7 +194,7 @@ dp_agent_kill() {
 # dp_wait_listener NAME [STATE]: until the agent listens (or, STATE=absent, no longer does)
 # inside pod NAME's netns.
 dp_wait_listener() {
-	local ns=mm$1$DP_ID want=${2:-present}
+	local ns=$DP_PFX$1$DP_ID want=${2:-present}
 	for _ in $(seq 200); do
 		if ip netns exec "$ns" ss -Hltn "sport = :$DP_PPORT" | grep -q .; then
 			[[ $want == present ]] && return 0
