@@ -84,8 +84,10 @@ static unsigned default_workers(void)
 }
 
 /*
- * Half of this process's cgroup memory limit (memory.max of its cgroup v2 directory), in MiB,
- * or 512 when there is none.
+ * A quarter of this process's cgroup memory limit (memory.max of its cgroup v2 directory), in
+ * MiB, or 512 when there is none. A quarter: each connection's own state (~40-46 KiB: masking
+ * stream, HTTP session, a wake-up's buffers) comes on top, and 5,000 connections under a
+ * 512 MiB limit peaked at ~510 MiB with half of it (docs/reliability.md).
  */
 static size_t default_budget_mb(void)
 {
@@ -99,7 +101,7 @@ static size_t default_budget_mb(void)
 		char *end;
 		unsigned long long v = strtoull(buf, &end, 10);
 		if (end != buf && v >= (64ull << 20))
-			mb = (size_t)(v >> 21);
+			mb = (size_t)(v >> 22);
 	}
 	if (f)
 		fclose(f);
@@ -197,8 +199,8 @@ static const struct flag flags[] = {
 	 "it that pod's new flagged connections follow failureMode"},
 	{"memory-budget-mb", F_SIZE, CFG(memory_budget_mb), 16, 1 << 20, "N",
 	 "MiB that masked bodies held for an exact Content-Length and send queues may take "
-	 "together (default half the container's memory limit, else 512); past it bodies stream "
-	 "and connections read 16 KiB at a time"},
+	 "together (default a quarter of the container's memory limit, else 512); past it bodies "
+	 "stream and connections read 16 KiB at a time"},
 	{"grpc-max-message-kb", F_U32, CFG(dp.grpc_max_message_kb), 1, 262144, "N",
 	 "largest gRPC message masked, in KiB (default 4096 as gRPC's own); a larger one follows "
 	 "onError"},
