@@ -29,19 +29,7 @@ cleanup() {
 	rm -rf "$tmp"
 }
 trap cleanup EXIT
-n=0
-failed=0
-ok() { # cond-status, description, [diagnostics file]
-	n=$((n + 1))
-	if [[ $1 -eq 0 ]]; then
-		echo "ok $n - $2"
-	else
-		failed=$((failed + 1))
-		echo "not ok $n - $2"
-		[[ -n ${3:-} && -s $3 ]] && sed 's/^/#   /' "$3" | head -40
-	fi
-	return 0
-}
+source "$root/tests/helm/tap.sh"
 skip() { n=$((n + 1)) && echo "ok $n - $1 # SKIP $2"; }
 
 H() { "$helm" "$@" 2>&1; }

@@ -15,19 +15,7 @@ set -uo pipefail
 root=$(cd "$1" && pwd)
 df=$root/Dockerfile
 
-n=0
-failed=0
-ok() { # status, description, [diagnostics file]
-	n=$((n + 1))
-	if [[ $1 -eq 0 ]]; then
-		echo "ok $n - $2"
-	else
-		failed=$((failed + 1))
-		echo "not ok $n - $2"
-		[[ -n ${3:-} && -s $3 ]] && sed 's/^/#   /' "$3" | head -30
-	fi
-	return 0
-}
+source "$root/tests/helm/tap.sh"
 if ! command -v apt-cache >/dev/null || ! grep -q '^12' /etc/debian_version 2>/dev/null; then
 	echo "1..0 # SKIP needs a Debian 12 machine (apt-cache) to check a Debian 12 image"
 	exit 0

@@ -22,17 +22,7 @@ done
 python3 -c 'import yaml' 2>/dev/null || { echo "1..0 # SKIP python3-yaml not installed"; exit 0; }
 tmp=$(mktemp -d /tmp/crd2-rules.XXXXXX)
 trap 'rm -rf "$tmp"' EXIT
-n=0 failed=0
-ok() { # status, description, [diagnostics file]
-	n=$((n + 1))
-	if [[ $1 -eq 0 ]]; then
-		echo "ok $n - $2"
-	else
-		failed=$((failed + 1))
-		echo "not ok $n - $2"
-		[[ -n ${3:-} && -s $3 ]] && sed 's/^/#   /' "$3" | head -60
-	fi
-}
+source "$root/tests/helm/tap.sh"
 
 "$helm" template crd2 "$chart" --set metrics.prometheusRule.enabled=true \
 	--api-versions monitoring.coreos.com/v1/PrometheusRule --set grafana.dashboard.enabled=true \
