@@ -402,16 +402,42 @@ bool loader_superseded(const struct loader *l)
 	if (fd < 0)
 		return false; /* unpinned (detached for good): nobody else took over */
 	struct bpf_link_info li;
-	struct bpf_prog_info pi;
-	__u32 ll = sizeof(li), pl = sizeof(pi);
+	__u32 ll = sizeof(li);
 	memset(&li, 0, sizeof(li));
-	memset(&pi, 0, sizeof(pi));
-	bool other = bpf_obj_get_info_by_fd(fd, &li, &ll) == 0 &&
-		     bpf_obj_get_info_by_fd(bpf_program__fd(l->skel->progs.mm_connect4), &pi,
-					    &pl) == 0 &&
-		     li.prog_id != pi.id;
+	int r = bpf_obj_get_info_by_fd(fd, &li, &ll);
 	close(fd);
-	return other;
+	struct bpf_prog_info pi;
+	__u32 pl = sizeof(pi);
+	memset(&pi, 0, sizeof(pi));
+	if (r < 0 || bpf_obj_get_info_by_fd(bpf_program__fd(l->skel->progs.mm_connect4), &pi, &pl) < 0 ||
+	    li.prog_id == pi.id)
+		return false;
+	/*
+	 * Another agent's program: superseded only if it does not use our maps (another ABI).
+	 * An agent of this ABI shares them, and the heartbeat decides who writes (steering.c).
+	 */
+	struct bpf_map_info mi;
+	__u32 ml = sizeof(mi);
+	memset(&mi, 0, sizeof(mi));
+	if (bpf_obj_get_info_by_fd(bpf_map__fd(l->skel->maps.steer_callers), &mi, &ml) < 0)
+		return false;
+	int pfd = bpf_prog_get_fd_by_id(li.prog_id);
+	if (pfd < 0)
+		return false; /* gone meanwhile: look again at the next tick */
+	__u32 ids[64];
+	memset(&pi, 0, sizeof(pi));
+	pi.nr_map_ids = sizeof(ids) / sizeof(ids[0]);
+	pi.map_ids = (__u64)(uintptr_t)ids;
+	pl = sizeof(pi);
+	r = bpf_obj_get_info_by_fd(pfd, &pi, &pl);
+	close(pfd);
+	if (r < 0)
+		return false;
+	__u32 n = pi.nr_map_ids < 64 ? pi.nr_map_ids : 64;
+	for (__u32 i = 0; i < n; i++)
+		if (ids[i] == mi.id)
+			return false;
+	return true;
 }
 
 const char *loader_pin_dir(const struct loader *l)

@@ -64,8 +64,10 @@ bool loader_splice(const struct loader *l);
 int loader_attach(struct loader *l);
 
 /*
- * Whether the pinned links run another loader's programs: a newer agent (of any ABI) took
- * over steering. The caller stops serving: its maps no longer steer anything.
+ * Whether the pinned links run programs of another ABI (programs that do not use this
+ * loader's maps): an agent whose maps differ took over steering, so this one's maps no longer
+ * steer anything and the caller stops serving. An agent of the same ABI shares the maps: that
+ * is not superseding (the heartbeat in steer_state decides who writes).
  */
 bool loader_superseded(const struct loader *l);
 

@@ -95,7 +95,7 @@ struct steering {
 
 	uint64_t owner; /* this agent's instance id, in the map entries it writes */
 	bool superseded; /* a newer live agent owns the maps: leave them alone */
-	bool yielded; /* the pinned links run another agent's programs: this one serves no more */
+	bool yielded; /* the pinned links run programs of another ABI: this one serves no more */
 	uint16_t proxy_port;
 	uint64_t epoch;
 	struct slot slots[STEER_MAX_POLICIES];

@@ -183,6 +183,9 @@ for round in "${ROUNDS[@]}"; do
 			grep -q "the pinned links run another agent's programs" "$A_LOG"
 	else
 		check "$round: the same ABI's maps reused ($a_abi)" test -n "$a_abi" -a "$a_abi" = "$b_abi"
+		# One ABI: the maps are shared, the heartbeat decides who writes; nobody yields.
+		check "$round: the old agent did not yield (same maps)" \
+			bash -c "! grep -q \"the pinned links run another agent's programs\" '$A_LOG'"
 	fi
 	[[ $round == release-downgrade ]] ||
 		check "$round: only the version in use keeps pins ($(abi_dirs | tr '\n' ' '))" \
