@@ -32,6 +32,7 @@ struct loader {
 	bool splice;
 	char pin_dir[PATH_MAX];
 	char abi[32]; /* "abi-<hash of the map definitions>": where this version's maps are pinned */
+	__u32 connect4_id, callers_id; /* our mm_connect4 program and steer_callers map (loaded) */
 	struct loader_maps maps;
 };
 
@@ -55,6 +56,29 @@ static int pin_path(const struct loader *l, const char *name, char *out, size_t 
 	return n < 0 || (size_t)n >= size ? -ENAMETOOLONG : 0;
 }
 
+/* Whether m is pinned: not libbpf's internal maps, not the splice maps (this process's own). */
+static bool pinned_map(const struct bpf_map *m)
+{
+	return !bpf_map__is_internal(m) && strncmp(bpf_map__name(m), "splice_", 7) != 0;
+}
+
+/* The kernel's id of the program (prog_id_of) or map (map_id_of) behind fd; 0 when unknown. */
+static __u32 prog_id_of(int fd)
+{
+	struct bpf_prog_info pi;
+	__u32 len = sizeof(pi);
+	memset(&pi, 0, sizeof(pi));
+	return bpf_obj_get_info_by_fd(fd, &pi, &len) < 0 ? 0 : pi.id;
+}
+
+static __u32 map_id_of(int fd)
+{
+	struct bpf_map_info mi;
+	__u32 len = sizeof(mi);
+	memset(&mi, 0, sizeof(mi));
+	return bpf_obj_get_info_by_fd(fd, &mi, &len) < 0 ? 0 : mi.id;
+}
+
 /*
  * The ABI of the pinned maps: a hash of every pinned map's name, type, key and value sizes,
  * capacity and flags. Agents of one ABI share the maps (a restart keeps their state); an agent
@@ -66,7 +90,7 @@ static void map_abi(struct loader *l)
 	struct bpf_map *m;
 	bpf_object__for_each_map(m, l->skel->obj)
 	{
-		if (bpf_map__is_internal(m) || !strncmp(bpf_map__name(m), "splice_", 7))
+		if (!pinned_map(m))
 			continue;
 		uint32_t v[5] = {bpf_map__type(m), bpf_map__key_size(m), bpf_map__value_size(m),
 				 bpf_map__max_entries(m), bpf_map__map_flags(m)};
@@ -105,7 +129,8 @@ static void remove_pins(const char *dir)
 static void publish_abi(struct loader *l)
 {
 	char tmp[PATH_MAX], dst[PATH_MAX];
-	if (pin_path(l, "maps_new", tmp, sizeof(tmp)) < 0 || pin_path(l, "maps", dst, sizeof(dst)) < 0)
+	if (pin_path(l, "maps_new", tmp, sizeof(tmp)) < 0 ||
+	    pin_path(l, "maps", dst, sizeof(dst)) < 0)
 		return;
 	unlink(tmp);
 	if (symlink(l->abi, tmp) < 0 || rename(tmp, dst) < 0) {
@@ -119,11 +144,13 @@ static void publish_abi(struct loader *l)
 	while ((e = readdir(d))) {
 		const char *n = e->d_name;
 		char path[PATH_MAX];
-		if (n[0] == '.' || !strcmp(n, "maps") || !strcmp(n, "maps_new") || !strcmp(n, l->abi) || !strncmp(n, "link_", 5) ||
+		if (n[0] == '.' || !strcmp(n, "maps") || !strcmp(n, "maps_new") ||
+		    !strcmp(n, l->abi) || !strncmp(n, "link_", 5) ||
 		    pin_path(l, n, path, sizeof(path)) < 0)
 			continue;
 		if (!strncmp(n, "abi-", 4)) {
-			agent_log(AGENT_LOG_INFO, "steering maps of another version (%s) removed", n);
+			agent_log(AGENT_LOG_INFO, "steering maps of another version (%s) removed",
+				  n);
 			remove_pins(path);
 		} else {
 			unlink(path); /* a map pinned flat by an agent from before ABI directories */
@@ -315,7 +342,7 @@ struct loader *loader_open(const struct loader_config *cfg)
 	}
 	bpf_object__for_each_map(m, l->skel->obj)
 	{
-		if (bpf_map__is_internal(m) || !strncmp(bpf_map__name(m), "splice_", 7))
+		if (!pinned_map(m))
 			continue;
 		snprintf(name, sizeof(name), "%s/%s", l->abi, bpf_map__name(m));
 		if ((r = pin_path(l, name, path, sizeof(path))) < 0)
@@ -329,6 +356,8 @@ struct loader *loader_open(const struct loader_config *cfg)
 		agent_log(AGENT_LOG_ERROR, "load BPF steering programs: %s", strerror(-r));
 		goto err;
 	}
+	l->connect4_id = prog_id_of(bpf_program__fd(l->skel->progs.mm_connect4));
+	l->callers_id = map_id_of(bpf_map__fd(l->skel->maps.steer_callers));
 
 	if (cfg->self_cgroup)
 		attach_self(l, cfg->self_cgroup);
@@ -406,36 +435,27 @@ bool loader_superseded(const struct loader *l)
 	memset(&li, 0, sizeof(li));
 	int r = bpf_obj_get_info_by_fd(fd, &li, &ll);
 	close(fd);
-	struct bpf_prog_info pi;
-	__u32 pl = sizeof(pi);
-	memset(&pi, 0, sizeof(pi));
-	if (r < 0 || bpf_obj_get_info_by_fd(bpf_program__fd(l->skel->progs.mm_connect4), &pi, &pl) < 0 ||
-	    li.prog_id == pi.id)
+	if (r < 0 || li.prog_id == l->connect4_id)
 		return false;
 	/*
 	 * Another agent's program: superseded only if it does not use our maps (another ABI).
 	 * An agent of this ABI shares them, and the heartbeat decides who writes (steering.c).
 	 */
-	struct bpf_map_info mi;
-	__u32 ml = sizeof(mi);
-	memset(&mi, 0, sizeof(mi));
-	if (bpf_obj_get_info_by_fd(bpf_map__fd(l->skel->maps.steer_callers), &mi, &ml) < 0)
-		return false;
 	int pfd = bpf_prog_get_fd_by_id(li.prog_id);
 	if (pfd < 0)
 		return false; /* gone meanwhile: look again at the next tick */
 	__u32 ids[64];
+	struct bpf_prog_info pi;
+	__u32 pl = sizeof(pi);
 	memset(&pi, 0, sizeof(pi));
 	pi.nr_map_ids = sizeof(ids) / sizeof(ids[0]);
 	pi.map_ids = (__u64)(uintptr_t)ids;
-	pl = sizeof(pi);
 	r = bpf_obj_get_info_by_fd(pfd, &pi, &pl);
 	close(pfd);
 	if (r < 0)
 		return false;
-	__u32 n = pi.nr_map_ids < 64 ? pi.nr_map_ids : 64;
-	for (__u32 i = 0; i < n; i++)
-		if (ids[i] == mi.id)
+	for (__u32 i = 0; i < pi.nr_map_ids && i < 64; i++)
+		if (ids[i] == l->callers_id)
 			return false;
 	return true;
 }
